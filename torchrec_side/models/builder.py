@@ -1,0 +1,164 @@
+# pyre-strict
+"""Model config and assembly: ids + history features -> DLRM or the target-attention model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from torchrec_side.data.examples import DENSE_FEATURES, ExampleBatch, ID_FEATURES
+from torchrec_side.models.din import DINRanker
+from torchrec_side.models.dlrm import combine_pooled, DLRMRanker, id_embedding_bag_collection
+from torchrec_side.models.history import HistoryFeature, HistoryFeatureConfig
+
+__all__ = ["ModelConfig", "RankingModel", "build_ranker", "count_parameters"]
+
+ARCHS: Tuple[str, ...] = ("dlrm", "din")
+
+
+@dataclass
+class ModelConfig:
+    """The ranking model of a variant.
+
+    Args:
+        arch (str): ``"dlrm"`` (``torchrec.models.dlrm.DLRM`` over pooled features) or ``"din"``
+            (target attention over per-event history embeddings).
+        embedding_dim (int): ``D`` of every id table and history feature.
+        id_features (List[str]): per-example id features embedded with learned tables
+            (``user_id``, ``item_id``; DIN needs ``item_id``).
+        dense_arch_layer_sizes (List[int]): dense MLP; for DLRM the last size must be ``D``.
+        over_arch_layer_sizes (List[int]): over MLP, last size 1.
+        attention_layer_sizes (List[int]): DIN's attention scoring MLP.
+        history (List[HistoryFeatureConfig]): history features (empty: the control variant).
+
+    Example (YAML)::
+
+        model:
+          arch: dlrm
+          embedding_dim: 16
+          history:
+            - {kind: sparse_id, column: hist_item_id}
+    """
+
+    arch: str = "dlrm"
+    embedding_dim: int = 16
+    id_features: List[str] = field(default_factory=lambda: list(ID_FEATURES))
+    dense_arch_layer_sizes: List[int] = field(default_factory=lambda: [32, 16])
+    over_arch_layer_sizes: List[int] = field(default_factory=lambda: [64, 32, 1])
+    attention_layer_sizes: List[int] = field(default_factory=lambda: [32])
+    history: List[HistoryFeatureConfig] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"model.arch must be one of {ARCHS}, got {self.arch!r}")
+        if self.embedding_dim < 1:
+            raise ValueError(f"model.embedding_dim must be >= 1, got {self.embedding_dim}")
+        bad = [f for f in self.id_features if f not in ID_FEATURES]
+        if bad or not self.id_features:
+            raise ValueError(f"model.id_features must be a non-empty subset of {list(ID_FEATURES)}, got {self.id_features}")
+        if self.arch == "din" and "item_id" not in self.id_features:
+            raise ValueError("model.arch din attends with the target item: model.id_features needs 'item_id'")
+        if not self.dense_arch_layer_sizes or not self.over_arch_layer_sizes or self.over_arch_layer_sizes[-1] != 1:
+            raise ValueError("model.dense_arch_layer_sizes must be non-empty and model.over_arch_layer_sizes must end in 1")
+        if self.arch == "dlrm" and self.dense_arch_layer_sizes[-1] != self.embedding_dim:
+            raise ValueError(
+                f"model.dense_arch_layer_sizes must end in embedding_dim={self.embedding_dim} for dlrm "
+                f"(got {self.dense_arch_layer_sizes})"
+            )
+        names = [h.name or h.column for h in self.history]
+        if len(set(names)) != len(names):
+            raise ValueError(f"model.history: feature names must be unique, got {names} (set 'name')")
+
+
+class RankingModel(nn.Module):
+    """Training wrapper: batch in, ``(loss, logits)`` out (what DMP wraps and the trainer calls).
+
+    ``loss`` is the weighted mean binary cross-entropy (padding rows have weight 0).
+
+    Args:
+        ranker (nn.Module): ``forward(dense_features [B, F], sparse_features KJT) -> logits [B]``.
+
+    Call Args:
+        batch (ExampleBatch): one rank's batch.
+
+    Returns:
+        Tuple[torch.Tensor, torch.Tensor]: scalar loss, ``[B]`` logits.
+
+    Example::
+
+        loss, logits = RankingModel(ranker)(batch)
+    """
+
+    def __init__(self, ranker: nn.Module) -> None:
+        super().__init__()
+        self.ranker = ranker
+
+    def forward(self, batch: ExampleBatch) -> Tuple[torch.Tensor, torch.Tensor]:
+        logits = self.ranker(batch.dense_features, batch.sparse_features)
+        per = F.binary_cross_entropy_with_logits(logits, batch.labels, reduction="none")
+        loss = (per * batch.weights).sum() / batch.weights.sum().clamp_min(1.0)
+        return loss, logits.detach()
+
+
+def build_ranker(
+    cfg: ModelConfig,
+    num_users: int,
+    num_items: int,
+    features: List[HistoryFeature],
+    keys: Mapping[str, List[str]],
+) -> nn.Module:
+    """Assembles the ranker of ``cfg`` from the id tables and the history features' modules.
+
+    Args:
+        cfg (ModelConfig): the model config.
+        num_users (int): rows of the user table.
+        num_items (int): rows of the target-item table.
+        features (List[HistoryFeature]): instantiated history features, in config order.
+        keys (Mapping[str, List[str]]): ``{feature name: its KJT keys}`` (from the loader inputs).
+
+    Returns:
+        nn.Module: :class:`DLRMRanker` or :class:`DINRanker`.
+
+    Example::
+
+        ranker = build_ranker(ModelConfig(), 943, 1682, [], {})     # the control variant
+    """
+    ids = id_embedding_bag_collection(num_users, num_items, cfg.embedding_dim, list(cfg.id_features))
+    if cfg.arch == "dlrm":
+        parts: Dict[str, nn.Module] = {"ids": ids}
+        for f in features:
+            parts[f.name] = f.pooled(list(keys[f.name]))
+        return DLRMRanker(combine_pooled(parts), len(DENSE_FEATURES), list(cfg.dense_arch_layer_sizes),
+                          list(cfg.over_arch_layer_sizes))
+    sequences = {f.name: f.sequence(list(keys[f.name])) for f in features}
+    return DINRanker(ids, sequences, len(DENSE_FEATURES), list(cfg.dense_arch_layer_sizes),
+                     list(cfg.attention_layer_sizes), list(cfg.over_arch_layer_sizes))
+
+
+def count_parameters(model: nn.Module) -> Dict[str, int]:
+    """Learned parameters of an unsharded model: ``embedding`` (stock EBC/EC tables), ``dense``
+    (everything else that trains) and ``total``; frozen buffers (SIDE tables) are not counted.
+
+    Example::
+
+        count_parameters(ranker)        # {'embedding': 42000, 'dense': 5000, 'total': 47000}
+    """
+    from torchrec.modules.embedding_modules import EmbeddingBagCollection, EmbeddingCollection
+
+    emb_ids = set()
+    for m in model.modules():
+        if isinstance(m, (EmbeddingBagCollection, EmbeddingCollection)):
+            emb_ids.update(id(p) for p in m.parameters())
+    emb = dense = 0
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+        if id(p) in emb_ids:
+            emb += p.numel()
+        else:
+            dense += p.numel()
+    return {"embedding": int(emb), "dense": int(dense), "total": int(emb + dense)}

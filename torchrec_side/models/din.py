@@ -1,0 +1,164 @@
+# pyre-strict
+"""A DIN-style sequence model: target attention over per-event history embeddings.
+
+For each history feature, the per-event embeddings ``h_e [D]`` (a ``JaggedTensor`` from an
+*EC-like* module: ``forward(KeyedJaggedTensor) -> Dict[str, JaggedTensor]``, e.g. a stock
+``EmbeddingCollection`` over item ids or
+:class:`~torchrec_side.modules.SIDEmbeddingCollection` over packed SIDs) are scored against the
+target item's embedding ``t [D]`` by a small MLP on ``[h, t, h * t, h - t]`` (Zhou et al., *Deep
+Interest Network*, KDD 2018), the scores are softmax-normalized over the user's events (an empty
+history gives a zero vector) and the weighted sum is the feature's interest vector. The over MLP
+reads ``[dense arch(dense), user, target, interest_1, ...]``.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Mapping, Optional
+
+import torch
+from torch import nn
+from torchrec.modules.mlp import MLP
+from torchrec.sparse.jagged_tensor import JaggedTensor, KeyedJaggedTensor
+
+from torchrec_side.models.dlrm import pooled_feature_dims
+
+__all__ = ["TargetAttention", "DINRanker", "sequence_feature_dims"]
+
+
+def sequence_feature_dims(module: nn.Module) -> Dict[str, int]:
+    """``{feature: per-event dim}`` of an EC-like module, from its ``embedding_configs()``."""
+    if not hasattr(module, "embedding_configs"):
+        raise TypeError(
+            f"{type(module).__name__} is not EC-like: it needs embedding_configs() and "
+            f"forward(KeyedJaggedTensor) -> Dict[str, JaggedTensor]"
+        )
+    return {f: int(c.embedding_dim) for c in module.embedding_configs() for f in c.feature_names}
+
+
+class TargetAttention(nn.Module):
+    """Target attention pooling of a jagged sequence (DIN's activation unit, softmax-normalized).
+
+    Args:
+        embedding_dim (int): ``D`` of the events and the target.
+        layer_sizes (List[int]): hidden sizes of the scoring MLP (ReLU), followed by a linear
+            layer to one score.
+
+    Call Args:
+        events (JaggedTensor): values ``[N, D]``, lengths ``[B]``.
+        target (torch.Tensor): ``[B, D]``.
+        max_len (Optional[int]): pad to this length (default: the batch's longest history).
+
+    Returns:
+        torch.Tensor: ``[B, D]`` attention-weighted sums (zeros for empty histories).
+
+    Example::
+
+        att = TargetAttention(16, [32])
+        interest = att(ec(kjt)["hist_item_id"], target_embedding)     # [B, 16]
+    """
+
+    def __init__(self, embedding_dim: int, layer_sizes: List[int]) -> None:
+        super().__init__()
+        self.embedding_dim = embedding_dim
+        layers: List[nn.Module] = []
+        if layer_sizes:
+            layers.append(MLP(4 * embedding_dim, list(layer_sizes), bias=True, activation="relu"))
+        layers.append(nn.Linear(layer_sizes[-1] if layer_sizes else 4 * embedding_dim, 1))
+        self.score = nn.Sequential(*layers)
+
+    def forward(self, events: JaggedTensor, target: torch.Tensor, max_len: Optional[int] = None) -> torch.Tensor:
+        lengths = events.lengths()
+        b, d = target.shape
+        length = int(lengths.max().item()) if max_len is None and lengths.numel() else (max_len or 0)
+        if length == 0:
+            return target.new_zeros(b, d)
+        padded = torch.ops.fbgemm.jagged_to_padded_dense(events.values(), [events.offsets()], [length], 0.0)  # [B, L, D]
+        mask = torch.arange(length, device=target.device)[None, :] < lengths[:, None]  # [B, L]
+        t = target[:, None, :].expand(b, length, d)
+        scores = self.score(torch.cat([padded, t, padded * t, padded - t], dim=-1)).squeeze(-1)  # [B, L]
+        scores = scores.masked_fill(~mask, -1e9)
+        weights = torch.softmax(scores, dim=1) * mask
+        return torch.bmm(weights[:, None, :], padded).squeeze(1)
+
+
+class DINRanker(nn.Module):
+    """Target-attention ranking model over id features and per-event history embeddings.
+
+    Args:
+        ids (nn.Module): EBC-like module with pooled features ``user_id`` and ``item_id`` (the
+            target), width ``D`` (e.g. :func:`~torchrec_side.models.dlrm.id_embedding_bag_collection`).
+        sequences (Mapping[str, nn.Module]): EC-like modules, each producing per-event embeddings
+            of width ``D`` for its history features (their keys in the KJT).
+        dense_in_features (int): width of the dense input.
+        dense_arch_layer_sizes (List[int]): dense MLP (ReLU).
+        attention_layer_sizes (List[int]): hidden sizes of the attention scoring MLP.
+        over_arch_layer_sizes (List[int]): over MLP, last size 1 (no activation on the output).
+        max_len (Optional[int]): pad histories to this length (default: per batch).
+
+    Call Args:
+        dense_features (torch.Tensor): ``[B, dense_in_features]``.
+        sparse_features (KeyedJaggedTensor): ``user_id``, ``item_id`` and the history keys.
+
+    Returns:
+        torch.Tensor: ``[B]`` logits.
+
+    Example::
+
+        ec = EmbeddingCollection(tables=[EmbeddingConfig(name="t_hist", embedding_dim=16,
+                                 num_embeddings=1682, feature_names=["hist_item_id"])])
+        model = DINRanker(id_embedding_bag_collection(943, 1682, 16), {"hist": ec}, 2,
+                          [32, 16], [32], [64, 32, 1])
+        logits = model(dense, kjt)       # [B]
+    """
+
+    def __init__(
+        self,
+        ids: nn.Module,
+        sequences: Mapping[str, nn.Module],
+        dense_in_features: int,
+        dense_arch_layer_sizes: List[int],
+        attention_layer_sizes: List[int],
+        over_arch_layer_sizes: List[int],
+        max_len: Optional[int] = None,
+    ) -> None:
+        super().__init__()
+        id_dims = pooled_feature_dims(ids)
+        if "item_id" not in id_dims:
+            raise ValueError(f"DINRanker needs the target feature 'item_id' among the ids, got {list(id_dims)}")
+        d = id_dims["item_id"]
+        self.ids = ids
+        self.id_features: List[str] = list(id_dims)
+        self.sequences = nn.ModuleDict(dict(sequences))
+        self.sequence_features: List[str] = []
+        self._sequence_keys: Dict[str, List[str]] = {}
+        for name, m in self.sequences.items():
+            dims = sequence_feature_dims(m)
+            self._sequence_keys[name] = list(dims)
+            bad = {f: w for f, w in dims.items() if w != d}
+            if bad:
+                raise ValueError(f"sequence module {name!r}: per-event widths {bad} must equal the target's D={d}")
+            self.sequence_features.extend(dims)
+        if len(set(self.sequence_features)) != len(self.sequence_features):
+            raise ValueError(f"history features served twice: {self.sequence_features}")
+        if over_arch_layer_sizes[-1] != 1:
+            raise ValueError(f"over_arch_layer_sizes must end in 1, got {over_arch_layer_sizes}")
+        self.embedding_dim = d
+        self.max_len = max_len
+        self.dense_arch = MLP(dense_in_features, list(dense_arch_layer_sizes), bias=True, activation="relu")
+        self.attention = nn.ModuleDict({f: TargetAttention(d, list(attention_layer_sizes)) for f in self.sequence_features})
+        over_in = dense_arch_layer_sizes[-1] + sum(id_dims.values()) + d * len(self.sequence_features)
+        layers: List[nn.Module] = []
+        if len(over_arch_layer_sizes) > 1:
+            layers.append(MLP(over_in, list(over_arch_layer_sizes[:-1]), bias=True, activation="relu"))
+        layers.append(nn.Linear(over_arch_layer_sizes[-2] if len(over_arch_layer_sizes) > 1 else over_in, 1))
+        self.over_arch = nn.Sequential(*layers)
+
+    def forward(self, dense_features: torch.Tensor, sparse_features: KeyedJaggedTensor) -> torch.Tensor:
+        pooled = self.ids(sparse_features).to_dict()
+        target = pooled["item_id"]
+        parts: List[torch.Tensor] = [self.dense_arch(dense_features)] + [pooled[f] for f in self.id_features]
+        for name, m in self.sequences.items():
+            seq: Dict[str, JaggedTensor] = m(sparse_features)
+            for f in self._sequence_keys[name]:
+                parts.append(self.attention[f](seq[f], target, self.max_len))
+        return self.over_arch(torch.cat(parts, dim=1)).squeeze(-1)

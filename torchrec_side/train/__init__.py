@@ -1,0 +1,35 @@
+# pyre-strict
+"""Training: a DistributedModelParallel trainer with fused embedding optimizers, torchrec.metrics
+NE / AUC, atomic torch.distributed.checkpoint checkpoints with resume, and a run folder.
+
+* :mod:`~torchrec_side.train.config`: :class:`TrainJobConfig` and its sections (YAML + overrides).
+* :mod:`~torchrec_side.train.trainer`: :func:`run_training`.
+* :mod:`~torchrec_side.train.checkpoint`: :class:`CheckpointManager`.
+* :mod:`~torchrec_side.train.metrics`: :func:`evaluate`.
+* :mod:`~torchrec_side.train.cli`: ``torchrec-side train`` (:func:`train_main`).
+
+Names are imported lazily (``import torchrec_side.train`` stays light for the CLI).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "TrainJobConfig": "config", "TrainConfig": "config", "OptimConfig": "config",
+    "ShardingConfig": "config", "load_train_config": "config",
+    "run_training": "trainer", "CheckpointManager": "checkpoint", "evaluate": "metrics",
+    "train_main": "cli",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,601 @@
+# pyre-strict
+"""The DMP trainer: config -> example store -> sharded model -> training -> NE / AUC -> run folder.
+
+One call of :func:`run_training` does, on every rank:
+
+1. **Start checks** (before any data is written or any step runs): the config is typed and
+   validated; history features check their artifacts; the run folder, if it holds checkpoints,
+   must come from a compatible config (same model, data, optimizers, seed, batch size and world
+   size) or the run stops with a message.
+2. **Data**: rank 0 writes the example store once (and every history column a feature needs from
+   its item table); the other ranks wait and open it.
+3. **Model**: the ranker of ``model`` (DLRM or the target-attention model), wrapped by
+   :class:`~torchrec_side.models.RankingModel`, sharded by ``DistributedModelParallel`` with a
+   hand-written plan (or planner constraints) and the fused embedding optimizer set explicitly;
+   embedding tables are initialized from the seed, independently of sharding and world size.
+4. **Training**: tqdm progress on rank 0, ``train_log.jsonl``, a checkpoint every
+   ``checkpoint_every`` steps and at the end (:class:`~torchrec_side.train.checkpoint.CheckpointManager`);
+   a rerun of the same command resumes from the latest complete checkpoint at the exact batch.
+5. **Evaluation**: NE and AUC (torchrec.metrics) on validation and test; rank 0 writes
+   ``metrics.json``.
+
+Run folder (``cfg.run_path()``)::
+
+    config.yaml          the resolved config of the latest invocation
+    metrics.json         final metrics (see :func:`run_training`)
+    train_log.jsonl      one line per log interval (rank 0)
+    logs/rank<r>.log     per-rank logs
+    checkpoints/         step_<N>/ (DCP), see checkpoint.py
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import socket
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from torchrec_side.config import config_to_dict, ConfigError, save_config
+from torchrec_side.data.examples import (
+    ExampleDataset,
+    ExampleStore,
+    HistoryInput,
+    make_dataloader,
+    prepare_store,
+    StoreError,
+)
+from torchrec_side.models.builder import build_ranker, count_parameters, RankingModel
+from torchrec_side.models.history import HistoryContext, HistoryFeature, make_history_feature
+from torchrec_side.train.checkpoint import CheckpointManager
+from torchrec_side.train.config import TrainJobConfig
+from torchrec_side.train.dist import broadcast_object, DistEnv, init_distributed, run_on_rank0, shutdown_distributed
+from torchrec_side.train.metrics import evaluate
+
+__all__ = ["run_training", "prepare_data", "build_sharded_model", "init_embedding_tables", "TrainState"]
+
+logger: logging.Logger = logging.getLogger("torchrec_side.train")
+
+_INIT_CHUNK: int = 65_536
+
+
+# --------------------------------------------------------------------------------------------
+# pieces
+
+
+def prepare_data(cfg: TrainJobConfig, features: Optional[List[HistoryFeature]] = None) -> ExampleStore:
+    """Rank 0 writes (once) the example store and the history columns the features need; every
+    rank returns the opened store. Collective when a process group is initialized."""
+
+    def write() -> str:
+        store = prepare_store(cfg.data, cfg.examples_dir)
+        return str(store.path)
+
+    path = run_on_rank0(write)
+    store = ExampleStore(path)
+    if features:
+        def columns() -> None:
+            for f in features:
+                table = f.item_table()
+                if table is not None:
+                    store.add_history_column(f.column, table, note=f"{f.config.kind} ({f.name})", overwrite=True)
+        run_on_rank0(columns)
+        store = ExampleStore(path)
+    return store
+
+
+def _feature_keys(store: ExampleStore, features: List[HistoryFeature]) -> Tuple[List[HistoryInput], Dict[str, List[str]]]:
+    inputs: List[HistoryInput] = []
+    keys: Dict[str, List[str]] = {}
+    for f in features:
+        ks: List[str] = []
+        for inp in f.inputs():
+            try:
+                info = store.column(inp.column)
+            except StoreError as e:
+                raise ConfigError(f"{f.where}: {e}") from e
+            ks.extend(inp.resolve_keys(info.width))
+            inputs.append(inp)
+        keys[f.name] = ks
+    flat = [k for ks in keys.values() for k in ks]
+    if len(set(flat)) != len(flat):
+        raise ConfigError(f"model.history: two features produce the same KJT keys {flat}; give them distinct columns/keys")
+    return inputs, keys
+
+
+def _table_specs(model: nn.Module) -> Dict[str, Tuple[int, int]]:
+    """``{state-dict key: (rows, dim)}`` of every stock EBC / EC table of an unsharded model."""
+    from torchrec.modules.embedding_modules import EmbeddingBagCollection, EmbeddingCollection
+
+    out: Dict[str, Tuple[int, int]] = {}
+    for path, m in model.named_modules():
+        prefix = f"{path}." if path else ""
+        if isinstance(m, EmbeddingBagCollection):
+            for c in m.embedding_bag_configs():
+                out[f"{prefix}embedding_bags.{c.name}.weight"] = (c.num_embeddings, c.embedding_dim)
+        elif isinstance(m, EmbeddingCollection):
+            for c in m.embedding_configs():
+                out[f"{prefix}embeddings.{c.name}.weight"] = (c.num_embeddings, c.embedding_dim)
+    return out
+
+
+def _init_rows(key: str, rows: int, dim: int, r0: int, n: int, seed: int) -> torch.Tensor:
+    """Rows ``[r0, r0 + n)`` of table ``key``'s initial weights: uniform(+-1/sqrt(rows)), generated
+    in fixed chunks each from its own seeded generator (so any shard gets the same values)."""
+    bound = 1.0 / math.sqrt(rows)
+    out = torch.empty(n, dim)
+    h = int.from_bytes(key.encode()[-16:].rjust(16, b"\0"), "little") % (2**61 - 1)
+    c0, c1 = r0 // _INIT_CHUNK, (r0 + n - 1) // _INIT_CHUNK if n else -1
+    for c in range(c0, c1 + 1):
+        g = torch.Generator().manual_seed((seed * 1_000_003 + h * 7919 + c) % (2**63 - 1))
+        lo = c * _INIT_CHUNK
+        chunk = torch.empty(min(_INIT_CHUNK, rows - lo), dim).uniform_(-bound, bound, generator=g)
+        a, b = max(r0, lo), min(r0 + n, lo + chunk.shape[0])
+        out[a - r0: b - r0] = chunk[a - lo: b - lo]
+    return out
+
+
+@torch.no_grad()
+def init_embedding_tables(model: nn.Module, specs: Dict[str, Tuple[int, int]], seed: int) -> None:
+    """Sets every sharded (or data-parallel) table of a DMP model to its seeded initial values,
+    independently of the sharding type and the world size.
+
+    Args:
+        model (nn.Module): the DMP-wrapped model.
+        specs (Dict[str, Tuple[int, int]]): ``{state-dict key: (rows, dim)}`` (from the unsharded model).
+        seed (int): the run's seed.
+    """
+    from torch.distributed._shard.sharded_tensor import ShardedTensor
+
+    sd = model.state_dict()
+    for key, (rows, dim) in specs.items():
+        t = sd.get(key)
+        if t is None:
+            raise KeyError(f"table {key} not in the sharded model's state dict")
+        if isinstance(t, ShardedTensor):
+            for shard in t.local_shards():
+                (r0, c0), (n, m) = shard.metadata.shard_offsets, shard.metadata.shard_sizes
+                shard.tensor.copy_(_init_rows(key, rows, dim, r0, n, seed)[:, c0: c0 + m])
+        elif hasattr(t, "to_local"):  # DTensor
+            raise NotImplementedError(f"{key}: DTensor tables are not supported")
+        else:
+            t.copy_(_init_rows(key, rows, dim, 0, rows, seed))
+
+
+def _embedding_optimizer(name: str) -> Any:
+    from fbgemm_gpu.split_embedding_configs import EmbOptimType
+
+    return {"sgd": EmbOptimType.EXACT_SGD, "adagrad": EmbOptimType.EXACT_ADAGRAD,
+            "rowwise_adagrad": EmbOptimType.EXACT_ROWWISE_ADAGRAD, "adam": EmbOptimType.ADAM}[name]
+
+
+def build_sharded_model(
+    cfg: TrainJobConfig, model: nn.Module, env: DistEnv
+) -> Tuple[nn.Module, Any, Dict[str, str]]:
+    """Shards ``model`` with DMP and builds the combined optimizer.
+
+    Returns:
+        ``(dmp, optimizer, {table: sharding type})``.
+
+    Raises:
+        ConfigError: a sharding entry names an unknown table, or the planner cannot satisfy it.
+    """
+    from torchrec.distributed.model_parallel import DistributedModelParallel
+    from torchrec.distributed.planner import EmbeddingShardingPlanner, Topology
+    from torchrec.distributed.types import ShardingEnv
+    from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
+    from torchrec.optim.optimizers import in_backward_optimizer_filter
+
+    from torchrec_side.modules.sharding import embedding_sharders, hand_plan, learned_tables, sharding_constraints
+
+    o = cfg.optim
+    if o.embedding_optimizer == "adam" and env.device.type == "cpu":
+        raise ConfigError(
+            "optim.embedding_optimizer=adam is refused by FBGEMM's CPU kernels; use rowwise_adagrad, "
+            "adagrad or sgd on CPU"
+        )
+    tables = [t for ts in learned_tables(model).values() for t in ts]
+    unknown = sorted(set(cfg.sharding.tables) - set(tables))
+    if unknown:
+        raise ConfigError(f"sharding.tables names unknown tables {unknown}; the model's learned tables: {tables}")
+    choice = {t: cfg.sharding.tables.get(t, cfg.sharding.default) for t in tables}
+    fused: Dict[str, Any] = {"eps": o.embedding_eps, "weight_decay": o.embedding_weight_decay}
+    if o.embedding_optimizer == "sgd":
+        fused = {"weight_decay": o.embedding_weight_decay}
+    sharders = embedding_sharders(_embedding_optimizer(o.embedding_optimizer), o.embedding_lr, **fused)
+    sharding_env = ShardingEnv.from_process_group(dist.GroupMember.WORLD)  # pyre-ignore[6]
+    if cfg.sharding.mode == "plan":
+        plan = hand_plan(model, choice, env.world_size, local_size=env.local_world_size,
+                         device_type=env.device.type, sharders=sharders)
+    else:
+        planner = EmbeddingShardingPlanner(
+            topology=Topology(world_size=env.world_size, local_world_size=env.local_world_size,
+                              compute_device=env.device.type),
+            constraints=sharding_constraints(model, choice),
+        )
+        try:
+            plan = planner.collective_plan(model, sharders, dist.GroupMember.WORLD)  # pyre-ignore[6]
+        except Exception as e:  # noqa: BLE001 - planner errors are long; keep the gist
+            raise ConfigError(
+                f"the sharding planner cannot place the tables as asked ({choice}) on {env.device.type}: "
+                f"{str(e).splitlines()[0]}; use sharding.mode=plan (hand-written plan) for other types"
+            ) from e
+    dmp = DistributedModelParallel(module=model, env=sharding_env, device=env.device, plan=plan, sharders=sharders)
+    dense = dict(in_backward_optimizer_filter(dmp.named_parameters()))
+    opts: List[Any] = [("fused", dmp.fused_optimizer)]
+    if dense:
+        dense_cls = {"adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad, "sgd": torch.optim.SGD}[o.dense_optimizer]
+        opts.append(("dense", KeyedOptimizerWrapper(
+            dense, lambda params: dense_cls(params, lr=o.dense_lr, weight_decay=o.dense_weight_decay))))
+    return dmp, CombinedOptimizer(opts), choice
+
+
+# --------------------------------------------------------------------------------------------
+# run folder, logging
+
+
+@contextmanager
+def _logging(run_dir: Path, env: DistEnv) -> Iterator[None]:
+    (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+    fmt = logging.Formatter(f"%(asctime)s [rank{env.rank}] %(levelname)s %(name)s: %(message)s")
+    handlers: List[logging.Handler] = [logging.FileHandler(run_dir / "logs" / f"rank{env.rank}.log")]
+    if env.is_rank0:
+        handlers.append(logging.StreamHandler(sys.stderr))
+    root = logging.getLogger("torchrec_side")
+    old_level, old_propagate = root.level, root.propagate
+    root.setLevel(logging.INFO)
+    root.propagate = False  # our handlers only (no duplicate lines through the root logger)
+    for h in handlers:
+        h.setFormatter(fmt)
+        root.addHandler(h)
+    try:
+        yield
+    finally:
+        for h in handlers:
+            root.removeHandler(h)
+            h.close()
+        root.setLevel(old_level)
+        root.propagate = old_propagate
+
+
+def _check_resume(cfg: TrainJobConfig, run_dir: Path, world_size: int) -> None:
+    """Refuses to resume checkpoints written under an incompatible config or world size."""
+    ck = CheckpointManager(run_dir / "checkpoints").latest()
+    if ck is None or not cfg.resume:
+        return
+    state = json.loads((ck / "trainer_state.json").read_text())
+    if state.get("fingerprint") != cfg.resume_fingerprint():
+        raise ConfigError(
+            f"{run_dir} holds checkpoints of another config (model, data, optimizer, seed or batch size "
+            f"differ); use another run_dir / name, or resume=false to start over"
+        )
+    if state.get("world_size") != world_size:
+        raise ConfigError(
+            f"{run_dir}: checkpoint written by {state.get('world_size')} ranks, this run has {world_size}; "
+            f"resume with the same number of ranks, or resume=false"
+        )
+
+
+@torch.no_grad()
+def _params_digest(model: nn.Module) -> float:
+    """A cheap scalar summary of this rank's parameter values (logs, tests)."""
+    from torch.distributed._shard.sharded_tensor import ShardedTensor
+
+    total = 0.0
+    for _, t in model.state_dict().items():
+        if isinstance(t, ShardedTensor):
+            total += sum(float(s.tensor.double().sum()) for s in t.local_shards())
+        elif isinstance(t, torch.Tensor) and t.is_floating_point():
+            total += float(t.double().sum())
+    return total
+
+
+# --------------------------------------------------------------------------------------------
+# the run
+
+
+def run_training(cfg: TrainJobConfig) -> Dict[str, Any]:
+    """Trains and evaluates one variant / seed; resumes if the run folder holds a checkpoint.
+
+    Works under torchrun / TorchX (any number of ranks) and as a plain process (one rank).
+
+    Args:
+        cfg (TrainJobConfig): the validated config.
+
+    Returns:
+        Dict[str, Any]: the metrics written to ``metrics.json`` (on every rank): ``val`` and
+        ``test`` (``ne``, ``auc``, ``ne_exact``, ``log_loss``, ``base_rate``, ``examples``),
+        ``steps``, ``epochs``, ``resumed_from_step``, ``train_examples_per_s``, ``learned_params``,
+        ``history`` (per feature: kind, column, KJT keys, footprint), ``sharding``, ...
+
+    Raises:
+        ConfigError: anything wrong in the config or its artifacts, before training starts.
+
+    Example::
+
+        metrics = run_training(load_train_config("configs/ml100k/dlrm_sparse_id.yaml", ["seed=1"]))
+        metrics["test"]["ne"]
+    """
+    env = init_distributed(cfg.train.device)
+    try:
+        run_dir = cfg.run_path()
+        if env.is_rank0:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        if dist.get_world_size() > 1:
+            dist.barrier()
+        threads = torch.get_num_threads()
+        try:
+            with _logging(run_dir, env):
+                return _Run(cfg, env, run_dir).run()
+        finally:
+            torch.set_num_threads(threads)
+    finally:
+        shutdown_distributed(env)
+
+
+class TrainState:
+    """Position of the loop (what ``trainer_state.json`` holds besides bookkeeping)."""
+
+    def __init__(self) -> None:
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.train_time_s = 0.0
+        self.examples = 0
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dict(step=self.step, epoch=self.epoch, batch_in_epoch=self.batch_in_epoch,
+                    train_time_s=self.train_time_s, examples=self.examples)
+
+    def load(self, d: Dict[str, Any]) -> None:
+        self.step, self.epoch, self.batch_in_epoch = int(d["step"]), int(d["epoch"]), int(d["batch_in_epoch"])
+        self.train_time_s, self.examples = float(d.get("train_time_s", 0.0)), int(d.get("examples", 0))
+
+
+class _Run:
+    def __init__(self, cfg: TrainJobConfig, env: DistEnv, run_dir: Path) -> None:
+        self.cfg = cfg
+        self.env = env
+        self.run_dir = run_dir
+        self.rank0 = env.is_rank0
+
+    def _progress(self, iterable: Any = None, **kw: Any) -> Any:
+        from tqdm import tqdm
+
+        return tqdm(iterable, disable=not (self.rank0 and self.cfg.train.progress), dynamic_ncols=True,
+                    mininterval=1.0, file=sys.stderr, **kw)
+
+    def run(self) -> Dict[str, Any]:
+        cfg, env = self.cfg, self.env
+        t_start = time.time()
+        if cfg.train.threads:
+            torch.set_num_threads(cfg.train.threads)
+        # ---- start checks (collective: every rank checks the same things)
+        if cfg.optim.embedding_optimizer == "adam" and env.device.type == "cpu":
+            raise ConfigError(
+                "optim.embedding_optimizer=adam is refused by FBGEMM's CPU kernels; use rowwise_adagrad, "
+                "adagrad or sgd on CPU"
+            )
+        run_on_rank0(lambda: _check_resume(cfg, self.run_dir, env.world_size))
+        if self.rank0:
+            if not cfg.resume:  # start over: no stale checkpoint may be resumed later
+                shutil.rmtree(self.run_dir / "checkpoints", ignore_errors=True)
+                for stale in ("metrics.json", "train_log.jsonl"):
+                    (self.run_dir / stale).unlink(missing_ok=True)
+            save_config(cfg, self.run_dir / "config.yaml")
+        logger.info("run %s: %d rank(s), %s, backend %s, host %s", self.run_dir, env.world_size, env.device,
+                    env.backend, socket.gethostname())
+        store = prepare_data(cfg)
+        ctx = HistoryContext(num_users=store.num_users, num_items=store.num_items,
+                             embedding_dim=cfg.model.embedding_dim, arch=cfg.model.arch,
+                             max_history=store.max_history, seed=cfg.seed)
+        features = [make_history_feature(h, ctx, i) for i, h in enumerate(cfg.model.history)]
+        if features:  # writes the columns features derive from item tables (rank 0, once)
+            store = prepare_data(cfg, features)
+        inputs, keys = _feature_keys(store, features)
+        transforms = [t for t in (f.loader_transform() for f in features) if t is not None]
+        transform = _chain(transforms) if transforms else None
+
+        # ---- model
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed % (2**32))
+        ranker = build_ranker(cfg.model, store.num_users, store.num_items, features, keys)
+        model = RankingModel(ranker)
+        params = count_parameters(model)
+        specs = _table_specs(model)
+        dmp, opt, choice = build_sharded_model(cfg, model, env)
+        init_embedding_tables(dmp, specs, cfg.seed)
+        logger.info("model %s: %s learned parameters; tables %s", cfg.model.arch, params, choice)
+
+        # ---- data loaders
+        t = cfg.train
+        train_ds_kw: Dict[str, Any] = dict(rank=env.rank, world_size=env.world_size, seed=cfg.seed,
+                                           transform=transform, shuffle_row_groups=t.shuffle_row_groups)
+        train_loader = make_dataloader(store, "train", inputs, t.batch_size, shuffle=True,
+                                       num_workers=t.num_workers, pin_memory=env.device.type == "cuda", **train_ds_kw)
+        train_ds: ExampleDataset = train_loader.dataset  # type: ignore[assignment]
+        steps_per_epoch = len(train_ds)
+        if steps_per_epoch < 1:
+            raise ConfigError(
+                f"train.batch_size={t.batch_size} x {env.world_size} ranks exceeds the {store.rows('train')} "
+                f"training examples: no full step"
+            )
+        total = steps_per_epoch * t.epochs
+        if t.max_steps:
+            total = min(total, t.max_steps)
+
+        # ---- resume
+        ckpt = CheckpointManager(self.run_dir / "checkpoints", keep=t.keep_checkpoints)
+        if self.rank0:
+            ckpt.cleanup()
+        latest = broadcast_object(str(ckpt.latest()) if (cfg.resume and ckpt.latest() is not None) else None)
+        state = TrainState()
+        resumed_from: Optional[int] = None
+        if latest is not None:
+            for _, o in opt.optimizers:  # lazy dense states (Adam moments) must exist to be loaded
+                if not o.state_dict()["state"] and o.params:
+                    o.init_state()
+            app = {"model": dmp.state_dict(), "optim": opt.state_dict()}
+            loaded = ckpt.load(Path(latest), app)
+            dmp.load_state_dict(app["model"])
+            opt.load_state_dict(app["optim"])
+            state.load(loaded)
+            resumed_from = state.step
+            logger.info("resumed from %s (step %d, epoch %d, batch %d)", latest, state.step, state.epoch,
+                        state.batch_in_epoch)
+        if state.step > total:
+            raise ConfigError(f"the checkpoint is at step {state.step}, beyond this run's {total} steps")
+
+        # ---- train
+        self._train(dmp, opt, train_loader, train_ds, ckpt, state, total, steps_per_epoch, store)
+
+        # ---- evaluate
+        results: Dict[str, Any] = {}
+        for split in ("val", "test"):
+            loader = make_dataloader(store, split, inputs, t.eval_batch_size, rank=env.rank,
+                                     world_size=env.world_size, shuffle=False, num_workers=t.num_workers,
+                                     transform=transform, pin_memory=env.device.type == "cuda")
+            results[split] = evaluate(dmp, loader, env.device, t.eval_batch_size, store.rows(split),
+                                      progress=lambda it, s=split: self._progress(it, desc=f"eval {s}", leave=False))
+            logger.info("%s: NE %.5f  AUC %.5f  (exact NE %.5f, %d examples)", split, results[split]["ne"],
+                        results[split]["auc"], results[split]["ne_exact"], int(results[split]["examples"]))
+
+        history = []
+        for f in features:
+            entry = {"name": f.name, "kind": f.config.kind, "column": f.column, "keys": keys[f.name],
+                     **f.describe()}
+            if self.rank0:
+                entry["footprint"] = store.footprint(f.column)
+            history.append(entry)
+        metrics: Dict[str, Any] = {
+            "name": cfg.name,
+            "seed": cfg.seed,
+            "arch": cfg.model.arch,
+            "world_size": env.world_size,
+            "device": str(env.device),
+            "steps": state.step,
+            "steps_per_epoch": steps_per_epoch,
+            "epochs": state.step / steps_per_epoch,
+            "resumed_from_step": resumed_from,
+            "global_batch_size": t.batch_size * env.world_size,
+            "train_examples": state.examples,
+            "train_time_s": state.train_time_s,
+            "train_examples_per_s": state.examples / state.train_time_s if state.train_time_s > 0 else None,
+            "val": results["val"],
+            "test": results["test"],
+            "learned_params": params,
+            "history": history,
+            "sharding": {"mode": cfg.sharding.mode, "tables": choice},
+            "optim": config_to_dict(cfg.optim),
+            "store": str(store.path),
+            "data": {s: store.manifest["splits"][s] for s in ("train", "val", "test")},
+            "wall_s": time.time() - t_start,
+        }
+        if self.rank0:
+            from torchrec_side.io import write_json
+
+            write_json(self.run_dir / "metrics.json", metrics)
+            logger.info("wrote %s", self.run_dir / "metrics.json")
+        return metrics
+
+    def _save(self, ckpt: CheckpointManager, dmp: nn.Module, opt: Any, state: TrainState) -> None:
+        app = {"model": dmp.state_dict(), "optim": opt.state_dict()}
+        extra = {**state.to_dict(), "fingerprint": self.cfg.resume_fingerprint(), "world_size": self.env.world_size,
+                 "time": time.time()}
+        path = ckpt.save(state.step, app, extra)
+        logger.info("checkpoint %s", path)
+
+    def _train(self, dmp: nn.Module, opt: Any, loader: Any, ds: ExampleDataset, ckpt: CheckpointManager,
+               state: TrainState, total: int, spe: int, store: ExampleStore) -> None:
+        cfg, env, t = self.cfg, self.env, self.cfg.train
+        if state.step >= total:
+            logger.info("already trained %d steps", state.step)
+            return
+        logger.info("training %d steps (%d per epoch, global batch %d) from step %d", total, spe,
+                    t.batch_size * env.world_size, state.step)
+        log_path = self.run_dir / "train_log.jsonl"
+        bar = self._progress(total=total, initial=state.step, desc=cfg.name)
+        dmp.train()
+        loss_sum, loss_n, t_log, ex_log = 0.0, 0, time.time(), 0
+        last_saved = state.step
+        try:
+            while state.step < total:
+                ds.set_epoch(state.epoch, state.batch_in_epoch)
+                t0 = time.time()
+                step_before = state.step
+                for batch in loader:
+                    batch = batch.to(env.device, non_blocking=True)
+                    loss, _ = dmp(batch)
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                    state.step += 1
+                    state.batch_in_epoch += 1
+                    n = t.batch_size * env.world_size
+                    state.examples += n
+                    ex_log += n
+                    loss_sum += float(loss.detach())
+                    loss_n += 1
+                    bar.update(1)
+                    if t.sleep_per_step:
+                        time.sleep(t.sleep_per_step)
+                    if state.step % t.log_every == 0 or state.step == total:
+                        now = time.time()
+                        rec = {"step": state.step, "epoch": state.epoch, "loss": loss_sum / max(loss_n, 1),
+                               "examples_per_s": ex_log / max(now - t_log, 1e-9), "time": now}
+                        bar.set_postfix(loss=f"{rec['loss']:.4f}")
+                        if self.rank0:
+                            with open(log_path, "a") as f:
+                                f.write(json.dumps(rec) + "\n")
+                        loss_sum, loss_n, t_log, ex_log = 0.0, 0, now, 0
+                    end_of_epoch = state.batch_in_epoch >= spe
+                    if end_of_epoch:
+                        state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+                    if t.checkpoint_every and state.step % t.checkpoint_every == 0 and state.step < total:
+                        state.train_time_s += time.time() - t0
+                        self._save(ckpt, dmp, opt, state)
+                        last_saved = state.step
+                        t0 = time.time()
+                    if state.step >= total or end_of_epoch:
+                        break
+                state.train_time_s += time.time() - t0
+                if state.step == step_before:
+                    raise RuntimeError(f"the training loader produced no batch in epoch {state.epoch}")
+                if t.validate_every_epoch and state.batch_in_epoch == 0 and state.step < total:
+                    self._validate_epoch(dmp, store, ds)
+        finally:
+            bar.close()
+        if last_saved != state.step:
+            self._save(ckpt, dmp, opt, state)
+        logger.info("trained %d steps in %.1fs of training time; parameter digest %.6f", state.step,
+                    state.train_time_s, _params_digest(dmp))
+
+    def _validate_epoch(self, dmp: nn.Module, store: ExampleStore, ds: ExampleDataset) -> None:
+        t = self.cfg.train
+        loader = make_dataloader(store, "val", ds.history, t.eval_batch_size, rank=self.env.rank,
+                                 world_size=self.env.world_size, shuffle=False, num_workers=t.num_workers,
+                                 transform=ds.transform)
+        m = evaluate(dmp, loader, self.env.device, t.eval_batch_size, store.rows("val"))
+        logger.info("epoch done: val NE %.5f AUC %.5f", m["ne"], m["auc"])
+
+
+class _chain:
+    """Applies KJT transforms in order (picklable, for DataLoader workers)."""
+
+    def __init__(self, fns: List[Any]) -> None:
+        self.fns = fns
+
+    def __call__(self, kjt: Any) -> Any:
+        for f in self.fns:
+            kjt = f(kjt)
+        return kjt
