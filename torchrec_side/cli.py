@@ -3,6 +3,13 @@
     torchrec-side fetch                                   # MovieLens-100K files into the cache
     torchrec-side quantize --method dpca --bits 64 --out runs/q/dpca.safetensors
     torchrec-side tokenize --config configs/ml100k/tokenizer_fused_dpca.yaml [key=value ...]
+    torchrec-side train --config configs/ml100k/dlrm_sparse_id.yaml [--seeds 0,1] [key=value ...]
+    torchrec-side demo --out runs/demo [--quick]          # the main job: every variant, report
+    torchrec-side report runs/demo                        # report.md / report.json / plots
+
+Multi-process training goes through TorchX (see torchrec_side/components.py):
+
+    torchx run -s local_cwd torchrec_side/components.py:train --nproc 2 -- --config CONFIG
 """
 
 from __future__ import annotations
@@ -47,7 +54,7 @@ def _quantize(argv: List[str]) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"fetch", "quantize", "tokenize"}
+    commands = {"fetch", "quantize", "tokenize", "train", "demo", "report"}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(__doc__)
         return 0 if (not argv or argv[0] in ("-h", "--help")) else 2
@@ -58,9 +65,21 @@ def main(argv: Optional[List[str]] = None) -> int:
         return fetch_main(rest)
     if cmd == "quantize":
         return _quantize(rest)
-    from torchrec_side.tokenizer.cli import tokenize_main
+    if cmd == "tokenize":
+        from torchrec_side.tokenizer.cli import tokenize_main
 
-    return tokenize_main(rest)
+        return tokenize_main(rest)
+    if cmd == "train":
+        from torchrec_side.train.cli import train_main
+
+        return train_main(rest)
+    if cmd == "demo":
+        from torchrec_side.pipeline import pipeline_main
+
+        return pipeline_main(rest)
+    from torchrec_side.report import report_main
+
+    return report_main(rest)
 
 
 if __name__ == "__main__":
