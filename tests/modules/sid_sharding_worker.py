@@ -1,0 +1,131 @@
+"""Worker for test_sid_sharding.py: runs on each of 2 gloo ranks (spawned), compares DMP to an
+unsharded reference for several sharding types. Importable by spawned children (no pytest needed)."""
+
+from __future__ import annotations
+
+import copy
+import os
+import traceback
+from typing import Dict, List, Tuple
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from torchrec.distributed.types import ShardingEnv
+from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+from fbgemm_gpu.split_embedding_configs import EmbOptimType
+
+from torchrec_side.modules import (
+    MultiEmbeddingBagCollection,
+    SIDEmbeddingBagCollection,
+    SIDEmbeddingBagConfig,
+    SIDTables,
+    SIDTokenConfig,
+    TraditionalSIDEmbeddingBagCollection,
+    sparse_id_embedding_bag_collection,
+)
+from torchrec_side.modules.sharding import make_optimizer, shard_model
+from torchrec_side.sid.codec import SIDCodec
+
+WORLD = 2
+D = 8
+NUM_ITEMS = 50
+RADICES = [4, 4, 4]
+EMB_LR = 0.5
+DENSE_LR = 0.1
+
+
+class TinyModel(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        codec = SIDCodec.byte_grouped(RADICES)
+        tables = SIDTables.from_tensors(torch.randn(D), [torch.randn(k, D) for k in RADICES])
+        self.sparse = MultiEmbeddingBagCollection({
+            "ids": sparse_id_embedding_bag_collection(["item"], NUM_ITEMS, D, name="item_id"),
+            "trad": TraditionalSIDEmbeddingBagCollection([SIDTokenConfig(
+                name="hist", feature_names=["hist_sid"], codec=codec, embedding_dim=D, max_rows=40)]),
+            "side": SIDEmbeddingBagCollection([SIDEmbeddingBagConfig(
+                name="side_hist", feature_names=["hist_sid2"], codec=codec, tables=tables, projection_dim=D)]),
+        })
+        self.over = nn.Linear(3 * D, 1)
+
+    def forward(self, kjt: KeyedJaggedTensor) -> torch.Tensor:
+        return self.over(self.sparse(kjt).values()).squeeze(1)
+
+
+def make_batch(rank: int, step: int, B: int = 6) -> KeyedJaggedTensor:
+    g = torch.Generator().manual_seed(1000 * rank + step)
+    codec = SIDCodec.byte_grouped(RADICES)
+    lens = [torch.randint(0, 4, (B,), generator=g) for _ in range(3)]
+    item = torch.randint(0, NUM_ITEMS, (int(lens[0].sum()),), generator=g)
+    sids = []
+    for ln in lens[1:]:
+        n = int(ln.sum())
+        codes = torch.stack([torch.randint(0, k, (n,), generator=g) for k in RADICES], 1)
+        sids.append(codec.pack(codes))
+    return KeyedJaggedTensor.from_lengths_sync(
+        keys=["item", "hist_sid", "hist_sid2"], values=torch.cat([item] + sids), lengths=torch.cat(lens))
+
+
+def _compare_state(sharded: Dict[str, object], ref: Dict[str, torch.Tensor], what: str) -> None:
+    from torch.distributed._shard.sharded_tensor import ShardedTensor
+
+    assert set(sharded) == set(ref), f"{what}: state-dict keys differ: {set(sharded) ^ set(ref)}"
+    for k, v in sharded.items():
+        r = ref[k]
+        if isinstance(v, ShardedTensor):
+            for shard in v.local_shards():
+                off, size = shard.metadata.shard_offsets, shard.metadata.shard_sizes
+                exp = r[off[0]: off[0] + size[0], off[1]: off[1] + size[1]]
+                torch.testing.assert_close(shard.tensor, exp, msg=f"{what}: {k} shard {off}")
+        else:
+            torch.testing.assert_close(v, r, msg=f"{what}: {k}")  # pyre-ignore
+
+
+def run_one(rank: int, sharding: str) -> None:
+    ref = TinyModel()
+    model = TinyModel()
+    env = ShardingEnv.from_process_group(dist.GroupMember.WORLD)
+    dmp = shard_model(model, sharding, env, optimizer=EmbOptimType.EXACT_SGD, learning_rate=EMB_LR)
+    # DMP initializes sharded tables itself: load the reference's weights (same state-dict names).
+    dmp.load_state_dict(copy.deepcopy(ref.state_dict()))
+    _compare_state(dmp.state_dict(), ref.state_dict(), f"{sharding} init")
+    opt = make_optimizer(dmp, dense_lr=DENSE_LR)
+
+    batch = make_batch(rank, 0)
+    out = dmp(batch)
+    torch.testing.assert_close(out, ref(batch), msg=f"{sharding}: forward")
+    loss = (out ** 2).sum()
+    loss.backward()
+    opt.step()
+
+    # reference step: gradients are averaged over ranks (TorchRec's all-to-all divides by the world
+    # size, like DDP does for dense parameters and data-parallel tables).
+    total = sum((ref(make_batch(r, 0)) ** 2).sum() for r in range(WORLD))
+    total.backward()
+    with torch.no_grad():
+        for name, p in ref.named_parameters():
+            is_table = "embedding_bags" in name
+            if is_table and sharding != "data_parallel":
+                p -= EMB_LR * p.grad / WORLD
+            else:
+                p -= DENSE_LR * p.grad / WORLD
+    _compare_state(dmp.state_dict(), ref.state_dict(), f"{sharding} after one step")
+    batch2 = make_batch(rank, 1)
+    torch.testing.assert_close(dmp(batch2), ref(batch2), msg=f"{sharding}: forward after step")
+
+
+def worker(rank: int, port: int, shardings: List[str], errors: "torch.multiprocessing.Queue") -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    try:
+        for s in shardings:
+            run_one(rank, s)
+        errors.put((rank, None))
+    except BaseException:
+        errors.put((rank, traceback.format_exc()))
+    finally:
+        dist.destroy_process_group()
