@@ -200,30 +200,23 @@ def sid_tokens(codes: torch.Tensor, config: SIDTokenConfig) -> torch.Tensor:
         else:
             out[t] = value
 
+    def push(acc: torch.Tensor, mult: int, exact: bool, level: int) -> Tuple[torch.Tensor, int, bool]:
+        # Append one digit: exact mixed radix while it fits, hashed from then on.
+        if exact and mult * radices[level] <= _EXACT_LIMIT:
+            return acc + codes[:, level] * mult, mult * radices[level], True
+        return mix64(acc) + codes[:, level] + 1, mult, False
+
+    zero = torch.zeros(N, dtype=torch.int64, device=codes.device)
     if config.scheme == "prefix_ngram":  # incremental over prefix length
-        acc = torch.zeros(N, dtype=torch.int64, device=codes.device)
-        mult, exact = 1, True
+        acc, mult, exact = zero, 1, True
         for t, spec in enumerate(specs):
-            level = spec.levels[1] - 1
-            if exact and mult * radices[level] <= _EXACT_LIMIT:
-                acc = acc + codes[:, level] * mult
-                mult *= radices[level]
-            else:
-                exact = False
-                acc = mix64(acc) + codes[:, level] + 1
+            acc, mult, exact = push(acc, mult, exact, spec.levels[1] - 1)
             finish(t, acc, exact)
         return out
     for t, spec in enumerate(specs):
-        s, e = spec.levels
-        acc = torch.zeros(N, dtype=torch.int64, device=codes.device)
-        mult, exact = 1, True
-        for level in range(s, e):
-            if exact and mult * radices[level] <= _EXACT_LIMIT:
-                acc = acc + codes[:, level] * mult
-                mult *= radices[level]
-            else:
-                exact = False
-                acc = mix64(acc) + codes[:, level] + 1
+        acc, mult, exact = zero, 1, True
+        for level in range(*spec.levels):
+            acc, mult, exact = push(acc, mult, exact, level)
         finish(t, acc, exact)
     return out
 
