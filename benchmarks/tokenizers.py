@@ -33,7 +33,6 @@ One JSON row per tokenizer: ``{"tokenizer", "bits", "recon_cos": {collection: va
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 import sys
@@ -46,6 +45,8 @@ import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_json  # noqa: E402
 
 from torchrec_side.config import load_config  # noqa: E402
 from torchrec_side.quantizers import DPCA, RQKMeans, RQKMeansConfig, codebook_stats  # noqa: E402
@@ -310,11 +311,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print()
     print(markdown(rows))
     print(f"\ntotal {time.time() - t0:.0f}s")
-    if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(_clean(rows), indent=2, allow_nan=False) + "\n")
-        print(f"wrote {out}")
+    write_json(Path(args.json) if args.json else None, _clean(rows), benchmark="tokenizers", quick=args.quick, seeds=seeds)
     return 0
 
 
