@@ -25,6 +25,7 @@ from torchrec_side.models.history import (
     register_history_feature,
     SparseIdHistory,
 )
+from torchrec_side.models import sid_history  # noqa: F401  (registers side, prefix_ngram, raw_content)
 
 __all__ = [
     "DINRanker",
