@@ -21,7 +21,6 @@ training steps (forward, backward, optimizer, the sharded lookups' all-to-alls),
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import time
 from pathlib import Path
@@ -34,13 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import base_parser, print_table, write_json  # noqa: E402
 
+from torchrec_side.train.dist import free_port  # noqa: E402
+
 VARIANTS = ["sparse_id", "side", "prefix_ngram"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _model(variant: str, num_users: int, num_items: int, d: int, codec_side: Any, side_tables: Any,
@@ -186,7 +181,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "out.json")
-        mp.spawn(_entry, args=(args.nproc, _free_port(), args, path), nprocs=args.nproc, join=True)
+        mp.spawn(_entry, args=(args.nproc, free_port(), args, path), nprocs=args.nproc, join=True)
         import json
 
         rows = json.loads(Path(path).read_text())["rows"]

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import tempfile
 import time
 from dataclasses import dataclass
@@ -51,6 +50,7 @@ from torchrec.modules.embedding_modules import EmbeddingBagCollection
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from torchrec_side.data.synthetic import synthetic_content
+from torchrec_side.train.dist import free_port
 from torchrec_side.modules import (
     MultiEmbeddingBagCollection,
     SIDEmbeddingBagCollection,
@@ -224,9 +224,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         setup = prepare(args.artifacts or Path(tmp), args.quick)
         print(f"artifacts: {setup.dpca_path.name}, {setup.rq_path.name}; {setup.num_items} items")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         ctx = mp.get_context("spawn")
         queue = ctx.Queue()
         procs = [ctx.Process(target=worker, args=(r, args.nproc, port, setup, args.steps, queue))

@@ -8,12 +8,13 @@ SIDE buffers are replicated. State-dict names equal the unsharded model's.
 
 from __future__ import annotations
 
-import socket
 import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from torchrec_side.train.dist import free_port
 import torch
 import torch.multiprocessing as mp
 
@@ -21,12 +22,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sid_sharding_worker  # noqa: E402
 
 SHARDINGS = ["table_wise", "row_wise", "column_wise", "data_parallel"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import socket
 from dataclasses import dataclass
 from typing import Any, Callable, List, Optional, TypeVar
 
@@ -46,6 +47,13 @@ class DistEnv:
     @property
     def is_rank0(self) -> bool:
         return self.rank == 0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that is free now (for ``MASTER_PORT`` of local multi-process runs)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
 
 
 def init_distributed(device: str = "auto", timeout_s: int = 1800) -> DistEnv:
