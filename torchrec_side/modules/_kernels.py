@@ -2,7 +2,8 @@
 """Build-on-first-use loader of the CPU SIDE kernels, with a pure-torch fallback.
 
 The C++ source (:mod:`torchrec_side.modules._kernel_src`) is compiled once per machine into
-``$TORCHREC_SIDE_KERNEL_DIR`` (default ``~/.cache/torchrec_side/kernels``) with the system C++
+``$TORCHREC_SIDE_KERNEL_DIR`` (default: ``kernels/`` in the project cache, ``$TORCHREC_SIDE_CACHE`` or
+``~/.cache/torchrec_side``) with the system C++
 compiler (``$CXX``, else ``c++``/``g++``), written atomically so concurrent ranks never load a
 half-written library, and called through ``ctypes`` (which releases the GIL). If there is no
 compiler, the build fails, or ``TORCHREC_SIDE_DISABLE_KERNELS=1`` is set, :func:`kernels_available`
@@ -64,8 +65,9 @@ def _cache_dir() -> Path:
     env = os.environ.get("TORCHREC_SIDE_KERNEL_DIR")
     if env:
         return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    path = Path(base) / "torchrec_side" / "kernels"
+    from torchrec_side.data.fetch import cache_dir
+
+    path = cache_dir() / "kernels"
     try:
         path.mkdir(parents=True, exist_ok=True)
         if os.access(path, os.W_OK):
