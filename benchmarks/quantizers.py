@@ -25,6 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import base_parser, machine, median_time, print_table, write_json  # noqa: E402
 
+from torchrec_side.io import save_figure  # noqa: E402
 from torchrec_side.quantizers import DPCA, KMeansConfig, RQKMeans, RQKMeansConfig  # noqa: E402
 from torchrec_side.quantizers.dpca import DPCAConfig  # noqa: E402
 
@@ -122,10 +123,7 @@ def plot(rows: List[Dict[str, Any]], path: Path) -> None:
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    tmp.replace(path)
+    save_figure(fig, path)
     print(f"wrote {path}")
 
 

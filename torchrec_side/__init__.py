@@ -11,13 +11,12 @@ The module classes are imported lazily so ``import torchrec_side`` stays cheap.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from torchrec_side._lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    name: "torchrec_side.modules"
+    name: ".modules"
     for name in (
         "MultiEmbeddingBagCollection",
         "SIDEmbedding",
@@ -34,14 +33,11 @@ _LAZY = {
         "sparse_id_embedding_bag_collection",
     )
 }
-_LAZY.update({n: "torchrec_side.quantizers" for n in ("DPCA", "RQKMeans", "RQKMeansConfig", "Quantizer")})
-_LAZY.update({n: "torchrec_side.sid" for n in ("SIDCodec", "SIDValueError")})
-_LAZY.update({"Tokenizer": "torchrec_side.tokenizer"})
+_LAZY.update({n: ".quantizers" for n in ("DPCA", "RQKMeans", "RQKMeansConfig", "Quantizer")})
+_LAZY.update({n: ".sid" for n in ("SIDCodec", "SIDValueError")})
+_LAZY.update({"Tokenizer": ".tokenizer"})
 
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'torchrec_side' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())

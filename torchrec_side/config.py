@@ -278,7 +278,6 @@ def config_to_yaml(cfg: Any) -> str:
 
 def save_config(cfg: Any, path: PathLike) -> None:
     """Writes a config dataclass as YAML, atomically."""
-    from torchrec_side.io import atomic_path
+    from torchrec_side.io import write_text
 
-    with atomic_path(path) as tmp:
-        tmp.write_text(config_to_yaml(cfg))
+    write_text(path, config_to_yaml(cfg))

@@ -9,7 +9,7 @@ import tempfile
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterator, Mapping, Union
+from typing import Any, Dict, Iterator, Mapping, Union
 
 import torch
 
@@ -67,6 +67,19 @@ def write_json(path: PathLike, obj: object) -> None:
     """Writes ``obj`` as indented JSON, atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def write_text(path: PathLike, text: str) -> None:
+    """Writes ``text``, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def save_figure(fig: Any, path: PathLike, dpi: int = 120) -> None:
+    """Saves a matplotlib figure atomically, in the format of ``path``'s suffix (PNG by default)."""
+    fmt = Path(path).suffix.lstrip(".") or "png"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=fmt)
 
 
 def save_tensors(path: PathLike, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> None:

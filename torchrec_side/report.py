@@ -35,6 +35,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from torchrec_side.io import save_figure, write_json, write_text
+
 __all__ = ["collect", "summarize", "side_vs_traditional", "targets", "write_report", "report_main"]
 
 
@@ -208,7 +210,7 @@ def _plots(rows: List[Dict[str, Any]], run: Path, label: str) -> List[str]:
     ax.set_title(f"NE gain per variant, mean +- std over seeds{label}")
     plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
     fig.tight_layout()
-    fig.savefig(run / "ne_gain.png", dpi=120)
+    save_figure(fig, run / "ne_gain.png")
     plt.close(fig)
     files.append("ne_gain.png")
     rb = [r for r in rows if r["bytes_per_event"]]
@@ -219,7 +221,7 @@ def _plots(rows: List[Dict[str, Any]], run: Path, label: str) -> List[str]:
     ax.set_title(f"History footprint per event{label}")
     plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
     fig.tight_layout()
-    fig.savefig(run / "bytes_per_event.png", dpi=120)
+    save_figure(fig, run / "bytes_per_event.png")
     plt.close(fig)
     files.append("bytes_per_event.png")
     return files
@@ -266,8 +268,6 @@ def write_report(run: Path, plots: bool = True) -> Dict[str, Any]:
         "epoch_sweep": rec.get("epoch_sweep"),
         "warnings": rec.get("warnings", []),
     }
-    from torchrec_side.io import write_json
-
     label = " (QUICK)" if quick else ""
     if plots:
         report["plots"] = _plots(rows, run, label)
@@ -341,7 +341,7 @@ def write_report(run: Path, plots: bool = True) -> Dict[str, Any]:
         L.append("")
         L.append("![bytes per event](bytes_per_event.png)")
     L.append("")
-    (run / "report.md").write_text("\n".join(L) + "\n")
+    write_text(run / "report.md", "\n".join(L) + "\n")
     return report
 
 

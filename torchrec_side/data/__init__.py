@@ -17,8 +17,9 @@ Example::
 
 from __future__ import annotations
 
-import importlib
-from typing import Any, TYPE_CHECKING
+from typing import TYPE_CHECKING
+
+from torchrec_side._lazy import lazy_getattr
 
 if TYPE_CHECKING:  # the names below are imported lazily (``python -m ...fetch`` skips torch)
     from torchrec_side.data.content import (
@@ -64,13 +65,7 @@ _LAZY: dict[str, str] = {
 }  # fmt: skip
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, {k: f".{v}" for k, v in _LAZY.items()}, globals())
 
 
 def __dir__() -> list[str]:

@@ -29,7 +29,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +40,7 @@ import torch
 from torch import Tensor
 
 from torchrec_side.data.fetch import cache_dir
+from torchrec_side.io import atomic_path
 from torchrec_side.data.movielens import (
     GENRES,
     item_text,
@@ -123,20 +123,6 @@ def _texts_key(texts: Sequence[str]) -> str:
     return h.hexdigest()[:24]
 
 
-def _atomic_save(path: Path, array: npt.NDArray[np.float32]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def text_embeddings(
     texts: Sequence[str],
     cache: bool = True,
@@ -200,7 +186,8 @@ def text_embeddings(
     if arr.shape != (len(texts), TEXT_EMBEDDING_DIM):
         raise RuntimeError(f"encoder returned shape {arr.shape}, expected {(len(texts), 384)}")
     if cache:
-        _atomic_save(path, arr)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a path would get ".npy" appended
+            np.save(f, arr, allow_pickle=False)
         cache_stats.last_path = str(path)
         logger.info("text embeddings: wrote %s", path)
     return torch.from_numpy(np.ascontiguousarray(arr))

@@ -72,6 +72,7 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 from torchrec.streamable import Pipelineable
 
 from torchrec_side.data.movielens import Ratings
+from torchrec_side.io import atomic_path, write_json
 
 __all__ = [
     "SPLITS",
@@ -567,9 +568,8 @@ def _list_array(offsets: npt.NDArray[np.int64], values: npt.NDArray[Any], width:
 
 
 def _write_parquet(path: Path, table: Any, row_group_size: int, compression: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    _pq().write_table(table, tmp, row_group_size=row_group_size, compression=_compression(compression))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        _pq().write_table(table, tmp, row_group_size=row_group_size, compression=_compression(compression))
 
 
 def _list_parts(arr: Any) -> Tuple[npt.NDArray[np.int64], npt.NDArray[Any]]:
@@ -745,7 +745,7 @@ class ExampleStore:
                     tmp.unlink()
         info = ColumnInfo(name=name, dtype=tab.dtype.name, width=int(tab.shape[1]), fingerprint=fp, note=note)
         self.manifest["columns"][name] = dataclasses.asdict(info)
-        _write_manifest(self.path, self.manifest)
+        write_json(self.path / _MANIFEST, self.manifest)
         return info
 
     # ---- footprint
@@ -787,12 +787,6 @@ class ExampleStore:
             "file_bytes": float(file_bytes),
             "compression": self.manifest["config"]["compression"],  # type: ignore[dict-item]
         }
-
-
-def _write_manifest(path: Path, manifest: Mapping[str, Any]) -> None:
-    tmp = path / f".{_MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, path / _MANIFEST)
 
 
 def write_store(
@@ -863,7 +857,7 @@ def write_store(
                 ITEM_HISTORY_COLUMN, "int64", 1, _table_fingerprint(ident), "history item ids"))},
             "info": dict(info or {}),
         }
-        _write_manifest(tmp, manifest)
+        write_json(tmp / _MANIFEST, manifest)
     return ExampleStore(target)
 
 

@@ -28,7 +28,6 @@ for codecs that are not byte-addressable (e.g. mixed radix with ternary digits).
 
 from __future__ import annotations
 
-import sys
 from typing import Optional, Tuple
 
 import torch
@@ -36,7 +35,7 @@ import torch.nn.functional as F
 
 from torchrec_side.modules import _kernels
 from torchrec_side.modules.tables import BYTE_BINS
-from torchrec_side.sid.codec import SIDCodec, SIDValueError
+from torchrec_side.sid.codec import SIDCodec, SIDValueError, sid_bytes
 
 __all__ = [
     "POOLED_COMPUTE",
@@ -109,12 +108,8 @@ def _finish(out: torch.Tensor, offsets: torch.Tensor, mean: bool) -> torch.Tenso
 
 
 def _bytes(sids: torch.Tensor, num_groups: int) -> torch.Tensor:
-    """uint8 ``[N, G]``: byte ``g`` of each int64 SID (little-endian view, big-endian arithmetic)."""
-    n = sids.shape[0]
-    if sys.byteorder == "little":
-        return sids.contiguous().view(torch.uint8).view(n, 8)[:, :num_groups]
-    cols = [((sids >> (8 * g)) & 0xFF).to(torch.uint8) for g in range(num_groups)]  # pragma: no cover
-    return torch.stack(cols, dim=1)  # pragma: no cover
+    """uint8 ``[N, G]``: byte ``g`` of each int64 SID, unvalidated."""
+    return sid_bytes(sids)[:, :num_groups]
 
 
 # ----------------------------------------------------------------------------- pooled

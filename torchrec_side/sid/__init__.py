@@ -17,6 +17,7 @@ from torchrec_side.sid.codec import (
     MIXED_RADIX,
     SIDCodec,
     SIDValueError,
+    sid_bytes,
 )
 from torchrec_side.sid.footprint import (
     INT64_BYTES,
@@ -37,6 +38,7 @@ __all__ = [
     "MIXED_RADIX",
     "SIDCodec",
     "SIDValueError",
+    "sid_bytes",
     "footprint_table",
     "raw_embedding_bytes_per_event",
     "side_bytes_per_event",

@@ -44,6 +44,7 @@ __all__ = [
     "MIXED_RADIX",
     "SIDCodec",
     "SIDValueError",
+    "sid_bytes",
 ]
 
 MIXED_RADIX: str = "mixed_radix"
@@ -768,11 +769,7 @@ class SIDCodec:
 
     @staticmethod
     def _bytes_view(sids: torch.Tensor) -> torch.Tensor:
-        """uint8 [N, 8]: byte g (bits 8g..8g+7) of each int64 in column g."""
-        n = sids.shape[0]
-        if _LITTLE_ENDIAN:
-            return sids.contiguous().view(torch.uint8).view(n, _CONTAINER_BYTES)
-        return _bytes_arith(sids)  # pragma: no cover - big-endian hosts
+        return sid_bytes(sids)
 
     # ------------------------------------------------------------ serialize
 
@@ -811,6 +808,18 @@ class SIDCodec:
                 f"(this code reads version {_SERIAL_VERSION})"
             )
         return cls(tuple(d["radices"]), str(d["layout"]))
+
+
+def sid_bytes(sids: torch.Tensor) -> torch.Tensor:
+    """uint8 ``[N, 8]``: byte ``g`` (bits ``8g .. 8g+7``) of each int64 SID in column ``g``.
+
+    No validation. On little-endian hosts this is a zero-copy view of ``sids`` (do not write
+    into it).
+    """
+    n = sids.shape[0]
+    if _LITTLE_ENDIAN:
+        return sids.contiguous().view(torch.uint8).view(n, _CONTAINER_BYTES)
+    return _bytes_arith(sids)  # pragma: no cover - big-endian hosts
 
 
 def _bytes_arith(sids: torch.Tensor) -> torch.Tensor:

@@ -13,8 +13,7 @@ Names are imported lazily (``import torchrec_side.train`` stays light for the CL
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from torchrec_side._lazy import lazy_getattr
 
 _LAZY = {
     "TrainJobConfig": "config", "TrainConfig": "config", "OptimConfig": "config",
@@ -26,10 +25,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, {k: f".{v}" for k, v in _LAZY.items()}, globals())
