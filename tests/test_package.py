@@ -18,3 +18,33 @@ def test_cli_help_and_unknown_command() -> None:
     assert ok.returncode == 0 and "torchrec-side tokenize" in ok.stdout
     bad = subprocess.run([sys.executable, "-m", "torchrec_side.cli", "frobnicate"], capture_output=True, text=True)
     assert bad.returncode == 2
+
+
+def _package_imports() -> dict:
+    """{module: set of torchrec_side modules it imports}, read from the source (any depth)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(torchrec_side.__file__).parent
+    out = {}
+    for path in root.rglob("*.py"):
+        mod = ".".join(("torchrec_side",) + path.relative_to(root).with_suffix("").parts).removesuffix(".__init__")
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("torchrec_side"):
+                deps.add(node.module)
+            elif isinstance(node, ast.Import):
+                deps.update(a.name for a in node.names if a.name.startswith("torchrec_side"))
+        out[mod] = deps
+    return out
+
+
+def test_layers_import_one_way() -> None:
+    imports = _package_imports()
+    # modules/ sits below data/ in the layer map (docs/design.md): it never reaches up into it.
+    for mod, deps in imports.items():
+        if mod.startswith("torchrec_side.modules"):
+            assert not [d for d in deps if d.startswith("torchrec_side.data")], mod
+    # content builds on movielens, never the other way round.
+    assert "torchrec_side.data.content" not in imports["torchrec_side.data.movielens"]
+    assert "torchrec_side.data.movielens" in imports["torchrec_side.data.content"]

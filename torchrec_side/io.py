@@ -1,4 +1,5 @@
-"""Atomic artifact writing: nothing half-written survives a crash or Ctrl-C."""
+"""Files of the project: the cache folder, and atomic artifact writing (nothing half-written survives a
+crash or Ctrl-C)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,26 @@ from typing import Any, Dict, Iterator, Mapping, Union
 import torch
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+#: Environment variable naming the cache folder (data wheel, text embeddings, compiled kernels).
+CACHE_ENV: str = "TORCHREC_SIDE_CACHE"
+
+
+def cache_dir() -> Path:
+    """The torchrec-side cache folder (not created by this call).
+
+    Returns:
+        Path: ``$TORCHREC_SIDE_CACHE`` when set and non-empty, else ``~/.cache/torchrec_side``.
+
+    Example::
+
+        >>> cache_dir()  # doctest: +SKIP
+        PosixPath('/root/.cache/torchrec_side')
+    """
+    env = os.environ.get(CACHE_ENV, "").strip()
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / ".cache" / "torchrec_side"
 
 
 class ArtifactError(ValueError):

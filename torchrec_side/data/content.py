@@ -39,8 +39,7 @@ import numpy.typing as npt
 import torch
 from torch import Tensor
 
-from torchrec_side.data.fetch import cache_dir
-from torchrec_side.io import atomic_path
+from torchrec_side.io import atomic_path, cache_dir
 from torchrec_side.data.movielens import (
     GENRES,
     item_text,

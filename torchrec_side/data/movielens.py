@@ -50,7 +50,7 @@ import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence, TYPE_CHECKING
+from typing import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -63,9 +63,6 @@ from torchrec_side.data.fetch import (
     RECBOLE_ML100K_DIR,
 )
 
-if TYPE_CHECKING:
-    from torchrec_side.data.content import ItemContent
-
 __all__ = [
     "GENRES",
     "YEAR_BUCKETS",
@@ -77,7 +74,6 @@ __all__ = [
     "Users",
     "MovieLens100K",
     "load_movielens",
-    "load_items",
     "item_text",
     "year_bucket",
 ]
@@ -577,20 +573,3 @@ def year_bucket(years: Tensor | npt.ArrayLike) -> Tensor:
     edges = torch.tensor(YEAR_BUCKET_EDGES, dtype=torch.int64)
     b = torch.bucketize(y, edges, right=True)
     return torch.where(y < 0, torch.full_like(b, len(YEAR_BUCKETS) - 1), b)
-
-
-def load_items(root: str | os.PathLike[str] | None = None, cache: bool = True) -> "ItemContent":
-    """Item content: titles, texts, MiniLM vectors (cached), genre flags, year buckets.
-
-    Same as :func:`torchrec_side.data.content.load_items` (see there).
-
-    Example::
-
-        >>> items = load_items()
-        >>> items.text_vectors.shape
-        torch.Size([1682, 384])
-    """
-    from torchrec_side.data.content import load_items as _load_items
-
-    return _load_items(root=root, cache=cache)
-

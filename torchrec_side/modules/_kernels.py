@@ -65,7 +65,7 @@ def _cache_dir() -> Path:
     env = os.environ.get("TORCHREC_SIDE_KERNEL_DIR")
     if env:
         return Path(env)
-    from torchrec_side.data.fetch import cache_dir
+    from torchrec_side.io import cache_dir
 
     path = cache_dir() / "kernels"
     try:
