@@ -48,3 +48,32 @@ def test_layers_import_one_way() -> None:
     # content builds on movielens, never the other way round.
     assert "torchrec_side.data.content" not in imports["torchrec_side.data.movielens"]
     assert "torchrec_side.data.movielens" in imports["torchrec_side.data.content"]
+
+
+def test_docs_cite_the_repository_design_page() -> None:
+    """Citations point at docs/design.md, which the repository ships, never at the outside design page."""
+    from pathlib import Path
+
+    root = Path(torchrec_side.__file__).parent.parent
+    listed = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout")
+    design = root / "docs" / "design.md"
+    assert design.is_file()
+    text = design.read_text()
+    for n in range(1, 11):
+        assert f"\n## {n}. " in text, f"docs/design.md lacks section {n}"
+    assert "### 7b." in text and "### 7c." in text
+    offenders = []
+    for rel in listed.stdout.splitlines():
+        path = root / rel
+        if rel == "docs/design.md" or not path.is_file():
+            continue
+        try:
+            body = path.read_text()
+        except (UnicodeDecodeError, OSError):
+            continue
+        body = body.replace("docs/design.md", "")
+        if any(word + tail in body for word in ("DESIGN",) for tail in (".md", " section", " target")):
+            offenders.append(rel)
+    assert offenders == [], f"files citing DESIGN instead of docs/design.md: {offenders}"

@@ -7,7 +7,7 @@
 
 Steps (each skipped when its output already exists, so a rerun resumes):
 
-1. **Examples**: the example store of DESIGN section 7 (``<out>/examples``), written once.
+1. **Examples**: the example store of docs/design.md section 7 (``<out>/examples``), written once.
 2. **Fit, on training interactions only** (the store's ``train`` split): the VQ-fusion tokenizers
    (``configs/ml100k/tokenizer_fused_dpca.yaml``, ``tokenizer_fused_rq.yaml``; their collaborative
    embedding is fitted on the training events by the tokenizer's loader), and the quantizers of the

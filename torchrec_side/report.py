@@ -5,7 +5,7 @@ Reads ``RUN/pipeline.json`` (variants, their run folders and the mode) and every
 ``metrics.json``; writes ``RUN/report.json``, ``RUN/report.md``, ``RUN/ne_gain.png`` and
 ``RUN/bytes_per_event.png``.
 
-Definitions (DESIGN section 7):
+Definitions (docs/design.md section 7):
 
 * NE is the **test** NE of each run (nothing is selected on it); validation NE is reported too.
 * NE gain of variant v for seed s: ``100 * (NE_control[s] - NE_v[s]) / NE_control[s]`` (paired by
@@ -150,7 +150,7 @@ def side_vs_traditional(rows: List[Dict[str, Any]], side: str = "side", traditio
 
 
 def targets(rows: List[Dict[str, Any]], ratio: Dict[str, Any], extra: Optional[Dict[str, Any]] = None) -> List[Dict[str, Any]]:
-    """DESIGN section 8 targets with measured numbers and ``met`` (True / False / None = not measured)."""
+    """docs/design.md section 8 targets with measured numbers and ``met`` (True / False / None = not measured)."""
     by = {r["variant"]: r for r in rows}
     out: List[Dict[str, Any]] = []
 
@@ -323,7 +323,7 @@ def write_report(run: Path, plots: bool = True) -> Dict[str, Any]:
                  f"({by['side']['ne_gain_pct_mean']:+.3f}% vs {by['traditional_sid']['ne_gain_pct_mean']:+.3f}%; "
                  f"seed std {by['side']['ne_gain_pct_std']:.3f} / {by['traditional_sid']['ne_gain_pct_std']:.3f}).")
     L.append("")
-    L.append("## DESIGN section 8 targets")
+    L.append("## docs/design.md section 8 targets")
     L.append("")
     L.append("| target | measured | met |")
     L.append("| --- | --- | --- |")

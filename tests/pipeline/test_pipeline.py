@@ -202,7 +202,7 @@ def test_report_statistics(tmp_path: Path) -> None:
     assert ratio["ratio_p05"] <= ratio["ratio"] <= ratio["ratio_p95"] and ratio["ratio_std"] > 0
     assert (run / "report.md").is_file() and (run / "ne_gain.png").is_file() and (run / "bytes_per_event.png").is_file()
     md = (run / "report.md").read_text()
-    assert "side_vs_traditional_ne_gain" in md and "DESIGN section 8" in md
+    assert "side_vs_traditional_ne_gain" in md and "docs/design.md section 8" in md
     met = {t["target"]: t["met"] for t in rep["targets"]}
     assert met["footprint: SIDE <= 1/3 of traditional SID (bytes/event as consumed)"] is True
     assert met["footprint: SIDE <= 1/100 of raw fp16 content embedding"] is False  # 8 > 7.68

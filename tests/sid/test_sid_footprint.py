@@ -51,7 +51,7 @@ def test_table_and_design_ratios() -> None:
     assert by["side"] == Footprint("side", 8, 1, 8)
     assert by["prefix_ngram"].bytes_per_event == 320
     assert by["raw_float16"] == Footprint("raw_float16", 768, 0)
-    # DESIGN.md section 8 targets, for the two SIDs of issue 4
+    # docs/design.md section 8 targets, for the two SIDs of issue 4
     assert by["side"].bytes_per_event * 3 <= by["prefix_ngram"].bytes_per_event
     assert by["side"].bytes_per_event * 96 == by["raw_float16"].bytes_per_event
 

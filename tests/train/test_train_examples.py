@@ -1,4 +1,4 @@
-"""Training examples (DESIGN section 7): time split, histories, no leakage, Parquet store, loader."""
+"""Training examples (docs/design.md section 7): time split, histories, no leakage, Parquet store, loader."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 # pyre-strict
-"""SID packing, validation and footprint accounting (DESIGN.md section 5).
+"""SID packing, validation and footprint accounting (docs/design.md section 5).
 
 Example::
 

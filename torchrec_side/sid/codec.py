@@ -3,7 +3,7 @@
 
 A SID is a tuple of ``L`` digits ``(c_0, ..., c_{L-1})``, where level ``l`` has
 ``K_l`` codes (its *radix*), ``0 <= c_l < K_l``. :class:`SIDCodec` stores a SID in
-one int64 (a 64-bit container) in one of two layouts (DESIGN.md section 5):
+one int64 (a 64-bit container) in one of two layouts (docs/design.md section 5):
 
 * ``"mixed_radix"``: ``sid = sum_l c_l * prod_{k<l} K_k`` (the first digit is
   the least significant). Needs ``prod_l K_l <= 2**63`` so every SID is a

@@ -1,7 +1,7 @@
 # pyre-strict
 """VQ fusion: a multi-task tokenizer that fuses content embeddings and categorical targets into one SID.
 
-Pieces (DESIGN.md section 4):
+Pieces (docs/design.md section 4):
 
 * :class:`VQFusionModel` — per-collection normalization and projection, encoder MLP, a
   differentiable residual bottleneck (:class:`ResidualBottleneck`: RQ with learned codebooks or

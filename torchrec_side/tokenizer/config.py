@@ -115,7 +115,7 @@ class TargetConfig:
 class BottleneckConfig:
     """The differentiable quantizer between encoder and decoders.
 
-    ``kind="rq"``: residual VQ with learned codebooks ``[K_l, D]`` (DESIGN section 3, RQ-KMeans).
+    ``kind="rq"``: residual VQ with learned codebooks ``[K_l, D]`` (docs/design.md section 3, RQ-KMeans).
     ``kind="dpca"``: Discrete-PCA; level ``l`` quantizes the projection of the residual on
     ``m_l`` principal directions ``V_l`` (PCA of the residual of the first batches, then fixed)
     with learned codewords ``[K_l, m_l]``. Both decode additively,
@@ -318,7 +318,7 @@ class DataConfig:
         root: MovieLens source (see ``torchrec_side.data.movielens.load_movielens``); ``None``:
             the default cached download.
         train_fraction: the first ``train_fraction`` of rating events by time are the training
-            events the collaborative embedding is fitted on (DESIGN section 7: 0.8; the split of
+            events the collaborative embedding is fitted on (docs/design.md section 7: 0.8; the split of
             ``torchrec_side.data.examples.time_split``).
         cf_dim: width of the collaborative embedding.
         cf_seed: seed of its randomized SVD.

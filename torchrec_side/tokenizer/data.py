@@ -1,7 +1,7 @@
 # pyre-strict
 """Item data for the tokenizer: a small container, MovieLens-100K preparation, synthetic items.
 
-MovieLens-100K follows DESIGN section 7: the collaborative embedding is fitted on the
+MovieLens-100K follows docs/design.md section 7: the collaborative embedding is fitted on the
 *training* rating events of the global time split only
 (:func:`torchrec_side.data.examples.training_interactions`: the first 80% of events by
 timestamp, ties going to the later split, exactly the split the ranking models train on), so

@@ -11,7 +11,7 @@
 
     loss = sum_m w_m recon_m + sum_j w_j task_j + beta * commitment + codebook
 
-See DESIGN.md section 4 and :mod:`torchrec_side.tokenizer.bottleneck`.
+See docs/design.md section 4 and :mod:`torchrec_side.tokenizer.bottleneck`.
 """
 
 from __future__ import annotations
