@@ -43,7 +43,7 @@ def _model(variant: str, num_users: int, num_items: int, d: int, codec_side: Any
     from torchrec.modules.embedding_configs import EmbeddingBagConfig, PoolingType
     from torchrec.modules.embedding_modules import EmbeddingBagCollection
 
-    from torchrec_side.data.examples import DENSE_FEATURES
+    from torchrec_side.data.loader import DENSE_FEATURES
     from torchrec_side.models.builder import RankingModel
     from torchrec_side.models.dlrm import combine_pooled, DLRMRanker, id_embedding_bag_collection
     from torchrec_side.modules import (SIDEmbeddingBagCollection, SIDEmbeddingBagConfig,
@@ -70,7 +70,7 @@ def _worker(rank: int, world: int, port: int, args: Any, out: Dict[str, Any]) ->
     torch.set_num_threads(args.threads)
     from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
-    from torchrec_side.data.examples import DENSE_FEATURES, ExampleBatch
+    from torchrec_side.data.loader import DENSE_FEATURES, ExampleBatch
     from torchrec_side.modules import SIDTables, SIDTokenConfig
     from torchrec_side.modules.traditional import sid_tokens
     from torchrec_side.sid.codec import SIDCodec

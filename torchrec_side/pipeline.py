@@ -14,7 +14,7 @@ Steps (each skipped when its output already exists, so a rerun resumes):
    baselines: RQ-KMeans 3 x 256 of the MiniLM vectors, RQ-KMeans 3 x 256 of a collaborative item
    embedding fitted on the store's training events, plain DPCA (40 ternary digits) of the MiniLM
    vectors. Each writes a SID table Parquet. The fitted events are checked with
-   :func:`torchrec_side.data.examples.assert_no_leakage`.
+   :func:`torchrec_side.data.protocol.assert_no_leakage`.
 3. **History columns**: every variant's column is written once into the store (packed SIDs,
    prefix-ngram token ids), before any training.
 4. **Training**: every variant through the TorchX component on 2 local ranks
@@ -130,7 +130,7 @@ def fit_sid_artifacts(out: Path, store: Any, seed: int = 0, needed: Optional[Seq
     """
     from torchrec_side.config import load_config
     from torchrec_side.data import content, movielens
-    from torchrec_side.data.examples import assert_no_leakage
+    from torchrec_side.data.protocol import assert_no_leakage
     from torchrec_side.quantizers import DPCA, RQKMeans, RQKMeansConfig
     from torchrec_side.tokenizer import TokenizeJobConfig, run_tokenize
 
@@ -271,7 +271,7 @@ def _done(path: Path, epochs: int) -> bool:
 
 def write_history_columns(configs: Sequence[Path], overrides: List[str]) -> None:
     """Writes every variant's history column into the store once, before any training."""
-    from torchrec_side.data.examples import ExampleStore, prepare_store
+    from torchrec_side.data.store import ExampleStore, prepare_store
     from torchrec_side.models.history import HistoryContext, make_history_feature
     from torchrec_side.train.config import load_train_config
 
@@ -330,7 +330,7 @@ def run_pipeline(out: Path, quick: bool = False, variants: Optional[List[str]] =
     """The main job; see the module docstring. Returns the pipeline record (``<out>/pipeline.json``)."""
     from tqdm import tqdm
 
-    from torchrec_side.data.examples import prepare_store
+    from torchrec_side.data.store import prepare_store
     from torchrec_side.io import write_json
     from torchrec_side.train.config import load_train_config
 

@@ -13,7 +13,7 @@ from torchrec import EmbeddingBagCollection, EmbeddingBagConfig, EmbeddingCollec
 from torchrec.sparse.jagged_tensor import JaggedTensor, KeyedJaggedTensor, KeyedTensor
 
 from torchrec_side.config import ConfigError
-from torchrec_side.data.examples import ExampleBatch
+from torchrec_side.data.loader import ExampleBatch
 from torchrec_side.models import (
     build_ranker,
     combine_pooled,

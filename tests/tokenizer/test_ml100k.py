@@ -18,7 +18,7 @@ def ml_items() -> ItemData:
 
 def test_ml100k_items_and_no_leakage(ml_items: ItemData) -> None:
     from torchrec_side.data import content, movielens
-    from torchrec_side.data.examples import time_split
+    from torchrec_side.data.protocol import time_split
 
     assert ml_items.dims == {"minilm": 384, "collaborative": 64}
     assert ml_items.targets["genres"].shape == (1682, 19) and ml_items.target_kinds["year_bucket"] == "single_label"

@@ -10,20 +10,16 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from torchrec_side.data.examples import (
+from torchrec_side.data.loader import HistoryInput, make_dataloader
+from torchrec_side.data.protocol import (
     assert_no_leakage,
     build_examples,
     ExamplesConfig,
-    ExampleStore,
-    HistoryInput,
-    make_dataloader,
-    prepare_store,
-    StoreError,
     synthetic_ratings,
     time_split,
     training_interactions,
-    write_store,
 )
+from torchrec_side.data.store import ExampleStore, prepare_store, StoreError, write_store
 from torchrec_side.data.movielens import Ratings
 
 

@@ -7,6 +7,10 @@
 * :mod:`~torchrec_side.data.content`: MiniLM text embeddings (cached), collaborative
   embeddings fitted on given interactions only, :func:`load_items`.
 * :mod:`~torchrec_side.data.synthetic`: clustered low-rank vectors for scale tests.
+* :mod:`~torchrec_side.data.protocol`: the evaluation protocol (docs/design.md section 7): time
+  split, examples, leakage checks, synthetic ratings.
+* :mod:`~torchrec_side.data.store`: the example store (examples and per-user event logs, written once).
+* :mod:`~torchrec_side.data.loader`: batches of the store as ``KeyedJaggedTensor`` s.
 
 Example::
 
@@ -47,6 +51,33 @@ if TYPE_CHECKING:  # the names below are imported lazily (``python -m ...fetch``
         YEAR_BUCKETS,
         year_bucket,
     )
+    from torchrec_side.data.loader import (
+        DENSE_FEATURES,
+        ExampleBatch,
+        ExampleDataset,
+        HistoryInput,
+        ID_FEATURES,
+        make_dataloader,
+    )
+    from torchrec_side.data.protocol import (
+        assert_no_leakage,
+        build_examples,
+        Examples,
+        ExamplesConfig,
+        SPLITS,
+        synthetic_ratings,
+        time_split,
+        TimeSplit,
+        training_interactions,
+    )
+    from torchrec_side.data.store import (
+        ColumnInfo,
+        ExampleStore,
+        ITEM_HISTORY_COLUMN,
+        prepare_store,
+        StoreError,
+        write_store,
+    )
     from torchrec_side.data.synthetic import synthetic_content
 
 _LAZY: dict[str, str] = {
@@ -62,6 +93,12 @@ _LAZY: dict[str, str] = {
         "movielens",
     ),
     "synthetic_content": "synthetic",
+    **dict.fromkeys(("DENSE_FEATURES", "ExampleBatch", "ExampleDataset", "HistoryInput", "ID_FEATURES",
+                     "make_dataloader"), "loader"),
+    **dict.fromkeys(("assert_no_leakage", "build_examples", "Examples", "ExamplesConfig", "SPLITS",
+                     "synthetic_ratings", "time_split", "TimeSplit", "training_interactions"), "protocol"),
+    **dict.fromkeys(("ColumnInfo", "ExampleStore", "ITEM_HISTORY_COLUMN", "prepare_store", "StoreError",
+                     "write_store"), "store"),
 }  # fmt: skip
 
 
@@ -73,19 +110,34 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "DENSE_FEATURES",
     "GENRES",
+    "ID_FEATURES",
+    "ITEM_HISTORY_COLUMN",
+    "SPLITS",
     "TEXT_EMBEDDING_DIM",
     "TEXT_MODEL_NAME",
     "UNKNOWN_YEAR",
-    "YEAR_BUCKETS",
     "YEAR_BUCKET_EDGES",
+    "YEAR_BUCKETS",
+    "ColumnInfo",
     "DataFormatError",
     "EmbeddingCacheStats",
+    "ExampleBatch",
+    "ExampleDataset",
+    "Examples",
+    "ExamplesConfig",
+    "ExampleStore",
+    "HistoryInput",
     "ItemContent",
     "Items",
     "MovieLens100K",
     "Ratings",
+    "StoreError",
+    "TimeSplit",
     "Users",
+    "assert_no_leakage",
+    "build_examples",
     "cache_dir",
     "cache_stats",
     "collaborative_embeddings",
@@ -93,7 +145,13 @@ __all__ = [
     "item_text",
     "load_items",
     "load_movielens",
+    "make_dataloader",
+    "prepare_store",
     "synthetic_content",
+    "synthetic_ratings",
     "text_embeddings",
+    "time_split",
+    "training_interactions",
+    "write_store",
     "year_bucket",
 ]

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from torchrec_side.data.examples import DENSE_FEATURES, ExampleBatch, ID_FEATURES
+from torchrec_side.data.loader import DENSE_FEATURES, ExampleBatch, ID_FEATURES
 from torchrec_side.models.din import DINRanker
 from torchrec_side.models.dlrm import combine_pooled, DLRMRanker, id_embedding_bag_collection
 from torchrec_side.models.history import HistoryFeature, HistoryFeatureConfig

@@ -22,7 +22,7 @@ from torchrec.modules.embedding_configs import EmbeddingBagConfig, PoolingType
 from torchrec.modules.embedding_modules import EmbeddingBagCollection
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
-from torchrec_side.data.examples import ID_FEATURES
+from torchrec_side.data.loader import ID_FEATURES
 
 __all__ = ["DLRMRanker", "id_embedding_bag_collection", "pooled_feature_dims", "combine_pooled"]
 

@@ -5,8 +5,8 @@ A *history feature* ties together
 
 1. a **feature-store column** of the example store (one value, or ``W`` values, per history
    event: item ids, packed SIDs, prefix-ngram token ids, ...), written from an item -> value table
-   by :meth:`torchrec_side.data.examples.ExampleStore.add_history_column` if it is not there yet;
-2. the **KJT keys** the loader makes of that column (:class:`~torchrec_side.data.examples.HistoryInput`),
+   by :meth:`torchrec_side.data.store.ExampleStore.add_history_column` if it is not there yet;
+2. the **KJT keys** the loader makes of that column (:class:`~torchrec_side.data.loader.HistoryInput`),
    and an optional KJT -> KJT transform run in the loader's worker;
 3. the **module** that embeds those keys: *pooled* (EBC-like: ``KJT -> KeyedTensor``, with
    ``embedding_bag_configs()``) for DLRM, or *per event* (EC-like: ``KJT -> Dict[str, JaggedTensor]``,
@@ -61,7 +61,8 @@ from torchrec.modules.embedding_modules import EmbeddingBagCollection, Embedding
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from torchrec_side.config import ConfigError, config_from_dict
-from torchrec_side.data.examples import HistoryInput, ITEM_HISTORY_COLUMN
+from torchrec_side.data.loader import HistoryInput
+from torchrec_side.data.store import ITEM_HISTORY_COLUMN
 
 __all__ = [
     "HistoryFeatureConfig",

@@ -51,7 +51,8 @@ from torchrec.modules.embedding_configs import EmbeddingBagConfig, EmbeddingConf
 from torchrec.sparse.jagged_tensor import JaggedTensor, KeyedJaggedTensor, KeyedTensor
 
 from torchrec_side.config import ConfigError
-from torchrec_side.data.examples import HistoryInput, ITEM_HISTORY_COLUMN
+from torchrec_side.data.loader import HistoryInput
+from torchrec_side.data.store import ITEM_HISTORY_COLUMN
 from torchrec_side.models.history import HistoryFeature, register_history_feature
 
 __all__ = [

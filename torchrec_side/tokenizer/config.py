@@ -319,7 +319,7 @@ class DataConfig:
             the default cached download.
         train_fraction: the first ``train_fraction`` of rating events by time are the training
             events the collaborative embedding is fitted on (docs/design.md section 7: 0.8; the split of
-            ``torchrec_side.data.examples.time_split``).
+            ``torchrec_side.data.protocol.time_split``).
         cf_dim: width of the collaborative embedding.
         cf_seed: seed of its randomized SVD.
         synthetic_items: number of synthetic items.

@@ -3,7 +3,7 @@
 
 MovieLens-100K follows docs/design.md section 7: the collaborative embedding is fitted on the
 *training* rating events of the global time split only
-(:func:`torchrec_side.data.examples.training_interactions`: the first 80% of events by
+(:func:`torchrec_side.data.protocol.training_interactions`: the first 80% of events by
 timestamp, ties going to the later split, exactly the split the ranking models train on), so
 nothing from validation or test events reaches the tokenizer.
 """
@@ -126,7 +126,7 @@ def load_ml100k_items(config: Optional[DataConfig] = None, need_collaborative: b
         need_collaborative: skip the collaborative embedding (faster) when ``False``.
     """
     from torchrec_side.data import content, movielens
-    from torchrec_side.data.examples import training_interactions
+    from torchrec_side.data.protocol import training_interactions
 
     cfg = config or DataConfig()
     ml = movielens.load_movielens(cfg.root)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple, Union
 
 from torchrec_side.config import config_to_dict, load_config
-from torchrec_side.data.examples import ExamplesConfig
+from torchrec_side.data.protocol import ExamplesConfig
 from torchrec_side.models.builder import ModelConfig
 
 __all__ = [

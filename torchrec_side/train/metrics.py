@@ -52,7 +52,7 @@ def evaluate(
     """Runs ``model`` over ``batches`` and returns NE, AUC and friends (identical on all ranks).
 
     Collective when a process group is initialized: every rank must iterate the same number of
-    batches (:class:`~torchrec_side.data.examples.ExampleDataset` guarantees it).
+    batches (:class:`~torchrec_side.data.loader.ExampleDataset` guarantees it).
 
     Args:
         model (nn.Module): ``batch -> (loss, logits [B])`` (e.g. DMP-wrapped

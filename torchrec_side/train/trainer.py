@@ -47,14 +47,8 @@ import torch.distributed as dist
 from torch import nn
 
 from torchrec_side.config import config_to_dict, ConfigError, save_config
-from torchrec_side.data.examples import (
-    ExampleDataset,
-    ExampleStore,
-    HistoryInput,
-    make_dataloader,
-    prepare_store,
-    StoreError,
-)
+from torchrec_side.data.loader import ExampleDataset, HistoryInput, make_dataloader
+from torchrec_side.data.store import ExampleStore, prepare_store, StoreError
 from torchrec_side.models.builder import build_ranker, count_parameters, RankingModel
 from torchrec_side.models.history import HistoryContext, HistoryFeature, make_history_feature
 from torchrec_side.train.checkpoint import CheckpointManager

@@ -1,0 +1,362 @@
+# pyre-strict
+"""Batches of the example store (docs/design.md section 7) for TorchRec models.
+
+**Loading** (:class:`ExampleDataset`, :func:`make_dataloader`). Batches come out as
+:class:`ExampleBatch`: a ``KeyedJaggedTensor`` (``user_id``, ``item_id``, the history keys), a
+dense tensor and labels, built from the Parquet list columns' offsets and flat values (no Python
+loop per event), in a DataLoader worker. Every rank sees the same global batch sequence and takes
+its own slice, so all ranks run the same number of steps (which sharded modules require).
+
+
+Example::
+
+    from torchrec_side.data.loader import HistoryInput, make_dataloader
+
+    loader = make_dataloader(store, "train", [HistoryInput("hist_sid")], batch_size=256)
+    batch = next(iter(loader))
+    batch.sparse_features.keys()          # ['user_id', 'item_id', 'hist_sid']
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import Tensor
+from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+from torchrec.streamable import Pipelineable
+
+from torchrec_side.data.protocol import DENSE_FEATURES, ID_FEATURES
+from torchrec_side.data.store import _list_parts, _pa, _pq, ColumnInfo, ExampleStore, StoreError
+
+__all__ = [
+    "DENSE_FEATURES",
+    "ID_FEATURES",
+    "HistoryInput",
+    "ExampleBatch",
+    "ExampleDataset",
+    "make_dataloader",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+
+
+@dataclass(frozen=True)
+class HistoryInput:
+    """How the loader turns one history column into KJT keys.
+
+    Args:
+        column (str): the store's history column.
+        keys (Optional[List[str]]): KJT key names. Default: ``[column]`` for ``W == 1``; for
+            ``W > 1``, one key per slot ``[f"{column}_{j}"]`` (each with the history's lengths),
+            or ``[column]`` with ``flatten=True`` (``W`` values per event in one key).
+        flatten (bool): see ``keys``.
+
+    Example::
+
+        HistoryInput("hist_item_id")                 # KJT key "hist_item_id"
+        HistoryInput("hist_prefix_tokens")           # W = 3: keys hist_prefix_tokens_0.._2
+    """
+
+    column: str
+    keys: Optional[Tuple[str, ...]] = None
+    flatten: bool = False
+
+    def resolve_keys(self, width: int) -> List[str]:
+        if self.keys is not None:
+            want = 1 if (width == 1 or self.flatten) else width
+            if len(self.keys) != want:
+                raise StoreError(f"history input {self.column!r}: {len(self.keys)} keys given, {want} needed")
+            return list(self.keys)
+        if width == 1 or self.flatten:
+            return [self.column]
+        return [f"{self.column}_{j}" for j in range(width)]
+
+
+@dataclass
+class ExampleBatch(Pipelineable):
+    """One rank's batch.
+
+    Args:
+        dense_features (Tensor): ``[B, len(DENSE_FEATURES)]`` float32.
+        sparse_features (KeyedJaggedTensor): keys ``user_id``, ``item_id`` (one value per example)
+            then the history keys (the history's values, lengths = history lengths), stride ``B``.
+        labels (Tensor): ``[B]`` float32 0/1.
+        weights (Tensor): ``[B]`` float32: 1, or 0 for padding rows of the last evaluation batch.
+
+    Example::
+
+        batch = next(iter(loader))
+        batch.sparse_features["hist_item_id"].lengths()     # [B]
+    """
+
+    dense_features: Tensor
+    sparse_features: KeyedJaggedTensor
+    labels: Tensor
+    weights: Tensor
+
+    def to(self, device: torch.device, non_blocking: bool = False) -> "ExampleBatch":
+        return ExampleBatch(
+            dense_features=self.dense_features.to(device=device, non_blocking=non_blocking),
+            sparse_features=self.sparse_features.to(device=device, non_blocking=non_blocking),
+            labels=self.labels.to(device=device, non_blocking=non_blocking),
+            weights=self.weights.to(device=device, non_blocking=non_blocking),
+        )
+
+    def record_stream(self, stream: torch.Stream) -> None:  # pragma: no cover - CUDA only
+        self.dense_features.record_stream(stream)
+        self.sparse_features.record_stream(stream)
+        self.labels.record_stream(stream)
+        self.weights.record_stream(stream)
+
+    def pin_memory(self) -> "ExampleBatch":  # pragma: no cover - CUDA only
+        return ExampleBatch(self.dense_features.pin_memory(), self.sparse_features.pin_memory(),
+                            self.labels.pin_memory(), self.weights.pin_memory())
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.labels.numel())
+
+
+class ExampleDataset(torch.utils.data.IterableDataset):  # pyre-ignore[13]
+    """Batches of one split for one rank, read from the store's Parquet files.
+
+    Every rank reads the same sequence of *global* batches of ``batch_size * world_size`` rows and
+    keeps rows ``[rank * B, (rank + 1) * B)`` of each, so the number of batches is the same on all
+    ranks. Training (``shuffle=True``): row groups in a seeded random order per epoch, rows shuffled
+    within a buffer of ``shuffle_row_groups`` row groups, incomplete last global batch dropped.
+    Evaluation (``shuffle=False``): time order, the last global batch padded with weight-0 rows.
+    The sequence depends only on ``(seed, epoch)``, so a run resumed at batch ``k`` of an epoch
+    (``start_batch``) sees exactly the batches an uninterrupted run would.
+
+    With several DataLoader workers, worker ``w`` builds batches ``w, w + n, ...`` (the DataLoader
+    returns them in order).
+
+    Args:
+        store (ExampleStore): the example store.
+        split (str): ``"train"``, ``"val"`` or ``"test"``.
+        history (Sequence[HistoryInput]): history columns to load, in KJT key order.
+        batch_size (int): ``B``, rows per rank per batch.
+        rank (int): this rank.
+        world_size (int): number of ranks.
+        shuffle (bool): training order (see above); else time order with padding.
+        seed (int): shuffle seed.
+        shuffle_row_groups (int): row groups per shuffle buffer.
+        transform (Optional[Callable[[KeyedJaggedTensor], KeyedJaggedTensor]]): applied to the
+            KJT in the worker (e.g. a SID -> token-id mapper).
+        max_history (Optional[int]): keep only the last ``max_history`` events of each history
+            (``None``: as stored).
+
+    Example::
+
+        ds = ExampleDataset(store, "train", [HistoryInput("hist_item_id")], batch_size=256,
+                            rank=0, world_size=2, shuffle=True, seed=0)
+        ds.set_epoch(3)
+        len(ds)                          # batches per epoch (same on every rank)
+    """
+
+    def __init__(
+        self,
+        store: ExampleStore,
+        split: str,
+        history: Sequence[HistoryInput] = (),
+        batch_size: int = 256,
+        rank: int = 0,
+        world_size: int = 1,
+        shuffle: bool = False,
+        seed: int = 0,
+        shuffle_row_groups: int = 8,
+        transform: Optional[Callable[[KeyedJaggedTensor], KeyedJaggedTensor]] = None,
+        max_history: Optional[int] = None,
+    ) -> None:
+        super().__init__()
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside [0, {world_size})")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.store = store
+        self.split = split
+        self.history: List[HistoryInput] = list(history)
+        self.infos: List[ColumnInfo] = [store.column(h.column) for h in self.history]
+        for h, info in zip(self.history, self.infos):
+            if not info.is_integer:
+                raise StoreError(
+                    f"history column {h.column!r} holds {info.dtype} values; KJT features need integer "
+                    f"ids (feed float content through an item-keyed table instead)"
+                )
+        self.keys: List[str] = list(ID_FEATURES) + [k for h, i in zip(self.history, self.infos)
+                                                     for k in h.resolve_keys(i.width)]
+        if len(set(self.keys)) != len(self.keys):
+            raise StoreError(f"duplicate KJT keys {self.keys}")
+        self.batch_size = batch_size
+        self.rank = rank
+        self.world_size = world_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.shuffle_row_groups = max(1, shuffle_row_groups)
+        self.transform = transform
+        self.max_history = max_history
+        self.epoch = 0
+        self.start_batch = 0
+        self.rows: int = store.rows(split)
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Selects the epoch's order and the first batch to produce (for resuming)."""
+        self.epoch, self.start_batch = int(epoch), int(start_batch)
+
+    def __len__(self) -> int:
+        g = self.batch_size * self.world_size
+        return self.rows // g if self.shuffle else -(-self.rows // g)
+
+    # ---- reading
+    def _files(self) -> List[Tuple[Any, Optional[str]]]:
+        pq = _pq()
+        out = [(pq.ParquetFile(self.store.file(self.split)), None)]
+        out += [(pq.ParquetFile(self.store.file(self.split, h.column)), h.column) for h in self.history]
+        n = out[0][0].num_row_groups
+        for f, c in out[1:]:
+            if f.num_row_groups != n or any(f.metadata.row_group(i).num_rows != out[0][0].metadata.row_group(i).num_rows
+                                            for i in range(n)):
+                raise StoreError(f"column {c!r} of split {self.split!r} is not row-aligned with base.parquet")
+        return out
+
+    def _row_group(self, files: List[Tuple[Any, Optional[str]]], i: int) -> Any:
+        pa = _pa()
+        arrays, names = [], []
+        for f, c in files:
+            t = f.read_row_group(i)
+            arrays.extend(t.columns)
+            names.extend(t.column_names)
+        return pa.Table.from_arrays(arrays, names=names)
+
+    def _global_batches(self) -> Iterator[Tuple[int, Any, int]]:
+        """Yields ``(index, table of <= G rows, G)`` for each global batch of the epoch."""
+        pa = _pa()
+        files = self._files()
+        n_rg = files[0][0].num_row_groups
+        g_rows = self.batch_size * self.world_size
+        rng = np.random.default_rng([self.seed, self.epoch, 0x51DE])
+        order = rng.permutation(n_rg) if self.shuffle else np.arange(n_rg)
+        step = self.shuffle_row_groups if self.shuffle else 1
+        index = 0
+        carry = None
+        n_batches = len(self)
+        for lo in range(0, n_rg, step):
+            tables = ([carry] if carry is not None else []) + [self._row_group(files, int(i)) for i in order[lo: lo + step]]
+            buf = pa.concat_tables(tables).combine_chunks() if len(tables) > 1 else tables[0]
+            if self.shuffle:
+                buf = buf.take(pa.array(rng.permutation(buf.num_rows)))
+            full = buf.num_rows // g_rows
+            for k in range(full):
+                if index >= n_batches:
+                    return
+                yield index, buf.slice(k * g_rows, g_rows), g_rows
+                index += 1
+            rest = buf.num_rows - full * g_rows
+            carry = buf.slice(full * g_rows, rest) if rest else None
+        if carry is not None and not self.shuffle and index < n_batches:
+            yield index, carry, g_rows
+
+    def __iter__(self) -> Iterator[ExampleBatch]:
+        info = torch.utils.data.get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
+        for index, table, g_rows in self._global_batches():
+            if index < self.start_batch or (index - self.start_batch) % nw != wid:
+                continue
+            lo = self.rank * self.batch_size
+            part = table.slice(lo, max(0, min(self.batch_size, table.num_rows - lo)))
+            yield self._make_batch(part)
+
+    def _make_batch(self, t: Any) -> ExampleBatch:
+        """Arrow rows -> ExampleBatch, padded to ``batch_size`` rows (vectorized)."""
+        b, n = self.batch_size, t.num_rows
+        pad = b - n
+
+        def col(name: str, dtype: Any) -> npt.NDArray[Any]:
+            x = t.column(name).to_numpy().astype(dtype, copy=False)
+            return np.concatenate([x, np.zeros(pad, dtype=dtype)]) if pad else x
+
+        user = col("user_id", np.int64)
+        item = col("item_id", np.int64)
+        labels = col("label", np.float32)
+        num_prior = col("num_prior", np.float32)
+        weights = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
+        dense = np.stack([np.log1p(num_prior) / math.log1p(1000.0), (num_prior == 0).astype(np.float32)], axis=1)
+        lengths = [np.ones(b, np.int64), np.ones(b, np.int64)]
+        values = [user, item]
+        for h, info in zip(self.history, self.infos):
+            offsets, flat = _list_parts(t.column(h.column))
+            lens = np.diff(offsets)
+            if self.max_history is not None and (lens > self.max_history).any():
+                keep = np.minimum(lens, self.max_history)
+                idx = np.repeat(offsets[1:] - keep - np.concatenate([[0], np.cumsum(keep)[:-1]]), keep) \
+                    + np.arange(int(keep.sum()))
+                flat, lens = flat[idx], keep
+            lens = np.concatenate([lens, np.zeros(pad, np.int64)]) if pad else lens
+            flat = flat.astype(np.int64, copy=False)
+            if info.width == 1 or h.flatten:
+                values.append(flat.reshape(-1))
+                lengths.append(lens * (info.width if h.flatten else 1))
+            else:
+                for j in range(info.width):
+                    values.append(np.ascontiguousarray(flat[:, j]))
+                    lengths.append(lens)
+        kjt = KeyedJaggedTensor(
+            keys=self.keys,
+            values=torch.from_numpy(np.concatenate(values)),
+            lengths=torch.from_numpy(np.concatenate(lengths)),
+            stride=b,
+        )
+        if self.transform is not None:
+            kjt = self.transform(kjt)
+        return ExampleBatch(
+            dense_features=torch.from_numpy(np.ascontiguousarray(dense, dtype=np.float32)),
+            sparse_features=kjt,
+            labels=torch.from_numpy(labels.copy()),
+            weights=torch.from_numpy(weights),
+        )
+
+
+def make_dataloader(
+    store: ExampleStore,
+    split: str,
+    history: Sequence[HistoryInput] = (),
+    batch_size: int = 256,
+    rank: int = 0,
+    world_size: int = 1,
+    shuffle: Optional[bool] = None,
+    seed: int = 0,
+    num_workers: int = 1,
+    pin_memory: bool = False,
+    **kwargs: Any,
+) -> torch.utils.data.DataLoader:
+    """A DataLoader of :class:`ExampleBatch` over one split (batches are built in the workers).
+
+    Args:
+        store, split, history, batch_size, rank, world_size, seed: see :class:`ExampleDataset`.
+        shuffle (Optional[bool]): default ``split == "train"``.
+        num_workers (int): DataLoader workers (0: in the calling process).
+        pin_memory (bool): pin batches (CUDA training).
+        **kwargs: more :class:`ExampleDataset` arguments (``transform``, ``shuffle_row_groups``, ...).
+
+    Returns:
+        DataLoader: iterate it for batches; ``loader.dataset.set_epoch(e, start_batch)`` before
+        each epoch.
+
+    Example::
+
+        loader = make_dataloader(store, "val", [HistoryInput("hist_item_id")], batch_size=1024)
+        for batch in loader: ...
+    """
+    ds = ExampleDataset(store, split, history, batch_size, rank, world_size,
+                        shuffle=(split == "train") if shuffle is None else shuffle, seed=seed, **kwargs)
+    return torch.utils.data.DataLoader(
+        ds, batch_size=None, num_workers=num_workers, pin_memory=pin_memory,
+        persistent_workers=False, prefetch_factor=4 if num_workers > 0 else None,
+    )
