@@ -1,3 +1,4 @@
+# pyre-strict
 """Files of the project: the cache folder, and atomic artifact writing (nothing half-written survives a
 crash or Ctrl-C)."""
 
@@ -5,12 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
-import tempfile
+import socket
+import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator, Mapping, Union
+from typing import Any, Dict, Iterator, List, Mapping, Tuple, Union
 
 import torch
 
@@ -41,23 +44,133 @@ class ArtifactError(ValueError):
     """A saved artifact is missing, corrupt, of another format or version, or mismatched."""
 
 
+#: Temporary and backup entries older than this are removed even when their writer's pid cannot
+#: be checked (another host on a shared file system, or a reused pid).
+STALE_AFTER_S: float = 6 * 3600.0
+
+_HOST: str = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname() or "host")[:32] or "host"
+
+
+def _entry_name(target: Path, kind: str) -> str:
+    """``.<name>.<host>-<pid>.<random>.<kind>``: a temporary (``tmp``) or backup (``old``) entry."""
+    return f".{target.name}.{_HOST}-{os.getpid()}.{uuid.uuid4().hex[:12]}.{kind}"
+
+
+def _entries(target: Path, kind: str) -> List[Tuple[Path, str, int]]:
+    """``(path, host, pid)`` of every temporary / backup entry of ``target`` (see :func:`_entry_name`)."""
+    pat = re.compile(r"^\." + re.escape(target.name) + r"\.([A-Za-z0-9-]+)-(\d+)\.[0-9a-f]+\." + kind + "$")
+    out: List[Tuple[Path, str, int]] = []
+    try:
+        names = os.listdir(target.parent)
+    except OSError:
+        return out
+    for name in names:
+        m = pat.match(name)
+        if m:
+            out.append((target.parent / name, m.group(1), int(m.group(2))))
+    return out
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _is_stale(path: Path, host: str, pid: int, now: float) -> bool:
+    """An entry is stale when its writer (this host, that pid) is gone, or it is older than
+    :data:`STALE_AFTER_S`."""
+    if host == _HOST and pid == os.getpid():
+        return False
+    try:
+        age = now - path.lstat().st_mtime
+    except OSError:
+        return False
+    if age > STALE_AFTER_S:
+        return True
+    return host == _HOST and not _pid_alive(pid)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def recover(path: PathLike) -> List[Path]:
+    """Repairs what a killed :func:`atomic_dir` / :func:`atomic_path` write left beside ``path``.
+
+    * ``path`` missing and a backup of it present (the writer died between its two renames):
+      the newest backup is renamed back to ``path``;
+    * temporary entries (``.<name>.<host>-<pid>.<hex>.tmp``) and leftover backups whose writer is
+      gone (its pid no longer runs on this host), or that are older than :data:`STALE_AFTER_S`,
+      are deleted. Entries of live writers are left alone.
+
+    Called at the start of every :func:`atomic_dir` / :func:`atomic_path` write and by artifact
+    loaders; safe to call at any time, errors of a read-only folder are ignored.
+
+    Args:
+        path: the artifact file or folder.
+
+    Returns:
+        List[Path]: the entries restored or removed.
+
+    Example::
+
+        recover("runs/tokenize/fused_dpca/tokenizer")   # before reading the artifact
+    """
+    target = Path(path)
+    touched: List[Path] = []
+    now = time.time()
+    try:
+        backups = [e for e in _entries(target, "old") if _is_stale(*e, now)]
+        if not os.path.lexists(target) and backups:
+            newest = max(backups, key=lambda e: e[0].lstat().st_mtime)
+            os.replace(newest[0], target)
+            touched.append(target)
+            backups.remove(newest)
+        for entry, _, _ in backups + [e for e in _entries(target, "tmp") if _is_stale(*e, now)]:
+            _remove(entry)
+            touched.append(entry)
+    except OSError:
+        pass
+    return touched
+
+
 @contextmanager
 def atomic_path(path: PathLike) -> Iterator[Path]:
     """Yields a temporary file path beside ``path``; on success it replaces ``path`` atomically.
 
     On any exception (including KeyboardInterrupt) the temporary file is removed and ``path``
-    keeps its previous content.
+    keeps its previous content. The temporary name carries this process's pid, so one left by a
+    killed process is removed by the next write (:func:`recover`).
+
+    Args:
+        path: the file to write.
+
+    Example::
+
+        with atomic_path("runs/x/metrics.json") as tmp:
+            tmp.write_text("{}")
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    recover(target)
+    tmp = target.parent / _entry_name(target, "tmp")
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
     try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; artifacts are meant to be shared
+        yield tmp
+        os.chmod(tmp, 0o644)  # artifacts are meant to be shared
         os.replace(tmp, target)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -65,20 +178,35 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
 def atomic_dir(path: PathLike) -> Iterator[Path]:
     """Yields a temporary folder beside ``path``; on success it takes ``path``'s place.
 
-    A previous folder at ``path`` stays intact until the new one is complete; then it is swapped
-    out with two renames and deleted. On failure the temporary folder is removed.
+    A previous folder at ``path`` stays intact until the new one is complete. The swap is: rename
+    the old folder to a backup name, rename the new folder to ``path``, delete the backup. A
+    process killed between the two renames leaves the old artifact under the backup name;
+    :func:`recover` (run by the next save or load) renames it back. Temporary folders of killed
+    saves are removed the same way. On an exception the temporary folder is removed at once.
+
+    Args:
+        path: the folder to write.
+
+    Example::
+
+        with atomic_dir("runs/tok/tokenizer") as tmp:
+            (tmp / "tokenizer.json").write_text("{}")
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    recover(target)
+    tmp = target.parent / _entry_name(target, "tmp")
+    tmp.mkdir()
     try:
         yield tmp
-        os.chmod(tmp, 0o755)  # mkdtemp creates 0700
-        old = target.parent / f".{target.name}.{uuid.uuid4().hex}.old"
-        if target.exists():
+        os.chmod(tmp, 0o755)
+        if os.path.lexists(target):
+            old = target.parent / _entry_name(target, "old")
             os.replace(target, old)
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
+            os.replace(tmp, target)
+            _remove(old)
+        else:
+            os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
