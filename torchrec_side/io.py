@@ -4,6 +4,7 @@ crash or Ctrl-C)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -231,17 +232,67 @@ def save_figure(fig: Any, path: PathLike, dpi: int = 120) -> None:
         fig.savefig(tmp, dpi=dpi, format=fmt)
 
 
+#: safetensors metadata key holding the SHA-256 of the tensor payload (see :func:`tensors_sha256`).
+PAYLOAD_SHA256: str = "payload_sha256"
+
+
+def tensors_sha256(tensors: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 (hex) of named tensors: names, dtypes, shapes and bytes, in sorted name order.
+
+    Args:
+        tensors: ``{name: tensor}``; any device, any layout (read as contiguous CPU bytes).
+
+    Returns:
+        str: 64 hex digits; equal for equal tensors whatever the dict order.
+
+    Example::
+
+        tensors_sha256({"w": torch.zeros(2, 3)})
+    """
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def save_tensors(path: PathLike, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> None:
-    """Saves tensors (made contiguous, on CPU) and string metadata as one safetensors file, atomically."""
+    """Saves tensors (made contiguous, on CPU) and string metadata as one safetensors file, atomically.
+
+    The metadata also records :data:`PAYLOAD_SHA256`, the checksum :func:`load_tensors` verifies.
+
+    Args:
+        path: the ``.safetensors`` file.
+        tensors: ``{name: tensor}``.
+        metadata: ``{key: string}`` stored in the file's header.
+    """
     from safetensors.torch import save_file
 
     flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    meta = dict(metadata)
+    meta[PAYLOAD_SHA256] = tensors_sha256(flat)
     with atomic_path(path) as tmp:
-        save_file(flat, str(tmp), metadata=dict(metadata))
+        save_file(flat, str(tmp), metadata=meta)
 
 
 def load_tensors(path: PathLike) -> tuple[Dict[str, torch.Tensor], Dict[str, str]]:
-    """Loads a safetensors file written by :func:`save_tensors`; raises ArtifactError if unreadable."""
+    """Loads a safetensors file written by :func:`save_tensors`.
+
+    When the header records :data:`PAYLOAD_SHA256` (every file this version writes), the tensors
+    are checked against it; a file without it (older versions) loads unchecked; callers can tell
+    by the key's absence from the returned metadata.
+
+    Args:
+        path: the ``.safetensors`` file.
+
+    Returns:
+        ``({name: tensor}, metadata)``.
+
+    Raises:
+        ArtifactError: missing, unreadable or corrupt file, or a checksum mismatch (names the file).
+    """
     from safetensors import safe_open
 
     p = Path(path)
@@ -253,4 +304,10 @@ def load_tensors(path: PathLike) -> tuple[Dict[str, torch.Tensor], Dict[str, str
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:  # safetensors raises several exception types for corrupt files
         raise ArtifactError(f"corrupt or unreadable artifact {p}: {e}") from e
+    want = meta.get(PAYLOAD_SHA256)
+    if want is not None and tensors_sha256(tensors) != want:
+        raise ArtifactError(
+            f"corrupt artifact {p}: SHA-256 of its tensors differs from the checksum recorded at save "
+            "(the file was edited or damaged)"
+        )
     return tensors, meta

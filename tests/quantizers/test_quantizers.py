@@ -198,3 +198,82 @@ def test_dpca_beats_nothing_and_decodes_on_heldout() -> None:
     fit, held = x[:1200], x[1200:]
     for q in (DPCA.ternary(16).fit(fit), RQKMeans(RQKMeansConfig(radices=[64, 64])).fit(fit)):
         assert rel_err(q, held) < 0.5
+
+
+def _flip_last_payload_byte(path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01  # the last byte belongs to the last tensor's data, not the JSON header
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("make", [lambda: RQKMeans(RQKMeansConfig(radices=[8, 8], seed=2)), lambda: DPCA.ternary(6, seed=2)])
+def test_flipped_byte_is_detected(make, tmp_path) -> None:
+    x = clustered(300, 8)
+    path = tmp_path / "q.safetensors"
+    make().fit(x).save(path)
+    Quantizer.load(path)  # intact: loads, no warning
+    _flip_last_payload_byte(path)
+    with pytest.raises(ArtifactError, match=r"q\.safetensors.*SHA-256"):
+        Quantizer.load(path)
+
+
+def test_file_without_checksum_loads_with_warning(tmp_path) -> None:
+    from safetensors.torch import load_file, save_file
+    from safetensors import safe_open
+
+    from torchrec_side.io import PAYLOAD_SHA256
+
+    x = clustered(300, 8)
+    q = DPCA.ternary(5, seed=1).fit(x)
+    path = tmp_path / "q.safetensors"
+    q.save(path)
+    with safe_open(str(path), framework="pt") as f:
+        meta = dict(f.metadata())
+    assert len(meta.pop(PAYLOAD_SHA256)) == 64
+    old = tmp_path / "old.safetensors"  # what the previous version wrote: same header, no checksum
+    save_file(load_file(str(path)), str(old), metadata=meta)
+    with pytest.warns(UserWarning, match="no tensor checksum"):
+        loaded = Quantizer.load(old)
+    assert torch.equal(loaded.encode(x), q.encode(x))
+
+
+def test_load_refuses_the_other_kind(tmp_path) -> None:
+    x = clustered(300, 8)
+    rq_path, dp_path = tmp_path / "rq.safetensors", tmp_path / "dpca.safetensors"
+    RQKMeans(RQKMeansConfig(radices=[8], seed=0)).fit(x).save(rq_path)
+    DPCA.ternary(4).fit(x).save(dp_path)
+    with pytest.raises(ArtifactError, match=r"rq\.safetensors.*RQKMeans.*not a DPCA"):
+        DPCA.load(rq_path)
+    with pytest.raises(ArtifactError, match=r"dpca\.safetensors.*DPCA.*not a RQKMeans"):
+        RQKMeans.load(dp_path)
+    assert isinstance(DPCA.load(dp_path), DPCA) and isinstance(RQKMeans.load(rq_path), RQKMeans)
+    assert isinstance(Quantizer.load(rq_path), RQKMeans) and isinstance(Quantizer.load(dp_path), DPCA)
+
+
+@pytest.mark.parametrize("make", [lambda: RQKMeans(RQKMeansConfig(radices=[8, 8], seed=2)), lambda: DPCA.ternary(6, seed=2)])
+def test_nan_tables_are_refused_by_name(make, tmp_path) -> None:
+    from torchrec_side.modules import SIDTables
+
+    q = make().fit(clustered(300, 8))
+    state = q.state_dict()
+    name = sorted(state)[-1]
+    state[name] = state[name].clone()
+    state[name].view(-1)[0] = float("nan")
+    fresh = make()
+    with pytest.raises(ValueError, match=f"{name}.*NaN or inf"):
+        fresh.load_state_dict(state)
+    assert not fresh.fitted
+    SIDTables.from_quantizer(q)  # the intact one still builds SIDE tables
+    bad = tmp_path / "bad.safetensors"
+    q.load_state_dict(q.state_dict())
+    from torchrec_side.io import save_tensors
+
+    from torchrec_side.quantizers.base import FORMAT, FORMAT_VERSION
+    import json as _json
+
+    save_tensors(bad, state, {"format": FORMAT, "version": str(FORMAT_VERSION), "kind": q.kind,
+                              "config": _json.dumps(q.config_dict())})
+    with pytest.raises(ArtifactError, match="NaN or inf"):
+        Quantizer.load(bad)
+    with pytest.raises(ValueError, match="missing table"):
+        make().load_state_dict({})

@@ -153,3 +153,35 @@ def test_tokenizer_feeds_side_tables(tokenizer: Tokenizer) -> None:
     for (c, v), t in zip(factors, tables):
         torch.testing.assert_close(c @ v.T, t)
     assert tokenizer.quantizer.radices == tokenizer.radices == list(tokenizer.codec.radices)
+
+
+def test_save_killed_between_renames_is_recovered_by_load(tokenizer: Tokenizer, saved: Path, synthetic_items: ItemData) -> None:
+    import subprocess
+    import sys
+
+    import torchrec_side.io as io
+
+    codes = tokenizer.encode(synthetic_items)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    # what a save SIGKILLed after renaming the old artifact aside, before renaming the new one in, leaves
+    backup = saved.parent / f".{saved.name}.{io._HOST}-{dead.pid}.0123456789ab.old"
+    killed_tmp = saved.parent / f".{saved.name}.{io._HOST}-{dead.pid}.ba9876543210.tmp"
+    saved.rename(backup)
+    killed_tmp.mkdir()
+    (killed_tmp / "weights.safetensors").write_bytes(b"\0" * 1024)
+    loaded = Tokenizer.load(saved)
+    assert torch.equal(loaded.encode(synthetic_items), codes)
+    assert sorted(p.name for p in saved.parent.iterdir()) == [saved.name]
+
+
+def test_artifact_files_carry_tensor_checksums(saved: Path) -> None:
+    from safetensors import safe_open
+
+    from torchrec_side.io import PAYLOAD_SHA256, load_tensors, tensors_sha256
+
+    for name in ("weights.safetensors", "quantizer.safetensors"):
+        with safe_open(str(saved / name), framework="pt") as f:
+            meta = f.metadata()
+        tensors, _ = load_tensors(saved / name)
+        assert meta[PAYLOAD_SHA256] == tensors_sha256(tensors)

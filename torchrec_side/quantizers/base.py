@@ -1,3 +1,4 @@
+# pyre-strict
 """The quantizer interface shared by RQ-KMeans and DPCA.
 
 Every quantizer maps content vectors ``X [N, D]`` to integer codes ``[N, L]`` (level ``l`` has
@@ -10,13 +11,14 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, Type, TypeVar
 
 import torch
 
-from torchrec_side.io import ArtifactError, PathLike, load_tensors, save_tensors
+from torchrec_side.io import PAYLOAD_SHA256, ArtifactError, PathLike, load_tensors, save_tensors
 
 FORMAT = "torchrec_side.quantizer"
 FORMAT_VERSION = 1
@@ -190,10 +192,16 @@ class Quantizer(ABC):
         return dict(self._tensors())
 
     def load_state_dict(self, state: Dict[str, torch.Tensor]) -> None:
-        self._load_tensors(dict(state))
+        """Loads tables from :meth:`state_dict`; ValueError naming the table if one is missing,
+        mis-shaped or holds NaN / inf."""
+        try:
+            self._load_tensors(dict(state))
+        except KeyError as e:
+            raise ValueError(f"{type(self).__name__}.load_state_dict: missing table {e}") from e
 
     def save(self, path: PathLike) -> None:
-        """Writes config and tables to one safetensors file, atomically."""
+        """Writes config and tables to one safetensors file, atomically, with a SHA-256 of the
+        tables in its header (checked by :meth:`load`)."""
         self._require_fitted()
         meta = {
             "format": FORMAT,
@@ -203,9 +211,30 @@ class Quantizer(ABC):
         }
         save_tensors(path, self._tensors(), meta)
 
-    @staticmethod
-    def load(path: PathLike, device: torch.device | str = "cpu") -> "Quantizer":
-        """Loads any registered quantizer saved by :meth:`save`."""
+    @classmethod
+    def load(cls: Type[Q], path: PathLike, device: torch.device | str = "cpu") -> Q:
+        """Loads a quantizer saved by :meth:`save`.
+
+        ``Quantizer.load`` (and :func:`torchrec_side.quantizers.load_quantizer`) returns whatever
+        kind the file holds; ``DPCA.load`` / ``RQKMeans.load`` accept only their own kind.
+
+        The file's tensors are checked against the SHA-256 recorded at save. Files written before
+        checksums were recorded (torchrec-side 0.1.0 before issue 10) still load, with a
+        ``UserWarning`` saying they are unverified; saving them again adds the checksum.
+
+        Args:
+            path: the ``.safetensors`` file.
+            device: where the tables go.
+
+        Raises:
+            ArtifactError: missing or corrupt file, checksum mismatch, another format, version or
+                quantizer kind, or tables that do not match the config (shape, NaN / inf).
+
+        Example::
+
+            q = Quantizer.load("runs/q/dpca.safetensors")   # a DPCA or an RQKMeans
+            dpca = DPCA.load("runs/q/dpca.safetensors")     # ArtifactError if the file is RQ-KMeans
+        """
         tensors, meta = load_tensors(path)
         if meta.get("format") != FORMAT:
             raise ArtifactError(f"{path}: not a torchrec_side quantizer (format={meta.get('format')!r})")
@@ -217,12 +246,33 @@ class Quantizer(ABC):
         kind = meta.get("kind", "")
         if kind not in _REGISTRY:
             raise ArtifactError(f"{path}: unknown quantizer kind {kind!r}; known: {sorted(_REGISTRY)}")
+        found = _REGISTRY[kind]
+        if not issubclass(found, cls):
+            raise ArtifactError(
+                f"{path}: holds a {found.__name__} quantizer (kind {kind!r}), not a {cls.__name__} "
+                f"(kind {cls.kind!r}); load it with {found.__name__}.load or Quantizer.load"
+            )
+        if PAYLOAD_SHA256 not in meta:
+            warnings.warn(
+                f"{path}: no tensor checksum recorded (written by an older torchrec-side); loaded "
+                "unverified. Save it again to add one.",
+                UserWarning,
+                stacklevel=2,
+            )
         try:
-            q = _REGISTRY[kind].from_config(json.loads(meta["config"]))
+            q = found.from_config(json.loads(meta["config"]))
             q._load_tensors({k: v.to(device) for k, v in tensors.items()})
         except (KeyError, ValueError, RuntimeError, TypeError) as e:
             raise ArtifactError(f"{path}: corrupt {kind} quantizer: {e}") from e
-        return q
+        return q  # pyre-ignore[7]: found is a subclass of cls
+
+
+def check_finite_tables(tensors: Dict[str, torch.Tensor]) -> None:
+    """Raises ValueError naming the first tensor holding NaN or inf (decoder tables must be finite)."""
+    for name in sorted(tensors):
+        t = tensors[name]
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise ValueError(f"table {name!r} {tuple(t.shape)} contains NaN or inf")
 
 
 def register_quantizer(cls: Type[Q]) -> Type[Q]:

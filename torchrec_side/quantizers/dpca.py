@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from torchrec_side.quantizers.base import Quantizer, check_vectors, register_quantizer
+from torchrec_side.quantizers.base import Quantizer, check_finite_tables, check_vectors, register_quantizer
 from torchrec_side.quantizers.kmeans import KMeansConfig, kmeans, nearest
 from torchrec_side.quantizers.rq import check_fit_input, fit_sample
 
@@ -202,6 +202,7 @@ class DPCA(Quantizer):
         return out
 
     def _load_tensors(self, tensors: Dict[str, torch.Tensor]) -> None:
+        check_finite_tables(tensors)
         offset = tensors["offset"].float()
         if offset.dim() != 1:
             raise ValueError(f"offset has shape {tuple(offset.shape)}, expected [D]")

@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from torchrec_side.quantizers.base import Quantizer, check_vectors, register_quantizer
+from torchrec_side.quantizers.base import Quantizer, check_finite_tables, check_vectors, register_quantizer
 from torchrec_side.quantizers.kmeans import KMeansConfig, kmeans, nearest
 
 
@@ -125,6 +125,7 @@ class RQKMeans(Quantizer):
         return {f"centroids.{i}": c for i, c in enumerate(self._centroids)}
 
     def _load_tensors(self, tensors: Dict[str, torch.Tensor]) -> None:
+        check_finite_tables(tensors)
         cents = [tensors[f"centroids.{i}"].float() for i in range(self.num_levels)]
         for i, (c, k) in enumerate(zip(cents, self.radices)):
             if c.dim() != 2 or c.shape[0] != k or c.shape[1] != cents[0].shape[1]:

@@ -8,8 +8,10 @@ Layout (format ``torchrec_side.tokenizer``, version :data:`FORMAT_VERSION`)::
       weights.safetensors     every weight and buffer of the VQ-fusion model
       quantizer.safetensors   the bottleneck's tables as a fitted DPCA (torchrec_side quantizer)
 
-The folder is written through :func:`torchrec_side.io.atomic_dir`: a crash or Ctrl-C while saving
-leaves any previous artifact at ``path`` untouched and no half-written folder behind.
+The folder is written through :func:`torchrec_side.io.atomic_dir`: a crash, Ctrl-C or SIGKILL while
+saving leaves any previous artifact at ``path`` (or, killed between the two renames of the swap,
+under a backup name that :meth:`Tokenizer.load` and the next save rename back) and no half-written
+folder under the artifact's name; the next save removes a killed save's temporary folder.
 ``tokenizer.json`` records the size and SHA-256 of both weight files, so a truncated or edited
 file is reported as such instead of producing wrong codes.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
@@ -27,7 +30,7 @@ import torch
 
 import torchrec_side
 from torchrec_side.config import ConfigError, config_from_dict, config_to_dict
-from torchrec_side.io import ArtifactError, PathLike, atomic_dir, load_tensors, save_tensors
+from torchrec_side.io import ArtifactError, PathLike, atomic_dir, load_tensors, recover, save_tensors
 from torchrec_side.quantizers.base import Quantizer
 from torchrec_side.quantizers.dpca import DPCA
 from torchrec_side.sid.codec import SIDCodec
@@ -264,6 +267,7 @@ class Tokenizer:
                 weights that do not match the config, or tables inconsistent with the weights.
         """
         root = Path(path)
+        recover(root)  # a save killed between its two renames left the previous artifact aside
         if not root.is_dir():
             raise ArtifactError(f"tokenizer artifact not found: {root} is not a folder")
         meta_path = root / _META
@@ -314,7 +318,9 @@ class Tokenizer:
             raise ArtifactError(f"{root / _WEIGHTS}: weights do not match the recorded model config: {e}") from e
         model.to(device)
         tok = cls(model, codec, meta.get("metadata", {}))
-        stored = Quantizer.load(root / _QUANTIZER, device=device)
+        with warnings.catch_warnings():  # its file checksum was verified above (older files lack the inner one)
+            warnings.filterwarnings("ignore", message=".*no tensor checksum recorded")
+            stored = Quantizer.load(root / _QUANTIZER, device=device)
         ref_offset, ref_tables = tok.quantizer.level_tables()
         st_offset, st_tables = stored.level_tables()
         if stored.radices != tok.radices or len(st_tables) != len(ref_tables) or not torch.equal(st_offset, ref_offset) or not all(
