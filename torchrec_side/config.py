@@ -10,6 +10,10 @@ closest valid names.
 
 Validation that goes beyond types belongs in the dataclasses' ``__post_init__`` (raise
 ``ValueError``); it runs when the final object is built and is reported as a :class:`ConfigError`.
+One check applies to every schema, before any ``__post_init__``: a float option (anywhere in the
+tree, lists and mappings included) must be finite. ``nan`` / ``inf`` / ``-inf`` fail with the key
+and where the value came from (``nan`` compares false with every bound, so per-field range checks
+would let it through).
 
 Example::
 
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import typing
 from pathlib import Path
@@ -46,6 +51,7 @@ __all__ = [
     "config_to_yaml",
     "save_config",
     "parse_overrides",
+    "check_finite",
 ]
 
 T = TypeVar("T")
@@ -138,6 +144,52 @@ def parse_overrides(overrides: Sequence[str]) -> List[Tuple[str, str]]:
     return out
 
 
+def _non_finite(node: Any, prefix: str = "") -> List[Tuple[str, float]]:
+    """``[(dotted key, value)]`` of every non-finite float in a plain container tree."""
+    out: List[Tuple[str, float]] = []
+    if isinstance(node, float):
+        if not math.isfinite(node):
+            out.append((prefix, node))
+    elif isinstance(node, Mapping):
+        for k, v in node.items():
+            out.extend(_non_finite(v, f"{prefix}.{k}" if prefix else str(k)))
+    elif isinstance(node, (list, tuple)):
+        for i, v in enumerate(node):
+            out.extend(_non_finite(v, f"{prefix}.{i}" if prefix else str(i)))
+    return out
+
+
+def check_finite(tree: Any, where: str, sources: Optional[Mapping[str, str]] = None) -> None:
+    """Rejects NaN / infinite floats anywhere in a config tree.
+
+    Args:
+        tree: a plain nested mapping / list (e.g. ``OmegaConf.to_container``), or an OmegaConf node.
+        where: names the source in the message (a file, ``"dict"``, an artifact path).
+        sources: optional ``{dotted key: source}`` of keys set by overrides (named in the message).
+
+    Raises:
+        ConfigError: naming the first offending key, its value and its source.
+
+    Example::
+
+        check_finite({"optim": {"lr": float("nan")}}, "file job.yaml")
+        # ConfigError: invalid value for config key 'optim.lr' (file job.yaml): nan is not a finite number
+    """
+    from omegaconf import OmegaConf
+
+    if OmegaConf.is_config(tree):
+        tree = OmegaConf.to_container(tree, resolve=True)
+    bad = _non_finite(tree)
+    if bad:
+        key, value = bad[0]
+        src = (sources or {}).get(key, where)
+        more = f" (also: {', '.join(k for k, _ in bad[1:])})" if len(bad) > 1 else ""
+        raise ConfigError(
+            f"invalid value for config key {key!r} ({src}): {value} is not a finite number; "
+            f"float options must be finite (no nan / inf){more}"
+        )
+
+
 def _check_keys_exist(cfg: Any, keys: Sequence[str], schema: Any, where: Sequence[str]) -> None:
     from omegaconf import OmegaConf
 
@@ -225,6 +277,11 @@ def load_config(
                 raise _wrap(e, schema, f"override {key}={value!r}") from e
             except (TypeError, ValueError) as e:
                 raise ConfigError(f"invalid override {key}={value!r}: {e}") from e
+    where = f"file {path}" if path is not None else ("base config" if base is not None else "schema defaults")
+    try:
+        check_finite(cfg, where, {k: f"from override {k}={v!r}" for k, v in pairs})
+    except OmegaConfBaseException as e:
+        raise _wrap(e, schema, "building config") from e
     try:
         obj = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as e:
@@ -262,6 +319,7 @@ def config_from_dict(schema: Type[T], data: Mapping[str, Any], where: str = "dic
 
     try:
         cfg = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.create(dict(data)))
+        check_finite(cfg, where)
         return OmegaConf.to_object(cfg)  # type: ignore[return-value]
     except OmegaConfBaseException as e:
         raise _wrap(e, schema, where) from e

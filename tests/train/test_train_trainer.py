@@ -261,22 +261,25 @@ def test_checkpoint_manager_picks_only_complete_checkpoints(tmp_path: Path) -> N
     ck = CheckpointManager(tmp_path, keep=2)
     assert ck.latest() is None and ck.cleanup() == []
 
-    def make(name: str, metadata: bool = True, state: bool = True) -> Path:
+    def make(name: str, metadata: bool = True, state: bool = True, manifest: bool = True) -> Path:
         p = tmp_path / name
         p.mkdir()
         if metadata:
             (p / ".metadata").write_bytes(b"x")
         if state:
             (p / "trainer_state.json").write_text("{}")
+        if manifest and name.startswith("step_"):
+            CheckpointManager._write_manifest(p, int(name.split("_")[1]))
         return p
 
     make("step_00000010")
     make("step_00000030")
-    make("step_00000040", metadata=False)   # DCP coordinator never finished
-    make("step_00000050", state=False)      # trainer state never written
+    make("step_00000040", manifest=False)   # the save never finished (the manifest is written last)
+    make("step_00000050", state=False, manifest=False)
     make(".step_00000060.tmp")              # being written when the job died
     make("notes")                           # not ours: untouched
     assert ck.latest() == tmp_path / "step_00000030"
+    assert [p.name for p in ck.complete()] == ["step_00000010", "step_00000030"]
     assert sorted(ck.cleanup()) == [".step_00000060.tmp", "step_00000040", "step_00000050"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes", "step_00000010", "step_00000030"]
 

@@ -12,7 +12,9 @@ torchrun / TorchX launch).
 Overrides are ``key=value`` (dotted keys, YAML values). ``--print-config`` prints the resolved
 config and exits. ``--seeds`` runs the seeds one after the other in the same processes (one launch,
 one process group: the start-up cost is paid once), each in its own run folder. Exit status: 0
-done, 2 bad config / missing artifact (nothing trained).
+done, 2 bad config / missing artifact / run folder in use by another run (nothing trained), 3
+training stopped (non-finite loss or metrics, or no checkpoint of the run folder passes
+verification; no ``metrics.json`` written).
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ def train_main(argv: Optional[List[str]] = None) -> int:
         argv (Optional[List[str]]): arguments after the subcommand (default ``sys.argv[1:]``).
 
     Returns:
-        int: exit status (0 success, 2 config error).
+        int: exit status (0 success, 2 config error or run folder locked, 3 training diverged or
+        unusable checkpoints).
 
     Example::
 
@@ -66,17 +69,22 @@ def train_main(argv: Optional[List[str]] = None) -> int:
         return 0
 
     from torchrec_side.io import ArtifactError
+    from torchrec_side.train.checkpoint import CheckpointError
     from torchrec_side.train.dist import init_distributed, shutdown_distributed
-    from torchrec_side.train.trainer import run_training
+    from torchrec_side.train.lock import RunLockedError
+    from torchrec_side.train.trainer import run_training, TrainingDivergedError
 
     env = init_distributed(cfgs[0].train.device)
     try:
         for cfg in cfgs:
             try:
                 metrics = run_training(cfg)
-            except (ConfigError, ArtifactError, FileNotFoundError) as e:
+            except (ConfigError, ArtifactError, FileNotFoundError, RunLockedError) as e:
                 print(f"torchrec-side train: {type(e).__name__}: {e}", file=sys.stderr)
                 return 2
+            except (TrainingDivergedError, CheckpointError) as e:
+                print(f"torchrec-side train: {type(e).__name__}: {e}", file=sys.stderr)
+                return 3
             if env.is_rank0:
                 v, t = metrics["val"], metrics["test"]
                 print(f"{cfg.name} seed {cfg.seed}: {metrics['steps']} steps; val NE {v['ne']:.5f} AUC "

@@ -114,9 +114,13 @@ def broadcast_object(obj: Optional[T], src: int = 0) -> T:
 def run_on_rank0(fn: Callable[[], T]) -> T:
     """Runs ``fn`` on rank 0 only and returns its result on every rank.
 
-    If ``fn`` raises on rank 0, every rank raises (a ``RuntimeError`` naming the original error,
-    the original itself on rank 0), so no rank is left waiting in a collective.
+    If ``fn`` raises on rank 0, every rank raises, so no rank is left waiting in a collective:
+    the original on rank 0, a copy of it elsewhere (same type and message, so callers handle a
+    config error the same way on every rank), or a ``RuntimeError`` naming it when the exception
+    cannot be pickled.
     """
+    import pickle
+
     rank = dist.get_rank() if dist.is_initialized() else 0
     result: Any = None
     error: Optional[BaseException] = None
@@ -125,9 +129,19 @@ def run_on_rank0(fn: Callable[[], T]) -> T:
             result = fn()
         except Exception as e:  # noqa: BLE001 - re-raised below on every rank
             error = e
-    msg = broadcast_object(None if error is None else f"{type(error).__name__}: {error}")
+    sent: Any = None
+    if error is not None:
+        try:
+            copy = type(error)(*error.args)
+            pickle.loads(pickle.dumps(copy))
+            sent = copy
+        except Exception:  # noqa: BLE001 - unpicklable or odd constructor: send the text
+            sent = f"{type(error).__name__}: {error}"
+    got = broadcast_object(sent)
     if error is not None:
         raise error
-    if msg is not None:
-        raise RuntimeError(f"rank 0 failed: {msg}")
+    if isinstance(got, BaseException):
+        raise got
+    if got is not None:
+        raise RuntimeError(f"rank 0 failed: {got}")
     return broadcast_object(result)

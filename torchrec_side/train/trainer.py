@@ -53,14 +53,21 @@ from torchrec_side.models.builder import build_ranker, count_parameters, Ranking
 from torchrec_side.models.history import HistoryContext, HistoryFeature, make_history_feature
 from torchrec_side.train.checkpoint import CheckpointManager
 from torchrec_side.train.config import TrainJobConfig
+from torchrec_side.train.lock import RunLock
 from torchrec_side.train.dist import broadcast_object, DistEnv, init_distributed, run_on_rank0, shutdown_distributed
 from torchrec_side.train.metrics import evaluate
 
-__all__ = ["run_training", "prepare_data", "build_sharded_model", "init_embedding_tables", "TrainState"]
+__all__ = ["run_training", "prepare_data", "build_sharded_model", "init_embedding_tables", "TrainState",
+           "TrainingDivergedError"]
 
 logger: logging.Logger = logging.getLogger("torchrec_side.train")
 
 _INIT_CHUNK: int = 65_536
+
+
+class TrainingDivergedError(RuntimeError):
+    """The training loss (or an evaluation metric) became NaN or infinite: the run stops, no
+    ``metrics.json`` is written, and the process exits non-zero."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -323,16 +330,16 @@ def run_training(cfg: TrainJobConfig) -> Dict[str, Any]:
     env = init_distributed(cfg.train.device)
     try:
         run_dir = cfg.run_path()
-        if env.is_rank0:
-            run_dir.mkdir(parents=True, exist_ok=True)
-        if dist.get_world_size() > 1:
-            dist.barrier()
+        lock = RunLock(run_dir, purpose=f"torchrec-side train {cfg.name} seed {cfg.seed}")
+        # rank 0 creates the folder and takes its lock before anything is written into it (collective)
+        run_on_rank0(lambda: (lock.acquire(), None)[1])
         threads = torch.get_num_threads()
         try:
             with _logging(run_dir, env):
                 return _Run(cfg, env, run_dir).run()
         finally:
             torch.set_num_threads(threads)
+            lock.release()
     finally:
         shutdown_distributed(env)
 
