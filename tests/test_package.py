@@ -77,3 +77,43 @@ def test_docs_cite_the_repository_design_page() -> None:
         if any(word + tail in body for word in ("DESIGN",) for tail in (".md", " section", " target")):
             offenders.append(rel)
     assert offenders == [], f"files citing DESIGN instead of docs/design.md: {offenders}"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--bits", "0"], "--bits 0: must be between 1 and 64"),
+        (["--bits", "-8"], "--bits -8: must be between 1 and 64"),
+        (["--bits", "1000"], "--bits 1000: must be between 1 and 64"),
+        (["--method", "rq", "--bits", "12"], "multiple of 8"),
+        (["--method", "dpca", "--bits", "1"], "one ternary digit"),
+        (["--seed", "-1"], "--seed -1"),
+    ],
+)
+def test_quantize_rejects_bad_arguments(args: list, message: str, tmp_path, capsys) -> None:
+    from torchrec_side.cli import main
+
+    assert main(["quantize", *args, "--out", str(tmp_path / "q.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_quantize_rejects_folder_out(tmp_path, capsys) -> None:
+    from torchrec_side.cli import main
+
+    assert main(["quantize", "--out", str(tmp_path)]) == 2
+    assert "names a folder" in capsys.readouterr().err
+    assert main(["quantize", "--out", str(tmp_path / "new") + "/"]) == 2
+    assert "names a folder" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    assert main(["quantize", "--out", str(tmp_path / "file" / "q.safetensors")]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+
+
+def test_quantize_bad_bits_exit_status_without_traceback(tmp_path) -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "torchrec_side.cli", "quantize", "--bits", "0", "--out", str(tmp_path / "q")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert r.returncode == 2 and "Traceback" not in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr

@@ -16,33 +16,93 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
-from typing import List, Optional
+from pathlib import Path
+from typing import TYPE_CHECKING, List, Optional
+
+if TYPE_CHECKING:
+    from torchrec_side.sid.codec import SIDCodec
+
+
+#: Largest ``--bits`` of ``torchrec-side quantize``: a SID is one int64 (docs/design.md section 5),
+#: 8 RQ levels of 256 codes or 40 ternary DPCA digits.
+MAX_QUANTIZE_BITS: int = 64
+
+
+class _UsageError(Exception):
+    """A bad ``torchrec-side quantize`` argument; printed as one line, exit status 2."""
+
+
+def _codec_for(radices: List[int]) -> "SIDCodec":
+    """The SID layout the tokenizer would pick (byte-grouped, else mixed radix); ValueError if neither packs."""
+    from torchrec_side.sid.codec import SIDCodec
+
+    try:
+        return SIDCodec.byte_grouped(radices)
+    except ValueError:
+        return SIDCodec.mixed_radix(radices)
+
+
+def _check_quantize_args(method: str, bits: int, seed: int, out: str) -> None:
+    """Validates ``torchrec-side quantize`` arguments before any data is loaded; raises _UsageError."""
+    if bits < 1 or bits > MAX_QUANTIZE_BITS:
+        raise _UsageError(
+            f"--bits {bits}: must be between 1 and {MAX_QUANTIZE_BITS} (a SID is packed into one int64)"
+        )
+    if method == "rq" and bits % 8:
+        raise _UsageError(f"--bits {bits}: --method rq needs a multiple of 8 (levels of 256 codes)")
+    if method == "dpca" and bits < 2:
+        raise _UsageError(f"--bits {bits}: --method dpca needs at least 2 (one ternary digit is 1.585 bits)")
+    if seed < 0:
+        raise _UsageError(f"--seed {seed}: must be >= 0")
+    path = Path(out)
+    if not out or out.endswith(("/", os.sep)) or path.is_dir():
+        raise _UsageError(f"--out {out}: names a folder; give the path of a .safetensors file inside it")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise _UsageError(f"--out {out}: {parent} is a file, not a folder")
+            break
 
 
 def _quantize(argv: List[str]) -> int:
     p = argparse.ArgumentParser(prog="torchrec-side quantize", description="Fit a quantizer on the MovieLens-100K MiniLM item vectors and save it.")
     p.add_argument("--method", choices=["dpca", "dpca_alloc", "rq"], default="dpca")
-    p.add_argument("--bits", type=int, default=64, help="bit budget per item")
+    p.add_argument("--bits", type=int, default=64, help=f"bit budget per item, 1..{MAX_QUANTIZE_BITS} (rq: a multiple of 8)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="path of the .safetensors quantizer artifact")
+    p.add_argument("--out", required=True, help="path of the .safetensors quantizer artifact (a file, not a folder)")
     args = p.parse_args(argv)
+    try:
+        _check_quantize_args(args.method, args.bits, args.seed, args.out)
+    except _UsageError as e:
+        print(f"torchrec-side quantize: error: {e}", file=sys.stderr)
+        return 2
 
     from torchrec_side.data import load_items
+    from torchrec_side.io import ArtifactError
     from torchrec_side.quantizers import DPCA, RQKMeans, RQKMeansConfig
 
     x = load_items().text_vectors.float()
     if args.method == "rq":
-        if args.bits % 8:
-            p.error("--method rq needs --bits divisible by 8 (256-code levels)")
         q = RQKMeans(RQKMeansConfig(radices=[256] * (args.bits // 8), seed=args.seed))
     elif args.method == "dpca":
         q = DPCA.ternary(int(math.floor(args.bits / math.log2(3) + 1e-9)), seed=args.seed)
     else:
         q = DPCA.for_bits(x, args.bits, seed=args.seed)
+    try:
+        _codec_for(q.radices)  # before fitting: the SID must pack into one int64
+    except ValueError as e:
+        print(f"torchrec-side quantize: error: --bits {args.bits}: levels {q.radices} do not pack into one int64: {e}", file=sys.stderr)
+        return 2
+    print(f"fitting {type(q).__name__} ({q.num_levels} levels, {q.bits_per_item:.1f} bits) on {x.shape[0]} items ...", file=sys.stderr)
     q.fit(x)
     codes = q.encode(x)
-    q.save(args.out)
+    try:
+        q.save(args.out)
+    except (OSError, ArtifactError) as e:
+        print(f"torchrec-side quantize: error: cannot write --out {args.out}: {e}", file=sys.stderr)
+        return 1
     s = q.stats(codes)
     print(
         f"{type(q).__name__}: {q.num_levels} levels, {q.bits_per_item:.1f} bits/item, "
