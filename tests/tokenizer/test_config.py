@@ -114,3 +114,15 @@ def test_tokenizer_config_validation() -> None:
         load_config(TokenizeJobConfig, overrides=["model.collections=[{name: a}, {name: a}]"])
     with pytest.raises(ConfigError, match="train.device"):
         load_config(TokenizeJobConfig, overrides=["train.device=tpu"])
+
+
+def test_unpackable_level_count_fails_before_training() -> None:
+    # 41 ternary digits: too many for the 8 byte groups and 3^41 > 2^63 for mixed radix
+    with pytest.raises(ConfigError, match=r"41 levels .* do not pack into one int64"):
+        load_config(TokenizeJobConfig, overrides=["model.bottleneck.num_levels=41"])
+    with pytest.raises(ConfigError, match="codec='mixed_radix'.*40 levels"):
+        load_config(TokenizeJobConfig, overrides=["model.bottleneck.num_levels=40", "codec=mixed_radix"])
+    with pytest.raises(ConfigError, match="codec='byte_grouped'"):
+        load_config(TokenizeJobConfig, overrides=["model.bottleneck.radices=[300]", "codec=byte_grouped"])
+    assert load_config(TokenizeJobConfig, overrides=["model.bottleneck.num_levels=40"]).codec == "auto"
+    assert load_config(TokenizeJobConfig, overrides=["model.bottleneck.num_levels=39", "codec=mixed_radix"])

@@ -39,6 +39,33 @@ def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
         raise ValueError(f"{what}: {value!r} is not one of {list(choices)}")
 
 
+def _check_packable(layout: str, radices: List[int]) -> None:
+    """Checks that ``radices`` pack into one int64 SID in ``layout`` (docs/design.md section 5).
+
+    ``"auto"`` is what :func:`torchrec_side.tokenizer.artifact.make_codec` does: byte-grouped, else
+    mixed radix. Run when the job config is built, so a config that cannot be packed fails before
+    training rather than after it.
+    """
+    from torchrec_side.sid.codec import SIDCodec
+
+    try:
+        if layout == "mixed_radix":
+            SIDCodec.mixed_radix(radices)
+        elif layout == "byte_grouped":
+            SIDCodec.byte_grouped(radices)
+        else:
+            try:
+                SIDCodec.byte_grouped(radices)
+            except ValueError:
+                SIDCodec.mixed_radix(radices)
+    except ValueError as e:
+        bits = sum(math.log2(k) for k in radices)
+        raise ValueError(
+            f"codec={layout!r}: the bottleneck's {len(radices)} levels ({bits:.1f} bits) do not pack "
+            f"into one int64 SID; use fewer levels or codes ({e})"
+        ) from e
+
+
 def _check_widths(what: str, widths: List[int]) -> None:
     if any(w < 1 for w in widths):
         raise ValueError(f"{what}: layer widths must be >= 1, got {widths}")
@@ -374,3 +401,4 @@ class TokenizeJobConfig:
         if not self.name or "/" in self.name:
             raise ValueError(f"name must be a non-empty folder name, got {self.name!r}")
         _check_choice("codec", self.codec, ("auto", "byte_grouped", "mixed_radix"))
+        _check_packable(self.codec, self.model.bottleneck.level_radices())
