@@ -6,6 +6,7 @@
     torchrec-side train --config configs/ml100k/dlrm_sparse_id.yaml [--seeds 0,1] [key=value ...]
     torchrec-side demo --out runs/demo [--quick]          # the main job: every variant, report
     torchrec-side report runs/demo                        # report.md / report.json / plots
+    torchrec-side world --size quick --out runs/world     # the simulated ads world [key=value ...]
 
 Multi-process training goes through TorchX (see torchrec_side/components.py):
 
@@ -114,7 +115,7 @@ def _quantize(argv: List[str]) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"fetch", "quantize", "tokenize", "train", "demo", "report"}
+    commands = {"fetch", "quantize", "tokenize", "train", "demo", "report", "world"}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(__doc__)
         return 0 if (not argv or argv[0] in ("-h", "--help")) else 2
@@ -133,6 +134,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         from torchrec_side.train.cli import train_main
 
         return train_main(rest)
+    if cmd == "world":
+        from torchrec_side.data.adsworld import world_main
+
+        return world_main(rest)
     if cmd == "demo":
         from torchrec_side.pipeline import pipeline_main
 

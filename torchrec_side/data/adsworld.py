@@ -1,0 +1,583 @@
+# pyre-strict
+"""A simulated ads world with a known optimum (docs/design.md section 7c).
+
+MovieLens-100K has 1,682 well-trained items; this seeded generator stands in for an ads system at
+the scale SIDE is meant for, and keeps the hidden truth, so the best possible NE is known.
+
+Generative process (every knob, with its default and reason: :mod:`.adsworld_config`):
+
+* **items**: a category tree (Zipf-sized categories, Zipf-sized sub-categories below each); a
+  hidden attribute vector ``a_i = sqrt(.4) mu_cat + sqrt(.3) mu_sub + sqrt(.3) e_i`` (k = 32);
+  Zipf-Mandelbrot base popularity fitted to Meta's ads skew; a release day (half the catalogue is
+  released during the log, so the catalogue grows and items released in the test window are
+  cold); a freshness boost ``floor + (1 - floor) 2^(-age / half_life)``; a quality ``q_i ~ N(0,1)``
+  that no content view sees (the id-only signal a learned item row can pick up).
+* **content**: a 384-d "text" and a 128-d "image" view, each a fixed random tanh map of an
+  overlapping slice of ``a_i`` plus noise, L2-normalized, float16; category and sub-category labels.
+* **users**: an interest mixing a few categories, ``interest_u(t) = sum_j pi_j(t) taste_uj``, the
+  mixture logits rotating slowly (so their spread stays constant); heavy-tailed log lengths (log-normal, capped).
+* **draws** (events and impressions alike, one day at a time): pick a category (the user's
+  mixture, or with prob. ``explore`` any category by popularity), retrieve a shortlist of
+  ``shortlist`` items released by that day by freshness-weighted popularity, then pick one by
+  ``softmax(sharpness * s)``, ``s = w_match * z_match + w_quality * q_i`` the click logit without
+  its bias. Events (the user's past clicks) use sharpness 1 (click odds); impressions use
+  ``clicks.targeting``.
+* **labels**: ``p_true = sigmoid(bias + s)`` (bias solved on a pilot so the mean is
+  ``clicks.base_rate``), ``label ~ Bernoulli(p_true)``; ``p_true`` is kept: the oracle.
+
+Folder written (atomically) by :func:`generate_world` / ``torchrec-side world``::
+
+    manifest.json        format, version, config, counts, split_times, oracle, skew, seconds
+    items.parquet        item_id, category, subcategory, release_time, quality (hidden)
+    content/text.npy     float16 [N, 384]    content/image.npy  float16 [N, 128]
+    events.parquet       user_id, item_id, timestamp; sorted by (user_id, timestamp)
+    impressions.parquet  user_id, item_id, timestamp, label, p_true, split; sorted by timestamp
+
+An impression's history is its user's events with timestamp strictly below its own. Splits by
+global time: train < t_val <= val < t_test <= test; items released at or after t_test are cold
+and appear in no train or validation row.
+
+Example::
+
+    >>> from torchrec_side.data.adsworld import generate_world
+    >>> from torchrec_side.data.adsworld_config import load_world_config
+    >>> m = generate_world(load_world_config("tiny"), "runs/world_tiny", progress=False)  # doctest: +SKIP
+    >>> m["oracle"]["test"]["ne"] < 1.0                                                     # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import resource
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+
+from torchrec_side.config import ConfigError, config_to_dict, config_to_yaml
+from torchrec_side.data.adsworld_config import AdsWorldConfig, load_world_config
+from torchrec_side.io import ArtifactError, atomic_dir, write_json
+
+__all__ = ["FORMAT", "VERSION", "DAY", "generate_world", "read_manifest", "normalized_entropy", "auc", "world_main"]
+
+FORMAT: str = "torchrec-side-adsworld"
+VERSION: int = 1
+#: Seconds in a simulated day; release times fall on day boundaries.
+DAY: int = 86_400
+#: Meta's ads skew (Zheng et al., arXiv 2504.02137): item fraction -> impression share.
+META_TOP: Tuple[float, float] = (0.001, 0.25)
+META_BOTTOM: Tuple[float, float] = (0.944, 0.25)
+_CONTENT_CHUNK: int = 65_536
+_PILOT_USERS: int = 1_000
+
+PathLike = Union[str, Path]
+Array = np.ndarray
+
+
+def _rng(seed: int, *stream: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, *stream]))
+
+
+def _zipf(n: int, s: float) -> Array:
+    p = np.arange(1, n + 1, dtype=np.float64) ** -s
+    return p / p.sum()
+
+
+@dataclass
+class _Catalogue:
+    category: Array  # int32 [N]
+    subcategory: Array  # int32 [N] (global id: category * S + local)
+    release_day: Array  # int64 [N], absolute day
+    quality: Array  # float32 [N]
+    weight: Array  # float64 [N], base popularity
+    attrs: Array  # float32 [N, k]
+    by_cat: Array  # int64 [N], item ids grouped by category
+    bounds: Array  # int64 [C + 1], category ranges in by_cat
+    cat_mu: Array  # float32 [C, k]
+    sub_mu: Array  # float32 [C * S, k]
+    sub_p: Array  # float64 [S], local sub-category probabilities
+
+
+def _shares(cfg: AdsWorldConfig) -> Tuple[float, float, float]:
+    c = cfg.catalogue
+    tot = c.category_share + c.subcategory_share + c.item_share
+    return c.category_share / tot, c.subcategory_share / tot, c.item_share / tot
+
+
+def _build_catalogue(cfg: AdsWorldConfig) -> _Catalogue:
+    c, t = cfg.catalogue, cfg.timeline
+    rng = _rng(cfg.seed, 1)
+    n, nc, ns, k = c.num_items, c.num_categories, c.subcategories_per_category, c.attr_dim
+    category = np.empty(n, dtype=np.int32)
+    category[:nc] = np.arange(nc)  # one anchor item per category, released on day 0
+    category[nc:] = rng.choice(nc, n - nc, p=_zipf(nc, c.category_zipf))
+    anchor = np.zeros(n, dtype=bool)
+    anchor[:nc] = True
+    perm = rng.permutation(n)
+    category, anchor = category[perm], anchor[perm]
+    sub_p = _zipf(ns, c.subcategory_zipf)
+    subcategory = (category.astype(np.int64) * ns + rng.choice(ns, n, p=sub_p)).astype(np.int32)
+    sc, ss, si = _shares(cfg)
+    cat_mu = rng.standard_normal((nc, k), dtype=np.float32) / np.float32(math.sqrt(k))
+    sub_mu = rng.standard_normal((nc * ns, k), dtype=np.float32) / np.float32(math.sqrt(k))
+    attrs = rng.standard_normal((n, k), dtype=np.float32) * np.float32(math.sqrt(si / k))
+    attrs += cat_mu[category] * np.float32(math.sqrt(sc))
+    attrs += sub_mu[subcategory] * np.float32(math.sqrt(ss))
+    rank = rng.permutation(n).astype(np.float64) + 1.0
+    weight = (rank + c.popularity_offset * n) ** -c.popularity_zipf
+    is_new = rng.random(n) < c.new_item_fraction
+    release_day = np.where(is_new, t.back_catalogue_days + rng.integers(0, t.log_days, n),
+                           rng.integers(0, t.back_catalogue_days, n)).astype(np.int64)
+    release_day[anchor] = 0
+    quality = rng.standard_normal(n, dtype=np.float32)
+    by_cat = np.argsort(category, kind="stable").astype(np.int64)
+    bounds = np.searchsorted(category[by_cat], np.arange(nc + 1)).astype(np.int64)
+    return _Catalogue(category, subcategory, release_day, quality, weight, attrs, by_cat, bounds,
+                      cat_mu, sub_mu, sub_p)  # fmt: skip
+
+
+class _DayTables:
+    """Freshness-weighted popularity of one day: a cumulative sum over items grouped by category."""
+
+    def __init__(self, cat: _Catalogue, cfg: AdsWorldConfig) -> None:
+        c = cfg.catalogue
+        self.w = cat.weight[cat.by_cat]
+        self.rd = cat.release_day[cat.by_cat]
+        max_age = cfg.timeline.back_catalogue_days + cfg.timeline.log_days + 1
+        age = np.arange(max_age + 1, dtype=np.float64)
+        self.fresh = c.freshness_floor + (1.0 - c.freshness_floor) * np.exp2(-age / c.freshness_half_life_days)
+        self.bounds = cat.bounds
+
+    def day(self, d: int) -> Tuple[Array, Array, Array]:
+        age = d - self.rd
+        w = np.where(age >= 0, self.w * self.fresh[np.clip(age, 0, len(self.fresh) - 1)], 0.0)
+        cs = np.cumsum(w)
+        cs0 = np.concatenate([[0.0], cs])
+        lo, hi = cs0[self.bounds[:-1]], cs0[self.bounds[1:]]
+        return cs, lo, hi
+
+
+@dataclass
+class _Users:
+    cats: Array  # int64 [n, K]
+    lam0: Array  # float64 [n, K] mixture logits at the log start
+    lam1: Array  # float64 [n, K] the orthogonal direction they rotate towards
+    taste: Array  # float32 [n, K, k]
+    num_events: Array  # int64 [n]
+    num_impressions: Array  # int64 [n]
+
+
+def _make_users(cfg: AdsWorldConfig, cat: _Catalogue, n: int, rng: np.random.Generator) -> _Users:
+    u, c = cfg.users, cfg.catalogue
+    nc, ns, k = c.num_categories, c.subcategories_per_category, c.attr_dim
+    kk = min(u.categories_per_user, nc)
+    mass = np.bincount(cat.category, weights=cat.weight, minlength=nc)
+    g = np.log(mass / mass.sum())[None, :] + rng.gumbel(size=(n, nc))  # Gumbel top-K: no repeats
+    cats = np.argpartition(-g, kk - 1, axis=1)[:, :kk].astype(np.int64)
+    lam0 = rng.standard_normal((n, kk)) * u.interest_logit_std
+    lam1 = rng.standard_normal((n, kk)) * u.interest_logit_std
+    sub = cats * ns + rng.choice(ns, (n, kk), p=cat.sub_p)
+    sc, ss, _ = _shares(cfg)
+    keep = 1.0 - u.taste_noise_share
+    taste = rng.standard_normal((n, kk, k), dtype=np.float32) * np.float32(math.sqrt(u.taste_noise_share / k))
+    taste += cat.cat_mu[cats] * np.float32(math.sqrt(keep * sc / (sc + ss or 1.0)))
+    taste += cat.sub_mu[sub] * np.float32(math.sqrt(keep * ss / (sc + ss or 1.0)))
+    lengths = np.exp(math.log(u.median_events) + u.events_sigma * rng.standard_normal(n))
+    num_events = np.clip(np.rint(lengths), 1, u.max_events).astype(np.int64)
+    num_impressions = rng.poisson(u.impressions_per_user, n).astype(np.int64)
+    return _Users(cats, lam0, lam1, taste, num_events, num_impressions)
+
+
+@dataclass
+class _Calibration:
+    match_mean: float = 0.0
+    match_std: float = 1.0
+    bias: float = 0.0
+
+
+def _times(cfg: AdsWorldConfig) -> Dict[str, int]:
+    t = cfg.timeline
+    d0 = t.back_catalogue_days
+    return {
+        "log_start": d0 * DAY,
+        "log_end": (d0 + t.log_days) * DAY,
+        "impressions_start": (d0 + int(round(t.warmup * t.log_days))) * DAY,
+        "val": (d0 + int(round(t.val_start * t.log_days))) * DAY,
+        "test": (d0 + int(round(t.test_start * t.log_days))) * DAY,
+    }
+
+
+def _draw(cfg: AdsWorldConfig, cat: _Catalogue, tables: _DayTables, users: _Users, row_user: Array,
+          row_t: Array, sharpness: float, cal: _Calibration, rng: np.random.Generator,
+          moments: Optional[List[float]] = None) -> Tuple[Array, Array]:  # fmt: skip
+    """One item per row (user-local index, timestamp): ``(item int64 [R], s float32 [R])``.
+
+    ``s`` is the picked item's click logit without bias. With ``moments`` the raw matches of all
+    shortlisted candidates are accumulated there as ``[count, sum, sum of squares]``.
+    """
+    times = _times(cfg)
+    span = float(times["log_end"] - times["log_start"])
+    m, explore = cfg.users.shortlist, cfg.users.explore
+    wm, wq = cfg.clicks.w_match, cfg.clicks.w_quality
+    items = np.empty(len(row_user), dtype=np.int64)
+    logits = np.empty(len(row_user), dtype=np.float32)
+    days = row_t // DAY
+    order = np.argsort(days, kind="stable")
+    uniq, starts = np.unique(days[order], return_index=True)
+    ends = np.append(starts[1:], len(order))
+    for d, a, b in zip(uniq.tolist(), starts.tolist(), ends.tolist()):
+        idx = order[a:b]
+        r = len(idx)
+        ru = row_user[idx]
+        cs, lo, hi = tables.day(int(d))
+        frac = (row_t[idx] - times["log_start"]) / span
+        ang = (cfg.users.interest_drift * frac)[:, None]  # rotation keeps the logits' spread constant
+        lam = np.cos(ang) * users.lam0[ru] + np.sin(ang) * users.lam1[ru]
+        pi = np.exp(lam - lam.max(axis=1, keepdims=True))
+        pi /= pi.sum(axis=1, keepdims=True)
+        interest = np.einsum("rj,rjd->rd", pi.astype(np.float32), users.taste[ru])
+        j = np.minimum((rng.random(r)[:, None] > np.cumsum(pi, axis=1)).sum(axis=1), pi.shape[1] - 1)
+        c = users.cats[ru, j]
+        ex = rng.random(r) < explore
+        if ex.any():
+            ccum = np.cumsum(hi - lo)
+            pick_c = np.searchsorted(ccum, rng.random(int(ex.sum())) * ccum[-1], side="right")
+            c[ex] = np.minimum(pick_c, len(ccum) - 1)
+        clo, chi = lo[c][:, None], hi[c][:, None]
+        u = clo + rng.random((r, m)) * (chi - clo)
+        u = np.minimum(u, np.nextafter(chi, -np.inf))  # stay inside the category's mass
+        cand = cat.by_cat[np.searchsorted(cs, u, side="right")]
+        raw = np.einsum("rd,rmd->rm", interest, cat.attrs[cand])
+        if moments is not None:
+            moments[0] += raw.size
+            moments[1] += float(raw.sum(dtype=np.float64))
+            moments[2] += float(np.square(raw, dtype=np.float64).sum())
+        s = wm * (raw - cal.match_mean) / cal.match_std + wq * cat.quality[cand]
+        pick = np.argmax(sharpness * s + rng.gumbel(size=(r, m)), axis=1)
+        items[idx] = cand[np.arange(r), pick]
+        logits[idx] = s[np.arange(r), pick]
+    return items, logits
+
+
+def _sigmoid(x: Array) -> Array:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _impression_rows(cfg: AdsWorldConfig, users: _Users, rng: np.random.Generator) -> Tuple[Array, Array]:
+    times = _times(cfg)
+    row_user = np.repeat(np.arange(len(users.num_impressions)), users.num_impressions)
+    row_t = rng.integers(times["impressions_start"], times["log_end"], len(row_user))
+    return row_user, row_t
+
+
+def _calibrate(cfg: AdsWorldConfig, cat: _Catalogue, tables: _DayTables) -> _Calibration:
+    """Match moments and bias from a pilot of separate users (stream 3), deterministic per seed."""
+    n = min(cfg.users.num_users, _PILOT_USERS)
+    rng = _rng(cfg.seed, 3)
+    users = _make_users(cfg, cat, n, rng)
+    row_user, row_t = _impression_rows(cfg, users, rng)
+    moments = [0.0, 0.0, 0.0]
+    _draw(cfg, cat, tables, users, row_user, row_t, 0.0, _Calibration(), _rng(cfg.seed, 3, 1), moments)
+    mean = moments[1] / max(moments[0], 1.0)
+    std = math.sqrt(max(moments[2] / max(moments[0], 1.0) - mean * mean, 1e-12))
+    cal = _Calibration(mean, std, 0.0)
+    _, s = _draw(cfg, cat, tables, users, row_user, row_t, cfg.clicks.targeting, cal, _rng(cfg.seed, 3, 2))
+    lo, hi = -30.0, 30.0
+    for _ in range(80):  # bisection: mean sigmoid(bias + s) = base_rate
+        mid = 0.5 * (lo + hi)
+        if float(_sigmoid(mid + s.astype(np.float64)).mean()) < cfg.clicks.base_rate:
+            lo = mid
+        else:
+            hi = mid
+    cal.bias = 0.5 * (lo + hi)
+    return cal
+
+
+def _chunk(cfg: AdsWorldConfig, cat: _Catalogue, tables: _DayTables, cal: _Calibration, index: int,
+           u0: int, n: int) -> Tuple[Dict[str, Array], Dict[str, Array]]:  # fmt: skip
+    """Events and impressions of users ``u0 .. u0 + n - 1`` (stream 2, chunk ``index``)."""
+    rng = _rng(cfg.seed, 2, index)
+    times = _times(cfg)
+    users = _make_users(cfg, cat, n, rng)
+    ev_user = np.repeat(np.arange(n), users.num_events)
+    ev_t = rng.integers(times["log_start"], times["log_end"], len(ev_user))
+    order = np.lexsort((ev_t, ev_user))
+    ev_user, ev_t = ev_user[order], ev_t[order]
+    ev_item, _ = _draw(cfg, cat, tables, users, ev_user, ev_t, 1.0, cal, rng)
+    im_user, im_t = _impression_rows(cfg, users, rng)
+    im_item, s = _draw(cfg, cat, tables, users, im_user, im_t, cfg.clicks.targeting, cal, rng)
+    p_true = _sigmoid(cal.bias + s.astype(np.float64)).astype(np.float32)
+    label = (rng.random(len(p_true)) < p_true).astype(np.float32)
+    split = np.where(im_t < times["val"], 0, np.where(im_t < times["test"], 1, 2)).astype(np.int8)
+    events = {"user_id": ev_user.astype(np.int64) + u0, "item_id": ev_item, "timestamp": ev_t.astype(np.int64)}
+    impressions = {"user_id": im_user.astype(np.int64) + u0, "item_id": im_item, "timestamp": im_t.astype(np.int64),
+                   "label": label, "p_true": p_true, "split": split}  # fmt: skip
+    return events, impressions
+
+
+def _write_content(cfg: AdsWorldConfig, cat: _Catalogue, folder: Path, progress: bool) -> None:
+    from tqdm import tqdm
+
+    c = cfg.content
+    folder.mkdir(parents=True, exist_ok=True)
+    n = cat.attrs.shape[0]
+    views = [("text", c.text_dim, c.text_slice, c.text_noise), ("image", c.image_dim, c.image_slice, c.image_noise)]
+    for v, (name, dim, (lo, hi), noise) in enumerate(views):
+        prng = _rng(cfg.seed, 5, v)
+        w1 = prng.standard_normal((hi - lo, c.hidden_width), dtype=np.float32) * np.float32(
+            math.sqrt(cfg.catalogue.attr_dim / (hi - lo)))  # pre-activation std about 1
+        w2 = prng.standard_normal((c.hidden_width, dim), dtype=np.float32) / np.float32(math.sqrt(c.hidden_width))
+        probe = np.tanh(cat.attrs[: min(n, _CONTENT_CHUNK), lo:hi] @ w1) @ w2
+        scale = np.float32(1.0 / max(float(probe.std()), 1e-12))
+        out = np.lib.format.open_memmap(folder / f"{name}.npy", mode="w+", dtype=np.float16, shape=(n, dim))
+        chunks = range(0, n, _CONTENT_CHUNK)
+        for ci, s0 in enumerate(tqdm(chunks, desc=f"content {name}", unit="chunk", disable=not progress)):
+            x = (np.tanh(cat.attrs[s0 : s0 + _CONTENT_CHUNK, lo:hi] @ w1) @ w2) * scale
+            x += _rng(cfg.seed, 4, v, ci).standard_normal(x.shape, dtype=np.float32) * np.float32(noise)
+            x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+            out[s0 : s0 + len(x)] = x.astype(np.float16)
+        out.flush()
+        del out
+
+
+def normalized_entropy(label: Array, p: Array, base_rate: Optional[float] = None) -> float:
+    """NE: mean log loss of ``p`` [R] on ``label`` [R] over the entropy of ``base_rate``.
+
+    Args:
+        label: 0/1 labels, shape [R].
+        p: predicted probabilities, shape [R] (clipped to [1e-7, 1 - 1e-7]).
+        base_rate: the rate whose entropy normalizes; default the labels' mean.
+
+    Example::
+
+        normalized_entropy(np.array([0, 1.]), np.array([.5, .5]))   # 1.0
+    """
+    y = np.asarray(label, dtype=np.float64)
+    q = np.clip(np.asarray(p, dtype=np.float64), 1e-7, 1 - 1e-7)
+    br = float(y.mean()) if base_rate is None else float(base_rate)
+    if not 0.0 < br < 1.0 or len(y) == 0:
+        return float("nan")
+    ll = -float(np.mean(y * np.log(q) + (1 - y) * np.log1p(-q)))
+    return ll / -(br * math.log(br) + (1 - br) * math.log1p(-br))
+
+
+def auc(label: Array, score: Array) -> float:
+    """ROC AUC of ``score`` [R] for 0/1 ``label`` [R] (rank statistic, ties averaged); nan if one class."""
+    y = np.asarray(label) > 0.5
+    npos, nneg = int(y.sum()), int((~y).sum())
+    if npos == 0 or nneg == 0:
+        return float("nan")
+    _, inv, counts = np.unique(np.asarray(score), return_inverse=True, return_counts=True)
+    avg_rank = np.cumsum(counts) - (counts - 1) / 2.0  # 1-based average rank per distinct score
+    return float((avg_rank[inv][y].sum() - npos * (npos + 1) / 2.0) / (npos * nneg))
+
+
+def _skew(counts: Array) -> Dict[str, float]:
+    """Shares of the top 0.1% and the bottom 94.4% of items (all N, zero counts included)."""
+    n = len(counts)
+    srt = np.sort(counts.astype(np.float64))[::-1]
+    total = max(float(srt.sum()), 1e-300)
+    top = max(1, int(round(META_TOP[0] * n)))
+    bottom = int(round(META_BOTTOM[0] * n))
+    return {"top_0.1pct_share": float(srt[:top].sum() / total),
+            "bottom_94.4pct_share": float(srt[n - bottom :].sum() / total),
+            "items_seen": float((counts > 0).mean())}  # fmt: skip
+
+
+def _write_parquet(path: Path, cols: Dict[str, Array]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({k: pa.array(v) for k, v in cols.items()}), path, row_group_size=1 << 20)
+
+
+def generate_world(cfg: AdsWorldConfig, out: PathLike, progress: bool = True) -> Dict[str, Any]:
+    """Generates the world of ``cfg`` into folder ``out`` (atomically) and returns its manifest.
+
+    Memory: the catalogue (N x k float32 attributes, a few N-vectors), one chunk of users'
+    events and all impressions (small); events stream to Parquet one chunk at a time.
+
+    Args:
+        cfg: the world's config (:func:`~torchrec_side.data.adsworld_config.load_world_config`).
+        out: the folder to write; a previous folder there is replaced only once this one is done.
+        progress: tqdm bars over content chunks and user chunks.
+
+    Returns:
+        The manifest (also written as ``manifest.json``).
+
+    Example::
+
+        manifest = generate_world(load_world_config("tiny", ["seed=1"]), "runs/w", progress=False)
+        manifest["oracle"]["test"]["ne"]
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from tqdm import tqdm
+
+    t_start = time.time()
+    times = _times(cfg)
+    n_items, n_users = cfg.catalogue.num_items, cfg.users.num_users
+    with atomic_dir(out) as tmp:
+        cat = _build_catalogue(cfg)
+        _write_parquet(tmp / "items.parquet", {
+            "item_id": np.arange(n_items, dtype=np.int64), "category": cat.category,
+            "subcategory": cat.subcategory, "release_time": cat.release_day * DAY, "quality": cat.quality})  # fmt: skip
+        _write_content(cfg, cat, tmp / "content", progress)
+        tables = _DayTables(cat, cfg)
+        cal = _calibrate(cfg, cat, tables)
+        schema = pa.schema([("user_id", pa.int64()), ("item_id", pa.int64()), ("timestamp", pa.int64())])
+        ev_counts = np.zeros(n_items, dtype=np.int64)
+        train_items = np.zeros(n_items, dtype=bool)
+        lengths: List[Array] = []
+        parts: List[Dict[str, Array]] = []
+        starts = list(range(0, n_users, cfg.chunk_users))
+        with pq.ParquetWriter(tmp / "events.parquet", schema) as writer:
+            for ci, u0 in enumerate(tqdm(starts, desc="users", unit="chunk", disable=not progress)):
+                n = min(cfg.chunk_users, n_users - u0)
+                ev, im = _chunk(cfg, cat, tables, cal, ci, u0, n)
+                writer.write_table(pa.table({k: pa.array(v) for k, v in ev.items()}, schema=schema),
+                                   row_group_size=1 << 20)  # fmt: skip
+                ev_counts += np.bincount(ev["item_id"], minlength=n_items)
+                train_items[ev["item_id"][ev["timestamp"] < times["val"]]] = True
+                lengths.append(np.bincount(ev["user_id"] - u0, minlength=n))
+                parts.append(im)
+                del ev
+        imp = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        del parts
+        order = np.lexsort((imp["item_id"], imp["user_id"], imp["timestamp"]))
+        imp = {k: v[order] for k, v in imp.items()}
+        _write_parquet(tmp / "impressions.parquet", imp)
+        seconds = time.time() - t_start
+        manifest = _manifest(cfg, cat, cal, imp, ev_counts, train_items, np.concatenate(lengths), seconds)
+        write_json(tmp / "manifest.json", manifest)
+    return manifest
+
+
+def _manifest(cfg: AdsWorldConfig, cat: _Catalogue, cal: _Calibration, imp: Dict[str, Array], ev_counts: Array,
+              train_items: Array, lengths: Array, seconds: float) -> Dict[str, Any]:  # fmt: skip
+    times = _times(cfg)
+    split, label, p_true = imp["split"], imp["label"], imp["p_true"]
+    train_rate = float(label[split == 0].mean()) if (split == 0).any() else float("nan")
+    oracle: Dict[str, Dict[str, float]] = {}
+    for code, name in enumerate(("train", "val", "test")):
+        sel = split == code
+        y, p = label[sel], p_true[sel]
+        oracle[name] = {
+            "ne": normalized_entropy(y, p), "auc": auc(y, p), "base_rate": float(y.mean()) if sel.any() else float("nan"),
+            "mean_p_true": float(p.mean()) if sel.any() else float("nan"),
+            "constant_ne": normalized_entropy(y, np.full(len(y), train_rate)),  # the train base rate as predictor
+        }  # fmt: skip
+    cold = cat.release_day * DAY >= times["test"]
+    test = split == 2
+    im_counts = np.bincount(imp["item_id"], minlength=len(cat.category))
+    train_imp = np.zeros(len(cat.category), dtype=bool)
+    train_imp[imp["item_id"][split == 0]] = True
+    q = np.percentile(lengths, [50, 90, 99]).tolist() if len(lengths) else [0.0] * 3
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "config": config_to_dict(cfg),
+        "num_items": int(len(cat.category)),
+        "num_users": int(cfg.users.num_users),
+        "num_events": int(ev_counts.sum()),
+        "impressions": {name: int((split == code).sum()) for code, name in enumerate(("train", "val", "test"))},
+        "split_times": {"val": times["val"], "test": times["test"]},
+        "time_range": {"log_start": times["log_start"], "impressions_start": times["impressions_start"],
+                       "log_end": times["log_end"], "day_seconds": DAY},
+        "oracle": oracle,
+        "skew": {
+            "target": {"top_0.1pct_share": META_TOP[1], "bottom_94.4pct_share": META_BOTTOM[1],
+                       "source": "Zheng et al., arXiv 2504.02137 (Meta ads catalogue)"},
+            "impressions": _skew(im_counts),
+            "events": _skew(ev_counts),
+            "base_weights": _skew(cat.weight),
+        },
+        "cold": {
+            "num_items": int(cold.sum()),
+            "test_impression_share": float(cold[imp["item_id"][test]].mean()) if test.any() else 0.0,
+            "in_train_events": int((cold & train_items).sum()),
+            "in_train_impressions": int((cold & train_imp).sum()),
+        },
+        "events_per_user": {"median": q[0], "p90": q[1], "p99": q[2], "max": int(lengths.max(initial=0)),
+                            "mean": float(lengths.mean()) if len(lengths) else 0.0},
+        "num_categories": int(cfg.catalogue.num_categories),
+        "num_subcategories": int(cfg.catalogue.num_categories * cfg.catalogue.subcategories_per_category),
+        "calibration": {"bias": cal.bias, "match_mean": cal.match_mean, "match_std": cal.match_std},
+        "seconds": round(seconds, 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                    "python": platform.python_version()},
+    }  # fmt: skip
+
+
+def read_manifest(world: PathLike) -> Dict[str, Any]:
+    """Reads and checks ``<world>/manifest.json``.
+
+    Raises:
+        ArtifactError: missing, unreadable, or not of this format / version.
+    """
+    path = Path(world) / "manifest.json"
+    if not path.is_file():
+        raise ArtifactError(f"not an ads-world folder (no manifest.json): {Path(world)}")
+    try:
+        m = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ArtifactError(f"unreadable ads-world manifest {path}: {e}") from e
+    if m.get("format") != FORMAT or m.get("version") != VERSION:
+        raise ArtifactError(f"{path}: format {m.get('format')!r} version {m.get('version')!r}, "
+                            f"expected {FORMAT!r} version {VERSION}")  # fmt: skip
+    return m
+
+
+def world_main(argv: Optional[List[str]] = None) -> int:
+    """``torchrec-side world --size quick --out DIR [key=value ...]``; returns the exit code.
+
+    Example::
+
+        world_main(["--size", "tiny", "--out", "runs/world_tiny", "preset=id_dominant"])
+    """
+    p = argparse.ArgumentParser(prog="torchrec-side world",
+                                description="Generate the simulated ads world (docs/design.md section 7c).",
+                                epilog="Overrides: preset=id_dominant seed=1 users.num_users=5000 clicks.base_rate=0.05 ...")  # fmt: skip
+    p.add_argument("--size", choices=["tiny", "quick", "full"], default="quick")
+    p.add_argument("--out", default=None, help="output folder (required unless --print-config)")
+    p.add_argument("--config", "-c", default=None, help="optional YAML file of AdsWorldConfig keys")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+    args = p.parse_intermixed_args(sys.argv[1:] if argv is None else argv)
+    try:
+        cfg = load_world_config(args.size, args.overrides, args.config)
+    except ConfigError as e:
+        print(f"torchrec-side world: config error: {e}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        print(config_to_yaml(cfg), end="")
+        return 0
+    if not args.out:
+        p.error("--out is required")
+    try:
+        m = generate_world(cfg, args.out, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print("torchrec-side world: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    o, s = m["oracle"], m["skew"]["impressions"]
+    print(f"world {args.out}: {m['num_items']:,} items, {m['num_users']:,} users, {m['num_events']:,} events, "
+          f"impressions {m['impressions']} in {m['seconds']:.1f}s, peak RSS {m['peak_rss_mb']:.0f} MB")
+    print(f"oracle NE train/val/test {o['train']['ne']:.4f}/{o['val']['ne']:.4f}/{o['test']['ne']:.4f} "
+          f"(AUC test {o['test']['auc']:.4f}, base rate test {o['test']['base_rate']:.4f})")
+    print(f"skew (impressions): top 0.1% {s['top_0.1pct_share']:.3f} (Meta 0.25), bottom 94.4% "
+          f"{s['bottom_94.4pct_share']:.3f} (Meta 0.25); cold items {m['cold']['num_items']:,}, "
+          f"{m['cold']['test_impression_share']:.3f} of test impressions")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(world_main())
