@@ -1,27 +1,36 @@
 # pyre-strict
-"""``torchrec-side report RUN``: the benchmark report of a demo folder (``torchrec-side demo``).
+"""``torchrec-side report RUN``: the benchmark report of one world's demo folder.
 
-Reads ``RUN/pipeline.json`` (variants, their run folders and the mode) and every run's
-``metrics.json``; writes ``RUN/report.json``, ``RUN/report.md``, ``RUN/ne_gain.png`` and
-``RUN/bytes_per_event.png``.
+Reads ``RUN/pipeline.json`` (variants, their run folders, the mode, optionally the world), every
+run's ``metrics.json`` and, where the trainer wrote it, ``predictions_test.parquet``
+(:mod:`torchrec_side.eval.predictions`). Writes ``RUN/report.json``, ``RUN/report.md`` and the
+plots ``ne_gain.png`` (gain with 95% intervals per variant), ``gain_by_item_freq.png``,
+``oracle_share.png`` (worlds with an oracle) and ``bytes_per_event.png``.
 
-Definitions (docs/design.md section 7):
+Definitions (docs/design.md sections 7, 7b and 8):
 
-* NE is the **test** NE of each run (nothing is selected on it); validation NE is reported too.
-* NE gain of variant v for seed s: ``100 * (NE_control[s] - NE_v[s]) / NE_control[s]`` (paired by
-  seed: same seed = same data order and initialisation of the shared parts); mean and std (ddof=1)
-  over the seeds both have.
-* ``side_vs_traditional_ne_gain``: mean SIDE gain / mean traditional-SID gain. Its spread is a
-  bootstrap over seeds (2,000 resamples of the paired seeds, fixed RNG): std and 5-95% interval.
-  When traditional SID's mean gain is not positive the ratio is meaningless and is reported as
-  ``null`` with a note.
+* NE is the **test** NE of each run (scored with the model of its best validation epoch; nothing
+  is selected on test). NE gain of variant v for seed s: ``100 * (NE_control[s] - NE_v[s]) /
+  NE_control[s]``; a variant's gain is the mean over the seeds it shares with control.
+* Intervals: the paired two-level bootstrap of :mod:`torchrec_side.eval.stats` (seeds and test
+  users resampled with replacement, one user resample per replicate shared by all runs), 95%
+  percentile intervals; "not separated" where an interval covers zero. Runs without predictions
+  enter at seed level (bootstrap over seeds only), and the report says which.
+* ``side_vs_traditional_ne_gain``: SIDE's gain / traditional SID's gain, same resamples; undefined
+  cases as documented in :mod:`torchrec_side.eval.stats`. The ">= 2.4x" target is judged on the
+  point ratio and shown with the interval of the contrast ``gain_SIDE - 2.4 gain_traditional``.
+* ``oracle_share`` (worlds with ``p_true``): a variant's gain / the oracle's gain (the oracle scores
+  every impression with its true click probability).
+* Slices: :mod:`torchrec_side.eval.slices` (item training frequency head/torso/tail/cold and
+  history length).
 * bytes per event: the history as the TorchRec model consumes it (int64 KJT values: 8 for a packed
   SID or an item id; 8 per prefix-ngram token and SID; raw content counted as 384 fp16 = 768),
-  summed over the variant's history features; the written file sizes are reported alongside.
+  summed over the variant's history features; the measured file sizes are reported alongside.
 
 Example::
 
     torchrec-side report runs/demo
+    torchrec-side report runs/adsworld --world adsworld --n-boot 2000
 """
 
 from __future__ import annotations
@@ -30,14 +39,53 @@ import argparse
 import json
 import math
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from torchrec_side.io import save_figure, write_json, write_text
 
-__all__ = ["collect", "summarize", "side_vs_traditional", "targets", "write_report", "report_main"]
+__all__ = ["ReportConfig", "collect", "summarize", "side_vs_traditional", "analyse", "targets", "write_report",
+           "report_main", "world_kind"]
+
+#: Worlds with their own target list; other names are classified by :func:`world_kind`.
+WORLD_KINDS: Tuple[str, ...] = ("movielens", "simulated", "id_dominant")
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """What the report computes.
+
+    Args:
+        world (Optional[str]): world name (e.g. ``movielens``, ``adsworld``,
+            ``adsworld_id_dominant``); default: ``pipeline.json``'s ``world``, else ``adsworld``
+            when the predictions carry ``p_true``, else ``movielens``.
+        plots (bool): write the PNG plots.
+        n_boot (int): bootstrap replicates of the overall numbers.
+        slice_n_boot (int): replicates per slice (0: point numbers only).
+        seed (int): bootstrap RNG seed.
+        control (str): the reference variant of the gains.
+        side (str): the SIDE variant.
+        traditional (str): the traditional-SID variant.
+        raw_content (str): the raw-content variant.
+        sparse_id (str): the sparse-ID variant.
+        progress (bool): tqdm bars.
+    """
+
+    world: Optional[str] = None
+    plots: bool = True
+    n_boot: int = 2000
+    slice_n_boot: int = 500
+    seed: int = 0
+    control: str = "control"
+    side: str = "side"
+    traditional: str = "traditional_sid"
+    raw_content: str = "raw_content"
+    sparse_id: str = "sparse_id"
+    progress: bool = False
+    extra_pairs: Tuple[Tuple[str, str], ...] = field(default_factory=tuple)
 
 
 def _mean(x: Sequence[float]) -> Optional[float]:
@@ -49,20 +97,30 @@ def _std(x: Sequence[float]) -> Optional[float]:
 
 
 def collect(run: Path) -> Dict[str, Any]:
-    """``{"pipeline": record, "runs": {variant: {seed: metrics}}}`` of a demo folder."""
+    """``{"pipeline": record, "runs": {variant: {seed: metrics}}, "dirs": {variant: {seed: Path}}}``."""
     rec_path = run / "pipeline.json"
     if not rec_path.is_file():
         raise FileNotFoundError(f"{rec_path} not found: not a `torchrec-side demo` folder")
-    rec = json.loads(rec_path.read_text())
+    try:
+        rec = json.loads(rec_path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{rec_path} is not valid JSON: {e}") from e
     runs: Dict[str, Dict[int, Dict[str, Any]]] = {}
-    for v in rec["variants"]:
+    dirs: Dict[str, Dict[int, Path]] = {}
+    for v in rec.get("variants", []):
         per: Dict[int, Dict[str, Any]] = {}
+        pd: Dict[int, Path] = {}
         for s, d in (v.get("run_dirs") or {}).items():
             m = Path(d) / "metrics.json"
             if m.is_file():
-                per[int(s)] = json.loads(m.read_text())
+                try:
+                    per[int(s)] = json.loads(m.read_text())
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{m} is not valid JSON: {e}") from e
+                pd[int(s)] = Path(d)
         runs[v["name"]] = per
-    return {"pipeline": rec, "runs": runs}
+        dirs[v["name"]] = pd
+    return {"pipeline": rec, "runs": runs, "dirs": dirs}
 
 
 def _bytes_per_event(metrics: Dict[str, Any]) -> Dict[str, float]:
@@ -81,7 +139,7 @@ def _bytes_per_event(metrics: Dict[str, Any]) -> Dict[str, float]:
 
 
 def summarize(runs: Dict[str, Dict[int, Dict[str, Any]]], control: str = "control") -> List[Dict[str, Any]]:
-    """One row per variant (see the module docstring for the definitions)."""
+    """One row per variant from the seed-level ``metrics.json`` numbers (gains paired by seed)."""
     ctrl = runs.get(control, {})
     rows = []
     for name, per in runs.items():
@@ -100,7 +158,7 @@ def summarize(runs: Dict[str, Dict[int, Dict[str, Any]]], control: str = "contro
             "ne_gain_pct_std": _std(gains),
             "ne_gain_pct_per_seed": dict(zip([str(s) for s in paired], gains)),
             "auc_mean": _mean([float(per[s]["test"]["auc"]) for s in seeds]),
-            "val_ne_mean": _mean([float(per[s]["val"]["ne"]) for s in seeds]),
+            "val_ne_mean": _mean([float(per[s]["val"]["ne"]) for s in seeds if "val" in per[s]]),
             "bytes_per_event": bpe["model"],
             "min_packed_bytes_per_event": bpe["minimal"],
             "file_bytes_per_event": bpe["file"],
@@ -109,13 +167,17 @@ def summarize(runs: Dict[str, Dict[int, Dict[str, Any]]], control: str = "contro
                                            if per[s].get("train_examples_per_s")]),
             "arch": per[seeds[0]].get("arch") if seeds else None,
             "epochs": per[seeds[0]].get("epochs") if seeds else None,
+            "best_epochs": sorted({int(per[s]["best_epoch"]) for s in seeds if per[s].get("best_epoch") is not None}),
         })
     return rows
 
 
 def side_vs_traditional(rows: List[Dict[str, Any]], side: str = "side", traditional: str = "traditional_sid",
                         n_boot: int = 2000, seed: int = 0) -> Dict[str, Any]:
-    """Ratio of mean NE gains, SIDE over traditional SID, with a bootstrap spread over seeds."""
+    """Seed-level ratio of mean NE gains, SIDE over traditional SID (bootstrap over seeds only).
+
+    Kept for callers of the seed-level summary; :func:`analyse` computes the two-level version.
+    """
     by = {r["variant"]: r for r in rows}
     if side not in by or traditional not in by:
         return {"ratio": None, "note": f"needs both {side!r} and {traditional!r} variants"}
@@ -143,76 +205,328 @@ def side_vs_traditional(rows: List[Dict[str, Any]], side: str = "side", traditio
         "ratio_p05": float(np.percentile(ratios, 5)) if ratios.size else None,
         "ratio_p95": float(np.percentile(ratios, 95)) if ratios.size else None,
         "bootstrap_resamples_with_nonpositive_traditional_gain": int((~ok).sum()),
-        "per_seed_ratio": {s: (float(gs[s] / gt[s]) if gt[s] != 0 else None) for s in common},
         "note": "bootstrap over paired seeds",
     })
     return out
 
 
-def targets(rows: List[Dict[str, Any]], ratio: Dict[str, Any], extra: Optional[Dict[str, Any]] = None) -> List[Dict[str, Any]]:
-    """docs/design.md section 8 targets with measured numbers and ``met`` (True / False / None = not measured)."""
-    by = {r["variant"]: r for r in rows}
-    out: List[Dict[str, Any]] = []
+def world_kind(world: str, has_oracle: bool, record: Optional[Dict[str, Any]] = None) -> str:
+    """The target list a world gets: ``movielens``, ``simulated`` or ``id_dominant``.
 
-    def gain(v: str) -> Optional[float]:
-        return by[v]["ne_gain_pct_mean"] if v in by else None
+    ``id_dominant`` (the control world where the id-only term dominates and sparse-ID must win)
+    when the name contains ``id_dominant`` / ``id-dominant`` or ``pipeline.json`` says
+    ``"id_dominant": true``; ``movielens`` for names starting with ``movielens`` / ``ml``;
+    otherwise ``simulated`` when the predictions carry ``p_true``, else ``movielens``.
+    """
+    w = world.lower()
+    if "id_dominant" in w or "id-dominant" in w or bool((record or {}).get("id_dominant")):
+        return "id_dominant"
+    if w.startswith("movielens") or w.startswith("ml"):
+        return "movielens"
+    return "simulated" if (has_oracle or "adsworld" in w or "sim" in w) else "movielens"
 
-    r = ratio.get("ratio")
-    out.append({"target": "NE gain ratio SIDE / traditional SID >= 2.4",
-                "measured": (f"{r:.2f} (bootstrap 5-95%: {ratio.get('ratio_p05'):.2f} .. {ratio.get('ratio_p95'):.2f})"
-                             if r is not None and ratio.get("ratio_p05") is not None else ratio.get("note", "n/a")),
-                "met": (r >= 2.4) if r is not None else False if "traditional_gain_pct_mean" in ratio else None})
-    gs, gr, gsp = gain("side"), gain("raw_content"), gain("sparse_id")
-    if gs is not None and gr is not None:
-        met = gs >= 0.9 * gr if gr > 0 else gs >= gr
-        out.append({"target": "SIDE NE gain >= 90% of raw-content history's",
-                    "measured": f"SIDE {gs:+.3f}% vs raw content {gr:+.3f}% (90%: {0.9 * gr:+.3f}%)", "met": bool(met)})
-    if gs is not None and gsp is not None:
-        out.append({"target": "SIDE NE gain >= sparse-ID history's",
-                    "measured": f"SIDE {gs:+.3f}% vs sparse-ID {gsp:+.3f}%", "met": bool(gs >= gsp)})
-    bs = by.get("side", {}).get("bytes_per_event")
-    bt = by.get("traditional_sid", {}).get("bytes_per_event")
-    braw = by.get("raw_content", {}).get("bytes_per_event")
-    if bs is not None and bt:
-        out.append({"target": "footprint: SIDE <= 1/3 of traditional SID (bytes/event as consumed)",
-                    "measured": f"{bs:.0f} vs {bt:.0f} bytes/event (1/{bt / bs:.1f})", "met": bool(bs * 3 <= bt)})
-    if bs is not None and braw:
-        out.append({"target": "footprint: SIDE <= 1/100 of raw fp16 content embedding",
-                    "measured": f"{bs:.0f} vs {braw:.0f} bytes/event (1/{braw / bs:.1f})", "met": bool(bs * 100 <= braw)})
-    ex = extra or {}
-    tp = ex.get("train_throughput")
-    if tp:
-        out.append({"target": "training throughput, DLRM with SIDE vs sparse-ID vs prefix-ngram (synthetic, 10^6 items, "
-                              "10^3-event histories, 2 ranks)",
-                    "measured": tp, "met": None})
-    for t in ("pooled history embedding (10^4-event histories): SIDE >= 5x sparse-ID EBC events/s",
-              "DPCA reconstruction <= RQ-KMeans at equal bits (held-out)",
-              "tokenizer encode throughput within 2x of faiss ResidualQuantizer",
-              "test suite < 10 min on a 2-core CPU"):
-        out.append({"target": t, "measured": "not measured by this job (benchmarks/lookup.py, benchmarks/quantizers.py, "
-                                             "benchmarks/tokenizers.py, .ci/run)", "met": None})
+
+# ------------------------------------------------------------------------------------------------
+# analysis
+
+
+def _world_name(cfg: ReportConfig, rec: Dict[str, Any], has_oracle: bool) -> str:
+    if cfg.world:
+        return str(cfg.world)
+    w = rec.get("world")
+    if isinstance(w, dict):
+        w = w.get("name") or w.get("kind")
+    if isinstance(w, str) and w:
+        return w
+    return "adsworld" if has_oracle else "movielens"
+
+
+def analyse(data: Dict[str, Any], cfg: ReportConfig) -> Dict[str, Any]:
+    """Pairs the predictions, runs the bootstrap and the slices.
+
+    Args:
+        data (Dict[str, Any]): :func:`collect`'s output.
+        cfg (ReportConfig): report settings.
+
+    Returns:
+        Dict[str, Any]: ``gains`` (vs control), ``gains_vs_traditional``, ``oracle_share``,
+        ``ratio``, ``contrast_2_4``, ``pairs``, ``slices``, ``missing_predictions``,
+        ``prediction_runs``, ``has_oracle``, ``ne_check`` and the ``boot`` object.
+    """
+    from torchrec_side.eval import BootstrapConfig, PairedBootstrap, SliceConfig, UserTable, pair_runs, slice_report
+    from torchrec_side.eval.slices import ORACLE
+
+    runs: Dict[str, Dict[int, Dict[str, Any]]] = data["runs"]
+    dirs: Dict[str, Dict[int, Path]] = data["dirs"]
+    seeds = sorted({s for per in runs.values() for s in per})
+    per_seed = {}
+    warnings: List[str] = []
+    for s in seeds:
+        p = pair_runs({v: dirs[v][s] for v in dirs if s in dirs[v]}, seed=s)
+        if p is not None:
+            per_seed[s] = p
+            warnings.extend(p.warnings)
+    has_oracle = bool(per_seed) and all(p.p_true is not None for p in per_seed.values())
+    variants = list(runs)
+    names = variants + ([ORACLE] if has_oracle else [])
+    arrays = {}
+    for s, p in per_seed.items():
+        sc = dict(p.scores)
+        if has_oracle and p.p_true is not None:
+            sc[ORACLE] = p.p_true
+        arrays[s] = (p.user_id, p.label, sc)
+    table = UserTable.from_arrays(arrays, variants=names)
+    missing = [(v, s) for v, per in runs.items() for s in per
+               if not (s in per_seed and v in per_seed[s].scores)]
+    seed_level = {(v, s): float(runs[v][s]["test"]["ne"]) for v, s in missing}
+    boot = PairedBootstrap(table, BootstrapConfig(n_boot=cfg.n_boot, seed=cfg.seed, progress=cfg.progress),
+                           seed_level_ne=seed_level)
+    # predictions vs metrics.json: the same model should give the same test NE
+    ne_pred = table.ne()
+    diffs = []
+    for i, v in enumerate(table.variants):
+        for j, s in enumerate(table.seeds):
+            if table.has[i, j] and v in runs and s in runs[v]:
+                diffs.append(abs(float(ne_pred[i, j]) - float(runs[v][s]["test"]["ne"])))
+    out: Dict[str, Any] = {"boot": boot, "has_oracle": has_oracle, "missing_predictions": missing,
+                           "prediction_runs": int(table.has.sum()) - (len(table.seeds) if has_oracle else 0),
+                           "ne_check": {"max_abs_diff_predictions_vs_metrics": max(diffs) if diffs else None,
+                                        "runs_compared": len(diffs)},
+                           "warnings": warnings}
+    c, t = cfg.control, cfg.traditional
+    out["gains"] = {v: boot.gain(v, c) for v in names if v != c and c in variants}
+    out["gains_vs_traditional"] = {v: boot.gain(v, t) for v in names if v not in (t, c) and t in variants}
+    if has_oracle and c in variants:
+        out["oracle_share"] = {v: boot.ratio((v, c), (ORACLE, c)) for v in variants if v != c}
+    if cfg.side in variants and t in variants and c in variants:
+        out["ratio"] = boot.ratio((cfg.side, c), (t, c))
+        out["contrast_2_4"] = boot.contrast((cfg.side, c), (t, c), 2.4)
+    pairs = [(cfg.side, cfg.raw_content), (cfg.side, t), (cfg.sparse_id, cfg.side), *cfg.extra_pairs]
+    pairs = [(a, b) for a, b in pairs if a in variants and b in variants]
+    out["pairs"] = {f"{a}_over_{b}": boot.gain(a, b) for a, b in pairs}
+    if per_seed:
+        sv = [v for v in variants if all(v in p.scores for p in per_seed.values())]
+        out["slices"] = slice_report(per_seed, sv, control=c, cfg=SliceConfig(n_boot=cfg.slice_n_boot, seed=cfg.seed),
+                                     pairs=pairs, progress=cfg.progress)
+    else:
+        out["slices"] = {}
     return out
 
 
-def _plots(rows: List[Dict[str, Any]], run: Path, label: str) -> List[str]:
+# ------------------------------------------------------------------------------------------------
+# targets
+
+
+def _ci(e: Any, fmt: str = "{:+.3f}", unit: str = "%") -> str:
+    if e is None or e.point is None:
+        return "n/a"
+    s = fmt.format(e.point) + unit
+    if e.lo is not None and e.hi is not None:
+        s += f" [{fmt.format(e.lo)}, {fmt.format(e.hi)}]{unit}"
+    return s
+
+
+def _met_line(target: str, measured: str, met: Optional[bool], interval: Optional[List[Optional[float]]] = None,
+              confident: Optional[bool] = None) -> Dict[str, Any]:
+    return {"target": target, "measured": measured, "met": met, "interval": interval, "confident": confident}
+
+
+def targets(a: Dict[str, Any], rows: List[Dict[str, Any]], kind: str, cfg: ReportConfig,
+            extra: Optional[Dict[str, Any]] = None) -> List[Dict[str, Any]]:
+    """docs/design.md section 8 targets of this world: measured number, interval, ``met``.
+
+    ``met`` is judged on the point estimate (True / False; None = not measured here);
+    ``confident`` says whether the 95% interval also clears the line.
+    """
+    by = {r["variant"]: r for r in rows}
+    g: Dict[str, Any] = a.get("gains", {})
+    out: List[Dict[str, Any]] = []
+    side, trad, raw, sparse = cfg.side, cfg.traditional, cfg.raw_content, cfg.sparse_id
+    ratio = a.get("ratio")
+    con = a.get("contrast_2_4")
+    if kind in ("movielens", "simulated") and ratio is not None and con is not None:
+        if ratio.point is None:
+            met: Optional[bool] = False
+            meas = f"ratio undefined ({ratio.status})"
+        else:
+            met = bool(ratio.point >= 2.4)
+            meas = f"ratio {ratio.point:.2f}" + (f" [{ratio.lo:.2f}, {ratio.hi:.2f}]" if ratio.lo is not None
+                                                 else f" (interval: {ratio.status})")
+        meas += (f"; SIDE {_ci(ratio.numerator)} vs traditional {_ci(ratio.denominator)}; "
+                 f"SIDE - 2.4 x traditional = {_ci(con)}")
+        out.append(_met_line(f"NE gain ratio SIDE / traditional SID >= 2.4 ({'simulated world' if kind == 'simulated' else 'MovieLens'})",
+                             meas, met, [con.lo, con.hi] if con.lo is not None else None,
+                             (con.lo is not None and con.lo > 0) if met else (con.hi is not None and con.hi < 0)))
+    if kind == "movielens":
+        p = a.get("pairs", {}).get(f"{side}_over_{trad}")
+        if p is not None and p.point is not None:
+            out.append(_met_line("SIDE vs traditional SID: separated, or reported as not separated with the interval's width",
+                                 f"NE gain of SIDE over traditional SID {_ci(p)}: {p.verdict}"
+                                 + (f" (interval width {p.width:.3f} points)" if p.width is not None else ""),
+                                 True, [p.lo, p.hi] if p.lo is not None else None, p.verdict == "separated"))
+        gs, gr = g.get(side), g.get(raw)
+        if gs is not None and gr is not None and gs.point is not None and gr.point is not None:
+            con90 = a["boot"].contrast((side, cfg.control), (raw, cfg.control), 0.9) if gr.point > 0 else None
+            met = gs.point >= 0.9 * gr.point if gr.point > 0 else gs.point >= gr.point
+            out.append(_met_line("SIDE NE gain >= 90% of raw-content history's",
+                                 f"SIDE {_ci(gs)} vs raw content {_ci(gr)}"
+                                 + (f"; SIDE - 0.9 x raw = {_ci(con90)}" if con90 is not None else ""),
+                                 bool(met), [con90.lo, con90.hi] if con90 is not None and con90.lo is not None else None,
+                                 None if con90 is None or con90.lo is None else
+                                 (con90.lo > 0 if met else con90.hi < 0)))
+        gsp = g.get(sparse)
+        if gs is not None and gsp is not None and gs.point is not None and gsp.point is not None:
+            p = a["pairs"].get(f"{sparse}_over_{side}")
+            met = gs.point >= gsp.point
+            out.append(_met_line("SIDE NE gain >= sparse-ID history's",
+                                 f"SIDE {_ci(gs)} vs sparse-ID {_ci(gsp)}; sparse-ID over SIDE {_ci(p)} ({p.verdict if p else 'n/a'})",
+                                 bool(met), [p.lo, p.hi] if p is not None and p.lo is not None else None,
+                                 None if p is None or p.lo is None else (p.hi < 0 if met else p.lo > 0)))
+    if kind == "simulated":
+        sh = a.get("oracle_share", {}).get(side)
+        if sh is not None:
+            met = None if sh.point is None else bool(sh.point >= 0.8)
+            out.append(_met_line("SIDE captures >= 80% of the oracle's NE gain (simulated world)",
+                                 (f"share {sh.point:.3f}" if sh.point is not None else "share undefined")
+                                 + (f" [{sh.lo:.3f}, {sh.hi:.3f}]" if sh.lo is not None else f" ({sh.status})")
+                                 + f"; oracle gain {_ci(sh.denominator)}",
+                                 met, [sh.lo, sh.hi] if sh.lo is not None else None,
+                                 None if sh.lo is None or met is None else (sh.lo >= 0.8 if met else sh.hi < 0.8)))
+        else:
+            out.append(_met_line("SIDE captures >= 80% of the oracle's NE gain (simulated world)",
+                                 "not measured: no p_true in the predictions (or no SIDE run)", None))
+        cold = ((a.get("slices") or {}).get("item_freq", {}).get("buckets", {}).get("cold") or {})
+        cp = (cold.get("pairs") or {}).get(f"{side}_over_{raw}")
+        if cp is not None and cp.get("point") is not None:
+            lo_hi = cp.get("ci95")
+            met = bool(cp["point"] >= 0)
+            ne = cold.get("ne", {})
+            out.append(_met_line("cold items: SIDE >= raw-content history (NE on cold target items)",
+                                 f"NE gain of SIDE over raw content on {cold.get('rows')} cold rows: {cp['point']:+.3f}%"
+                                 + (f" [{lo_hi[0]:+.3f}, {lo_hi[1]:+.3f}]%" if lo_hi else "")
+                                 + f" ({cp.get('verdict')}); NE SIDE {_fmtn(ne.get(side))}, raw {_fmtn(ne.get(raw))}",
+                                 met, lo_hi, None if not lo_hi else (lo_hi[0] > 0 if met else lo_hi[1] < 0)))
+        else:
+            out.append(_met_line("cold items: SIDE >= raw-content history (NE on cold target items)",
+                                 "not measured: no cold target items with predictions of both variants", None))
+    if kind == "id_dominant":
+        p = a.get("pairs", {}).get(f"{sparse}_over_{side}")
+        if p is not None and p.point is not None:
+            out.append(_met_line("control world (id-only term dominates): sparse-ID beats SIDE",
+                                 f"NE gain of sparse-ID over SIDE {_ci(p)} ({p.verdict}); sparse-ID {_ci(g.get(sparse))}, "
+                                 f"SIDE {_ci(g.get(side))} over control", bool(p.point > 0),
+                                 [p.lo, p.hi] if p.lo is not None else None,
+                                 None if p.lo is None else (p.lo > 0 if p.point > 0 else p.hi < 0)))
+        else:
+            out.append(_met_line("control world (id-only term dominates): sparse-ID beats SIDE",
+                                 "not measured: needs sparse-ID and SIDE runs", None))
+    bs = by.get(side, {}).get("bytes_per_event")
+    bt = by.get(trad, {}).get("bytes_per_event")
+    braw = by.get(raw, {}).get("bytes_per_event")
+    if bs is not None and bt:
+        out.append(_met_line("footprint: SIDE <= 1/3 of traditional SID (bytes/event as consumed)",
+                             f"{bs:.0f} vs {bt:.0f} bytes/event (1/{bt / bs:.1f})", bool(bs * 3 <= bt)))
+    if bs is not None and braw:
+        out.append(_met_line("footprint: SIDE <= 1/100 of raw fp16 content embedding",
+                             f"{bs:.0f} vs {braw:.0f} bytes/event (1/{braw / bs:.1f})", bool(bs * 100 <= braw)))
+    tp = (extra or {}).get("train_throughput")
+    if tp:
+        out.append(_met_line("training throughput, DLRM with SIDE vs sparse-ID vs prefix-ngram (synthetic, 10^6 items, "
+                             "10^3-event histories, 2 ranks)", tp, None))
+    if kind == "movielens":
+        for t in ("pooled history embedding (10^4-event histories): SIDE >= 5x sparse-ID EBC events/s",
+                  "DPCA reconstruction <= RQ-KMeans at equal bits (held-out)",
+                  "tokenizer encode throughput within 2x of faiss ResidualQuantizer",
+                  "test suite < 10 min on a 2-core CPU"):
+            out.append(_met_line(t, "not measured by this job (benchmarks/lookup.py, benchmarks/quantizers.py, "
+                                    "benchmarks/tokenizers.py, .ci/run)", None))
+    return out
+
+
+def _fmtn(x: Any, fmt: str = "{:.5f}") -> str:
+    return "n/a" if x is None else fmt.format(x)
+
+
+# ------------------------------------------------------------------------------------------------
+# plots
+
+
+def _plots(rows: List[Dict[str, Any]], a: Dict[str, Any], run: Path, label: str, cfg: ReportConfig) -> List[str]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     files = []
-    rs = [r for r in rows if r["ne_gain_pct_mean"] is not None]
+    gains = {v: e for v, e in a.get("gains", {}).items() if e.point is not None}
+    names = [r["variant"] for r in rows if r["variant"] in gains] + [v for v in gains if v not in {r["variant"] for r in rows}]
     fig, ax = plt.subplots(figsize=(8, 4))
-    ax.bar([r["variant"] for r in rs], [r["ne_gain_pct_mean"] for r in rs],
-           yerr=[r["ne_gain_pct_std"] or 0.0 for r in rs], capsize=4, color="tab:blue")
+    if names:
+        pts = np.array([gains[v].point for v in names])
+        lo = np.array([gains[v].lo if gains[v].lo is not None else gains[v].point for v in names])
+        hi = np.array([gains[v].hi if gains[v].hi is not None else gains[v].point for v in names])
+        ax.bar(names, pts, yerr=np.vstack([pts - lo, hi - pts]), capsize=4, color="tab:blue")
     ax.axhline(0, color="k", lw=0.8)
     ax.set_ylabel("test NE gain vs control (%)")
-    ax.set_title(f"NE gain per variant, mean +- std over seeds{label}")
+    ax.set_title(f"NE gain per variant, 95% interval (seeds x users bootstrap){label}")
     plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
     fig.tight_layout()
     save_figure(fig, run / "ne_gain.png")
     plt.close(fig)
     files.append("ne_gain.png")
+
+    buckets = ((a.get("slices") or {}).get("item_freq") or {}).get("buckets") or {}
+    if buckets:
+        from torchrec_side.eval.slices import FREQ_BUCKETS
+
+        vs = sorted({v for b in buckets.values() for v in (b.get("gain") or {})},
+                    key=lambda v: names.index(v) if v in names else len(names))
+        fig, ax = plt.subplots(figsize=(9, 4))
+        width = 0.8 / max(len(vs), 1)
+        for i, v in enumerate(vs):
+            x, y, el, eh = [], [], [], []
+            for k, b in enumerate(FREQ_BUCKETS):
+                e = (buckets.get(b, {}).get("gain") or {}).get(v)
+                if e is None or e.get("point") is None:
+                    continue
+                x.append(k + (i - (len(vs) - 1) / 2) * width)
+                y.append(e["point"])
+                ci = e.get("ci95") or [e["point"], e["point"]]
+                el.append(e["point"] - ci[0])
+                eh.append(ci[1] - e["point"])
+            if x:
+                ax.bar(x, y, width=width, yerr=[el, eh], capsize=2, label=v)
+        ax.set_xticks(range(len(FREQ_BUCKETS)))
+        ax.set_xticklabels([f"{b}\n({buckets.get(b, {}).get('rows', 0)} rows)" for b in FREQ_BUCKETS])
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_ylabel("test NE gain vs control (%)")
+        ax.set_title(f"NE gain by target-item training frequency, 95% interval{label}")
+        ax.legend(fontsize=7, ncol=2)
+        fig.tight_layout()
+        save_figure(fig, run / "gain_by_item_freq.png")
+        plt.close(fig)
+        files.append("gain_by_item_freq.png")
+
+    shares = {v: e for v, e in (a.get("oracle_share") or {}).items() if e.point is not None}
+    if shares:
+        sn = [v for v in names if v in shares]
+        pts = np.array([shares[v].point for v in sn])
+        lo = np.array([shares[v].lo if shares[v].lo is not None else shares[v].point for v in sn])
+        hi = np.array([shares[v].hi if shares[v].hi is not None else shares[v].point for v in sn])
+        fig, ax = plt.subplots(figsize=(8, 4))
+        ax.bar(sn, pts, yerr=np.vstack([pts - lo, hi - pts]), capsize=4, color="tab:green")
+        ax.axhline(1.0, color="k", lw=0.8, ls="--", label="oracle")
+        ax.axhline(0.8, color="tab:red", lw=0.8, ls=":", label="target 0.8 (SIDE)")
+        ax.axhline(0.0, color="k", lw=0.8)
+        ax.set_ylabel("share of the oracle's NE gain over control")
+        ax.set_title(f"Share of the oracle's gain, 95% interval{label}")
+        ax.legend(fontsize=8)
+        plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
+        fig.tight_layout()
+        save_figure(fig, run / "oracle_share.png")
+        plt.close(fig)
+        files.append("oracle_share.png")
+
     rb = [r for r in rows if r["bytes_per_event"]]
     fig, ax = plt.subplots(figsize=(8, 4))
     ax.bar([r["variant"] for r in rb], [r["bytes_per_event"] for r in rb], color="tab:orange")
@@ -227,17 +541,102 @@ def _plots(rows: List[Dict[str, Any]], run: Path, label: str) -> List[str]:
     return files
 
 
+# ------------------------------------------------------------------------------------------------
+# the report
+
+
 def _f(x: Any, fmt: str = "{:.4f}") -> str:
     return "n/a" if x is None else fmt.format(x)
 
 
-def write_report(run: Path, plots: bool = True) -> Dict[str, Any]:
-    """Writes ``report.json``, ``report.md`` and plots into ``run``; returns the report dict."""
+def _jsonable(x: Any) -> Any:
+    if hasattr(x, "to_dict"):
+        return x.to_dict()
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, (np.floating, np.integer)):
+        return _jsonable(x.item())
+    return x
+
+
+def _ratio_record(a: Dict[str, Any], rows: List[Dict[str, Any]], cfg: ReportConfig) -> Dict[str, Any]:
+    """``side_vs_traditional_ne_gain``: the fields of the seed-level record, from the two-level bootstrap."""
+    r = a.get("ratio")
+    if r is None:
+        return side_vs_traditional(rows, cfg.side, cfg.traditional)
+    reps = r.replicates[np.isfinite(r.replicates)]
+    defined = r.point is not None
+    note = r.status if r.status != "ok" else f"paired bootstrap over {r.numerator.level}"
+    if r.point is None and r.denominator.point is not None and r.denominator.point <= 0:
+        note = (f"traditional SID's mean NE gain is not positive ({r.denominator.point:+.3f}%): the ratio is "
+                f"meaningless; SIDE's mean gain is {_f(r.numerator.point, '{:+.3f}')}%")
+    out: Dict[str, Any] = {
+        "ratio": r.point,
+        "ratio_ci95": [r.lo, r.hi] if r.lo is not None else None,
+        "ratio_std": float(reps.std(ddof=1)) if defined and reps.size > 1 else None,
+        "ratio_p05": float(np.percentile(reps, 5)) if defined and reps.size else None,
+        "ratio_p95": float(np.percentile(reps, 95)) if defined and reps.size else None,
+        "status": r.status,
+        "level": r.numerator.level,
+        "side_gain_pct_mean": r.numerator.point,
+        "traditional_gain_pct_mean": r.denominator.point,
+        "side_gain_ci95": [r.numerator.lo, r.numerator.hi] if r.numerator.lo is not None else None,
+        "traditional_gain_ci95": [r.denominator.lo, r.denominator.hi] if r.denominator.lo is not None else None,
+        "bootstrap_share_nonpositive_traditional_gain": r.nonpositive_denominator_share,
+        "seeds": r.numerator.seeds,
+        "note": note,
+    }
+    con = a.get("contrast_2_4")
+    if con is not None:
+        out["side_minus_2_4x_traditional"] = con.to_dict()
+    return out
+
+
+def write_report(run: Path, plots: bool = True, world: Optional[str] = None,
+                 cfg: Optional[ReportConfig] = None) -> Dict[str, Any]:
+    """Writes ``report.json``, ``report.md`` and plots into ``run``; returns the report dict.
+
+    Args:
+        run (Path): one world's demo folder (``pipeline.json`` and the run folders it names).
+        plots (bool): write the PNG plots (overrides ``cfg.plots``).
+        world (Optional[str]): the world's name (overrides ``cfg.world``; see :class:`ReportConfig`).
+        cfg (Optional[ReportConfig]): bootstrap sizes, variant names.
+
+    Returns:
+        Dict[str, Any]: the content of ``report.json``.
+
+    Example::
+
+        rep = write_report(Path("runs/demo"), world="movielens")
+        rep["ne_gain_ci95"]["side"], rep["targets"]
+    """
     run = Path(run)
+    cfg = cfg or ReportConfig()
     data = collect(run)
     rec = data["pipeline"]
-    rows = summarize(data["runs"])
-    ratio = side_vs_traditional(rows)
+    rows = summarize(data["runs"], control=cfg.control)
+    a = analyse(data, cfg)
+    wname = world or _world_name(cfg, rec, a["has_oracle"])
+    kind = world_kind(wname, a["has_oracle"], rec)
+    gains: Dict[str, Any] = a["gains"]
+    # rows: the gain the intervals belong to (the same numbers as before when there are no predictions)
+    for r in rows:
+        e = gains.get(r["variant"])
+        if e is not None and e.point is not None:
+            r["ne_gain_pct_mean"] = e.point
+            r["ne_gain_pct_std"] = _std(e.per_seed)
+            r["ne_gain_pct_per_seed"] = dict(zip([str(s) for s in e.seeds], e.per_seed))
+        r["ne_gain_ci95"] = [e.lo, e.hi] if e is not None and e.lo is not None else None
+        r["ne_gain_verdict"] = e.verdict if e is not None else None
+        r["ne_gain_level"] = e.level if e is not None else None
+        t = a["gains_vs_traditional"].get(r["variant"])
+        r["ne_gain_vs_traditional"] = t.to_dict() if t is not None else None
+        sh = (a.get("oracle_share") or {}).get(r["variant"])
+        r["oracle_share"] = sh.to_dict() if sh is not None else None
     extra: Dict[str, Any] = {}
     tp_path = run / "train_throughput.json"
     if tp_path.is_file():
@@ -249,9 +648,17 @@ def write_report(run: Path, plots: bool = True) -> Dict[str, Any]:
             + f"; SIDE / sparse-ID {sm.get('side_vs_sparse_id', float('nan')):.2f}x, SIDE / prefix-ngram "
             f"{sm.get('side_vs_prefix_ngram', float('nan')):.2f}x (benchmarks/train_throughput.py, {tp_path.name})")
     quick = rec.get("mode") == "quick"
-    tgt = targets(rows, ratio, extra)
-    roles = {v["name"]: v for v in rec["variants"]}
-    report = {
+    tgt = targets(a, rows, kind, cfg, extra)
+    ratio = _ratio_record(a, rows, cfg)
+    roles = {v["name"]: v for v in rec.get("variants", [])}
+    seeds_all = sorted({s for r in rows for s in r["seeds"]})
+    missing = a["missing_predictions"]
+    from torchrec_side.eval.slices import ORACLE
+
+    og = gains.get(ORACLE)
+    report: Dict[str, Any] = {
+        "world": wname,
+        "world_kind": kind,
         "mode": rec.get("mode"),
         "quick": quick,
         "seeds": rec.get("seeds"),
@@ -261,45 +668,109 @@ def write_report(run: Path, plots: bool = True) -> Dict[str, Any]:
                                      "auc_mean", "bytes_per_event", "learned_params", "train_examples_per_s")}
                  for r in rows],
         "details": rows,
+        "ne_gain_ci95": {v: ([e.lo, e.hi] if e.lo is not None else None) for v, e in gains.items()},
+        "ne_gain": {v: e.to_dict() for v, e in gains.items()},
+        "ne_gain_vs_traditional": {v: e.to_dict() for v, e in a["gains_vs_traditional"].items()},
+        "oracle_share": ({v: e.to_dict() for v, e in a["oracle_share"].items()} if "oracle_share" in a else None),
+        "oracle_ne_gain": og.to_dict() if og is not None else None,
+        "pairs": {k: e.to_dict() for k, e in a["pairs"].items()},
         "side_vs_traditional_ne_gain": ratio,
+        "slices": _jsonable(a["slices"]),
+        "statistics": {"bootstrap": {"n_boot": cfg.n_boot, "slice_n_boot": cfg.slice_n_boot, "seed": cfg.seed,
+                                     "level": 0.95, "units": "seeds and test users, resampled with replacement"},
+                       "runs_with_predictions": a["prediction_runs"],
+                       "runs_without_predictions": [{"variant": v, "seed": s} for v, s in missing],
+                       "ne_check": a["ne_check"], "paired_seeds": len(seeds_all)},
         "targets": tgt,
         "failed": rec.get("failed", []),
         "pipeline_seconds": {k: rec.get(k) for k in ("prep_seconds", "train_seconds", "total_seconds")},
         "epoch_sweep": rec.get("epoch_sweep"),
-        "warnings": rec.get("warnings", []),
+        "warnings": list(rec.get("warnings", [])) + a["warnings"],
     }
+    report = _jsonable(report)
     label = " (QUICK)" if quick else ""
-    if plots:
-        report["plots"] = _plots(rows, run, label)
+    if plots and cfg.plots:
+        report["plots"] = _plots(rows, a, run, label, cfg)
     write_json(run / "report.json", report)
+    write_text(run / "report.md", _markdown(report, rows, a, rec, roles, kind, quick, cfg))
+    return report
 
+
+def _ci_list(ci: Any, fmt: str = "{:+.3f}") -> str:
+    return "n/a" if not ci or ci[0] is None else f"[{fmt.format(ci[0])}, {fmt.format(ci[1])}]"
+
+
+def _markdown(report: Dict[str, Any], rows: List[Dict[str, Any]], a: Dict[str, Any], rec: Dict[str, Any],
+              roles: Dict[str, Any], kind: str, quick: bool, cfg: ReportConfig) -> str:
+    wname = report["world"]
+    title = {"movielens": "MovieLens-100K", "simulated": "simulated ads world",
+             "id_dominant": "simulated ads world, id-only term dominant (control world)"}[kind]
     L: List[str] = []
-    L.append(f"# torchrec-side benchmark report: MovieLens-100K{' — QUICK RUN (not the benchmark)' if quick else ''}")
+    L.append(f"# torchrec-side benchmark report: {title} (`{wname}`){' — QUICK RUN (not the benchmark)' if quick else ''}")
     L.append("")
     if quick:
         L.append("**Quick mode**: fewer variants, seeds and epochs than the benchmark; the numbers below are a "
                  "smoke test, not evidence. Run `torchrec-side demo --out runs/demo` for the full job.")
         L.append("")
+    st = report["statistics"]
     L.append(f"Seeds {rec.get('seeds')}, {rec.get('epochs')} epoch(s), {rec.get('nproc')} ranks (TorchX local_cwd). "
-             f"NE/AUC on the **test** split (last 10% of events by time); nothing was selected on it "
-             f"(the epoch count is chosen on validation, or fixed at 1 in quick mode; all other settings are fixed in the configs). NE gain = (NE_control - NE_variant) / NE_control, "
-             f"paired by seed. Bytes per event: history as the model consumes it (int64 KJT values; raw content "
-             f"counted as 384 fp16).")
+             f"NE/AUC on the **test** split; each run is scored with the model of its best validation epoch "
+             f"(nothing is selected on test). NE gain = (NE_control - NE_variant) / NE_control in %, paired by seed. "
+             f"Intervals: 95% percentile intervals of a paired bootstrap over seeds and test users "
+             f"({cfg.n_boot} replicates; users, not events, are the independent units; one user resample per "
+             f"replicate shared by every run), docs/design.md section 7b. \"not separated\": the interval covers 0. "
+             f"Bytes per event: history as the model consumes it (int64 KJT values; raw content counted as 384 fp16).")
+    L.append("")
+    if st["paired_seeds"] < 10:
+        L.append(f"**Seeds**: {st['paired_seeds']} paired seed(s); docs/design.md section 7b asks for at least 10.")
+        L.append("")
+    if st["runs_without_predictions"]:
+        miss = ", ".join(f"{m['variant']}/seed{m['seed']}" for m in st["runs_without_predictions"])
+        L.append(f"**Predictions missing** for {len(st['runs_without_predictions'])} run(s) ({miss}): every number "
+                 f"involving them uses the seed-level test NE of `metrics.json` (bootstrap over seeds only, "
+                 f"level \"seeds\"), and no slice includes them.")
+        L.append("")
+    ck = st["ne_check"]
+    if ck.get("runs_compared"):
+        L.append(f"Check: test NE recomputed from the predictions differs from `metrics.json` by at most "
+                 f"{ck['max_abs_diff_predictions_vs_metrics']:.2e} over {ck['runs_compared']} run(s).")
+        L.append("")
     sw = rec.get("epoch_sweep")
     if sw:
-        L.append("")
         L.append(f"Epoch count chosen on validation ({sw['rule']}): mean val NE per epoch "
                  f"{[round(x, 5) for x in sw['mean_val_ne_per_epoch']]} -> {sw['epochs']} epoch(s).")
+        L.append("")
+    oracle = report.get("oracle_share") is not None
+    L.append("## Variants")
     L.append("")
-    L.append("| variant | arch | seeds | test NE mean ± std | NE gain % mean ± std | AUC | val NE | bytes/event | "
-             "learned params | train ex/s |")
-    L.append("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    head = ("| variant | arch | seeds | best epoch | test NE mean ± std | NE gain % [95% CI] | vs 0 | "
+            "gain over trad. SID % [95% CI] |" + (" oracle share [95% CI] |" if oracle else "")
+            + " AUC | bytes/event (consumed) | bytes/event (file) | learned params | train ex/s |")
+    L.append(head)
+    L.append("|" + " --- |" * (head.count("|") - 1))
     for r in rows:
-        L.append(f"| {r['variant']} | {r['arch']} | {len(r['seeds'])} | {_f(r['ne_mean'], '{:.5f}')} ± "
-                 f"{_f(r['ne_std'], '{:.5f}')} | {_f(r['ne_gain_pct_mean'], '{:+.3f}')} ± {_f(r['ne_gain_pct_std'], '{:.3f}')} | "
-                 f"{_f(r['auc_mean'])} | {_f(r['val_ne_mean'], '{:.5f}')} | {_f(r['bytes_per_event'], '{:.0f}')} | "
-                 f"{r['learned_params'] if r['learned_params'] is not None else 'n/a'} | "
-                 f"{_f(r['train_examples_per_s'], '{:.0f}')} |")
+        gv = r.get("ne_gain_vs_traditional") or {}
+        sh = r.get("oracle_share") or {}
+        gain_txt = ("0 (reference)" if r["variant"] == cfg.control else
+                    f"{_f(r['ne_gain_pct_mean'], '{:+.3f}')} {_ci_list(r.get('ne_gain_ci95'))}")
+        cells = [r["variant"], str(r["arch"]), str(len(r["seeds"])),
+                 ",".join(str(b) for b in r.get("best_epochs") or []) or "n/a",
+                 f"{_f(r['ne_mean'], '{:.5f}')} ± {_f(r['ne_std'], '{:.5f}')}", gain_txt,
+                 (r.get("ne_gain_verdict") or "–") if r["variant"] != cfg.control else "–",
+                 (f"{_f(gv.get('point'), '{:+.3f}')} {_ci_list(gv.get('ci95'))} ({gv.get('verdict')})"
+                  if gv.get("point") is not None else "–")]
+        if oracle:
+            cells.append(f"{_f(sh.get('point'), '{:.3f}')} {_ci_list(sh.get('ci95'), '{:.3f}')}"
+                         if sh.get("point") is not None else "–")
+        cells += [_f(r["auc_mean"]), _f(r["bytes_per_event"], "{:.0f}"), _f(r.get("file_bytes_per_event"), "{:.2f}"),
+                  str(r["learned_params"]) if r["learned_params"] is not None else "n/a",
+                  _f(r["train_examples_per_s"], "{:.0f}")]
+        L.append("| " + " | ".join(cells) + " |")
+    og = report.get("oracle_ne_gain")
+    if og:
+        L.append("")
+        L.append(f"Oracle (true click probabilities): NE gain over control {_f(og.get('point'), '{:+.3f}')}% "
+                 f"{_ci_list(og.get('ci95'))}.")
     L.append("")
     for r in rows:
         d = roles.get(r["variant"], {}).get("description")
@@ -308,56 +779,117 @@ def write_report(run: Path, plots: bool = True) -> Dict[str, Any]:
     L.append("")
     L.append("## SIDE vs traditional SID")
     L.append("")
+    ratio = report["side_vs_traditional_ne_gain"]
     if ratio.get("ratio") is not None:
         L.append(f"`side_vs_traditional_ne_gain` = {ratio['ratio']:.2f} (SIDE {ratio['side_gain_pct_mean']:+.3f}% / "
-                 f"traditional {ratio['traditional_gain_pct_mean']:+.3f}%); bootstrap over seeds: std "
-                 f"{_f(ratio.get('ratio_std'), '{:.2f}')}, 5-95% {_f(ratio.get('ratio_p05'), '{:.2f}')} .. "
-                 f"{_f(ratio.get('ratio_p95'), '{:.2f}')}.")
+                 f"traditional {ratio['traditional_gain_pct_mean']:+.3f}%); 95% interval "
+                 f"{_ci_list(ratio.get('ratio_ci95'), '{:.2f}')}"
+                 + (f" ({ratio['status']})" if ratio.get("status") not in (None, "ok") else "")
+                 + f"; level: {ratio.get('level', 'seeds')}.")
     else:
         L.append(f"No meaningful ratio: {ratio.get('note')}.")
-    by = {r["variant"]: r for r in rows}
-    if "side" in by and "traditional_sid" in by and by["side"]["ne_gain_pct_mean"] is not None:
-        better = by["side"]["ne_gain_pct_mean"] > by["traditional_sid"]["ne_gain_pct_mean"]
+    con = ratio.get("side_minus_2_4x_traditional")
+    if con:
         L.append("")
-        L.append(f"SIDE {'beats' if better else 'does NOT beat'} traditional SID on mean test NE gain "
-                 f"({by['side']['ne_gain_pct_mean']:+.3f}% vs {by['traditional_sid']['ne_gain_pct_mean']:+.3f}%; "
-                 f"seed std {by['side']['ne_gain_pct_std']:.3f} / {by['traditional_sid']['ne_gain_pct_std']:.3f}).")
+        L.append(f"Contrast SIDE gain - 2.4 x traditional gain: {_f(con.get('point'), '{:+.3f}')} points "
+                 f"{_ci_list(con.get('ci95'))} ({con.get('verdict')} from 0).")
+    p = report["pairs"].get(f"{cfg.side}_over_{cfg.traditional}")
+    if p and p.get("point") is not None:
+        L.append("")
+        w = f", interval width {p['width']:.3f} points" if p.get("width") is not None else ""
+        L.append(f"NE gain of SIDE over traditional SID: {p['point']:+.3f}% {_ci_list(p.get('ci95'))}: "
+                 f"**{p['verdict']}**{w}.")
+    L.append("")
+    L.append("Undefined ratios: when the denominator's point gain is not positive the ratio is not reported; when "
+             "its 95% interval covers 0 the point ratio is given without an interval (the replicate ratios are "
+             "unbounded); the contrast above is always defined.")
+    slices = report.get("slices") or {}
+    if slices:
+        L.append("")
+        L.append("## Slices")
+        for fam, title2 in (("item_freq", "target-item training frequency"), ("hist_len", "history length")):
+            fs = slices.get(fam)
+            if not fs:
+                continue
+            L.append("")
+            L.append(f"### By {title2}")
+            L.append("")
+            L.append(f"{fs.get('definition')}" + (f"; cuts {fs.get('cuts')}; ranked over {fs.get('source')}"
+                                                 if fam == "item_freq" else "") + ".")
+            bk = fs["buckets"]
+            vs = [r["variant"] for r in rows if any(r["variant"] in (b.get("ne") or {}) for b in bk.values())]
+            L.append("")
+            L.append("NE gain over control, % [95% CI] (NE below):")
+            L.append("")
+            L.append("| bucket | rows | users | " + " | ".join(vs) + " |")
+            L.append("|" + " --- |" * (3 + len(vs)))
+            for b, s in bk.items():
+                cells = [b, str(s.get("rows")), str(s.get("users"))]
+                for v in vs:
+                    if v == cfg.control:
+                        cells.append(f"NE {_f((s.get('ne') or {}).get(v), '{:.4f}')}")
+                        continue
+                    e = (s.get("gain") or {}).get(v) or {}
+                    cells.append(f"{_f(e.get('point'), '{:+.2f}')} {_ci_list(e.get('ci95'), '{:+.2f}')}<br>"
+                                 f"NE {_f((s.get('ne') or {}).get(v), '{:.4f}')}")
+                L.append("| " + " | ".join(cells) + " |")
+            L.append("")
+            L.append("AUC:")
+            L.append("")
+            L.append("| bucket | " + " | ".join(vs) + (" | oracle |" if oracle else " |"))
+            L.append("|" + " --- |" * (1 + len(vs) + (1 if oracle else 0)))
+            for b, s in bk.items():
+                au = s.get("auc") or {}
+                L.append("| " + " | ".join([b] + [_f(au.get(v)) for v in vs] + ([_f(au.get("oracle"))] if oracle else []))
+                         + " |")
     L.append("")
     L.append("## docs/design.md section 8 targets")
     L.append("")
-    L.append("| target | measured | met |")
-    L.append("| --- | --- | --- |")
-    for t in tgt:
-        met = "n/a" if t["met"] is None else ("yes" if t["met"] else "**no**")
-        L.append(f"| {t['target']} | {t['measured']} | {met} |")
+    L.append("`met` is judged on the measured point estimate; `95% interval clears` says whether the interval also "
+             "lies on the same side of the line.")
+    L.append("")
+    L.append("| target | measured | met | 95% interval clears |")
+    L.append("| --- | --- | --- | --- |")
+    for t in report["targets"]:
+        met = "n/a" if t["met"] is None else ("met" if t["met"] else "**not met**")
+        conf = "n/a" if t.get("confident") is None else ("yes" if t["confident"] else "no")
+        L.append(f"| {t['target']} | {t['measured']} | {met} | {conf} |")
     if rec.get("failed"):
         L.append("")
         L.append("## Failed runs")
         for f in rec["failed"]:
             L.append(f"- {f['variant']}: seeds {f['seeds']} (exit {f['returncode']}), log {f['log']}")
-    if plots:
+    if report["warnings"]:
         L.append("")
-        L.append("![NE gain](ne_gain.png)")
-        L.append("")
-        L.append("![bytes per event](bytes_per_event.png)")
+        L.append("## Warnings")
+        for w in report["warnings"]:
+            L.append(f"- {w}")
+    for png, alt in (("ne_gain.png", "NE gain with 95% intervals"), ("gain_by_item_freq.png", "gain by item frequency"),
+                     ("oracle_share.png", "share of the oracle's gain"), ("bytes_per_event.png", "bytes per event")):
+        if png in (report.get("plots") or []):
+            L.append("")
+            L.append(f"![{alt}]({png})")
     L.append("")
-    write_text(run / "report.md", "\n".join(L) + "\n")
-    return report
+    return "\n".join(L) + "\n"
 
 
 def report_main(argv: Optional[List[str]] = None) -> int:
-    """``torchrec-side report RUN``. Returns 0, or 2 when RUN is not a demo folder."""
+    """``torchrec-side report RUN``. Returns 0, or 2 when RUN is not a demo folder or its files are bad."""
     p = argparse.ArgumentParser(prog="torchrec-side report", description="Write report.md / report.json / plots of a demo folder.")
     p.add_argument("run", help="demo folder written by `torchrec-side demo` (e.g. runs/demo)")
     p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--world", default=None, help="world name (default: pipeline.json's, else inferred)")
+    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap replicates (default 2000)")
+    p.add_argument("--slice-n-boot", type=int, default=500, help="bootstrap replicates per slice (default 500; 0: none)")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        rep = write_report(Path(args.run), plots=not args.no_plots)
-    except FileNotFoundError as e:
+        cfg = ReportConfig(world=args.world, plots=not args.no_plots, n_boot=args.n_boot,
+                           slice_n_boot=args.slice_n_boot, progress=sys.stderr.isatty())
+        write_report(Path(args.run), plots=not args.no_plots, cfg=cfg)
+    except (FileNotFoundError, ValueError) as e:
         print(f"torchrec-side report: {e}", file=sys.stderr)
         return 2
     print((Path(args.run) / "report.md").read_text())
-    del rep
     return 0
 
 
