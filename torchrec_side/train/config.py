@@ -28,6 +28,7 @@ __all__ = [
     "EMBEDDING_OPTIMIZERS",
     "DENSE_OPTIMIZERS",
     "SHARDING_TYPES",
+    "PIPELINES",
     "OptimConfig",
     "ShardingConfig",
     "TrainConfig",
@@ -39,6 +40,8 @@ __all__ = [
 EMBEDDING_OPTIMIZERS: Tuple[str, ...] = ("sgd", "adagrad", "rowwise_adagrad", "adam")
 #: Dense optimizers (torch.optim) for everything that is not a sharded table.
 DENSE_OPTIMIZERS: Tuple[str, ...] = ("adam", "adagrad", "sgd")
+#: Step loops: the plain loop, TorchRec's TrainPipelineBase, TorchRec's TrainPipelineSparseDist.
+PIPELINES: Tuple[str, ...] = ("loop", "base", "sparse_dist")
 #: Sharding types a table may be given.
 SHARDING_TYPES: Tuple[str, ...] = (
     "table_wise", "row_wise", "column_wise", "data_parallel", "table_row_wise", "grid_shard",
@@ -124,7 +127,17 @@ class TrainConfig:
         device (str): ``"auto"`` (CUDA if available), ``"cpu"`` or ``"cuda"``.
         num_workers (int): DataLoader workers per rank building batches (0: in the trainer).
         shuffle_row_groups (int): Parquet row groups per shuffle buffer.
-        validate_every_epoch (bool): also evaluate on validation after every epoch.
+        validate_every_epoch (bool): evaluate on validation after every epoch (recorded in
+            ``val_history``); the model of the best epoch by validation NE is kept (its checkpoint
+            is pinned) and reported (test metrics, ``predictions_test.parquet``). ``false``: only
+            the final model is evaluated.
+        early_stop_patience (int): stop when validation NE has not improved for this many epochs
+            in a row (0: never stop early; needs ``validate_every_epoch``).
+        pipeline (str): the step loop: ``"loop"`` (plain forward / backward / step), ``"base"``
+            (TorchRec's ``TrainPipelineBase``), ``"sparse_dist"`` (``TrainPipelineSparseDist``:
+            the next batch's input dist overlaps this batch's compute). All give the same parameters.
+        write_predictions (bool): write ``predictions_test.parquet`` (best epoch's model) beside
+            ``metrics.json``.
         progress (bool): tqdm progress bar on rank 0.
         threads (int): ``torch.set_num_threads`` per rank (0: leave as is).
         sleep_per_step (float): seconds to sleep after each step (fault-injection tests, demos).
@@ -140,7 +153,10 @@ class TrainConfig:
     device: str = "auto"
     num_workers: int = 1
     shuffle_row_groups: int = 8
-    validate_every_epoch: bool = False
+    validate_every_epoch: bool = True
+    early_stop_patience: int = 2
+    pipeline: str = "loop"
+    write_predictions: bool = True
     progress: bool = True
     threads: int = 0
     sleep_per_step: float = 0.0
@@ -152,6 +168,10 @@ class TrainConfig:
             raise ValueError("train: max_steps, checkpoint_every, num_workers, threads, sleep_per_step must be >= 0")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"train.device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
+        if self.early_stop_patience < 0:
+            raise ValueError(f"train.early_stop_patience must be >= 0 (0: off), got {self.early_stop_patience}")
+        if self.pipeline not in PIPELINES:
+            raise ValueError(f"train.pipeline must be one of {PIPELINES}, got {self.pipeline!r}")
 
 
 @dataclass
@@ -201,7 +221,8 @@ class TrainJobConfig:
             d.pop(k)
         d["data"].pop("root")
         for k in ("epochs", "max_steps", "checkpoint_every", "keep_checkpoints", "log_every", "progress",
-                  "num_workers", "threads", "sleep_per_step", "validate_every_epoch", "eval_batch_size", "device"):
+                  "num_workers", "threads", "sleep_per_step", "validate_every_epoch", "eval_batch_size", "device",
+                  "early_stop_patience", "pipeline", "write_predictions"):
             d["train"].pop(k)
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

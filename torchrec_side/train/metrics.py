@@ -11,7 +11,7 @@ that costs one all-reduce; padding rows (weight 0) count nowhere.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Dict, Iterable, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -48,6 +48,7 @@ def evaluate(
     batch_size: int,
     num_examples: int,
     progress: Optional[Callable[[Iterable[Any]], Iterable[Any]]] = None,
+    collect: Optional[List[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = None,
 ) -> Dict[str, float]:
     """Runs ``model`` over ``batches`` and returns NE, AUC and friends (identical on all ranks).
 
@@ -62,6 +63,8 @@ def evaluate(
         batch_size (int): rows per batch per rank.
         num_examples (int): examples of the split (sizes the AUC window).
         progress: optional wrapper of the iterable (e.g. tqdm on rank 0).
+        collect: if given, receives this rank's ``(scores [B], labels [B], weights [B])`` of
+            every batch, on CPU, in batch order (scores = predicted probabilities, float32).
 
     Returns:
         Dict[str, float]: ``ne`` and ``auc`` (torchrec.metrics), ``ne_exact``, ``log_loss`` (mean),
@@ -90,6 +93,8 @@ def evaluate(
             auc_m.update(predictions={_TASK: preds}, labels={_TASK: batch.labels}, weights={_TASK: w})
             ll = torch.nn.functional.binary_cross_entropy_with_logits(logits, batch.labels, reduction="none")
             sums += torch.stack([(ll * w).sum().double(), w.sum().double(), (batch.labels * w).sum().double()])
+            if collect is not None:
+                collect.append((preds.detach().cpu(), batch.labels.detach().float().cpu(), w.detach().float().cpu()))
     finally:
         model.train(was_training)
     if dist.is_initialized() and world > 1:

@@ -4,7 +4,10 @@
 One call of :func:`run_training` does, on every rank:
 
 1. **Start checks** (before any data is written or any step runs): the config is typed and
-   validated; history features check their artifacts; the run folder, if it holds checkpoints,
+   validated (float options finite); rank 0 takes the run folder's lock
+   (:class:`~torchrec_side.train.lock.RunLock`: a second run into the same folder fails naming
+   the holder); every history feature checks its artifacts (:func:`history_context_before_data`
+   gives them the store's sizes without writing it); the run folder, if it holds checkpoints,
    must come from a compatible config (same model, data, optimizers, seed, batch size and world
    size) or the run stops with a message.
 2. **Data**: rank 0 writes the example store once (and every history column a feature needs from
@@ -13,19 +16,32 @@ One call of :func:`run_training` does, on every rank:
    :class:`~torchrec_side.models.RankingModel`, sharded by ``DistributedModelParallel`` with a
    hand-written plan (or planner constraints) and the fused embedding optimizer set explicitly;
    embedding tables are initialized from the seed, independently of sharding and world size.
-4. **Training**: tqdm progress on rank 0, ``train_log.jsonl``, a checkpoint every
-   ``checkpoint_every`` steps and at the end (:class:`~torchrec_side.train.checkpoint.CheckpointManager`);
-   a rerun of the same command resumes from the latest complete checkpoint at the exact batch.
-5. **Evaluation**: NE and AUC (torchrec.metrics) on validation and test; rank 0 writes
-   ``metrics.json``.
+4. **Training**: the plain step loop or a TorchRec train pipeline (``train.pipeline``), tqdm
+   progress on rank 0, ``train_log.jsonl``; a non-finite loss stops the run with
+   :class:`TrainingDivergedError` (step and epoch named). Validation after every epoch
+   (``val_history.json``), early stop after ``train.early_stop_patience`` epochs without a better
+   validation NE. A checkpoint every ``checkpoint_every`` steps, at every epoch end and at the end
+   (:class:`~torchrec_side.train.checkpoint.CheckpointManager`: manifest-verified, the best epoch's
+   pinned); a rerun of the same command resumes from the newest checkpoint that passes
+   verification, at the exact batch (a damaged newer one is set aside, logged).
+5. **Evaluation**: the best validation epoch's model (reloaded from its checkpoint) is scored on
+   test with NE and AUC (torchrec.metrics); rank 0 writes ``predictions_test.parquet`` and then
+   ``metrics.json`` (last: its presence means the run finished).
 
 Run folder (``cfg.run_path()``)::
 
-    config.yaml          the resolved config of the latest invocation
-    metrics.json         final metrics (see :func:`run_training`)
-    train_log.jsonl      one line per log interval (rank 0)
-    logs/rank<r>.log     per-rank logs
-    checkpoints/         step_<N>/ (DCP), see checkpoint.py
+    .lock                    held by the running trainer (pid, host, start time)
+    config.yaml              the resolved config of the latest invocation
+    metrics.json             final metrics (see :func:`run_training`)
+    val_history.json         validation NE / AUC after every epoch so far
+    predictions_test.parquet per-test-example scores of the best epoch (see predictions.py)
+    train_log.jsonl          one line per log interval (rank 0)
+    logs/rank<r>.log         per-rank logs
+    checkpoints/             step_<N>/ (DCP + manifest), see checkpoint.py
+
+Trust: resuming reads the checkpoint through DCP, whose reader unpickles ``.metadata``; the
+manifest check refuses files that differ from what the trainer wrote, but a run folder remains
+trusted input (docs/design.md section 6).
 """
 
 from __future__ import annotations
@@ -37,9 +53,10 @@ import shutil
 import socket
 import sys
 import time
+from collections import deque
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Deque, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -56,6 +73,7 @@ from torchrec_side.train.config import TrainJobConfig
 from torchrec_side.train.lock import RunLock
 from torchrec_side.train.dist import broadcast_object, DistEnv, init_distributed, run_on_rank0, shutdown_distributed
 from torchrec_side.train.metrics import evaluate
+from torchrec_side.train.predictions import example_columns, gather_in_store_order, PREDICTIONS_FILE, write_predictions
 
 __all__ = ["run_training", "prepare_data", "build_sharded_model", "init_embedding_tables", "TrainState",
            "TrainingDivergedError"]
@@ -269,10 +287,12 @@ def _logging(run_dir: Path, env: DistEnv) -> Iterator[None]:
         root.propagate = old_propagate
 
 
-def _check_resume(cfg: TrainJobConfig, run_dir: Path, world_size: int) -> None:
+def _check_resume(cfg: TrainJobConfig, ckpt: CheckpointManager, run_dir: Path, world_size: int) -> None:
     """Refuses to resume checkpoints written under an incompatible config or world size."""
-    ck = CheckpointManager(run_dir / "checkpoints").latest()
-    if ck is None or not cfg.resume:
+    if not cfg.resume:
+        return
+    ck = ckpt.latest()
+    if ck is None:
         return
     state = json.loads((ck / "trainer_state.json").read_text())
     if state.get("fingerprint") != cfg.resume_fingerprint():
@@ -285,6 +305,40 @@ def _check_resume(cfg: TrainJobConfig, run_dir: Path, world_size: int) -> None:
             f"{run_dir}: checkpoint written by {state.get('world_size')} ranks, this run has {world_size}; "
             f"resume with the same number of ranks, or resume=false"
         )
+
+
+def history_context_before_data(cfg: TrainJobConfig) -> Optional[HistoryContext]:
+    """The :class:`HistoryContext` the example store will give, found *without* writing it, so
+    every history feature's ``check()`` (its artifacts: SID tables, tokenizers) runs before the
+    store is prepared. From the store itself when it is already written, else from the source's
+    sizes (synthetic: the config; MovieLens: the rating files, a fraction of a second).
+
+    Returns:
+        Optional[HistoryContext]: ``None`` when the sizes cannot be known cheaply (features are
+        then checked right after the store is prepared).
+    """
+    d = cfg.data
+    path = Path(cfg.examples_dir) / d.store_name()
+    nu: Optional[int] = None
+    ni: Optional[int] = None
+    try:
+        store = ExampleStore(path)
+        if store.manifest.get("fingerprint") == d.fingerprint():
+            nu, ni = store.num_users, store.num_items
+    except (StoreError, KeyError, ValueError):
+        pass
+    if ni is None:
+        if d.dataset == "synthetic":
+            nu, ni = d.synthetic_users, d.synthetic_items
+        elif d.dataset == "ml100k":
+            from torchrec_side.data.movielens import load_movielens
+
+            ml = load_movielens(d.root)
+            nu, ni = ml.num_users, ml.num_items
+        else:
+            return None
+    return HistoryContext(num_users=int(nu), num_items=int(ni), embedding_dim=cfg.model.embedding_dim,  # type: ignore[arg-type]
+                          arch=cfg.model.arch, max_history=d.max_history, seed=cfg.seed)
 
 
 @torch.no_grad()
@@ -302,30 +356,108 @@ def _params_digest(model: nn.Module) -> float:
 
 
 # --------------------------------------------------------------------------------------------
+# the step loop: plain, or a TorchRec train pipeline
+
+
+class _LabelTap:
+    """Iterator wrapper that remembers each batch's labels and weights (FIFO), so the loss of a
+    pipeline step (which returns only the model's output) can be computed from its logits."""
+
+    def __init__(self, it: Iterator[Any]) -> None:
+        self.it = it
+        self.queue: Deque[Tuple[torch.Tensor, torch.Tensor]] = deque()
+
+    def __iter__(self) -> "_LabelTap":
+        return self
+
+    def __next__(self) -> Any:
+        batch = next(self.it)
+        self.queue.append((batch.labels, batch.weights))
+        return batch
+
+
+class _Stepper:
+    """Runs training steps over an epoch's batches and yields each step's loss (scalar tensor).
+
+    ``"loop"``: ``loss, _ = dmp(batch); opt.zero_grad(); loss.backward(); opt.step()``.
+    ``"base"`` / ``"sparse_dist"``: TorchRec's ``TrainPipelineBase`` / ``TrainPipelineSparseDist``
+    over the same DMP model and optimizer (same order of operations: zero_grad, forward, backward,
+    step); the loss is recomputed from the returned logits exactly as
+    :class:`~torchrec_side.models.RankingModel` computes it.
+    """
+
+    def __init__(self, kind: str, dmp: nn.Module, opt: Any, device: torch.device) -> None:
+        self.kind, self.dmp, self.opt, self.device = kind, dmp, opt, device
+        self.pipe: Any = None
+        if kind == "base":
+            from torchrec.distributed.train_pipeline import TrainPipelineBase
+
+            self.pipe = TrainPipelineBase(dmp, opt, device)
+        elif kind == "sparse_dist":
+            from torchrec.distributed.train_pipeline import TrainPipelineSparseDist
+
+            self.pipe = TrainPipelineSparseDist(dmp, opt, device, execute_all_batches=True)
+
+    def steps(self, loader: Any) -> Iterator[torch.Tensor]:
+        if self.pipe is None:
+            for batch in loader:
+                batch = batch.to(self.device, non_blocking=True)
+                loss, _ = self.dmp(batch)
+                self.opt.zero_grad()
+                loss.backward()
+                self.opt.step()
+                yield loss.detach()
+            return
+        self.pipe.reset()
+        tap = _LabelTap(iter(loader))
+        while True:
+            try:
+                logits = self.pipe.progress(tap)
+            except StopIteration:
+                return
+            labels, weights = tap.queue.popleft()
+            labels, weights = labels.to(logits.device), weights.to(logits.device)
+            per = torch.nn.functional.binary_cross_entropy_with_logits(logits.detach(), labels, reduction="none")
+            yield (per * weights).sum() / weights.sum().clamp_min(1.0)
+
+    def before_eval(self) -> None:
+        """Gives the model its own forward back (a sparse-dist pipeline rewrote it); the pipeline
+        re-attaches itself on its next step."""
+        if self.kind == "sparse_dist" and self.pipe is not None:
+            self.pipe.detach()
+
+
+# --------------------------------------------------------------------------------------------
 # the run
 
 
 def run_training(cfg: TrainJobConfig) -> Dict[str, Any]:
     """Trains and evaluates one variant / seed; resumes if the run folder holds a checkpoint.
 
-    Works under torchrun / TorchX (any number of ranks) and as a plain process (one rank).
+    Works under torchrun / TorchX (any number of ranks) and as a plain process (one rank). Rank 0
+    holds the run folder's lock (:class:`~torchrec_side.train.lock.RunLock`) for the whole run.
 
     Args:
         cfg (TrainJobConfig): the validated config.
 
     Returns:
         Dict[str, Any]: the metrics written to ``metrics.json`` (on every rank): ``val`` and
-        ``test`` (``ne``, ``auc``, ``ne_exact``, ``log_loss``, ``base_rate``, ``examples``),
+        ``test`` of the best validation epoch's model (``ne``, ``auc``, ``ne_exact``,
+        ``log_loss``, ``base_rate``, ``examples``), ``best_epoch``, ``best_step``, ``val_history``
+        (per evaluated epoch: ``epoch``, ``step``, ``ne``, ``auc``, ...), ``stopped_early``,
         ``steps``, ``epochs``, ``resumed_from_step``, ``train_examples_per_s``, ``learned_params``,
-        ``history`` (per feature: kind, column, KJT keys, footprint), ``sharding``, ...
+        ``history`` (per feature: kind, column, KJT keys, footprint), ``sharding``, ``pipeline``, ...
 
     Raises:
         ConfigError: anything wrong in the config or its artifacts, before training starts.
+        RunLockedError: another run holds the run folder.
+        TrainingDivergedError: the loss or a validation metric became NaN / infinite (nothing
+            written as if the run had succeeded).
 
     Example::
 
         metrics = run_training(load_train_config("configs/ml100k/dlrm_sparse_id.yaml", ["seed=1"]))
-        metrics["test"]["ne"]
+        metrics["test"]["ne"], metrics["best_epoch"]
     """
     env = init_distributed(cfg.train.device)
     try:
@@ -345,7 +477,8 @@ def run_training(cfg: TrainJobConfig) -> Dict[str, Any]:
 
 
 class TrainState:
-    """Position of the loop (what ``trainer_state.json`` holds besides bookkeeping)."""
+    """Position of the loop and the validation record (what ``trainer_state.json`` holds besides
+    bookkeeping)."""
 
     def __init__(self) -> None:
         self.step = 0
@@ -353,14 +486,26 @@ class TrainState:
         self.batch_in_epoch = 0
         self.train_time_s = 0.0
         self.examples = 0
+        self.val_history: List[Dict[str, Any]] = []
 
     def to_dict(self) -> Dict[str, Any]:
         return dict(step=self.step, epoch=self.epoch, batch_in_epoch=self.batch_in_epoch,
-                    train_time_s=self.train_time_s, examples=self.examples)
+                    train_time_s=self.train_time_s, examples=self.examples, val_history=self.val_history)
 
     def load(self, d: Dict[str, Any]) -> None:
         self.step, self.epoch, self.batch_in_epoch = int(d["step"]), int(d["epoch"]), int(d["batch_in_epoch"])
         self.train_time_s, self.examples = float(d.get("train_time_s", 0.0)), int(d.get("examples", 0))
+        self.val_history = list(d.get("val_history", []))
+
+    def best(self) -> Optional[Dict[str, Any]]:
+        """The validation record with the lowest NE (the earliest on ties), or ``None``."""
+        if not self.val_history:
+            return None
+        return min(self.val_history, key=lambda r: (r["ne"], r["step"]))
+
+    def epochs_since_best(self) -> int:
+        b = self.best()
+        return 0 if b is None else sum(1 for r in self.val_history if r["step"] > b["step"])
 
 
 class _Run:
@@ -376,36 +521,43 @@ class _Run:
         return tqdm(iterable, disable=not (self.rank0 and self.cfg.train.progress), dynamic_ncols=True,
                     mininterval=1.0, file=sys.stderr, **kw)
 
+    def _features(self, ctx: HistoryContext) -> List[HistoryFeature]:
+        return [make_history_feature(h, ctx, i) for i, h in enumerate(self.cfg.model.history)]
+
     def run(self) -> Dict[str, Any]:
-        cfg, env = self.cfg, self.env
+        cfg, env, t = self.cfg, self.env, self.cfg.train
         t_start = time.time()
-        if cfg.train.threads:
-            torch.set_num_threads(cfg.train.threads)
-        # ---- start checks (collective: every rank checks the same things)
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        # ---- start checks (collective: every rank checks the same things), before any data is written
         if cfg.optim.embedding_optimizer == "adam" and env.device.type == "cpu":
             raise ConfigError(
                 "optim.embedding_optimizer=adam is refused by FBGEMM's CPU kernels; use rowwise_adagrad, "
                 "adagrad or sgd on CPU"
             )
-        run_on_rank0(lambda: _check_resume(cfg, self.run_dir, env.world_size))
+        ckpt = CheckpointManager(self.run_dir / "checkpoints", keep=t.keep_checkpoints)
+        run_on_rank0(lambda: _check_resume(cfg, ckpt, self.run_dir, env.world_size))
+        ctx0 = history_context_before_data(cfg)
+        features: List[HistoryFeature] = self._features(ctx0) if ctx0 is not None else []  # runs every check()
         if self.rank0:
             if not cfg.resume:  # start over: no stale checkpoint may be resumed later
                 shutil.rmtree(self.run_dir / "checkpoints", ignore_errors=True)
-                for stale in ("metrics.json", "train_log.jsonl"):
-                    (self.run_dir / stale).unlink(missing_ok=True)
+                (self.run_dir / "train_log.jsonl").unlink(missing_ok=True)
             save_config(cfg, self.run_dir / "config.yaml")
-        logger.info("run %s: %d rank(s), %s, backend %s, host %s", self.run_dir, env.world_size, env.device,
-                    env.backend, socket.gethostname())
+        logger.info("run %s: %d rank(s), %s, backend %s, host %s, step loop %s", self.run_dir, env.world_size,
+                    env.device, env.backend, socket.gethostname(), t.pipeline)
         store = prepare_data(cfg)
         ctx = HistoryContext(num_users=store.num_users, num_items=store.num_items,
                              embedding_dim=cfg.model.embedding_dim, arch=cfg.model.arch,
                              max_history=store.max_history, seed=cfg.seed)
-        features = [make_history_feature(h, ctx, i) for i, h in enumerate(cfg.model.history)]
+        if ctx0 is None or ctx != ctx0:
+            features = self._features(ctx)
         if features:  # writes the columns features derive from item tables (rank 0, once)
             store = prepare_data(cfg, features)
         inputs, keys = _feature_keys(store, features)
-        transforms = [t for t in (f.loader_transform() for f in features) if t is not None]
+        transforms = [f for f in (feat.loader_transform() for feat in features) if f is not None]
         transform = _chain(transforms) if transforms else None
+        self.store, self.inputs, self.transform = store, inputs, transform
 
         # ---- model
         torch.manual_seed(cfg.seed)
@@ -419,7 +571,6 @@ class _Run:
         logger.info("model %s: %s learned parameters; tables %s", cfg.model.arch, params, choice)
 
         # ---- data loaders
-        t = cfg.train
         train_ds_kw: Dict[str, Any] = dict(rank=env.rank, world_size=env.world_size, seed=cfg.seed,
                                            transform=transform, shuffle_row_groups=t.shuffle_row_groups)
         train_loader = make_dataloader(store, "train", inputs, t.batch_size, shuffle=True,
@@ -435,41 +586,51 @@ class _Run:
         if t.max_steps:
             total = min(total, t.max_steps)
 
-        # ---- resume
-        ckpt = CheckpointManager(self.run_dir / "checkpoints", keep=t.keep_checkpoints)
+        # ---- resume (from the newest checkpoint that matches its manifest; damaged ones are set aside)
         if self.rank0:
             ckpt.cleanup()
-        latest = broadcast_object(str(ckpt.latest()) if (cfg.resume and ckpt.latest() is not None) else None)
+            for stale in ("metrics.json", PREDICTIONS_FILE):  # written again only if this run succeeds
+                (self.run_dir / stale).unlink(missing_ok=True)
+        found = ckpt.latest() if (cfg.resume and self.rank0) else None
+        latest = broadcast_object(str(found) if found is not None else None)
         state = TrainState()
         resumed_from: Optional[int] = None
         if latest is not None:
-            for _, o in opt.optimizers:  # lazy dense states (Adam moments) must exist to be loaded
-                if not o.state_dict()["state"] and o.params:
-                    o.init_state()
-            app = {"model": dmp.state_dict(), "optim": opt.state_dict()}
-            loaded = ckpt.load(Path(latest), app)
-            dmp.load_state_dict(app["model"])
-            opt.load_state_dict(app["optim"])
+            loaded = self._load(ckpt, Path(latest), dmp, opt)
             state.load(loaded)
             resumed_from = state.step
             logger.info("resumed from %s (step %d, epoch %d, batch %d)", latest, state.step, state.epoch,
                         state.batch_in_epoch)
         if state.step > total:
             raise ConfigError(f"the checkpoint is at step {state.step}, beyond this run's {total} steps")
+        best = state.best()
+        ckpt.pinned = {int(best["step"])} if best is not None else set()
 
-        # ---- train
-        self._train(dmp, opt, train_loader, train_ds, ckpt, state, total, steps_per_epoch, store)
+        # ---- train (validation after every epoch; early stop; checkpoints)
+        stepper = _Stepper(t.pipeline, dmp, opt, env.device)
+        stopped_early = self._train(dmp, opt, stepper, train_loader, train_ds, ckpt, state, total, steps_per_epoch)
 
-        # ---- evaluate
-        results: Dict[str, Any] = {}
-        for split in ("val", "test"):
-            loader = make_dataloader(store, split, inputs, t.eval_batch_size, rank=env.rank,
-                                     world_size=env.world_size, shuffle=False, num_workers=t.num_workers,
-                                     transform=transform, pin_memory=env.device.type == "cuda")
-            results[split] = evaluate(dmp, loader, env.device, t.eval_batch_size, store.rows(split),
-                                      progress=lambda it, s=split: self._progress(it, desc=f"eval {s}", leave=False))
-            logger.info("%s: NE %.5f  AUC %.5f  (exact NE %.5f, %d examples)", split, results[split]["ne"],
-                        results[split]["auc"], results[split]["ne_exact"], int(results[split]["examples"]))
+        # ---- the model to report: the best validation epoch's
+        stepper.before_eval()
+        if not state.val_history or state.val_history[-1]["step"] != state.step:
+            self._validate(dmp, state, steps_per_epoch)  # the final model is an evaluation point too
+        best = state.best()
+        assert best is not None
+        if best["step"] != state.step:
+            path = ckpt.directory / f"step_{int(best['step']):08d}"
+            logger.info("best validation epoch %s (step %d, val NE %.5f): loading %s", best["epoch"], best["step"],
+                        best["ne"], path.name)
+            self._load(ckpt, path, dmp, opt)
+        collected: List[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        test = self._evaluate(dmp, "test", collect=collected if t.write_predictions else None)
+        val = {k: v for k, v in best.items() if k not in ("epoch", "step")}
+        logger.info("best epoch %s: val NE %.5f AUC %.5f; test NE %.5f AUC %.5f (exact NE %.5f, %d examples)",
+                    best["epoch"], val["ne"], val["auc"], test["ne"], test["auc"], test["ne_exact"],
+                    int(test["examples"]))
+        for split, m in (("val", val), ("test", test)):
+            if not all(math.isfinite(float(m[k])) for k in ("ne", "auc", "log_loss")):
+                raise TrainingDivergedError(f"{split} metrics are not finite ({m}); no metrics.json written")
+        gathered = gather_in_store_order(collected) if t.write_predictions else None
 
         history = []
         for f in features:
@@ -492,11 +653,17 @@ class _Run:
             "train_examples": state.examples,
             "train_time_s": state.train_time_s,
             "train_examples_per_s": state.examples / state.train_time_s if state.train_time_s > 0 else None,
-            "val": results["val"],
-            "test": results["test"],
+            "val": val,
+            "test": test,
+            "best_epoch": best["epoch"],
+            "best_step": best["step"],
+            "val_history": state.val_history,
+            "stopped_early": stopped_early,
+            "early_stop_patience": t.early_stop_patience,
             "learned_params": params,
             "history": history,
             "sharding": {"mode": cfg.sharding.mode, "tables": choice},
+            "pipeline": t.pipeline,
             "optim": config_to_dict(cfg.optim),
             "store": str(store.path),
             "data": {s: store.manifest["splits"][s] for s in ("train", "val", "test")},
@@ -505,23 +672,85 @@ class _Run:
         if self.rank0:
             from torchrec_side.io import write_json
 
-            write_json(self.run_dir / "metrics.json", metrics)
+            if gathered is not None:
+                p = write_predictions(self.run_dir / PREDICTIONS_FILE, example_columns(store, "test"), *gathered)
+                metrics["predictions"] = p.name
+                logger.info("wrote %s (%d rows, best epoch %s)", p, gathered[0].size, best["epoch"])
+            write_json(self.run_dir / "metrics.json", metrics)  # last: its presence means the run finished
             logger.info("wrote %s", self.run_dir / "metrics.json")
+        if dist.is_initialized() and dist.get_world_size() > 1:
+            dist.barrier()
         return metrics
 
+    # ---- pieces of the run
+
+    def _load(self, ckpt: CheckpointManager, path: Path, dmp: nn.Module, opt: Any) -> Dict[str, Any]:
+        for _, o in opt.optimizers:  # lazy dense states (Adam moments) must exist to be loaded
+            if not o.state_dict()["state"] and o.params:
+                o.init_state()
+        app = {"model": dmp.state_dict(), "optim": opt.state_dict()}
+        loaded = ckpt.load(path, app)
+        dmp.load_state_dict(app["model"])
+        opt.load_state_dict(app["optim"])
+        return loaded
+
+    def _evaluate(self, dmp: nn.Module, split: str,
+                  collect: Optional[List[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]] = None) -> Dict[str, float]:
+        t, env = self.cfg.train, self.env
+        loader = make_dataloader(self.store, split, self.inputs, t.eval_batch_size, rank=env.rank,
+                                 world_size=env.world_size, shuffle=False, num_workers=t.num_workers,
+                                 transform=self.transform, pin_memory=env.device.type == "cuda")
+        return evaluate(dmp, loader, env.device, t.eval_batch_size, self.store.rows(split),
+                        progress=lambda it: self._progress(it, desc=f"eval {split}", leave=False), collect=collect)
+
+    def _validate(self, dmp: nn.Module, state: TrainState, spe: int) -> Dict[str, Any]:
+        """Evaluates validation now, appends it to ``state.val_history`` and ``val_history.json``."""
+        m = self._evaluate(dmp, "val")
+        epoch = state.epoch if state.batch_in_epoch == 0 else round(state.step / spe, 4)
+        rec = {"epoch": epoch, "step": state.step, **m}
+        if not (math.isfinite(m["ne"]) and math.isfinite(m["log_loss"])):
+            raise TrainingDivergedError(
+                f"validation NE is {m['ne']} after epoch {epoch} (step {state.step}): the model's predictions are "
+                f"not finite; the run stops without metrics"
+            )
+        state.val_history.append(rec)
+        best = state.best()
+        logger.info("epoch done: val NE %.5f AUC %.5f (epoch %s, step %d; best: epoch %s, NE %.5f)", m["ne"], m["auc"],
+                    epoch, state.step, best["epoch"] if best else "-", best["ne"] if best else float("nan"))
+        if self.rank0:
+            from torchrec_side.io import write_json
+
+            write_json(self.run_dir / "val_history.json", state.val_history)
+        return rec
+
     def _save(self, ckpt: CheckpointManager, dmp: nn.Module, opt: Any, state: TrainState) -> None:
+        best = state.best()
+        ckpt.pinned = {int(best["step"])} if best is not None else set()
         app = {"model": dmp.state_dict(), "optim": opt.state_dict()}
         extra = {**state.to_dict(), "fingerprint": self.cfg.resume_fingerprint(), "world_size": self.env.world_size,
                  "time": time.time()}
         path = ckpt.save(state.step, app, extra)
         logger.info("checkpoint %s", path)
 
-    def _train(self, dmp: nn.Module, opt: Any, loader: Any, ds: ExampleDataset, ckpt: CheckpointManager,
-               state: TrainState, total: int, spe: int, store: ExampleStore) -> None:
+    def _global_loss(self, loss: torch.Tensor) -> float:
+        """This step's loss averaged over ranks (every rank sees a NaN of any rank)."""
+        if dist.is_initialized() and self.env.world_size > 1:
+            x = loss.detach().float().reshape(1).clone()
+            dist.all_reduce(x)
+            return float(x) / self.env.world_size
+        return float(loss)
+
+    def _train(self, dmp: nn.Module, opt: Any, stepper: _Stepper, loader: Any, ds: ExampleDataset,
+               ckpt: CheckpointManager, state: TrainState, total: int, spe: int) -> bool:
+        """Trains to ``total`` steps (or an early stop); returns whether it stopped early."""
         cfg, env, t = self.cfg, self.env, self.cfg.train
+        patience = t.early_stop_patience if t.validate_every_epoch else 0
+        if patience and state.val_history and state.epochs_since_best() >= patience:
+            logger.info("early stop already reached (no val NE improvement for %d epochs)", patience)
+            return True
         if state.step >= total:
             logger.info("already trained %d steps", state.step)
-            return
+            return False
         logger.info("training %d steps (%d per epoch, global batch %d) from step %d", total, spe,
                     t.batch_size * env.world_size, state.step)
         log_path = self.run_dir / "train_log.jsonl"
@@ -529,23 +758,27 @@ class _Run:
         dmp.train()
         loss_sum, loss_n, t_log, ex_log = 0.0, 0, time.time(), 0
         last_saved = state.step
+        stopped = False
         try:
-            while state.step < total:
+            while state.step < total and not stopped:
                 ds.set_epoch(state.epoch, state.batch_in_epoch)
                 t0 = time.time()
                 step_before = state.step
-                for batch in loader:
-                    batch = batch.to(env.device, non_blocking=True)
-                    loss, _ = dmp(batch)
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
+                end_of_epoch = False
+                for loss in stepper.steps(loader):
+                    lv = self._global_loss(loss)
+                    if not math.isfinite(lv):
+                        raise TrainingDivergedError(
+                            f"training loss is {lv} at step {state.step + 1} (epoch {state.epoch}, batch "
+                            f"{state.batch_in_epoch} of {spe}): the run stops, no metrics are written; lower "
+                            f"optim.dense_lr / optim.embedding_lr or check the data (last checkpoint: step {last_saved})"
+                        )
                     state.step += 1
                     state.batch_in_epoch += 1
                     n = t.batch_size * env.world_size
                     state.examples += n
                     ex_log += n
-                    loss_sum += float(loss.detach())
+                    loss_sum += lv
                     loss_n += 1
                     bar.update(1)
                     if t.sleep_per_step:
@@ -562,7 +795,8 @@ class _Run:
                     end_of_epoch = state.batch_in_epoch >= spe
                     if end_of_epoch:
                         state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-                    if t.checkpoint_every and state.step % t.checkpoint_every == 0 and state.step < total:
+                    if (t.checkpoint_every and state.step % t.checkpoint_every == 0 and state.step < total
+                            and not end_of_epoch):
                         state.train_time_s += time.time() - t0
                         self._save(ckpt, dmp, opt, state)
                         last_saved = state.step
@@ -572,22 +806,26 @@ class _Run:
                 state.train_time_s += time.time() - t0
                 if state.step == step_before:
                     raise RuntimeError(f"the training loader produced no batch in epoch {state.epoch}")
-                if t.validate_every_epoch and state.batch_in_epoch == 0 and state.step < total:
-                    self._validate_epoch(dmp, store, ds)
+                if end_of_epoch and t.validate_every_epoch:
+                    stepper.before_eval()
+                    self._validate(dmp, state, spe)
+                    dmp.train()
+                    if patience and state.epochs_since_best() >= patience:
+                        b = state.best()
+                        logger.info("early stop after epoch %d: val NE has not improved for %d epoch(s) since "
+                                    "epoch %s (NE %.5f)", state.epoch, patience, b["epoch"] if b else "-",
+                                    b["ne"] if b else float("nan"))
+                        stopped = True
+                if end_of_epoch or state.step >= total:
+                    self._save(ckpt, dmp, opt, state)  # every epoch end: the best epoch's model can be restored
+                    last_saved = state.step
         finally:
             bar.close()
         if last_saved != state.step:
             self._save(ckpt, dmp, opt, state)
         logger.info("trained %d steps in %.1fs of training time; parameter digest %.6f", state.step,
                     state.train_time_s, _params_digest(dmp))
-
-    def _validate_epoch(self, dmp: nn.Module, store: ExampleStore, ds: ExampleDataset) -> None:
-        t = self.cfg.train
-        loader = make_dataloader(store, "val", ds.history, t.eval_batch_size, rank=self.env.rank,
-                                 world_size=self.env.world_size, shuffle=False, num_workers=t.num_workers,
-                                 transform=ds.transform)
-        m = evaluate(dmp, loader, self.env.device, t.eval_batch_size, store.rows("val"))
-        logger.info("epoch done: val NE %.5f AUC %.5f", m["ne"], m["auc"])
+        return stopped
 
 
 class _chain:
