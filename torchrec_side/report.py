@@ -50,6 +50,10 @@ from torchrec_side.io import save_figure, write_json, write_text
 __all__ = ["ReportConfig", "collect", "summarize", "side_vs_traditional", "analyse", "targets", "write_report",
            "report_main", "world_kind"]
 
+#: Optional ``[num_items]`` int64 training count per item id (``np.save``) in the demo folder; when
+#: present the head/torso/tail cuts rank all items, not only the test targets.
+ITEM_COUNTS_FILE: str = "item_train_counts.npy"
+
 #: Worlds with their own target list; other names are classified by :func:`world_kind`.
 WORLD_KINDS: Tuple[str, ...] = ("movielens", "simulated", "id_dominant")
 
@@ -120,7 +124,8 @@ def collect(run: Path) -> Dict[str, Any]:
                 pd[int(s)] = Path(d)
         runs[v["name"]] = per
         dirs[v["name"]] = pd
-    return {"pipeline": rec, "runs": runs, "dirs": dirs}
+    counts = run / ITEM_COUNTS_FILE
+    return {"pipeline": rec, "runs": runs, "dirs": dirs, "item_counts_file": str(counts) if counts.is_file() else None}
 
 
 def _bytes_per_event(metrics: Dict[str, Any]) -> Dict[str, float]:
@@ -215,11 +220,13 @@ def world_kind(world: str, has_oracle: bool, record: Optional[Dict[str, Any]] = 
 
     ``id_dominant`` (the control world where the id-only term dominates and sparse-ID must win)
     when the name contains ``id_dominant`` / ``id-dominant`` or ``pipeline.json`` says
-    ``"id_dominant": true``; ``movielens`` for names starting with ``movielens`` / ``ml``;
+    ``"id_dominant": true`` (or its ``world`` entry mentions the ``id_dominant`` preset); ``movielens`` for names starting with ``movielens`` / ``ml``;
     otherwise ``simulated`` when the predictions carry ``p_true``, else ``movielens``.
     """
     w = world.lower()
-    if "id_dominant" in w or "id-dominant" in w or bool((record or {}).get("id_dominant")):
+    rec = record or {}
+    if ("id_dominant" in w or "id-dominant" in w or bool(rec.get("id_dominant"))
+            or "id_dominant" in json.dumps(rec.get("world"), default=str)):
         return "id_dominant"
     if w.startswith("movielens") or w.startswith("ml"):
         return "movielens"
@@ -306,8 +313,10 @@ def analyse(data: Dict[str, Any], cfg: ReportConfig) -> Dict[str, Any]:
     out["pairs"] = {f"{a}_over_{b}": boot.gain(a, b) for a, b in pairs}
     if per_seed:
         sv = [v for v in variants if all(v in p.scores for p in per_seed.values())]
+        counts_file = data.get("item_counts_file")
+        counts = np.load(counts_file) if counts_file else None
         out["slices"] = slice_report(per_seed, sv, control=c, cfg=SliceConfig(n_boot=cfg.slice_n_boot, seed=cfg.seed),
-                                     pairs=pairs, progress=cfg.progress)
+                                     item_counts=counts, pairs=pairs, progress=cfg.progress)
     else:
         out["slices"] = {}
     return out

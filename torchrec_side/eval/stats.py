@@ -492,13 +492,17 @@ class PairedBootstrap:
                     point[i, j] = self.ne_point[self.table.variants.index(v), self.table.seeds.index(s)]
         return common, "seeds", point, np.broadcast_to(point, (B, len(names), k))
 
-    def _seed_resample(self, k: int) -> np.ndarray:
-        """``[B, k]`` seed positions (with replacement) for a quantity over ``k`` seeds."""
+    def seed_resample(self, k: int) -> np.ndarray:
+        """``[n_boot, k]`` seed positions (with replacement) for a quantity over ``k`` seeds.
+
+        The same for every quantity over ``k`` seeds, so a ratio's numerator and denominator see
+        the same seeds.
+        """
         return np.minimum((self._u[:, :k] * k).astype(np.int64), max(k - 1, 0))
 
     def _mean_over_seeds(self, per_seed_point: np.ndarray, per_seed_boot: np.ndarray) -> Tuple[float, np.ndarray]:
         k = per_seed_point.shape[-1]
-        idx = self._seed_resample(k)
+        idx = self.seed_resample(k)
         reps = np.take_along_axis(per_seed_boot, idx, axis=1).mean(1)
         return float(per_seed_point.mean()), reps
 
