@@ -10,11 +10,21 @@ locally and on TorchX's cluster schedulers. Everything after ``--`` goes to the 
     torchx run -s local_cwd torchrec_side/components.py:train --nproc 2 -- \\
         --config configs/ml100k/dlrm_sparse_id.yaml seed=3
 
-    # the same on a cluster (image with torchrec-side installed; shared filesystem for runs/)
-    torchx run -s slurm torchrec_side/components.py:train --nnodes 2 --nproc 8 --gpu 8 -- \\
+    # Slurm: one heterogeneous-job group per node, run in the submit folder's environment (no
+    # image); runs/ and the cache must be on a file system every node sees
+    torchx run -s slurm torchrec_side/components.py:train --nnodes 2 --nproc 8 --gpu 8 \\
+        --cpu 32 --memMB 200000 --env TORCHREC_SIDE_CACHE=/shared/cache -- \\
         --config configs/ml100k/dlrm_side.yaml seed=3
-    torchx run -s kubernetes -cfg queue=default torchrec_side/components.py:train \\
-        --image ghcr.io/me/torchrec-side:latest --nnodes 2 --nproc 8 --gpu 8 -- --config ...
+
+    # Kubernetes (Volcano; `pip install -e '.[kubernetes]'`): an image with torchrec-side installed,
+    # submitted as it is with --workspace "" (without it TorchX first builds an image of the
+    # working tree with a local docker daemon and pushes it to -cfg image_repo=...)
+    torchx run -s kubernetes --workspace "" -cfg queue=default torchrec_side/components.py:train \\
+        --image ghcr.io/me/torchrec-side:0.1.0 --nnodes 2 --nproc 8 --gpu 8 \\
+        --mounts type=volume,src=shared-pvc,dst=/shared -- --config configs/ml100k/dlrm_side.yaml
+
+    # what either would submit, without a cluster: add --dryrun after `run`
+    # (tests/test_components.py checks the sbatch script and the Volcano job)
 
 Form accepted by torchx 0.7.0 (checked): the component path is ``<file>.py:<function>``
 (``torchrec_side/components.py:train`` from the repository root); component options come before
