@@ -1,0 +1,167 @@
+# pyre-strict
+"""The per-world report from a fake demo folder with tiny predictions files (the agreed format)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from torchrec_side.eval.stats import normalized_entropy
+from torchrec_side.report import ReportConfig, report_main, world_kind, write_report
+
+HIST: Dict[str, List[Dict[str, Any]]] = {
+    "control": [],
+    "side": [{"kind": "side", "model_bytes_per_event": 8, "footprint": {"file_bytes_per_event": 3.0}}],
+    "traditional_sid": [{"kind": "prefix_ngram", "model_bytes_per_event": 24}] * 2,
+    "raw_content": [{"kind": "raw_content", "model_bytes_per_event": 768}],
+    "sparse_id": [{"kind": "sparse_id", "footprint": {"value_bytes_per_event": 8.0}}],
+}
+#: prediction noise per variant (smaller = better); oracle = p_true
+NOISE = {"control": 1.2, "sparse_id": 1.0, "raw_content": 0.6, "traditional_sid": 0.8, "side": 0.5}
+
+
+def _rows(n: int = 800) -> Dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    uid = rng.integers(0, 50, n).astype(np.int64)
+    item = rng.integers(0, 80, n).astype(np.int64)
+    freq = np.where(np.arange(80) < 8, 0, (rng.zipf(1.4, 80) * 5).clip(max=10_000)).astype(np.int64)
+    logit = rng.normal(-0.5, 1.2, n)
+    p = 1 / (1 + np.exp(-logit))
+    y = (rng.random(n) < p).astype(np.float32)
+    return {"user_id": uid, "item_id": item, "label": y, "hist_len": rng.integers(0, 300, n).astype(np.int32),
+            "item_train_freq": freq[item], "p_true": p.astype(np.float32), "logit": logit}
+
+
+def _write_preds(d: Path, base: Dict[str, np.ndarray], variant: str, seed: int, oracle: bool) -> np.ndarray:
+    rng = np.random.default_rng(1000 * seed + sum(map(ord, variant)))
+    score = 1 / (1 + np.exp(-(base["logit"] + rng.normal(0, NOISE[variant], base["logit"].size))))
+    cols: Dict[str, Any] = {k: base[k] for k in ("user_id", "item_id", "label")}
+    cols["score"] = score.astype(np.float32)
+    cols["hist_len"] = (base["hist_len"] if variant != "control" else np.zeros_like(base["hist_len"]))
+    cols["item_train_freq"] = base["item_train_freq"]
+    if oracle:
+        cols["p_true"] = base["p_true"]
+    pq.write_table(pa.table(cols), d / "predictions_test.parquet")
+    return score
+
+
+def _fabricate(tmp: Path, variants: List[str], seeds: List[int], oracle: bool, world: Optional[str] = None,
+               skip: Optional[List[tuple]] = None) -> Dict[str, Dict[int, np.ndarray]]:
+    base = _rows()
+    recs = []
+    scores: Dict[str, Dict[int, np.ndarray]] = {}
+    for v in variants:
+        dirs = {}
+        for s in seeds:
+            d = tmp / "train" / v / f"seed{s}"
+            d.mkdir(parents=True)
+            sc = _write_preds(d, base, v, s, oracle)
+            ne = normalized_entropy(base["label"], np.clip(sc.astype(np.float32), 1e-7, 1 - 1e-7))
+            if skip and (v, s) in skip:
+                (d / "predictions_test.parquet").unlink()
+            scores.setdefault(v, {})[s] = sc
+            m = {"name": v, "seed": s, "arch": "dlrm", "epochs": 3.0, "best_epoch": 2, "test": {"ne": ne, "auc": 0.7},
+                 "val": {"ne": ne, "auc": 0.7}, "learned_params": {"total": 100}, "train_examples_per_s": 1000.0,
+                 "history": HIST[v]}
+            (d / "metrics.json").write_text(json.dumps(m))
+            dirs[str(s)] = str(d)
+        recs.append({"name": v, "config": "", "role": v, "description": v, "run_dirs": dirs})
+    rec: Dict[str, Any] = {"mode": "full", "seeds": seeds, "epochs": 3, "nproc": 2, "variants": recs, "failed": []}
+    if world:
+        rec["world"] = world
+    (tmp / "pipeline.json").write_text(json.dumps(rec))
+    return scores
+
+
+ALL = ["control", "sparse_id", "raw_content", "traditional_sid", "side"]
+
+
+def test_simulated_world_report_fields_and_numbers(tmp_path: Path) -> None:
+    scores = _fabricate(tmp_path, ALL, [0, 1, 2], oracle=True, world="adsworld")
+    rep = write_report(tmp_path, cfg=ReportConfig(n_boot=200, slice_n_boot=50))
+    assert rep["world"] == "adsworld" and rep["world_kind"] == "simulated"
+    # old fields are kept
+    for k in ("mode", "quick", "seeds", "rows", "details", "side_vs_traditional_ne_gain", "targets", "failed"):
+        assert k in rep
+    # the gain equals the paired gain computed directly from the predictions
+    y = _rows()["label"]
+    direct = [100 * (normalized_entropy(y, scores["control"][s]) - normalized_entropy(y, scores["side"][s]))
+              / normalized_entropy(y, scores["control"][s]) for s in (0, 1, 2)]
+    rows = {r["variant"]: r for r in rep["rows"]}
+    assert rows["side"]["ne_gain_pct_mean"] == pytest.approx(np.mean(direct), rel=1e-5)
+    lo, hi = rep["ne_gain_ci95"]["side"]
+    assert lo <= rows["side"]["ne_gain_pct_mean"] <= hi
+    assert rep["ne_gain"]["side"]["level"] == "seeds x users"
+    assert set(rep["oracle_share"]) == {"sparse_id", "raw_content", "traditional_sid", "side"}
+    sh = rep["oracle_share"]["side"]
+    assert 0 < sh["point"] < 1 and sh["ci95"][0] <= sh["point"] <= sh["ci95"][1]
+    assert rep["oracle_ne_gain"]["point"] > rep["ne_gain"]["side"]["point"]
+    assert set(rep["slices"]) == {"item_freq", "hist_len"}
+    assert set(rep["slices"]["item_freq"]["buckets"]) == {"head", "torso", "tail", "cold"}
+    assert rep["slices"]["item_freq"]["buckets"]["cold"]["rows"] > 0
+    # hist_len comes from the history variants (control's files say 0)
+    assert rep["slices"]["hist_len"]["buckets"]["0"]["rows"] < 50
+    names = [t["target"] for t in rep["targets"]]
+    assert any("oracle" in n for n in names) and any("cold items" in n for n in names)
+    assert any("2.4" in n for n in names)
+    for t in rep["targets"]:
+        assert t["met"] in (True, False, None)
+    assert rep["statistics"]["ne_check"]["max_abs_diff_predictions_vs_metrics"] < 1e-5
+    for png in ("ne_gain.png", "gain_by_item_freq.png", "oracle_share.png", "bytes_per_event.png"):
+        assert (tmp_path / png).is_file() and png in rep["plots"]
+    md = (tmp_path / "report.md").read_text()
+    assert "simulated ads world" in md and "oracle share" in md and "By target-item training frequency" in md
+    assert "separated" in md and "docs/design.md section 8" in md
+    assert "at least 10" in md  # 3 seeds < 10: said
+    assert json.loads((tmp_path / "report.json").read_text())["world"] == "adsworld"
+
+
+def test_movielens_report_and_missing_predictions_fallback(tmp_path: Path) -> None:
+    _fabricate(tmp_path, ALL, [0, 1, 2, 3], oracle=False, skip=[("raw_content", 1)])
+    rep = write_report(tmp_path, plots=False, cfg=ReportConfig(n_boot=200, slice_n_boot=0))
+    assert rep["world"] == "movielens" and rep["oracle_share"] is None
+    miss = rep["statistics"]["runs_without_predictions"]
+    assert miss == [{"variant": "raw_content", "seed": 1}]
+    assert rep["ne_gain"]["raw_content"]["level"] == "seeds"
+    assert rep["ne_gain"]["side"]["level"] == "seeds x users"
+    # the raw-content slices use the seeds that have its predictions only: it is left out
+    assert "raw_content" not in rep["slices"]["item_freq"]["buckets"]["head"]["ne"]
+    t = {x["target"]: x for x in rep["targets"]}
+    sep = t["SIDE vs traditional SID: separated, or reported as not separated with the interval's width"]
+    assert sep["met"] is True and ("not separated" in sep["measured"] or "separated" in sep["measured"])
+    md = (tmp_path / "report.md").read_text()
+    assert "Predictions missing" in md and "raw_content/seed1" in md and "MovieLens-100K" in md
+
+
+def test_id_dominant_world_target(tmp_path: Path) -> None:
+    _fabricate(tmp_path, ["control", "sparse_id", "side"], [0, 1], oracle=True)
+    rep = write_report(tmp_path, plots=False, world="adsworld_id_dominant", cfg=ReportConfig(n_boot=100, slice_n_boot=0))
+    assert rep["world_kind"] == "id_dominant"
+    t = [x for x in rep["targets"] if "sparse-ID beats SIDE" in x["target"]][0]
+    # in this fake world SIDE's predictions are the better ones: the instrument says so
+    assert t["met"] is False and "sparse-ID over SIDE" in t["measured"]
+
+
+def test_unpaired_predictions_fail_clearly(tmp_path: Path) -> None:
+    _fabricate(tmp_path, ["control", "side"], [0], oracle=False)
+    f = tmp_path / "train" / "side" / "seed0" / "predictions_test.parquet"
+    t = pq.read_table(f).to_pydict()
+    t["item_id"][3] += 1
+    pq.write_table(pa.table(t), f)
+    with pytest.raises(ValueError, match="item_id.*not paired"):
+        write_report(tmp_path, plots=False, cfg=ReportConfig(n_boot=20, slice_n_boot=0))
+    assert report_main([str(tmp_path), "--no-plots", "--n-boot", "20"]) == 2
+
+
+def test_world_kind_rules() -> None:
+    assert world_kind("movielens", False) == "movielens"
+    assert world_kind("adsworld", True) == "simulated"
+    assert world_kind("adsworld_id_dominant", True) == "id_dominant"
+    assert world_kind("w", True, {"world": {"config": {"preset": "id_dominant"}}}) == "id_dominant"
+    assert world_kind("w", False) == "movielens"
