@@ -19,7 +19,7 @@ from torchrec_side.data.protocol import (
     time_split,
     training_interactions,
 )
-from torchrec_side.data.store import ExampleStore, prepare_store, StoreError, write_store
+from torchrec_side.data.store import prepare_store
 from torchrec_side.data.movielens import Ratings
 
 
@@ -143,12 +143,25 @@ def test_collaborative_embedding_fitted_on_training_interactions_only(ml) -> Non
     assert (~seen).sum() > 0 and emb[~seen].abs().sum() == 0 and (emb[seen].abs().sum(1) > 0).all()
 
 
-def test_ml100k_store_histories_respect_time(ml, tmp_path: Path) -> None:
+def test_ml100k_store_matches_the_materialized_protocol(ml, tmp_path: Path) -> None:
+    """The event-log store yields the old materialized examples: same rows, order and histories."""
     store = prepare_store(ExamplesConfig(max_history=50), tmp_path)
     assert store.rows("train") == 79999 and store.rows("val") == 10001 and store.rows("test") == 10000
-    tr = store.read("train", ["hist_item_id"])
-    lens = np.asarray(tr.column("hist_len"))
-    assert lens.max() == 50 and (lens <= np.asarray(tr.column("num_prior"))).all()
+    assert store.log_events == 100_000  # each rating stored once, not once per later example
+    ex = build_examples(ml.ratings, max_history=50)  # the plain materialized reference
+    for k, split in enumerate(("train", "val", "test")):
+        idx = np.flatnonzero(ex.split == k)
+        t = store.read(split, ["hist_item_id"])
+        for c in ("user_id", "item_id", "timestamp", "label", "num_prior"):
+            assert np.array_equal(t.column(c).to_numpy(), getattr(ex, c)[idx]), c
+        lo, hi = ex.hist_offsets[idx], ex.hist_offsets[idx + 1]
+        assert np.array_equal(t.column("hist_len").to_numpy(), hi - lo)
+        want = np.concatenate([ex.hist_item_id[a:b] for a, b in zip(lo, hi)])
+        hist = t.column("hist_item_id").combine_chunks()
+        assert np.array_equal(hist.values.to_numpy(), want)
+        assert np.array_equal(np.diff(hist.offsets.to_numpy()), hi - lo)
+    lens = store.examples("train")["hist_len"]
+    assert lens.max() == 50
     # training examples' timestamps all precede validation's; the store is reused (written once)
     assert store.manifest["splits"]["train"]["t_max"] < store.manifest["t_val"] <= store.manifest["splits"]["val"]["t_min"]
     mtime = (store.path / "manifest.json").stat().st_mtime_ns
@@ -156,134 +169,26 @@ def test_ml100k_store_histories_respect_time(ml, tmp_path: Path) -> None:
     assert (store.path / "manifest.json").stat().st_mtime_ns == mtime
     fitted = store.interactions("train")
     assert_no_leakage(ml.ratings, fitted["user_id"], fitted["item_id"], fitted["timestamp"])
+    # the loader's batches are the same windows (no history event at or after the impression)
+    dl = make_dataloader(store, "test", [HistoryInput("hist_item_id")], batch_size=1000, num_workers=0)
+    b = next(iter(dl))
+    idx = np.flatnonzero(ex.split == 2)[:1000]
+    want = np.concatenate([ex.hist_item_id[ex.hist_offsets[i]:ex.hist_offsets[i + 1]] for i in idx])
+    assert np.array_equal(b.sparse_features["hist_item_id"].values().numpy(), want)
+    log_ts = store.log_values("timestamp")
+    te = store.examples("test")
+    lengths, rows = store.windows(te["user_id"], te["num_prior"], None)
+    assert (log_ts[rows] < np.repeat(te["timestamp"], lengths)).all()
+    # cold items: test targets never seen in training have item_train_freq 0
+    seen = np.unique(store.examples("train")["item_id"])
+    assert np.array_equal(te["item_train_freq"] == 0, ~np.isin(te["item_id"], seen))
 
 
 # ---------------------------------------------------------------------------------------------
-# store and loader (synthetic, fast)
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> ExampleStore:
-    cfg = ExamplesConfig(dataset="synthetic", synthetic_users=40, synthetic_items=30, synthetic_events=3000,
-                         max_history=12, row_group_size=256)
-    return prepare_store(cfg, tmp_path_factory.mktemp("ex"))
-
-
-def test_history_columns_footprint_and_idempotence(store: ExampleStore) -> None:
-    g = np.random.default_rng(0)
-    sid = g.integers(0, 2**62, size=(store.num_items, 1), dtype=np.int64)
-    tok = g.integers(0, 1000, size=(store.num_items, 3), dtype=np.int64)
-    raw = g.normal(size=(store.num_items, 8)).astype(np.float16)
-    for name, tab in [("hist_sid", sid), ("hist_tok", tok), ("hist_raw", raw)]:
-        info = store.add_history_column(name, tab)
-        assert info.width == tab.shape[1] and info.dtype == tab.dtype.name
-    s2 = ExampleStore(store.path)
-    t = s2.read("val", ["hist_item_id", "hist_sid", "hist_tok", "hist_raw"])
-    items = np.concatenate(t.column("hist_item_id").to_pylist())
-    assert np.array_equal(np.concatenate(t.column("hist_sid").to_pylist()), sid[items, 0])
-    assert np.array_equal(np.array([v for row in t.column("hist_tok").to_pylist() for v in row]), tok[items])
-    assert np.array_equal(np.array([v for row in t.column("hist_raw").to_pylist() for v in row], dtype=np.float16),
-                          raw[items])
-    fp = s2.footprint("hist_raw")
-    assert fp["value_bytes_per_event"] == 16 and fp["history_events"] == s2.history_events()
-    assert fp["file_bytes"] > 0 and s2.footprint("hist_sid")["value_bytes_per_event"] == 8
-    before = (s2.file("train", "hist_sid")).stat().st_mtime_ns
-    s2.add_history_column("hist_sid", sid)  # same table: nothing rewritten
-    assert s2.file("train", "hist_sid").stat().st_mtime_ns == before
-    with pytest.raises(StoreError, match="another table"):
-        s2.add_history_column("hist_sid", sid + 1)
-    with pytest.raises(StoreError, match="num_items"):
-        s2.add_history_column("hist_bad", sid[:-1])
-
-
-def _rows(batches) -> List[tuple]:
-    out = []
-    for b in batches:
-        kjt = b.sparse_features.to_dict()
-        users, items = kjt["user_id"].values(), kjt["item_id"].values()
-        hist = kjt["hist_item_id"]
-        off = hist.offsets()
-        for k in range(b.batch_size):
-            if b.weights[k] > 0:
-                out.append((int(users[k]), int(items[k]), tuple(hist.values()[off[k]: off[k + 1]].tolist())))
-    return out
-
-
-def test_eval_loader_covers_split_once_across_ranks(store: ExampleStore) -> None:
-    t = store.read("test", ["hist_item_id"])
-    want = sorted(zip(t.column("user_id").to_pylist(), t.column("item_id").to_pylist(),
-                      map(tuple, t.column("hist_item_id").to_pylist())))
-    got, steps = [], []
-    for rank in range(3):
-        dl = make_dataloader(store, "test", [HistoryInput("hist_item_id")], batch_size=64, rank=rank,
-                             world_size=3, num_workers=0)
-        bs = list(dl)
-        steps.append(len(bs))
-        assert all(b.batch_size == 64 for b in bs)  # padded: every rank, every step, same shape
-        got += _rows(bs)
-    assert len(set(steps)) == 1 and steps[0] == len(dl.dataset)
-    assert sorted(got) == want
-
-
-def test_train_loader_deterministic_resumable_and_worker_free(store: ExampleStore) -> None:
-    store.add_history_column("hist_tok2", np.arange(store.num_items * 2).reshape(-1, 2) % 7)
-    kw = dict(batch_size=32, rank=1, world_size=2, seed=5, shuffle_row_groups=2)
-    inputs = [HistoryInput("hist_item_id"), HistoryInput("hist_tok2")]
-    dl = make_dataloader(store, "train", inputs, num_workers=0, **kw)
-    dl.dataset.set_epoch(1)
-    full = list(dl)
-    assert len(full) == store.rows("train") // 64
-    b = full[0]
-    assert b.sparse_features.keys() == ["user_id", "item_id", "hist_item_id", "hist_tok2_0", "hist_tok2_1"]
-    assert b.dense_features.shape == (32, 2) and b.labels.shape == (32,)
-    lens = b.sparse_features.length_per_key()
-    assert lens[0] == lens[1] == 32 and lens[2] == lens[3] == lens[4]
-    # same (seed, epoch): same batches, with a DataLoader worker too; another epoch: another order
-    dl_w = make_dataloader(store, "train", inputs, num_workers=1, **kw)
-    dl_w.dataset.set_epoch(1)
-    assert _rows(dl_w) == _rows(full)
-    dl.dataset.set_epoch(2)
-    assert _rows(dl) != _rows(full)
-    # resuming at batch k yields exactly the tail
-    dl.dataset.set_epoch(1, start_batch=5)
-    assert _rows(dl) == _rows(full[5:])
-    # training rows are distinct examples of the split
-    all_rows = []
-    for rank in range(2):
-        d = make_dataloader(store, "train", inputs, num_workers=0, **{**kw, "rank": rank})
-        d.dataset.set_epoch(1)
-        all_rows += _rows(d)
-    assert len(all_rows) == 2 * 32 * len(full)
-
-
-def test_loader_rejects_float_columns_and_trims_history(store: ExampleStore) -> None:
-    store.add_history_column("hist_raw16", np.ones((store.num_items, 4), dtype=np.float16))
-    with pytest.raises(StoreError, match="integer ids"):
-        make_dataloader(store, "val", [HistoryInput("hist_raw16")])
-    with pytest.raises(StoreError, match="not in the store"):
-        make_dataloader(store, "val", [HistoryInput("hist_nope")])
-    full = list(make_dataloader(store, "val", [HistoryInput("hist_item_id")], batch_size=50, num_workers=0))
-    cut = list(make_dataloader(store, "val", [HistoryInput("hist_item_id")], batch_size=50, num_workers=0,
-                               max_history=3))
-    for a, b in zip(full, cut):
-        ja, jb = a.sparse_features["hist_item_id"], b.sparse_features["hist_item_id"]
-        for k in range(50):
-            va = ja.values()[ja.offsets()[k]: ja.offsets()[k + 1]].tolist()
-            vb = jb.values()[jb.offsets()[k]: jb.offsets()[k + 1]].tolist()
-            assert vb == va[-3:]
+# synthetic ratings (store and loader tests: tests/data/test_data_store.py, test_data_loader.py)
 
 
 def test_synthetic_ratings_have_signal() -> None:
     r = synthetic_ratings(50, 40, 4000, seed=1)
     assert len(r) == 4000 and 0.2 < float((r.rating >= 4).float().mean()) < 0.8
     assert torch.equal(r.user_id, synthetic_ratings(50, 40, 4000, seed=1).user_id)
-
-
-def test_write_store_is_atomic(tmp_path: Path) -> None:
-    ex = build_examples(synthetic_ratings(20, 10, 500), max_history=5)
-    with pytest.raises(RuntimeError):
-        class Boom(ExamplesConfig):
-            def fingerprint(self) -> str:  # fails inside the atomic folder
-                raise RuntimeError("boom")
-        write_store(ex, tmp_path / "s", 20, 10, Boom(dataset="synthetic"))
-    assert not (tmp_path / "s").exists() and not any(tmp_path.iterdir())

@@ -1,12 +1,15 @@
 # pyre-strict
-"""Batches of the example store (docs/design.md section 7) for TorchRec models.
+"""Batches of the example store (docs/design.md sections 7 and 7c) for TorchRec models.
 
 **Loading** (:class:`ExampleDataset`, :func:`make_dataloader`). Batches come out as
 :class:`ExampleBatch`: a ``KeyedJaggedTensor`` (``user_id``, ``item_id``, the history keys), a
-dense tensor and labels, built from the Parquet list columns' offsets and flat values (no Python
-loop per event), in a DataLoader worker. Every rank sees the same global batch sequence and takes
-its own slice, so all ranks run the same number of steps (which sharded modules require).
-
+dense tensor and labels, built in a DataLoader worker. A batch's histories are windows of the
+store's per-user event logs: example ``k`` of user ``u`` with ``num_prior = n`` gets log rows
+``offsets[u] + max(0, n - cap) : offsets[u] + n`` (``cap``: the store's ``max_history``, and the
+loader's if smaller), gathered for the whole batch with one ``repeat`` + ``arange`` index
+(:func:`torchrec_side.data.store.window_index`), no Python loop per event or example. Every rank
+sees the same global batch sequence and takes its own slice, so all ranks run the same number of
+steps (which sharded modules require).
 
 Example::
 
@@ -31,7 +34,7 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 from torchrec.streamable import Pipelineable
 
 from torchrec_side.data.protocol import DENSE_FEATURES, ID_FEATURES
-from torchrec_side.data.store import _list_parts, _pa, _pq, ColumnInfo, ExampleStore, StoreError
+from torchrec_side.data.store import _pa, _pq, ColumnInfo, ExampleStore, StoreError
 
 __all__ = [
     "DENSE_FEATURES",
@@ -125,7 +128,8 @@ class ExampleBatch(Pipelineable):
 
 
 class ExampleDataset(torch.utils.data.IterableDataset):  # pyre-ignore[13]
-    """Batches of one split for one rank, read from the store's Parquet files.
+    """Batches of one split for one rank: the split's examples (``base.parquet``), each with its
+    history windows gathered from the store's event log (see the module docstring).
 
     Every rank reads the same sequence of *global* batches of ``batch_size * world_size`` rows and
     keeps rows ``[rank * B, (rank + 1) * B)`` of each, so the number of batches is the same on all
@@ -151,7 +155,7 @@ class ExampleDataset(torch.utils.data.IterableDataset):  # pyre-ignore[13]
         transform (Optional[Callable[[KeyedJaggedTensor], KeyedJaggedTensor]]): applied to the
             KJT in the worker (e.g. a SID -> token-id mapper).
         max_history (Optional[int]): keep only the last ``max_history`` events of each history
-            (``None``: as stored).
+            (``None``: the store's cap, ``store.max_history``; the smaller of the two applies).
 
     Example::
 
@@ -180,6 +184,8 @@ class ExampleDataset(torch.utils.data.IterableDataset):  # pyre-ignore[13]
             raise ValueError(f"rank {rank} outside [0, {world_size})")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if max_history is not None and max_history < 1:
+            raise ValueError(f"max_history must be >= 1 or None, got {max_history}")
         self.store = store
         self.split = split
         self.history: List[HistoryInput] = list(history)
@@ -215,31 +221,17 @@ class ExampleDataset(torch.utils.data.IterableDataset):  # pyre-ignore[13]
         return self.rows // g if self.shuffle else -(-self.rows // g)
 
     # ---- reading
-    def _files(self) -> List[Tuple[Any, Optional[str]]]:
-        pq = _pq()
-        out = [(pq.ParquetFile(self.store.file(self.split)), None)]
-        out += [(pq.ParquetFile(self.store.file(self.split, h.column)), h.column) for h in self.history]
-        n = out[0][0].num_row_groups
-        for f, c in out[1:]:
-            if f.num_row_groups != n or any(f.metadata.row_group(i).num_rows != out[0][0].metadata.row_group(i).num_rows
-                                            for i in range(n)):
-                raise StoreError(f"column {c!r} of split {self.split!r} is not row-aligned with base.parquet")
-        return out
+    def _files(self) -> Any:
+        return _pq().ParquetFile(self.store.file(self.split))
 
-    def _row_group(self, files: List[Tuple[Any, Optional[str]]], i: int) -> Any:
-        pa = _pa()
-        arrays, names = [], []
-        for f, c in files:
-            t = f.read_row_group(i)
-            arrays.extend(t.columns)
-            names.extend(t.column_names)
-        return pa.Table.from_arrays(arrays, names=names)
+    def _row_group(self, f: Any, i: int) -> Any:
+        return f.read_row_group(i)
 
     def _global_batches(self) -> Iterator[Tuple[int, Any, int]]:
         """Yields ``(index, table of <= G rows, G)`` for each global batch of the epoch."""
         pa = _pa()
         files = self._files()
-        n_rg = files[0][0].num_row_groups
+        n_rg = files.num_row_groups
         g_rows = self.batch_size * self.world_size
         rng = np.random.default_rng([self.seed, self.epoch, 0x51DE])
         order = rng.permutation(n_rg) if self.shuffle else np.arange(n_rg)
@@ -290,16 +282,10 @@ class ExampleDataset(torch.utils.data.IterableDataset):  # pyre-ignore[13]
         dense = np.stack([np.log1p(num_prior) / math.log1p(1000.0), (num_prior == 0).astype(np.float32)], axis=1)
         lengths = [np.ones(b, np.int64), np.ones(b, np.int64)]
         values = [user, item]
+        lens, index = self.store.windows(user[:n], col("num_prior", np.int64)[:n], self.max_history)
+        lens = np.concatenate([lens, np.zeros(pad, np.int64)]) if pad else lens
         for h, info in zip(self.history, self.infos):
-            offsets, flat = _list_parts(t.column(h.column))
-            lens = np.diff(offsets)
-            if self.max_history is not None and (lens > self.max_history).any():
-                keep = np.minimum(lens, self.max_history)
-                idx = np.repeat(offsets[1:] - keep - np.concatenate([[0], np.cumsum(keep)[:-1]]), keep) \
-                    + np.arange(int(keep.sum()))
-                flat, lens = flat[idx], keep
-            lens = np.concatenate([lens, np.zeros(pad, np.int64)]) if pad else lens
-            flat = flat.astype(np.int64, copy=False)
+            flat = self.store.log_values(h.column)[index].astype(np.int64, copy=False)
             if info.width == 1 or h.flatten:
                 values.append(flat.reshape(-1))
                 lengths.append(lens * (info.width if h.flatten else 1))

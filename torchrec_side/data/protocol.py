@@ -1,6 +1,7 @@
 # pyre-strict
-"""The evaluation protocol of docs/design.md section 7: examples config, global time split,
-MovieLens examples, leakage checks, synthetic ratings.
+"""The evaluation protocol of docs/design.md section 7 (and 7c): examples config, global time
+split, MovieLens examples, leakage checks, synthetic ratings, and the two event sources a store is
+built from (rating events, or a simulated ads-world folder).
 
 **Protocol.** Every rating event is one example, in global time order:
 
@@ -19,6 +20,14 @@ Only training events may be used to fit anything from the data (the collaborativ
 the tokenizer): :func:`training_interactions` returns them and :func:`assert_no_leakage` checks
 that a set of fitted events holds nothing else.
 
+**Sources** (:class:`EventSource`). A store is built from *events* (the users' logs, what
+histories are made of) and *impressions* (the examples). For ratings (:func:`ratings_source`)
+both are the same rating events and the split is :func:`time_split`'s. For a simulated-world
+folder (:func:`world_source`, docs/design.md section 7c) they are the folder's
+``events.parquet`` and ``impressions.parquet``, with the generator's split and ``p_true``. In both
+an impression's history is the user's events with a timestamp **strictly before** the
+impression's.
+
 Example::
 
     from torchrec_side.data.protocol import time_split, training_interactions
@@ -33,7 +42,9 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
@@ -55,16 +66,28 @@ __all__ = [
     "training_interactions",
     "assert_no_leakage",
     "synthetic_ratings",
+    "DATASETS",
+    "WORLD_FORMAT",
+    "STORE_FORMAT_VERSION",
+    "SourceError",
+    "EventSource",
+    "ratings_source",
+    "world_source",
+    "load_source",
 ]
 
 #: Split names, in time order.
 SPLITS: Tuple[str, ...] = ("train", "val", "test")
-#: Columns of ``<split>/base.parquet``.
 #: Dense features built by the loader: ``log1p(num_prior) / log1p(1000)`` and ``num_prior == 0``.
 DENSE_FEATURES: Tuple[str, ...] = ("log_num_prior", "no_history")
 #: The id features every batch carries (one value per example), in KJT key order.
 ID_FEATURES: Tuple[str, ...] = ("user_id", "item_id")
-#: The history column written with the store: the items of the history.
+#: Version of the store layout (:mod:`torchrec_side.data.store`); part of every fingerprint.
+STORE_FORMAT_VERSION: int = 2
+#: Datasets :class:`ExamplesConfig` knows.
+DATASETS: Tuple[str, ...] = ("ml100k", "synthetic", "adsworld")
+#: ``format`` and ``version`` of a simulated-world folder's ``manifest.json``.
+WORLD_FORMAT: Tuple[str, int] = ("torchrec-side-adsworld", 1)
 
 # --------------------------------------------------------------------------------------------
 # Config and protocol
@@ -75,8 +98,12 @@ class ExamplesConfig:
     """What examples to build and how to store them.
 
     Args:
-        dataset (str): ``"ml100k"`` (MovieLens-100K) or ``"synthetic"`` (:func:`synthetic_ratings`).
+        dataset (str): ``"ml100k"`` (MovieLens-100K), ``"synthetic"`` (:func:`synthetic_ratings`) or
+            ``"adsworld"`` (a simulated-world folder, ``world_dir``).
         root (Optional[str]): MovieLens source (see :func:`torchrec_side.data.load_movielens`).
+        world_dir (Optional[str]): ``adsworld``: the world folder (``manifest.json``, ``events.parquet``,
+            ``impressions.parquet``). Its split, labels and ``p_true`` are used as written, so
+            ``train_fraction``, ``val_fraction``, ``label_threshold`` and ``max_events`` do not apply.
         max_history (Optional[int]): keep the last ``max_history`` earlier events (``None``: all).
         train_fraction (float): nominal share of training events (0.8).
         val_fraction (float): nominal share of validation events (0.1); the rest is test.
@@ -93,10 +120,12 @@ class ExamplesConfig:
     Example::
 
         cfg = ExamplesConfig(dataset="ml100k", max_history=200)
+        cfg = ExamplesConfig(dataset="adsworld", world_dir="runs/world/quick", max_history=None)
     """
 
     dataset: str = "ml100k"
     root: Optional[str] = None
+    world_dir: Optional[str] = None
     max_history: Optional[int] = 200
     train_fraction: float = 0.8
     val_fraction: float = 0.1
@@ -110,8 +139,10 @@ class ExamplesConfig:
     compression: str = "zstd"
 
     def __post_init__(self) -> None:
-        if self.dataset not in ("ml100k", "synthetic"):
-            raise ValueError(f"data.dataset must be 'ml100k' or 'synthetic', got {self.dataset!r}")
+        if self.dataset not in DATASETS:
+            raise ValueError(f"data.dataset must be one of {list(DATASETS)}, got {self.dataset!r}")
+        if self.dataset == "adsworld" and not self.world_dir:
+            raise ValueError("data.world_dir must name the simulated-world folder when data.dataset is 'adsworld'")
         if self.max_history is not None and self.max_history < 1:
             raise ValueError(f"data.max_history must be >= 1 or null (all), got {self.max_history}")
         if not (0.0 < self.train_fraction < 1.0 and 0.0 < self.val_fraction < 1.0
@@ -128,12 +159,21 @@ class ExamplesConfig:
             raise ValueError(f"data.compression {self.compression!r} is not a Parquet codec")
 
     def fingerprint(self) -> str:
-        """Short hash of everything that changes the written files (the source path excluded)."""
-        d = dataclasses.asdict(self)
+        """Short hash of everything that changes the written files (the source paths excluded;
+        for ``adsworld`` the world's ``manifest.json`` content is included instead, so a
+        regenerated world gets a new store). Includes the store format version."""
+        d: Dict[str, Any] = dataclasses.asdict(self)
         if self.dataset != "synthetic":
             for k in [k for k in d if k.startswith("synthetic_")]:
                 d.pop(k)
         d.pop("root")
+        d.pop("world_dir")
+        if self.dataset == "adsworld":
+            for k in ("train_fraction", "val_fraction", "label_threshold", "max_events"):
+                d.pop(k)
+            mf = Path(str(self.world_dir)) / "manifest.json"
+            d["world"] = hashlib.sha256(mf.read_bytes()).hexdigest() if mf.is_file() else "missing"
+        d["store_format"] = STORE_FORMAT_VERSION
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
     def store_name(self) -> str:
@@ -453,3 +493,277 @@ def synthetic_ratings(
     return Ratings(user_id=torch.from_numpy(u.astype(np.int64)), item_id=torch.from_numpy(it.astype(np.int64)),
                    rating=torch.from_numpy(rating.astype(np.float32)), timestamp=torch.from_numpy(ts.astype(np.int64)))
 
+
+
+# --------------------------------------------------------------------------------------------
+# Event sources: what a store is built from
+
+
+class SourceError(ValueError):
+    """A source of events (a simulated-world folder) is missing, malformed or inconsistent."""
+
+
+@dataclass(frozen=True)
+class EventSource:
+    """Users' event logs and the impressions (examples) to build a store from.
+
+    Events are what histories are made of; impressions are the examples. An impression's history is
+    its user's events with a timestamp strictly before the impression's (:meth:`hist_end`).
+
+    Args:
+        num_users (int): ``U``, users of the id space.
+        num_items (int): ``I``, items of the id space.
+        event_user (npt.NDArray[np.int64]): ``[E]``, sorted by ``(user, timestamp, item)``.
+        event_item (npt.NDArray[np.int64]): ``[E]``.
+        event_timestamp (npt.NDArray[np.int64]): ``[E]``.
+        user_id (npt.NDArray[np.int64]): ``[R]`` impressions, in store order (sorted by
+            ``(timestamp, user, item)``).
+        item_id (npt.NDArray[np.int64]): ``[R]`` target items.
+        timestamp (npt.NDArray[np.int64]): ``[R]``.
+        label (npt.NDArray[np.float32]): ``[R]`` 0/1.
+        split (npt.NDArray[np.int8]): ``[R]`` 0 train, 1 val, 2 test.
+        t_val (int): first validation timestamp.
+        t_test (int): first test timestamp.
+        p_true (Optional[npt.NDArray[np.float32]]): ``[R]`` true click probability (simulated data).
+        events_are_impressions (bool): the events and the impressions are the same events (ratings):
+            the training frequency of an item then counts each training event once.
+        info (Dict[str, Any]): provenance.
+
+    Example::
+
+        src = ratings_source(load_movielens().ratings, 943, 1682)
+        src.hist_end()[:5]                 # events of each impression's user strictly before it
+    """
+
+    num_users: int
+    num_items: int
+    event_user: npt.NDArray[np.int64]
+    event_item: npt.NDArray[np.int64]
+    event_timestamp: npt.NDArray[np.int64]
+    user_id: npt.NDArray[np.int64]
+    item_id: npt.NDArray[np.int64]
+    timestamp: npt.NDArray[np.int64]
+    label: npt.NDArray[np.float32]
+    split: npt.NDArray[np.int8]
+    t_val: int
+    t_test: int
+    p_true: Optional[npt.NDArray[np.float32]] = None
+    events_are_impressions: bool = False
+    info: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.user_id.size)
+
+    @property
+    def num_events(self) -> int:
+        return int(self.event_user.size)
+
+    def user_offsets(self) -> npt.NDArray[np.int64]:
+        """``[U + 1]`` offsets of each user's log in the event arrays."""
+        counts = np.bincount(self.event_user, minlength=self.num_users).astype(np.int64)
+        out = np.zeros(self.num_users + 1, dtype=np.int64)
+        np.cumsum(counts, out=out[1:])
+        return out
+
+    def hist_end(self) -> npt.NDArray[np.int64]:
+        """``[R]``: per impression, the number of its user's events with a smaller timestamp (the end
+        of its history window in the user's log). Vectorized: one ``searchsorted`` over
+        ``(user, timestamp rank)`` keys."""
+        stamps = np.unique(np.concatenate([self.event_timestamp, self.timestamp]))
+        s = int(stamps.size) + 1
+        if self.num_users * s >= 2**62:
+            raise SourceError(f"{self.num_users} users x {s} distinct timestamps overflow the int64 window keys")
+        ev_key = self.event_user * s + np.searchsorted(stamps, self.event_timestamp)
+        imp_key = self.user_id * s + np.searchsorted(stamps, self.timestamp)
+        end = np.searchsorted(ev_key, imp_key, side="left").astype(np.int64)
+        return end - self.user_offsets()[self.user_id]
+
+    def item_train_freq(self) -> npt.NDArray[np.int64]:
+        """``[R]``: the target item's count in the training split (training impressions, plus the
+        training-time events when they are not the impressions themselves); 0 = cold."""
+        counts = np.bincount(self.item_id[self.split == 0], minlength=self.num_items).astype(np.int64)
+        if not self.events_are_impressions:
+            counts += np.bincount(self.event_item[self.event_timestamp < self.t_val],
+                                  minlength=self.num_items).astype(np.int64)
+        return counts[self.item_id]
+
+
+def ratings_source(
+    ratings: Ratings,
+    num_users: int,
+    num_items: int,
+    train_fraction: float = 0.8,
+    val_fraction: float = 0.1,
+    label_threshold: float = 4.0,
+    info: Optional[Dict[str, Any]] = None,
+) -> EventSource:
+    """The protocol on rating events: events = impressions = the ratings, split by :func:`time_split`.
+
+    Args:
+        ratings (Ratings): ``R`` events, any order.
+        num_users (int): users of the id space.
+        num_items (int): items of the id space.
+        train_fraction (float): see :func:`time_split`.
+        val_fraction (float): see :func:`time_split`.
+        label_threshold (float): ``label = rating >= label_threshold``.
+        info (Optional[Dict[str, Any]]): provenance.
+
+    Returns:
+        EventSource: impressions in global time order (as :func:`build_examples`).
+
+    Example::
+
+        src = ratings_source(synthetic_ratings(100, 50, 5000), 100, 50)
+    """
+    u = _as_np(ratings.user_id, np.int64)
+    it = _as_np(ratings.item_id, np.int64)
+    ts = _as_np(ratings.timestamp, np.int64)
+    rating = _as_np(ratings.rating, np.float64)
+    if u.size and (u.min() < 0 or u.max() >= num_users or it.min() < 0 or it.max() >= num_items):
+        raise SourceError(f"rating ids outside [0, {num_users}) x [0, {num_items})")
+    order = np.lexsort((it, u, ts))
+    split = time_split(ts[order], train_fraction, val_fraction)
+    by_user = np.lexsort((it, ts, u))
+    return EventSource(
+        num_users=int(num_users), num_items=int(num_items),
+        event_user=u[by_user], event_item=it[by_user], event_timestamp=ts[by_user],
+        user_id=u[order], item_id=it[order], timestamp=ts[order],
+        label=(rating[order] >= label_threshold).astype(np.float32), split=split.split,
+        t_val=split.t_val, t_test=split.t_test, p_true=None, events_are_impressions=True,
+        info=dict(info or {}),
+    )
+
+
+def _read_parquet_columns(path: Path, want: Dict[str, Any]) -> Dict[str, npt.NDArray[Any]]:
+    import pyarrow.parquet as pq
+
+    if not path.is_file():
+        raise SourceError(f"missing world file {path}")
+    try:
+        t = pq.read_table(path)
+    except Exception as e:  # pyarrow raises several types for a corrupt file
+        raise SourceError(f"unreadable world file {path}: {e}") from e
+    out: Dict[str, npt.NDArray[Any]] = {}
+    for name, dtype in want.items():
+        if name not in t.column_names:
+            raise SourceError(f"{path}: missing column {name!r} (has {t.column_names})")
+        col = t.column(name)
+        if col.null_count:
+            raise SourceError(f"{path}: column {name!r} has {col.null_count} nulls")
+        x = col.to_numpy()
+        if np.issubdtype(np.dtype(dtype), np.integer) and not np.issubdtype(x.dtype, np.integer):
+            raise SourceError(f"{path}: column {name!r} must be integer, got {x.dtype}")
+        out[name] = x.astype(dtype, copy=False)
+    return out
+
+
+def world_source(world_dir: Union[str, "os.PathLike[str]"]) -> EventSource:
+    """Reads a simulated-world folder (docs/design.md section 7c) as an :class:`EventSource`.
+
+    The folder holds ``manifest.json`` (``format == "torchrec-side-adsworld"``, ``version == 1``,
+    ``num_items``, ``num_users``, ``split_times``), ``events.parquet`` (``user_id``, ``item_id``,
+    ``timestamp``: the users' logs) and ``impressions.parquet`` (``user_id``, ``item_id``,
+    ``timestamp``, ``label``, ``p_true``, ``split``). The split and ``p_true`` are used as written;
+    the split is checked against ``split_times`` (``train < t_val <= val < t_test <= test``).
+
+    Args:
+        world_dir: the world folder.
+
+    Returns:
+        EventSource: events sorted by ``(user, timestamp, item)``, impressions by
+        ``(timestamp, user, item)``.
+
+    Raises:
+        SourceError: a missing file or column, ids out of range, a split that contradicts
+            ``split_times``, or labels outside {0, 1}; naming the file and field.
+
+    Example::
+
+        src = world_source("runs/world/quick")
+        src.p_true is not None             # True: the oracle's click probabilities
+    """
+    root = Path(world_dir)
+    mf = root / "manifest.json"
+    if not mf.is_file():
+        raise SourceError(f"no simulated world at {root} (missing manifest.json)")
+    try:
+        m = json.loads(mf.read_text())
+    except (OSError, ValueError) as e:
+        raise SourceError(f"unreadable world manifest {mf}: {e}") from e
+    if (m.get("format"), m.get("version")) != WORLD_FORMAT:
+        raise SourceError(f"{mf}: format/version {m.get('format')!r}/{m.get('version')!r}, expected "
+                          f"{WORLD_FORMAT[0]!r}/{WORLD_FORMAT[1]}")
+    try:
+        nu, ni = int(m["num_users"]), int(m["num_items"])
+        t_val, t_test = int(m["split_times"]["val"]), int(m["split_times"]["test"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise SourceError(f"{mf}: missing or bad field {e} (num_users, num_items, split_times.val/test)") from e
+    ev = _read_parquet_columns(root / "events.parquet",
+                               {"user_id": np.int64, "item_id": np.int64, "timestamp": np.int64})
+    im = _read_parquet_columns(root / "impressions.parquet",
+                               {"user_id": np.int64, "item_id": np.int64, "timestamp": np.int64,
+                                "label": np.float32, "split": np.int8})
+    for name, d in (("events.parquet", ev), ("impressions.parquet", im)):
+        for col, n in (("user_id", nu), ("item_id", ni)):
+            x = d[col]
+            if x.size and (x.min() < 0 or x.max() >= n):
+                bad = x[(x < 0) | (x >= n)][0]
+                raise SourceError(f"{root / name}: {col} {int(bad)} outside [0, {n}) (manifest num_{col[:-3]}s)")
+    if not np.isin(im["label"], (0.0, 1.0)).all():
+        raise SourceError(f"{root / 'impressions.parquet'}: label must be 0 or 1")
+    sp, ts = im["split"], im["timestamp"]
+    want = np.where(ts < t_val, 0, np.where(ts < t_test, 1, 2)).astype(np.int8)
+    if not np.array_equal(sp, want):
+        k = int(np.argmax(sp != want))
+        raise SourceError(f"{root / 'impressions.parquet'}: split {int(sp[k])} of the impression at timestamp "
+                          f"{int(ts[k])} contradicts split_times val={t_val}, test={t_test}")
+    if (np.bincount(sp, minlength=3) == 0).any():
+        raise SourceError(f"{root / 'impressions.parquet'}: a split has no impressions "
+                          f"(train/val/test = {np.bincount(sp, minlength=3).tolist()})")
+    p_true: Optional[npt.NDArray[np.float32]] = None
+    import pyarrow.parquet as pq
+
+    if "p_true" in pq.read_schema(root / "impressions.parquet").names:
+        p_true = _read_parquet_columns(root / "impressions.parquet", {"p_true": np.float32})["p_true"]
+    order = np.lexsort((im["item_id"], im["user_id"], ts))
+    by_user = np.lexsort((ev["item_id"], ev["timestamp"], ev["user_id"]))
+    return EventSource(
+        num_users=nu, num_items=ni,
+        event_user=ev["user_id"][by_user], event_item=ev["item_id"][by_user], event_timestamp=ev["timestamp"][by_user],
+        user_id=im["user_id"][order], item_id=im["item_id"][order], timestamp=ts[order],
+        label=im["label"][order], split=sp[order], t_val=t_val, t_test=t_test,
+        p_true=None if p_true is None else p_true[order], events_are_impressions=False,
+        info={"source": str(root), "world_config": m.get("config", {}), "oracle": m.get("oracle", {})},
+    )
+
+
+def load_source(cfg: ExamplesConfig) -> EventSource:
+    """The :class:`EventSource` of a config (MovieLens, synthetic ratings or a simulated world).
+
+    Args:
+        cfg (ExamplesConfig): what to build; ``max_events`` keeps the first events in time order
+            (ratings only).
+
+    Returns:
+        EventSource: events and impressions.
+
+    Example::
+
+        src = load_source(ExamplesConfig(dataset="synthetic"))
+    """
+    if cfg.dataset == "adsworld":
+        return world_source(str(cfg.world_dir))
+    if cfg.dataset == "synthetic":
+        ratings = synthetic_ratings(cfg.synthetic_users, cfg.synthetic_items, cfg.synthetic_events, cfg.synthetic_seed)
+        nu, ni, info = cfg.synthetic_users, cfg.synthetic_items, {"source": "synthetic"}
+    else:
+        from torchrec_side.data.movielens import load_movielens
+
+        ml = load_movielens(cfg.root)
+        ratings, nu, ni, info = ml.ratings, ml.num_users, ml.num_items, {"source": ml.source}
+    if cfg.max_events:
+        order = torch.from_numpy(np.lexsort((ratings.item_id.numpy(), ratings.user_id.numpy(),
+                                             ratings.timestamp.numpy()))[: cfg.max_events])
+        ratings = Ratings(user_id=ratings.user_id[order], item_id=ratings.item_id[order],
+                          rating=ratings.rating[order], timestamp=ratings.timestamp[order])
+    return ratings_source(ratings, nu, ni, cfg.train_fraction, cfg.val_fraction, cfg.label_threshold, info)

@@ -1,30 +1,43 @@
 # pyre-strict
-"""The example store (docs/design.md section 7): examples written once, per split, as Parquet.
+"""The example store (docs/design.md sections 7 and 7c): examples per split, event logs once.
 
-Examples are written once, per split, as a feature store would keep them: a base file with one row per example and one file per *history feature column*, all
-with the same rows in the same row groups::
+A history is a *window of the user's event log* before the impression, so the store keeps each
+user's log once and each example only says where its window ends::
 
     <store>/manifest.json                 config, fingerprints, counts, split boundaries, columns
-    <store>/<split>/base.parquet          user_id int64, item_id int64 (target), label float32,
-                                          timestamp int64, num_prior int32, hist_len int32
-    <store>/<split>/<column>.parquet      one list column: the per-event history values
+    <store>/<split>/base.parquet          one row per example (impression), in time order:
+                                          user_id int64, item_id int64 (target), label float32,
+                                          timestamp int64, num_prior int64, hist_len int32,
+                                          item_train_freq int64 [, p_true float32]
+    <store>/log/offsets.npy               int64 [U + 1]: user u's events are rows
+                                          offsets[u]:offsets[u + 1] of every log column
+    <store>/log/timestamp.parquet         int64 [E]: the events' timestamps
+    <store>/log/<column>.parquet          one value (int64, ...) or ``W`` values
+                                          (fixed_size_list<T, W>) per event
 
-The item-id history ``hist_item_id`` (``list<int64>``) is written with the store. Any other history
-representation is derived from it with :meth:`ExampleStore.add_history_column`: given an item ->
-value table ``[num_items, W]`` of any numeric dtype (packed SIDs: ``[I, 1]`` int64; prefix-ngram
-token ids: ``[I, L]`` int64; raw content: ``[I, 384]`` float16) it writes the list column of
-per-event values (``list<T>`` for ``W == 1``, ``list<fixed_size_list<T, W>>`` else).
-:meth:`ExampleStore.footprint` measures bytes per history event on those real files.
+* ``num_prior`` = the number of the user's events with a timestamp strictly before the impression
+  (the **end** of its window: the log is sorted by ``(user, timestamp, item)``);
+* the example's history is ``log[offsets[u] + max(0, num_prior - max_history) : offsets[u] +
+  num_prior]`` (:func:`window_index` builds these indices for a whole batch at once);
+  ``hist_len = min(num_prior, max_history)``;
+* ``item_train_freq`` = the target item's count in the training split (0: a cold item), for
+  slices by frequency; ``p_true`` (simulated worlds only) = the true click probability.
 
+The item-id log ``hist_item_id`` is written with the store. Any other per-event representation is
+derived from it with :meth:`ExampleStore.add_history_column`: an item -> value table
+``[num_items, W]`` of any numeric dtype (packed SIDs ``[I, 1]`` int64; prefix-ngram token ids
+``[I, L]`` int64; raw content ``[I, 384]`` float16) gives the log column ``table[hist_item_id]``,
+written once. :meth:`ExampleStore.footprint` measures bytes per stored event on the written files,
+raw (Parquet pages before compression, plain encoding) and compressed (the file).
 
 Example::
 
-    from torchrec_side.data.store import prepare_store
     from torchrec_side.data.protocol import ExamplesConfig
+    from torchrec_side.data.store import prepare_store
 
     store = prepare_store(ExamplesConfig(dataset="ml100k", max_history=200), "runs/examples")
     store.add_history_column("hist_sid", item_sid[:, None])          # [1682, 1] int64
-    store.footprint("hist_sid")["file_bytes_per_event"]
+    store.footprint("hist_sid")["compressed_bytes_per_event"]
 """
 
 from __future__ import annotations
@@ -36,29 +49,30 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
-import torch
 from torch import Tensor
 
-from torchrec_side.data.movielens import Ratings
 from torchrec_side.data.protocol import (
-    build_examples,
     DENSE_FEATURES,
-    Examples,
+    EventSource,
     ExamplesConfig,
+    load_source,
+    SourceError,
     SPLITS,
-    synthetic_ratings,
+    STORE_FORMAT_VERSION,
 )
-from torchrec_side.io import atomic_path, write_json
+from torchrec_side.io import atomic_dir, atomic_path, write_json
 
 __all__ = [
     "BASE_COLUMNS",
+    "P_TRUE_COLUMN",
     "ITEM_HISTORY_COLUMN",
     "StoreError",
     "ColumnInfo",
+    "window_index",
     "ExampleStore",
     "write_store",
     "prepare_store",
@@ -66,34 +80,41 @@ __all__ = [
 
 logger: logging.Logger = logging.getLogger(__name__)
 
-#: Columns of ``<split>/base.parquet``.
-BASE_COLUMNS: Tuple[str, ...] = ("user_id", "item_id", "label", "timestamp", "num_prior", "hist_len")
-#: The history column written with the store: the items of the history.
+#: Columns of ``<split>/base.parquet`` (``p_true`` follows when the source has it).
+BASE_COLUMNS: Tuple[str, ...] = (
+    "user_id", "item_id", "label", "timestamp", "num_prior", "hist_len", "item_train_freq",
+)
+#: The optional true click probability column of ``base.parquet`` (simulated worlds).
+P_TRUE_COLUMN: str = "p_true"
+#: The log column written with the store: the events' items.
 ITEM_HISTORY_COLUMN: str = "hist_item_id"
 
-_FORMAT_VERSION: int = 1
 _MANIFEST: str = "manifest.json"
+_LOG: str = "log"
+_OFFSETS: str = "offsets.npy"
+_LOG_TIMESTAMP: str = "timestamp"
+#: Events per row group of a log column (the unit of add_history_column's streaming rewrite).
+_LOG_ROW_GROUP: int = 1 << 18
 
 
 class StoreError(ValueError):
     """An example store or column is missing, incomplete, or does not match what is asked."""
 
 
-
-# --------------------------------------------------------------------------------------------
-# Parquet store
-
-
 @dataclass(frozen=True)
 class ColumnInfo:
-    """A history feature column of a store.
+    """A log column of a store (one value, or ``W`` values, per event).
 
     Args:
         name (str): column (and file) name, e.g. ``"hist_item_id"``, ``"hist_sid"``.
         dtype (str): numpy dtype name of the values (``"int64"``, ``"float16"``, ...).
-        width (int): ``W``, values per history event.
+        width (int): ``W``, values per event.
         fingerprint (str): hash of the item -> value table it was written from.
         note (str): free text (what the values are).
+
+    Example::
+
+        store.column("hist_sid")            # ColumnInfo(name='hist_sid', dtype='int64', width=1, ...)
     """
 
     name: str
@@ -104,7 +125,44 @@ class ColumnInfo:
 
     @property
     def is_integer(self) -> bool:
-        return np.issubdtype(np.dtype(self.dtype), np.integer)
+        return bool(np.issubdtype(np.dtype(self.dtype), np.integer))
+
+
+def window_index(
+    user_start: npt.NDArray[np.int64], end: npt.NDArray[np.int64], max_history: Optional[int] = None
+) -> Tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Lengths and log rows of a batch of history windows (vectorized: one ``repeat`` + ``arange``).
+
+    Example ``k``'s window is log rows ``[user_start[k] + end[k] - n_k, user_start[k] + end[k])``
+    with ``n_k = min(end[k], max_history)``: its last ``max_history`` events before the impression.
+
+    Args:
+        user_start (npt.NDArray[np.int64]): ``[B]`` first log row of each example's user.
+        end (npt.NDArray[np.int64]): ``[B]`` window ends within the user's log (``num_prior``).
+        max_history (Optional[int]): cap (``None``: the whole prefix).
+
+    Returns:
+        Tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]: ``lengths [B]`` and ``index
+        [sum(lengths)]``, the log rows of the windows concatenated, oldest first.
+
+    Example::
+
+        window_index(np.array([0, 10]), np.array([3, 1]), max_history=2)
+        # (array([2, 1]), array([1, 2, 10]))
+    """
+    end = np.asarray(end, dtype=np.int64)
+    start = np.asarray(user_start, dtype=np.int64)
+    keep = end if max_history is None else np.minimum(end, int(max_history))
+    if keep.size == 0:
+        return keep.astype(np.int64), np.zeros(0, dtype=np.int64)
+    out_start = np.cumsum(keep) - keep
+    total = int(keep.sum())
+    index = np.repeat(start + end - keep - out_start, keep) + np.arange(total, dtype=np.int64)
+    return keep.astype(np.int64), index
+
+
+# --------------------------------------------------------------------------------------------
+# Parquet helpers
 
 
 def _pa() -> Any:
@@ -130,51 +188,76 @@ def _table_fingerprint(table: npt.NDArray[Any]) -> str:
     return h.hexdigest()[:16]
 
 
-def _list_array(offsets: npt.NDArray[np.int64], values: npt.NDArray[Any], width: int) -> Any:
-    """Arrow ``list<T>`` (``width == 1``) or ``list<fixed_size_list<T, width>>`` array."""
+def _values_array(values: npt.NDArray[Any], width: int) -> Any:
+    """Arrow array of ``[n]`` values (``width == 1``) or ``fixed_size_list<T, width>`` of ``[n, W]``."""
     pa = _pa()
     flat = pa.array(np.ascontiguousarray(values).reshape(-1))
-    if width > 1:
-        flat = pa.FixedSizeListArray.from_arrays(flat, width)
-    return pa.LargeListArray.from_arrays(pa.array(offsets, type=pa.int64()), flat)
+    return pa.FixedSizeListArray.from_arrays(flat, width) if width > 1 else flat
 
 
-def _write_parquet(path: Path, table: Any, row_group_size: int, compression: str) -> None:
-    with atomic_path(path) as tmp:
-        _pq().write_table(table, tmp, row_group_size=row_group_size, compression=_compression(compression))
+def _list_array(lengths: npt.NDArray[np.int64], values: npt.NDArray[Any], width: int) -> Any:
+    """Arrow ``large_list<T>`` (or ``large_list<fixed_size_list<T, W>>``) array of windows."""
+    pa = _pa()
+    offsets = np.zeros(lengths.size + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return pa.LargeListArray.from_arrays(pa.array(offsets, type=pa.int64()), _values_array(values, width))
 
 
-def _list_parts(arr: Any) -> Tuple[npt.NDArray[np.int64], npt.NDArray[Any]]:
-    """Offsets (from 0) and flat numpy values of an Arrow (large) list array, zero-copy if possible.
-
-    Fixed-size-list values come back as ``[N, W]``.
-    """
+def _to_numpy(arr: Any) -> npt.NDArray[Any]:
+    """Numpy values of an Arrow column: ``[n]``, or ``[n, W]`` for fixed-size lists."""
     pa = _pa()
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
-    offsets = np.asarray(arr.offsets.to_numpy(zero_copy_only=False), dtype=np.int64)
-    start, end = int(offsets[0]), int(offsets[-1])
-    values = arr.values.slice(start, end - start)
-    if pa.types.is_fixed_size_list(values.type):
-        flat = values.flatten().to_numpy(zero_copy_only=False).reshape(-1, values.type.list_size)
-    else:
-        flat = values.to_numpy(zero_copy_only=False)
-    return offsets - start, flat
+    if pa.types.is_fixed_size_list(arr.type):
+        w = arr.type.list_size
+        return arr.flatten().to_numpy(zero_copy_only=False).reshape(-1, w)
+    return arr.to_numpy(zero_copy_only=False)
+
+
+def _write_log_column(path: Path, name: str, chunks: Any, width: int, compression: str) -> None:
+    """Writes one log column from an iterable of ``[n(, W)]`` numpy chunks, atomically."""
+    pa, pq = _pa(), _pq()
+    with atomic_path(path) as tmp:
+        writer = None
+        try:
+            for values in chunks:
+                t = pa.Table.from_arrays([_values_array(values, width)], names=[name])
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, t.schema, compression=_compression(compression),
+                                              use_dictionary=False)
+                writer.write_table(t, row_group_size=_LOG_ROW_GROUP)
+            if writer is None:
+                raise StoreError(f"log column {name!r}: nothing to write")
+        finally:
+            if writer is not None:
+                writer.close()
+
+
+def _chunks(x: npt.NDArray[Any], size: int = _LOG_ROW_GROUP) -> Any:
+    for lo in range(0, max(int(x.shape[0]), 1), size):
+        yield x[lo: lo + size]
+
+
+# --------------------------------------------------------------------------------------------
+# the store
 
 
 class ExampleStore:
     """A written example store (see the module docstring for the layout).
 
+    Log columns are read into memory on first use (each process, or DataLoader worker, its own)
+    and cached on the object; pickling drops the cache.
+
     Args:
         path (Union[str, os.PathLike]): the store folder (holding ``manifest.json``).
 
     Raises:
-        StoreError: no complete store at ``path``.
+        StoreError: no complete store of this format at ``path``.
 
     Example::
 
         store = ExampleStore("runs/examples/ml100k-h200-0123abcd")
-        store.rows("train"), store.num_items, list(store.columns)
+        store.rows("train"), store.num_items, store.log_events, list(store.columns)
     """
 
     def __init__(self, path: Union[str, "os.PathLike[str]"]) -> None:
@@ -186,8 +269,12 @@ class ExampleStore:
             self.manifest: Dict[str, Any] = json.loads(mf.read_text())
         except (OSError, ValueError) as e:
             raise StoreError(f"unreadable store manifest {mf}: {e}") from e
-        if self.manifest.get("format_version") != _FORMAT_VERSION:
-            raise StoreError(f"{mf}: format version {self.manifest.get('format_version')} != {_FORMAT_VERSION}")
+        if self.manifest.get("format_version") != STORE_FORMAT_VERSION:
+            raise StoreError(f"{mf}: format version {self.manifest.get('format_version')} != {STORE_FORMAT_VERSION}")
+        self._cache: Dict[str, npt.NDArray[Any]] = {}
+
+    def __getstate__(self) -> Dict[str, Any]:
+        return {"path": self.path, "manifest": self.manifest, "_cache": {}}
 
     # ---- description
     @property
@@ -203,21 +290,40 @@ class ExampleStore:
         return self.manifest["config"]["max_history"]
 
     @property
+    def has_p_true(self) -> bool:
+        """Whether ``base.parquet`` carries ``p_true`` (the true click probability)."""
+        return bool(self.manifest.get("has_p_true", False))
+
+    @property
+    def log_events(self) -> int:
+        """``E``: events stored in the log (each once)."""
+        return int(self.manifest["log"]["events"])
+
+    @property
     def columns(self) -> Dict[str, ColumnInfo]:
-        """History feature columns present in every split."""
+        """Log columns of the store."""
         return {k: ColumnInfo(**v) for k, v in self.manifest["columns"].items()}
 
     def rows(self, split: str) -> int:
-        return int(self.manifest["splits"][split]["rows"])
+        return int(self.manifest["splits"][self._split(split)]["rows"])
 
     def history_events(self, split: Optional[str] = None) -> int:
-        names = SPLITS if split is None else (split,)
+        """Events in the examples' (capped) history windows, summed (what a materialized store keeps)."""
+        names = SPLITS if split is None else (self._split(split),)
         return sum(int(self.manifest["splits"][s]["history_events"]) for s in names)
 
-    def file(self, split: str, column: str = "base") -> Path:
+    def _split(self, split: str) -> str:
         if split not in SPLITS:
             raise StoreError(f"unknown split {split!r}; expected one of {SPLITS}")
-        return self.path / split / f"{column}.parquet"
+        return split
+
+    def file(self, split: str) -> Path:
+        """``<split>/base.parquet``: the split's examples."""
+        return self.path / self._split(split) / "base.parquet"
+
+    def log_file(self, column: str) -> Path:
+        """``log/<column>.parquet``."""
+        return self.path / _LOG / f"{column}.parquet"
 
     def column(self, name: str) -> ColumnInfo:
         cols = self.columns
@@ -228,20 +334,69 @@ class ExampleStore:
             )
         return cols[name]
 
+    # ---- the log
+    def log_offsets(self) -> npt.NDArray[np.int64]:
+        """``[U + 1]`` int64: user ``u``'s events are log rows ``offsets[u]:offsets[u + 1]``."""
+        if "__offsets" not in self._cache:
+            off = np.load(self.path / _LOG / _OFFSETS)
+            if off.shape != (self.num_users + 1,) or int(off[-1]) != self.log_events:
+                raise StoreError(f"{self.path / _LOG / _OFFSETS}: shape {off.shape} / total {int(off[-1])} "
+                                 f"do not match {self.num_users} users, {self.log_events} events")
+            self._cache["__offsets"] = off.astype(np.int64, copy=False)
+        return self._cache["__offsets"]
+
+    def log_values(self, name: str) -> npt.NDArray[Any]:
+        """The log column ``name`` (or ``"timestamp"``): ``[E]`` for ``W == 1``, else ``[E, W]``."""
+        if name not in self._cache:
+            if name != _LOG_TIMESTAMP:
+                self.column(name)
+            x = _to_numpy(_pq().read_table(self.log_file(name)).column(name))
+            if x.shape[0] != self.log_events:
+                raise StoreError(f"{self.log_file(name)}: {x.shape[0]} rows, the log has {self.log_events} events")
+            self._cache[name] = x
+        return self._cache[name]
+
+    def windows(
+        self, user_id: npt.NDArray[np.int64], num_prior: npt.NDArray[np.int64], max_history: Optional[int] = None
+    ) -> Tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Lengths ``[B]`` and log rows of examples' history windows (see :func:`window_index`).
+
+        Args:
+            user_id (npt.NDArray[np.int64]): ``[B]``.
+            num_prior (npt.NDArray[np.int64]): ``[B]`` window ends (``base.parquet``'s ``num_prior``).
+            max_history (Optional[int]): a further cap; the store's own cap always applies.
+
+        Returns:
+            Tuple: ``lengths [B]``, ``index [sum(lengths)]`` into every log column.
+        """
+        cap = _min_cap(self.max_history, max_history)
+        offsets = self.log_offsets()
+        return window_index(offsets[np.asarray(user_id, dtype=np.int64)], np.asarray(num_prior, dtype=np.int64), cap)
+
     # ---- reading
-    def read(self, split: str, columns: Sequence[str] = ()) -> Any:
-        """The whole split as one Arrow table: base columns plus the named history columns."""
+    def read(self, split: str, columns: Sequence[str] = (), max_history: Optional[int] = None) -> Any:
+        """The whole split as one Arrow table: base columns plus the named histories as list columns
+        (``large_list<T>``, or ``large_list<fixed_size_list<T, W>>``), built from the log."""
         pa, pq = _pa(), _pq()
         base = pq.read_table(self.file(split))
         arrays, names = list(base.columns), list(base.column_names)
-        for c in columns:
-            self.column(c)
-            arrays.append(pq.read_table(self.file(split, c)).column(c))
-            names.append(c)
+        if columns:
+            lengths, index = self.windows(base.column("user_id").to_numpy(), base.column("num_prior").to_numpy(),
+                                          max_history)
+            for c in columns:
+                info = self.column(c)
+                arrays.append(_list_array(lengths, self.log_values(c)[index], info.width))
+                names.append(c)
         return pa.Table.from_arrays(arrays, names=names)
 
+    def examples(self, split: str) -> Dict[str, npt.NDArray[Any]]:
+        """Per-example columns of a split in store order (``user_id``, ``item_id``, ``label``,
+        ``timestamp``, ``num_prior``, ``hist_len``, ``item_train_freq`` and ``p_true`` if present)."""
+        t = _pq().read_table(self.file(split))
+        return {c: t.column(c).to_numpy() for c in t.column_names}
+
     def interactions(self, split: str = "train") -> Dict[str, npt.NDArray[np.int64]]:
-        """``{"user_id", "item_id", "timestamp"}`` of a split's events (``train``: what may be fitted)."""
+        """``{"user_id", "item_id", "timestamp"}`` of a split's impressions (``train``: what may be fitted)."""
         t = _pq().read_table(self.file(split), columns=["user_id", "item_id", "timestamp"])
         return {c: t.column(c).to_numpy() for c in t.column_names}
 
@@ -249,12 +404,12 @@ class ExampleStore:
     def add_history_column(
         self, name: str, table: Union[Tensor, npt.ArrayLike], note: str = "", overwrite: bool = False
     ) -> ColumnInfo:
-        """Writes the history column ``name``: each history event's item mapped through ``table``.
+        """Writes the log column ``name``: each logged event's item mapped through ``table``.
 
-        Written once: if the column exists with the same table fingerprint, nothing is done. Each
-        split's file is written to a temporary name and renamed; the manifest is updated last, so
-        a column is listed only when all its files are complete. Call it on one process only
-        (rank 0) and synchronize.
+        Written once, for the whole log (histories are windows of it): if the column exists with the
+        same table fingerprint, nothing is done. The file is written to a temporary name and
+        renamed, then the manifest is updated, so a column is listed only when its file is
+        complete. Call it on one process only (rank 0) and synchronize.
 
         Args:
             name (str): column name (``[A-Za-z0-9_]``), also the KJT key the loader makes of it.
@@ -273,11 +428,11 @@ class ExampleStore:
         tab = np.asarray(table.detach().cpu().numpy() if isinstance(table, Tensor) else table)
         if tab.ndim == 1:
             tab = tab[:, None]
-        if tab.ndim != 2 or tab.shape[0] != self.num_items:
+        if tab.ndim != 2 or tab.shape[0] != self.num_items or tab.shape[1] < 1:
             raise StoreError(f"table for {name!r} must be [num_items={self.num_items}, W], got {list(tab.shape)}")
         if not (np.issubdtype(tab.dtype, np.integer) or np.issubdtype(tab.dtype, np.floating)):
             raise StoreError(f"table for {name!r} must be numeric, got {tab.dtype}")
-        if not name.replace("_", "").isalnum() or name in ("base",) + BASE_COLUMNS:
+        if not name.replace("_", "").isalnum() or name in (_LOG_TIMESTAMP, "offsets") + BASE_COLUMNS:
             raise StoreError(f"bad history column name {name!r}")
         fp = _table_fingerprint(tab)
         existing = self.columns.get(name)
@@ -289,191 +444,191 @@ class ExampleStore:
                     f"history column {name!r} exists with another table (fingerprint "
                     f"{existing.fingerprint} != {fp}); pass overwrite=True or use a new name"
                 )
-        pa, pq = _pa(), _pq()
-        for split in SPLITS:
-            src = pq.ParquetFile(self.file(split, ITEM_HISTORY_COLUMN))
-            writer_path = self.file(split, name)
-            tmp = writer_path.with_name(f".{writer_path.name}.tmp")
-            writer = None
-            try:
-                for rg in range(src.num_row_groups):
-                    arr = src.read_row_group(rg).column(ITEM_HISTORY_COLUMN)
-                    offsets, items = _list_parts(arr)
-                    values = tab[items]  # [n, W]
-                    col = _list_array(offsets, values, tab.shape[1])
-                    t = pa.Table.from_arrays([col], names=[name])
-                    if writer is None:
-                        writer = pq.ParquetWriter(tmp, t.schema, compression=_compression(self.manifest["config"]["compression"]))
-                    writer.write_table(t, row_group_size=len(t))
-                if writer is None:  # no row groups: empty split cannot happen (time_split checks)
-                    raise StoreError(f"{src}: no row groups")
-                writer.close()
-                writer = None
-                os.replace(tmp, writer_path)
-            finally:
-                if writer is not None:
-                    writer.close()
-                if tmp.exists():
-                    tmp.unlink()
-        info = ColumnInfo(name=name, dtype=tab.dtype.name, width=int(tab.shape[1]), fingerprint=fp, note=note)
+        src = _pq().ParquetFile(self.log_file(ITEM_HISTORY_COLUMN))
+        width = int(tab.shape[1])
+
+        def mapped() -> Any:
+            for rg in range(src.num_row_groups):
+                items = src.read_row_group(rg).column(ITEM_HISTORY_COLUMN).to_numpy()
+                values = tab[items]
+                yield values[:, 0] if width == 1 else values
+
+        _write_log_column(self.log_file(name), name, mapped(), width, self.manifest["config"]["compression"])
+        self._cache.pop(name, None)
+        info = ColumnInfo(name=name, dtype=tab.dtype.name, width=width, fingerprint=fp, note=note)
         self.manifest["columns"][name] = dataclasses.asdict(info)
         write_json(self.path / _MANIFEST, self.manifest)
         return info
 
     # ---- footprint
-    def footprint(self, name: str, split: Optional[str] = None) -> Dict[str, float]:
-        """Bytes per history event of column ``name``, measured on the written files.
-
-        Args:
-            name (str): history column.
-            split (Optional[str]): one split, or all (default).
+    def footprint(self, name: str) -> Dict[str, Any]:
+        """Bytes per stored event of log column ``name``, measured on its written file.
 
         Returns:
-            Dict[str, float]: ``history_events``; ``value_bytes_per_event`` (``W * itemsize``: the
-            values as a model consumes them); ``parquet_uncompressed_bytes_per_event`` (Parquet's
-            encoded pages before compression, "raw"); ``file_bytes_per_event`` (on disk,
-            compressed, everything in the column's files included); ``file_bytes``; ``compression``.
+            Dict[str, Any]: ``log_events`` (``E``, each stored once); ``history_events`` (events in
+            all examples' windows: what a materialized store would write); ``value_bytes_per_event``
+            (``W * itemsize``: the values as a model consumes them); ``raw_bytes_per_event``
+            (Parquet pages before compression, plain encoding, levels included);
+            ``compressed_bytes_per_event`` (the file on disk, metadata included, divided by ``E``);
+            ``compressed_bytes_per_history_event`` (the file divided by ``history_events``);
+            ``file_bytes``; ``compression``. ``parquet_uncompressed_bytes_per_event`` and
+            ``file_bytes_per_event`` repeat the raw and compressed numbers under their older names.
 
         Example::
 
-            store.footprint("hist_item_id")["file_bytes_per_event"]
+            fp = store.footprint("hist_sid")
+            fp["raw_bytes_per_event"], fp["compressed_bytes_per_event"]
         """
         info = self.column(name)
-        names = SPLITS if split is None else (split,)
-        events = self.history_events(split)
-        file_bytes = 0
-        uncompressed = 0
-        for s in names:
-            p = self.file(s, name)
-            file_bytes += p.stat().st_size
-            md = _pq().ParquetFile(p).metadata
-            for rg in range(md.num_row_groups):
-                for c in range(md.num_columns):
-                    uncompressed += md.row_group(rg).column(c).total_uncompressed_size
+        p = self.log_file(name)
+        file_bytes = p.stat().st_size
+        md = _pq().ParquetFile(p).metadata
+        raw = sum(md.row_group(rg).column(c).total_uncompressed_size
+                  for rg in range(md.num_row_groups) for c in range(md.num_columns))
+        events = self.log_events
+        hist = self.history_events()
         per = max(events, 1)
         return {
-            "history_events": float(events),
+            "log_events": float(events),
+            "history_events": float(hist),
             "value_bytes_per_event": float(info.width * np.dtype(info.dtype).itemsize),
-            "parquet_uncompressed_bytes_per_event": uncompressed / per,
+            "raw_bytes_per_event": raw / per,
+            "compressed_bytes_per_event": file_bytes / per,
+            "compressed_bytes_per_history_event": file_bytes / max(hist, 1),
+            "parquet_uncompressed_bytes_per_event": raw / per,
             "file_bytes_per_event": file_bytes / per,
             "file_bytes": float(file_bytes),
-            "compression": self.manifest["config"]["compression"],  # type: ignore[dict-item]
+            "compression": self.manifest["config"]["compression"],
         }
+
+
+def _min_cap(a: Optional[int], b: Optional[int]) -> Optional[int]:
+    caps = [c for c in (a, b) if c is not None]
+    return min(caps) if caps else None
+
+
+# --------------------------------------------------------------------------------------------
+# writing
 
 
 def write_store(
-    examples: Examples,
+    source: EventSource,
     path: Union[str, "os.PathLike[str]"],
-    num_users: int,
-    num_items: int,
     config: ExamplesConfig,
     info: Optional[Mapping[str, Any]] = None,
 ) -> ExampleStore:
-    """Writes ``examples`` as a store at ``path`` (atomically: a temporary folder, then a rename).
+    """Writes ``source`` as a store at ``path`` (atomically: a temporary folder, then a rename).
 
     Args:
-        examples (Examples): from :func:`build_examples`.
+        source (EventSource): events (the logs) and impressions (the examples).
         path: the store folder (must not exist, or hold a store to replace).
-        num_users (int): users of the id space (rows of a user-id table).
-        num_items (int): items of the id space (rows of an item table).
-        config (ExamplesConfig): recorded in the manifest.
+        config (ExamplesConfig): recorded in the manifest (its ``max_history``, ``row_group_size``
+            and ``compression`` apply).
         info (Optional[Mapping[str, Any]]): extra provenance recorded in the manifest.
 
     Returns:
-        ExampleStore: the written store, with the column ``hist_item_id``.
-    """
-    from torchrec_side.io import atomic_dir
+        ExampleStore: the written store, with the log column ``hist_item_id``.
 
-    pa = _pa()
+    Example::
+
+        store = write_store(ratings_source(synthetic_ratings(), 200, 300), "runs/ex/s", ExamplesConfig())
+    """
+    pa, pq = _pa(), _pq()
     target = Path(path)
+    end = source.hist_end()
+    offsets = source.user_offsets()
+    log_len = np.diff(offsets)
+    if (end < 0).any() or (end > log_len[source.user_id]).any():
+        raise StoreError("window ends outside the users' logs (events not sorted by user and time?)")
+    hist_len = end if config.max_history is None else np.minimum(end, config.max_history)
+    freq = source.item_train_freq()
     splits: Dict[str, Any] = {}
     with atomic_dir(target) as tmp:
         for k, s in enumerate(SPLITS):
-            idx = np.flatnonzero(examples.split == k)
-            lo, hi = examples.hist_offsets[idx], examples.hist_offsets[idx + 1]
-            lengths = (hi - lo).astype(np.int64)
-            offsets = np.zeros(idx.size + 1, dtype=np.int64)
-            np.cumsum(lengths, out=offsets[1:])
-            gather = np.repeat(lo - offsets[:-1], lengths) + np.arange(int(offsets[-1]), dtype=np.int64)
+            idx = np.flatnonzero(source.split == k)
             (tmp / s).mkdir()
-            base = pa.Table.from_arrays(
-                [pa.array(examples.user_id[idx]), pa.array(examples.item_id[idx]),
-                 pa.array(examples.label[idx]), pa.array(examples.timestamp[idx]),
-                 pa.array(examples.num_prior[idx]), pa.array(lengths.astype(np.int32))],
-                names=list(BASE_COLUMNS),
-            )
-            _write_parquet(tmp / s / "base.parquet", base, config.row_group_size, config.compression)
-            hist = pa.Table.from_arrays([_list_array(offsets, examples.hist_item_id[gather], 1)],
-                                        names=[ITEM_HISTORY_COLUMN])
-            _write_parquet(tmp / s / f"{ITEM_HISTORY_COLUMN}.parquet", hist, config.row_group_size, config.compression)
-            ts = examples.timestamp[idx]
+            cols: List[Any] = [source.user_id[idx], source.item_id[idx], source.label[idx].astype(np.float32),
+                               source.timestamp[idx], end[idx], hist_len[idx].astype(np.int32), freq[idx]]
+            names = list(BASE_COLUMNS)
+            if source.p_true is not None:
+                cols.append(source.p_true[idx].astype(np.float32))
+                names.append(P_TRUE_COLUMN)
+            base = pa.Table.from_arrays([pa.array(c) for c in cols], names=names)
+            pq.write_table(base, tmp / s / "base.parquet", row_group_size=config.row_group_size,
+                           compression=_compression(config.compression))
+            ts = source.timestamp[idx]
             splits[s] = {
-                "rows": int(idx.size), "history_events": int(offsets[-1]),
-                "positives": int(examples.label[idx].sum()),
-                "users": int(np.unique(examples.user_id[idx]).size),
-                "items": int(np.unique(examples.item_id[idx]).size),
-                "t_min": int(ts.min()), "t_max": int(ts.max()),
+                "rows": int(idx.size), "history_events": int(hist_len[idx].sum()),
+                "positives": int(source.label[idx].sum()),
+                "users": int(np.unique(source.user_id[idx]).size),
+                "items": int(np.unique(source.item_id[idx]).size),
+                "cold_examples": int((freq[idx] == 0).sum()),
+                "t_min": int(ts.min()) if ts.size else None, "t_max": int(ts.max()) if ts.size else None,
             }
-        ident = np.arange(num_items, dtype=np.int64)[:, None]
+        (tmp / _LOG).mkdir()
+        np.save(tmp / _LOG / _OFFSETS, offsets)
+        _write_log_column(tmp / _LOG / f"{_LOG_TIMESTAMP}.parquet", _LOG_TIMESTAMP,
+                          _chunks(source.event_timestamp), 1, config.compression)
+        _write_log_column(tmp / _LOG / f"{ITEM_HISTORY_COLUMN}.parquet", ITEM_HISTORY_COLUMN,
+                          _chunks(source.event_item), 1, config.compression)
+        ident = np.arange(source.num_items, dtype=np.int64)[:, None]
         manifest = {
-            "format_version": _FORMAT_VERSION,
+            "format_version": STORE_FORMAT_VERSION,
             "config": dataclasses.asdict(config),
             "fingerprint": config.fingerprint(),
-            "num_users": int(num_users),
-            "num_items": int(num_items),
-            "t_val": int(examples.t_val),
-            "t_test": int(examples.t_test),
+            "num_users": int(source.num_users),
+            "num_items": int(source.num_items),
+            "t_val": int(source.t_val),
+            "t_test": int(source.t_test),
+            "has_p_true": source.p_true is not None,
             "splits": splits,
+            "log": {"events": int(source.num_events), "users_with_events": int((log_len > 0).sum()),
+                    "max_len": int(log_len.max()) if log_len.size else 0,
+                    "median_len_of_users_with_events": float(np.median(log_len[log_len > 0])) if (log_len > 0).any() else 0.0},
             "dense_features": list(DENSE_FEATURES),
             "columns": {ITEM_HISTORY_COLUMN: dataclasses.asdict(ColumnInfo(
-                ITEM_HISTORY_COLUMN, "int64", 1, _table_fingerprint(ident), "history item ids"))},
-            "info": dict(info or {}),
+                ITEM_HISTORY_COLUMN, "int64", 1, _table_fingerprint(ident), "event item ids"))},
+            "info": {**source.info, **dict(info or {})},
         }
         write_json(tmp / _MANIFEST, manifest)
     return ExampleStore(target)
-
-
-def _load_ratings(cfg: ExamplesConfig) -> Tuple[Ratings, int, int, Dict[str, Any]]:
-    if cfg.dataset == "synthetic":
-        r = synthetic_ratings(cfg.synthetic_users, cfg.synthetic_items, cfg.synthetic_events, cfg.synthetic_seed)
-        return r, cfg.synthetic_users, cfg.synthetic_items, {"source": "synthetic"}
-    from torchrec_side.data.movielens import load_movielens
-
-    ml = load_movielens(cfg.root)
-    return ml.ratings, ml.num_users, ml.num_items, {"source": ml.source}
 
 
 def prepare_store(cfg: ExamplesConfig, root: Union[str, "os.PathLike[str]"]) -> ExampleStore:
     """Opens the store of ``cfg`` under ``root``, writing it first if it does not exist yet.
 
     The store folder is ``root / cfg.store_name()`` (dataset, history cap and a fingerprint of the
-    protocol settings), so a different cap or split never reuses stale files. Call it on one
-    process (rank 0), then synchronize; other ranks open the store with :class:`ExampleStore`.
+    protocol settings, the store format and, for a simulated world, its manifest), so a different
+    cap, split or world never reuses stale files. Call it on one process (rank 0), then
+    synchronize; other ranks open the store with :class:`ExampleStore`.
 
     Args:
-        cfg (ExamplesConfig): what to build.
+        cfg (ExamplesConfig): what to build (``dataset`` ``ml100k``, ``synthetic`` or ``adsworld``).
         root: parent folder of stores.
 
     Returns:
-        ExampleStore: the store (with the ``hist_item_id`` column).
+        ExampleStore: the store (with the ``hist_item_id`` log column).
+
+    Raises:
+        StoreError: the source cannot be read (the message names the file and field).
 
     Example::
 
         store = prepare_store(ExamplesConfig(), "runs/examples")
+        store = prepare_store(ExamplesConfig(dataset="adsworld", world_dir="runs/world"), "runs/examples")
     """
     path = Path(root) / cfg.store_name()
     if (path / _MANIFEST).is_file():
-        store = ExampleStore(path)
-        if store.manifest.get("fingerprint") == cfg.fingerprint():
-            return store
+        try:
+            store = ExampleStore(path)
+            if store.manifest.get("fingerprint") == cfg.fingerprint():
+                return store
+        except StoreError as e:
+            logger.warning("example store %s is unusable (%s); rewriting it", path, e)
         logger.warning("example store %s has another fingerprint; rewriting it", path)
-    ratings, nu, ni, info = _load_ratings(cfg)
-    if cfg.max_events:
-        order = torch.from_numpy(np.lexsort((ratings.item_id.numpy(), ratings.user_id.numpy(),
-                                             ratings.timestamp.numpy()))[: cfg.max_events])
-        ratings = Ratings(user_id=ratings.user_id[order], item_id=ratings.item_id[order],
-                          rating=ratings.rating[order], timestamp=ratings.timestamp[order])
-    ex = build_examples(ratings, cfg.max_history, cfg.train_fraction, cfg.val_fraction, cfg.label_threshold)
-    logger.info("writing example store %s (%d examples, %d history events)", path, len(ex), ex.hist_item_id.size)
-    return write_store(ex, path, nu, ni, cfg, info)
-
+    try:
+        source = load_source(cfg)
+    except SourceError as e:
+        raise StoreError(str(e)) from e
+    logger.info("writing example store %s (%d examples, %d log events)", path, len(source), source.num_events)
+    return write_store(source, path, cfg)
