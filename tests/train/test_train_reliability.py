@@ -128,3 +128,125 @@ def test_lock_is_exclusive_within_a_process_and_released(tmp_path: Path) -> None
     with RunLock(tmp_path) as b:
         assert b.held
     assert not b.held
+
+
+# ---------------------------------------------------------------------------------------------
+# a non-finite loss stops the run: clear error, no metrics, non-zero exit
+
+
+def test_non_finite_loss_stops_without_metrics(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    job = _write(tmp_path, _synthetic(tmp_path, **{"optim.dense_optimizer": "sgd", "optim.dense_lr": 1e30}))
+    assert train_main(["--config", str(job)]) == 3
+    err = capsys.readouterr().err
+    assert "TrainingDivergedError" in err and "training loss is nan at step" in err and "(epoch 0, batch" in err
+    run = tmp_path / "runs" / "tiny" / "seed0"
+    assert not (run / "metrics.json").exists() and not (run / "predictions_test.parquet").exists()
+    with pytest.raises(TrainingDivergedError, match=r"at step \d+ \(epoch 0"):
+        run_training(load_train_config(job, ["resume=false"]))
+
+
+# ---------------------------------------------------------------------------------------------
+# artifacts are checked before the example store is written
+
+
+class MissingArtifactHistory(HistoryFeature):
+    def check(self) -> None:
+        raise ConfigError(f"{self.where}: SID table /nonexistent/sid_table.safetensors not found")
+
+
+def test_missing_artifact_is_reported_before_the_store_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kind = f"{__name__}:MissingArtifactHistory"
+    job = _write(tmp_path, _synthetic(tmp_path, **{"model.history": [{"kind": kind, "column": "hist_sid"}]}))
+    assert train_main(["--config", str(job)]) == 2
+    assert "sid_table.safetensors not found" in capsys.readouterr().err
+    assert not (tmp_path / "examples").exists()  # no example store was written first
+
+
+# ---------------------------------------------------------------------------------------------
+# verified checkpoints: a truncated latest one falls back, a planted one is refused
+
+
+def _params(run: Path, tmp: Path) -> Dict[str, torch.Tensor]:
+    last = CheckpointManager(run / "checkpoints").latest()
+    assert last is not None
+    return {k: v for k, v in _flat(_load_ckpt(last, tmp)).items() if isinstance(v, torch.Tensor)}
+
+
+def test_truncated_latest_checkpoint_falls_back_to_the_previous_one(tmp_path: Path) -> None:
+    job = _write(tmp_path, _synthetic(tmp_path))
+    a = run_training(load_train_config(job, ["run_dir=" + str(tmp_path / "a")]))
+    spe = a["steps_per_epoch"]
+    b = tmp_path / "b"
+    run_training(load_train_config(job, ["run_dir=" + str(b), f"train.max_steps={spe + 3}"]))
+    ck = CheckpointManager(b / "checkpoints")
+    assert [p.name for p in ck.complete()] == [f"step_{spe:08d}", f"step_{spe + 3:08d}"]
+    shard = next((b / "checkpoints" / f"step_{spe + 3:08d}").glob("*.distcp"))
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])  # a crash mid-write of the file system
+    assert "truncated" in (ck.verify(b / "checkpoints" / f"step_{spe + 3:08d}") or "")
+    assert ck.latest() == b / "checkpoints" / f"step_{spe:08d}"
+    b2 = run_training(load_train_config(job, ["run_dir=" + str(b)]))
+    assert b2["resumed_from_step"] == spe and b2["steps"] == a["steps"]
+    log = (b / "logs" / "rank0.log").read_text()
+    assert f"step_{spe + 3:08d} fails verification" in log and "moved aside" in log
+    assert list((b / "checkpoints").glob(f".rejected.step_{spe + 3:08d}.*"))
+    pa, pb = _params(tmp_path / "a", tmp_path), _params(b, tmp_path)
+    assert set(pa) == set(pb)
+    for k in pa:
+        assert torch.equal(pa[k], pb[k]), k
+    assert a["test"]["ne"] == b2["test"]["ne"]
+
+
+class _Planted:
+    """Unpickling this runs code: it creates the file named by its argument."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> object:
+        return (Path.touch, (Path(self.path),))
+
+
+def test_planted_metadata_is_refused_before_unpickling(tmp_path: Path) -> None:
+    import pickle
+
+    job = _write(tmp_path, _synthetic(tmp_path, **{"train.epochs": 1}))
+    run = tmp_path / "runs" / "tiny" / "seed0"
+    run_training(load_train_config(job, ["train.max_steps=8"]))
+    last = CheckpointManager(run / "checkpoints").latest()
+    assert last is not None
+    marker = tmp_path / "code_ran"
+    (last / ".metadata").write_bytes(pickle.dumps(_Planted(str(marker))))  # trainer_state.json still matches
+    with pytest.raises(CheckpointError, match=r"\.metadata"):
+        CheckpointManager(run / "checkpoints").load(last, {})
+    # a planted file the manifest does not list is refused too
+    (last / "__9_0.distcp").write_bytes(b"x")
+    assert "['__9_0.distcp']" in (CheckpointManager.check(last) or "")
+    with pytest.raises(CheckpointError, match="not written by the trainer"):
+        CheckpointManager(run / "checkpoints").load(last, {})
+    m = run_training(load_train_config(job))  # the rerun refuses it and starts over
+    assert m["resumed_from_step"] is None and m["steps"] == m["steps_per_epoch"]
+    assert not marker.exists()
+
+
+def test_manifest_detects_any_single_byte_change(tmp_path: Path) -> None:
+    folder = tmp_path / "step_00000001"
+    folder.mkdir()
+    for name, size in (("a.distcp", 3000), (".metadata", 70), ("trainer_state.json", 10)):
+        (folder / name).write_bytes(bytes(range(256)) * (size // 256) + b"z" * (size % 256))
+    CheckpointManager._write_manifest(folder, 1)
+    assert CheckpointManager.check(folder) is None
+    man = json.loads((folder / MANIFEST).read_text())
+    assert set(man["files"]) == {"a.distcp", ".metadata", "trainer_state.json"}
+    for name in man["files"]:
+        data = bytearray((folder / name).read_bytes())
+        for pos in (0, len(data) // 2, len(data) - 1):
+            old = data[pos]
+            data[pos] = (old + 1) % 256
+            (folder / name).write_bytes(bytes(data))
+            assert CheckpointManager.is_complete(folder)  # same size: only the hash sees it
+            assert "SHA-256" in (CheckpointManager.check(folder) or "")
+            data[pos] = old
+            (folder / name).write_bytes(bytes(data))
+    assert CheckpointManager.check(folder) is None

@@ -33,7 +33,7 @@ import numpy.typing as npt
 import torch
 import torch.distributed as dist
 
-__all__ = ["PREDICTIONS_FILE", "PAIR_COLUMNS", "gather_in_store_order", "example_columns", "write_predictions",
+__all__ = ["PREDICTIONS_FILE", "PAIR_COLUMNS", "gather_in_store_order", "order_rows", "example_columns", "write_predictions",
            "read_predictions", "check_paired", "PredictionsError"]
 
 #: File name inside a run folder.
@@ -76,7 +76,14 @@ def gather_in_store_order(
         full = local[:, None]
     if rank != 0:
         return None
-    rows = full.permute(0, 1, 3, 2).reshape(-1, 3)  # global batch by global batch, rank slices in order
+    return order_rows(full)
+
+
+def order_rows(full: torch.Tensor) -> Tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """``[num_batches, W, 3, B]`` (per batch, per rank: scores, labels, weights) -> the real rows'
+    ``(scores [N], labels [N])`` in store order: global batch by global batch, each the ranks'
+    slices in rank order, weight-0 padding dropped."""
+    rows = full.permute(0, 1, 3, 2).reshape(-1, 3)
     keep = rows[:, 2] > 0
     return rows[keep, 0].numpy().astype(np.float32), rows[keep, 1].numpy().astype(np.float32)
 

@@ -389,6 +389,7 @@ class _Stepper:
     def __init__(self, kind: str, dmp: nn.Module, opt: Any, device: torch.device) -> None:
         self.kind, self.dmp, self.opt, self.device = kind, dmp, opt, device
         self.pipe: Any = None
+        self.logged = False
         if kind == "base":
             from torchrec.distributed.train_pipeline import TrainPipelineBase
 
@@ -415,6 +416,11 @@ class _Stepper:
                 logits = self.pipe.progress(tap)
             except StopIteration:
                 return
+            if not self.logged and self.kind == "sparse_dist":
+                self.logged = True
+                mods = [type(m).__name__ for m in getattr(self.pipe, "_pipelined_modules", [])]
+                logger.info("train pipeline sparse_dist: input dist pipelined for %d sharded module(s) %s",
+                            len(mods), mods)
             labels, weights = tap.queue.popleft()
             labels, weights = labels.to(logits.device), weights.to(logits.device)
             per = torch.nn.functional.binary_cross_entropy_with_logits(logits.detach(), labels, reduction="none")
@@ -771,7 +777,8 @@ class _Run:
                         raise TrainingDivergedError(
                             f"training loss is {lv} at step {state.step + 1} (epoch {state.epoch}, batch "
                             f"{state.batch_in_epoch} of {spe}): the run stops, no metrics are written; lower "
-                            f"optim.dense_lr / optim.embedding_lr or check the data (last checkpoint: step {last_saved})"
+                            f"optim.dense_lr / optim.embedding_lr or check the data ("
+                            + (f"last checkpoint: step {last_saved})" if last_saved else "no checkpoint yet)")
                         )
                     state.step += 1
                     state.batch_in_epoch += 1
