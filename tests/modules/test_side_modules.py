@@ -19,13 +19,14 @@ from torchrec_side.modules import (
     SIDEmbeddingConfig,
     SIDTables,
 )
-from torchrec_side.modules import _kernels
-from torchrec_side.modules import functional as Fs
+from torchrec_side.modules.ops import cpu_kernel, path_status
+from torchrec_side.modules.ops import dispatch as Fs
 from torchrec_side.modules.tables import byte_groups
 from torchrec_side.sid.codec import SIDCodec
 
-POOLED_PATHS = ["per_level", "scalar", "grouped_bag", "grouped_hist", "kernel", "auto"]
-UNPOOLED_PATHS = ["per_level", "grouped_bag", "kernel", "auto"]
+# every CPU path except triton (interpreted Triton is slow: tests/modules/test_side_ops.py runs it)
+POOLED_PATHS = ["per_level", "scalar", "grouped_bag", "grouped_hist", "kernel", "fbgemm", "auto"]
+UNPOOLED_PATHS = ["per_level", "grouped_bag", "kernel", "fbgemm", "auto"]
 
 
 def random_tables(radices: List[int], D: int, rank1: bool, seed: int) -> SIDTables:
@@ -49,9 +50,9 @@ def offsets_of(lengths: List[int]) -> torch.Tensor:
 
 def supported(path: str, codec: SIDCodec, tables: SIDTables) -> bool:
     ok_bytes = byte_groups(codec) is not None
-    if path in ("grouped_bag", "grouped_hist", "kernel") and not ok_bytes:
+    if path in ("grouped_bag", "grouped_hist", "kernel", "fbgemm", "triton") and not ok_bytes:
         return False
-    if path == "kernel" and not _kernels.kernels_available():
+    if path in ("kernel", "fbgemm", "triton") and not path_status(path, torch.device("cpu")).startswith("ok"):
         return False
     if path == "scalar" and tables.scalar_factors() is None:
         return False
@@ -122,7 +123,7 @@ def test_unpooled_paths_match_decode(radices, n, seed) -> None:
         codec = SIDCodec.byte_grouped(radices)
     except ValueError:
         codec = SIDCodec.mixed_radix(radices)
-    tables = random_tables(radices, 6, False, seed)
+    tables = random_tables(radices, 8, False, seed)
     codes = random_codes(radices, n, seed)
     sids = codec.pack(codes)
     emb = SIDEmbedding(tables, codec)
@@ -135,8 +136,8 @@ def test_unpooled_paths_match_decode(radices, n, seed) -> None:
 
 def test_kernel_long_bags_and_threads() -> None:
     """Long bags (histogram branch) and multi-threaded split equal the reference."""
-    if not _kernels.kernels_available():
-        pytest.skip(f"kernel {_kernels.kernel_status()}")
+    if not cpu_kernel.kernels_available():
+        pytest.skip(f"kernel {cpu_kernel.kernel_status()}")
     radices = [3] * 40
     codec = SIDCodec.byte_grouped(radices)
     tables = random_tables(radices, 16, True, 0)
@@ -254,7 +255,7 @@ def test_auto_compute_resolution(monkeypatch) -> None:
     cuda = torch.device("cuda")
     assert Fs.resolve_compute("auto", cpu, False, True) == "per_level"
     assert Fs.resolve_compute("auto", cuda, True, True) == "grouped_bag"
-    expected = "kernel" if _kernels.kernels_available() else "grouped_bag"
+    expected = "kernel" if cpu_kernel.kernels_available() else "grouped_bag"
     assert Fs.resolve_compute("auto", cpu, True, True) == expected
     with pytest.raises(ValueError, match="byte-addressable"):
         Fs.resolve_compute("grouped_bag", cpu, False, True)
@@ -262,8 +263,10 @@ def test_auto_compute_resolution(monkeypatch) -> None:
         Fs.resolve_compute("scalar", cpu, True, False)
     with pytest.raises(ValueError, match="unknown"):
         Fs.resolve_compute("fast", cpu, True, True)
+    with pytest.raises(ValueError, match="CPU only"):
+        Fs.resolve_compute("kernel", cuda, True, True)
     # without the compiled kernel, auto falls back to the pure-torch path
-    monkeypatch.setattr(_kernels, "kernels_available", lambda: False)
+    monkeypatch.setattr(cpu_kernel, "kernels_available", lambda: False)
     assert Fs.resolve_compute("auto", cpu, True, True) == "grouped_bag"
 
 

@@ -17,7 +17,7 @@ from torchrec_side.modules import (
     SIDTokenMapper,
     TraditionalSIDEmbeddingBagCollection,
 )
-from torchrec_side.modules import _kernels
+from torchrec_side.modules.ops import cpu_kernel
 from torchrec_side.sid.codec import SIDCodec, SIDValueError
 
 PATHS = ["auto", "kernel", "grouped_bag", "grouped_hist", "per_level", "reference"]
@@ -41,7 +41,7 @@ def kjt(values, lengths, weights=None, key="h"):
 @pytest.mark.parametrize("compute", PATHS)
 @pytest.mark.parametrize("long_bag", [False, True])
 def test_digit_out_of_range_byte_grouped(compute, long_bag) -> None:
-    if compute == "kernel" and not _kernels.kernels_available():
+    if compute == "kernel" and not cpu_kernel.kernels_available():
         pytest.skip("no kernel")
     codec = SIDCodec.byte_grouped([3] * 10)  # 2 groups of 243
     n = 100 if long_bag else 4
@@ -117,7 +117,7 @@ def test_bad_dtype_and_config_errors() -> None:
 
 def test_validation_cost_is_small() -> None:
     """With the fused kernel check, validation adds little to a long-history pooling."""
-    if not _kernels.kernels_available():
+    if not cpu_kernel.kernels_available():
         pytest.skip("no kernel")
     import time
 

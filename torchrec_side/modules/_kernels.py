@@ -1,18 +1,17 @@
 # pyre-strict
-"""Build-on-first-use loader of the CPU SIDE kernels, with a pure-torch fallback.
+"""The ctypes build of the CPU SIDE kernels: the baseline the registered op is measured against.
 
-The C++ source (:mod:`torchrec_side.modules._kernel_src`) is compiled once per machine into
-``$TORCHREC_SIDE_KERNEL_DIR`` (default: ``kernels/`` in the project cache, ``$TORCHREC_SIDE_CACHE`` or
-``~/.cache/torchrec_side``) with the system C++
-compiler (``$CXX``, else ``c++``/``g++``), written atomically so concurrent ranks never load a
-half-written library, and called through ``ctypes`` (which releases the GIL). If there is no
-compiler, the build fails, or ``TORCHREC_SIDE_DISABLE_KERNELS=1`` is set, :func:`kernels_available`
-returns False and the modules use their pure-torch paths; a warning says why, once.
+SIDE itself calls the ``torch.library`` op (:mod:`torchrec_side.modules.ops.cpu_kernel`). This module
+compiles the same C++ source (``ops/csrc/side_kernels.cpp``) with ``-DSIDE_NO_TORCH`` into a plain
+shared library (no torch headers, about a second) in ``$TORCHREC_SIDE_KERNEL_DIR`` (default
+``kernels/`` in the project cache), written atomically, and calls it through ``ctypes`` (which
+releases the GIL), as SIDE did before the op was registered. ``benchmarks/lookup.py`` reports the
+ratio of the two in one run. torch.compile and torch.export cannot see into this path, and it has
+no autograd.
 
 Where torch runs on GNU OpenMP the library is built with ``-fopenmp`` and binds to torch's own
-libgomp (its worker threads), else it uses ``std::thread``. The thread count per call is 1 or
-``torch.get_num_threads()``, whichever measures faster (:class:`_ThreadTuner`; results do not depend
-on it), or ``$TORCHREC_SIDE_KERNEL_THREADS``.
+libgomp (its worker threads), else it uses ``std::thread``. Thread choice: as the op
+(:class:`~torchrec_side.modules.ops.cpu_kernel.ThreadTuner`).
 """
 
 from __future__ import annotations
@@ -32,7 +31,10 @@ from typing import Dict, List, Optional
 
 import torch
 
-from torchrec_side.modules._kernel_src import KERNEL_VERSION, SOURCE
+from torchrec_side.modules.ops.cpu_kernel import KERNEL_VERSION, SOURCE_PATH
+from torchrec_side.modules.ops.cpu_kernel import ThreadTuner as _ThreadTuner
+
+SOURCE: str = SOURCE_PATH.read_text()
 
 __all__ = [
     "kernel_threads",
@@ -55,9 +57,9 @@ _tried: bool = False
 # Tried in order: OpenMP (binds to torch's libgomp; only where torch uses GNU OpenMP), std::thread,
 # then without target_clones (compilers or platforms without ifunc multiversioning).
 _FLAG_SETS: List[List[str]] = [
-    ["-O3", "-std=c++17", "-shared", "-fPIC", "-pthread", "-fopenmp"],
-    ["-O3", "-std=c++17", "-shared", "-fPIC", "-pthread"],
-    ["-O3", "-std=c++17", "-shared", "-fPIC", "-pthread", "-DSIDE_NO_CLONES"],
+    ["-O3", "-std=c++17", "-shared", "-fPIC", "-pthread", "-DSIDE_NO_TORCH", "-fopenmp"],
+    ["-O3", "-std=c++17", "-shared", "-fPIC", "-pthread", "-DSIDE_NO_TORCH"],
+    ["-O3", "-std=c++17", "-shared", "-fPIC", "-pthread", "-DSIDE_NO_TORCH", "-DSIDE_NO_CLONES"],
 ]
 
 
@@ -89,7 +91,7 @@ def _build(cxx: str, flags: List[str]) -> Path:
     tag = "\0".join([SOURCE, cxx, " ".join(flags), platform.machine(), str(KERNEL_VERSION)])
     digest = hashlib.sha256(tag.encode()).hexdigest()[:16]
     out_dir = _cache_dir()
-    target = out_dir / f"side_kernels_v{KERNEL_VERSION}_{digest}.so"
+    target = out_dir / f"side_kernels_ctypes_v{KERNEL_VERSION}_{digest}.so"
     if target.is_file():
         return target
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -104,48 +106,6 @@ def _build(cxx: str, flags: List[str]) -> Path:
             raise RuntimeError(f"{cxx} failed: {proc.stderr.strip()[-2000:]}")
         os.replace(so, target)  # atomic: other ranks see either nothing or the whole library
     return target
-
-
-class _ThreadTuner:
-    """Picks 1 or ``torch.get_num_threads()`` kernel threads by measured time per unit of work.
-
-    On an idle machine the threaded kernel is faster; on a machine shared with other busy processes
-    a helper thread that gets preempted stalls the whole call, and one thread measured 3-4x faster
-    (2-core box, ``benchmarks/lookup.py``). Each bag is pooled by a single thread either way, so
-    the results do not depend on the choice. Both candidates are tried first, then the faster one
-    (exponential moving average of seconds per unit of work) is used, and the other re-probed
-    every ``probe_every`` calls.
-    """
-
-    def __init__(self, probe_every: int = 16, alpha: float = 0.3) -> None:
-        self.probe_every = probe_every
-        self.alpha = alpha
-        self.rate: Dict[int, float] = {}
-        self.calls = 0
-        self.lock = threading.Lock()
-
-    def choose(self, work: int, min_work: int) -> int:
-        n = torch.get_num_threads()
-        if n <= 1 or work < min_work:
-            return 1
-        with self.lock:
-            self.rate = {k: v for k, v in self.rate.items() if k in (1, n)}
-            self.calls += 1
-            for cand in (n, 1):
-                if cand not in self.rate:
-                    return cand
-            best = min((1, n), key=lambda k: self.rate[k])
-            if self.calls % self.probe_every == 0:
-                return n if best == 1 else 1
-            return best
-
-    def record(self, threads: int, seconds: float, work: int) -> None:
-        if work <= 0:
-            return
-        r = seconds / work
-        with self.lock:
-            old = self.rate.get(threads)
-            self.rate[threads] = r if old is None else (1 - self.alpha) * old + self.alpha * r
 
 
 _pool_tuner = _ThreadTuner()
@@ -214,7 +174,7 @@ def _load() -> Optional[ctypes.CDLL]:
                 raise RuntimeError("; ".join(errors))
             i64, ptr, cint = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
             lib.side_pool_grouped.restype = i64
-            lib.side_pool_grouped.argtypes = [ptr, ptr, i64, ptr, cint, ptr, ptr, i64, ptr, cint, i64, cint, i64]
+            lib.side_pool_grouped.argtypes = [ptr, i64, ptr, i64, ptr, cint, ptr, ptr, i64, ptr, cint, i64, cint, i64]
             lib.side_embed_grouped.restype = i64
             lib.side_embed_grouped.argtypes = [ptr, i64, cint, ptr, ptr, i64, ptr, cint, cint, i64]
             _lib = lib
@@ -290,13 +250,15 @@ def pool_grouped(
     threads = kernel_threads(work, _pool_tuner, PARALLEL_MIN_WORK)
     t0 = time.perf_counter()
     bad = lib.side_pool_grouped(
-        sids.data_ptr(), offsets.data_ptr(), B, w_ptr, G, limits.data_ptr(), table.data_ptr(), D,
+        sids.data_ptr(), sids.numel(), offsets.data_ptr(), B, w_ptr, G, limits.data_ptr(), table.data_ptr(), D,
         out.data_ptr(), int(check), int(hist_min), threads, PARALLEL_MIN_WORK,
     )
     if work >= PARALLEL_MIN_WORK:
         _pool_tuner.record(threads, time.perf_counter() - t0, work)
     if bad == -2:
         raise ValueError(f"SIDE kernel: bad arguments (G={G}, D={D}, B={B})")
+    if bad == -3:
+        raise ValueError(f"SIDE kernel: bad offsets (must start at 0, never decrease, end at {sids.numel()})")
     return out, int(bad)
 
 

@@ -13,9 +13,12 @@ items or SIDs. An optional small learned projection ``D -> projection_dim`` may 
 ``SIDEmbeddingCollection`` is the unpooled variant (per-event embeddings as ``JaggedTensor``) for
 attention / sequence models.
 
-Compute paths and the per-device default are described in :mod:`torchrec_side.modules.functional`;
-in short, CPU uses the compiled byte-group kernel (fallback: ``grouped_bag``), CUDA ``grouped_bag``,
-and codecs that are not byte-addressable use ``per_level`` lookups.
+The modules only hold buffers; the pooling is one dispatching op per operation,
+:func:`torchrec_side.modules.ops.sid_pool` / :func:`~torchrec_side.modules.ops.sid_embed`, whose
+compute paths and per-device default are described in :mod:`torchrec_side.modules.ops.dispatch`; in
+short, CPU uses the registered C++ op (fallback: ``grouped_bag``), CUDA ``grouped_bag`` (``triton``
+and ``fbgemm`` selectable), and codecs that are not byte-addressable use ``per_level`` lookups
+(docs/design.md, section 5).
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from torch import nn
 from torchrec.modules.embedding_configs import EmbeddingBagConfig, EmbeddingConfig, PoolingType
 from torchrec.sparse.jagged_tensor import JaggedTensor, KeyedJaggedTensor, KeyedTensor
 
-from torchrec_side.modules import functional as Fs
+from torchrec_side.modules.ops import dispatch as Fs
+from torchrec_side.modules.ops.dispatch import SIDEOpTables, sid_embed, sid_pool
 from torchrec_side.modules.tables import SIDTables, byte_groups
 from torchrec_side.sid.codec import SIDCodec, SIDValueError
 
@@ -86,7 +90,7 @@ class SIDEmbeddingConfig:
         projection_dim (Optional[int]): learned ``Linear(D, projection_dim, bias=False)`` after
             the lookup; None (default) for none.
         compute (str): compute path, ``"auto"`` or one of
-            :data:`torchrec_side.modules.functional.UNPOOLED_COMPUTE`.
+            :data:`torchrec_side.modules.ops.UNPOOLED_COMPUTE`.
     """
 
     name: str
@@ -120,7 +124,7 @@ class SIDEmbeddingBagConfig(SIDEmbeddingConfig):
         tables (Optional[SIDTables]): the decoder tables; or give ``quantizer``.
         quantizer (Any): a fitted quantizer / tokenizer (anything with ``level_tables()``).
         projection_dim (Optional[int]): optional learned projection width.
-        compute (str): ``"auto"`` or one of :data:`torchrec_side.modules.functional.POOLED_COMPUTE`.
+        compute (str): ``"auto"`` or one of :data:`torchrec_side.modules.ops.POOLED_COMPUTE`.
         pooling (Union[str, PoolingType]): ``"sum"`` (default) or ``"mean"`` (sum / events in bag).
 
     Example::
@@ -149,9 +153,10 @@ class _SIDTableBase(nn.Module):
         self._pooled = pooled
         self._groups = byte_groups(codec)
         self._factors = tables.factors
-        allowed = Fs.POOLED_COMPUTE if pooled else Fs.UNPOOLED_COMPUTE
-        if compute not in allowed:
+        allowed = [str(c) for c in (Fs.POOLED_COMPUTE if pooled else Fs.UNPOOLED_COMPUTE)]
+        if str(compute) not in allowed:
             raise ValueError(f"unknown SIDE compute path {compute!r}; expected one of {allowed}")
+        self._op_cache: Dict[Any, Any] = {}
         self.register_buffer("offset", tables.offset.clone())
         self.register_buffer("level_tables", tables.stacked(with_offset=False))
         self._build_derived(tables)
@@ -197,13 +202,21 @@ class _SIDTableBase(nn.Module):
         self._set_buffer("scalar_dirs", sf[1].to(dev) if sf is not None else None)
 
     def resolved_compute(self, device: torch.device) -> str:
-        """The concrete compute path used on ``device``."""
+        """The concrete compute path used on ``device`` (a :class:`~torchrec_side.modules.ops.Compute`)."""
         key = str(device.type)
         if key not in self._resolved:
             self._resolved[key] = Fs.resolve_compute(
                 self.compute, device, self._groups is not None, self.scalar_values is not None, self._pooled
             )
         return self._resolved[key]
+
+    def op_tables(self) -> SIDEOpTables:
+        """The buffers as the :class:`~torchrec_side.modules.ops.SIDEOpTables` the SIDE ops read."""
+        return SIDEOpTables(
+            codec=self.codec, offset=self.offset, level_tables=self.level_tables, level_offsets=self.level_offsets,
+            stacked_with_offset=self.stacked_with_offset, grouped=self.grouped, group_max=self.group_max,
+            scalar_values=self.scalar_values, scalar_dirs=self.scalar_dirs, cache=self._op_cache,
+        )
 
     def _check_sids(self, values: torch.Tensor) -> None:
         if not isinstance(values, torch.Tensor) or values.dtype != torch.int64 or values.dim() != 1:
@@ -224,6 +237,7 @@ def _rebuild_after_load(module: nn.Module, incompatible_keys: Any) -> None:
     with torch.no_grad():
         module._build_derived(module.sid_tables())
     module._resolved.clear()
+    module._op_cache.clear()
 
 
 class SIDEmbeddingBag(_SIDTableBase):
@@ -233,7 +247,7 @@ class SIDEmbeddingBag(_SIDTableBase):
         tables (SIDTables): the frozen decoder.
         codec (SIDCodec): the SID packing.
         pooling (Union[str, PoolingType]): ``"sum"`` or ``"mean"``.
-        compute (str): see :mod:`torchrec_side.modules.functional` (default ``"auto"``).
+        compute (str): see :mod:`torchrec_side.modules.ops.dispatch` (default ``"auto"``).
         validate (bool): check every SID against the codec (default True; cheap, fused into the
             CPU kernel).
         projection_dim (Optional[int]): optional learned projection width.
@@ -262,24 +276,8 @@ class SIDEmbeddingBag(_SIDTableBase):
         if weights is not None and weights.numel() != values.numel():
             raise SIDInputError(f"weights have {weights.numel()} entries for {values.numel()} SIDs")
         mean = self.pooling == PoolingType.MEAN
-        path = self.resolved_compute(values.device) if compute is None else Fs.resolve_compute(
-            compute, values.device, self._groups is not None, self.scalar_values is not None, True)
-        if path == "kernel":
-            return Fs.pool_kernel(values, offsets, weights, self.grouped, self.group_max, self.codec,
-                                  self.validate, mean)
-        if path in ("grouped_bag", "grouped_hist"):
-            if self.validate:
-                self.codec.validate_sids(values)
-            fn = Fs.pool_grouped_bag if path == "grouped_bag" else Fs.pool_grouped_hist
-            return fn(values, offsets, weights, self.grouped, self.num_groups, mean)
-        if path == "reference":
-            return Fs.pool_reference(values, offsets, weights, self.codec, self.offset, self.level_tables,
-                                     self.level_offsets, mean)
-        codes = self._codes(values)
-        if path == "scalar":
-            return Fs.pool_scalar(codes, offsets, weights, self.scalar_values, self.scalar_dirs, self.offset,
-                                  self.level_offsets, mean)
-        return Fs.pool_per_level(codes, offsets, weights, self.stacked_with_offset, self.level_offsets, mean)
+        path = self.resolved_compute(values.device) if compute is None else compute
+        return sid_pool(values, offsets, weights, self.op_tables(), path, mean, self.validate)
 
 
 @torch.fx.wrap
@@ -295,7 +293,7 @@ class SIDEmbedding(_SIDTableBase):
     Args:
         tables (SIDTables): the frozen decoder.
         codec (SIDCodec): the SID packing.
-        compute (str): ``"auto"`` or one of :data:`~torchrec_side.modules.functional.UNPOOLED_COMPUTE`.
+        compute (str): ``"auto"`` or one of :data:`~torchrec_side.modules.ops.UNPOOLED_COMPUTE`.
         validate (bool): check every SID against the codec (default True).
         projection_dim (Optional[int]): optional learned projection width.
 
@@ -318,18 +316,8 @@ class SIDEmbedding(_SIDTableBase):
     def embed(self, values: torch.Tensor, compute: Optional[str] = None) -> torch.Tensor:
         """Per-event ``[N, D]`` before the projection, with an explicit compute path if given."""
         self._check_sids(values)
-        path = self.resolved_compute(values.device) if compute is None else Fs.resolve_compute(
-            compute, values.device, self._groups is not None, self.scalar_values is not None, False)
-        if path == "kernel":
-            return Fs.embed_kernel(values, self.grouped, self.group_max, self.codec, self.validate)
-        if path == "grouped_bag":
-            if self.validate:
-                self.codec.validate_sids(values)
-            return Fs.embed_grouped_bag(values, self.grouped, self.num_groups)
-        codes = self._codes(values)
-        if path == "reference":
-            return Fs.embed_reference(codes, self.offset, self.level_tables, self.level_offsets)
-        return Fs.embed_per_level(codes, self.stacked_with_offset, self.level_offsets)
+        path = self.resolved_compute(values.device) if compute is None else compute
+        return sid_embed(values, self.op_tables(), path, self.validate)
 
 
 @torch.fx.wrap

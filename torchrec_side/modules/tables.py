@@ -22,11 +22,11 @@ from typing import Any, List, Optional, Sequence, Tuple
 
 import torch
 
+from torchrec_side.modules.ops.common import BYTE_BINS
+from torchrec_side.modules.ops.reference import decode as _decode
 from torchrec_side.sid.codec import BYTE_GROUPED, MIXED_RADIX, SIDCodec
 
 __all__ = ["SIDTables", "byte_groups"]
-
-BYTE_BINS: int = 256
 
 
 def byte_groups(codec: SIDCodec) -> Optional[List[Tuple[int, int]]]:
@@ -42,14 +42,12 @@ def byte_groups(codec: SIDCodec) -> Optional[List[Tuple[int, int]]]:
     return None
 
 
-def _digit_table(radices: Sequence[int]) -> torch.Tensor:
-    """int64 ``[prod K, len(radices)]``: the digits (first least significant) of each group value."""
-    values = torch.arange(int(torch.tensor(list(radices)).prod()), dtype=torch.int64)
-    cols = []
-    for k in radices:
-        cols.append(values % k)
-        values = values // k
-    return torch.stack(cols, dim=1)
+def _group_digits(codec: SIDCodec, group: int, start: int, end: int) -> torch.Tensor:
+    """int64 ``[R_g, end - start]``: the digits of each value of byte group ``group`` (from the codec;
+    a mixed-radix codec with all radices 256 has one digit per byte, equal to the byte)."""
+    if codec.layout == BYTE_GROUPED:
+        return codec.group_digit_table(group)
+    return torch.arange(BYTE_BINS, dtype=torch.int64).unsqueeze(1)
 
 
 @dataclass(frozen=True)
@@ -172,10 +170,9 @@ class SIDTables:
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Reference decoder: ``offset + sum_l T_l[codes[:, l]]`` for int codes ``[N, L]`` -> ``[N, D]``."""
-        out = self.offset.to(codes.device).expand(codes.shape[0], -1).clone()
-        for level, t in enumerate(self.tables):
-            out += t.to(codes.device)[codes[:, level].long()]
-        return out
+        dev = codes.device
+        return _decode(codes, self.offset.to(dev), self.stacked().to(dev), self.level_offsets().to(dev),
+                       dtype=torch.float32)
 
     def stacked(self, with_offset: bool = False) -> torch.Tensor:
         """``[sum_l K_l, D]``: level tables stacked; ``with_offset`` adds ``offset`` to level 0's rows
@@ -204,7 +201,7 @@ class SIDTables:
         if key not in self._cache:
             out = torch.zeros(len(groups) * BYTE_BINS, self.dim)
             for g, (s, e) in enumerate(groups):
-                digits = _digit_table(self.radices[s:e])  # [R_g, e - s]
+                digits = _group_digits(codec, g, s, e)  # [R_g, e - s]
                 rows = torch.zeros(digits.shape[0], self.dim)
                 for j, level in enumerate(range(s, e)):
                     rows += self.tables[level][digits[:, j]]

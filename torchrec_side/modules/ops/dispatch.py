@@ -1,0 +1,281 @@
+# pyre-strict
+"""The two public SIDE ops, each dispatching to one reference and its fast paths.
+
+:func:`sid_pool` (pooled, ``SIDEmbeddingBag``) and :func:`sid_embed` (per event, ``SIDEmbedding``) take
+the packed SIDs, the bag offsets, optional per-event weights, the frozen tables
+(:class:`SIDEOpTables`, built by the modules from their buffers) and a :class:`~.common.Compute`
+path. Every path equals :func:`~.reference.pool_reference` up to float rounding (tests check this);
+docs/design.md, section 5.
+
+``auto`` (by measurement, ``benchmarks/lookup.py``, docs/benchmarks.md): on CPU the registered C++
+op (``kernel``) for byte-addressable codecs when it built, else ``grouped_bag``; FBGEMM's CPU TBE
+measured several times slower than the kernel (one thread) and is never the CPU default. On CUDA
+``grouped_bag`` (no CUDA measurement has been made yet; ``triton`` and ``fbgemm`` are selectable).
+Codecs that are not byte-addressable use ``per_level``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional, Tuple, Union
+
+import torch
+
+from torchrec_side.modules.ops import cpu_kernel, fbgemm_ops, reference, torch_ops, triton_ops
+from torchrec_side.modules.ops.common import Compute, check_offsets, finish
+from torchrec_side.sid.codec import SIDCodec
+
+__all__ = [
+    "POOLED_COMPUTE",
+    "UNPOOLED_COMPUTE",
+    "SIDEOpTables",
+    "path_status",
+    "resolve_compute",
+    "sid_embed",
+    "sid_pool",
+]
+
+POOLED_COMPUTE: Tuple[Compute, ...] = tuple(Compute)
+UNPOOLED_COMPUTE: Tuple[Compute, ...] = tuple(c for c in Compute if c not in (Compute.SCALAR, Compute.GROUPED_HIST))
+
+_FBGEMM_WEIGHTS: Dict[Compute, str] = {Compute.FBGEMM: "fp32", Compute.FBGEMM_FP16: "fp16", Compute.FBGEMM_INT8: "int8"}
+
+
+@dataclass
+class SIDEOpTables:
+    """The frozen tensors the SIDE ops read (a view of a module's buffers; nothing is copied).
+
+    Args:
+        codec (SIDCodec): the SID packing.
+        offset (torch.Tensor): ``[D]`` decoder offset.
+        level_tables (torch.Tensor): ``[sum_l K_l, D]`` level tables stacked, without the offset.
+        level_offsets (torch.Tensor): int64 ``[L]``: first row of each level.
+        stacked_with_offset (torch.Tensor): ``level_tables`` with the offset added to level 0's rows.
+        grouped (Optional[torch.Tensor]): ``[G * 256, D]`` byte-group tables (byte-addressable codecs).
+        group_max (Optional[torch.Tensor]): uint8 ``[G]``: largest valid value of each byte.
+        scalar_values (Optional[torch.Tensor]): ``[sum_l K_l]`` for rank-1 levels.
+        scalar_dirs (Optional[torch.Tensor]): ``[L, D]`` for rank-1 levels.
+        cache (Dict[Any, Any]): where derived objects (FBGEMM TBEs) are kept; the owner clears it
+            when the tables change.
+
+    Example::
+
+        t = SIDEOpTables.from_tables(SIDTables.from_quantizer(dpca), codec)
+        sid_pool(sids, offsets, None, t, Compute.AUTO)
+    """
+
+    codec: SIDCodec
+    offset: torch.Tensor
+    level_tables: torch.Tensor
+    level_offsets: torch.Tensor
+    stacked_with_offset: torch.Tensor
+    grouped: Optional[torch.Tensor] = None
+    group_max: Optional[torch.Tensor] = None
+    scalar_values: Optional[torch.Tensor] = None
+    scalar_dirs: Optional[torch.Tensor] = None
+    cache: Dict[Any, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_tables(cls, tables: Any, codec: SIDCodec, device: Optional[torch.device] = None) -> "SIDEOpTables":
+        """From :class:`~torchrec_side.modules.SIDTables` and a codec (derived tables computed here)."""
+        from torchrec_side.modules.tables import byte_groups
+
+        dev = torch.device("cpu") if device is None else torch.device(device)
+        grouped = byte_groups(codec) is not None
+        sf = tables.scalar_factors()
+        return cls(
+            codec=codec, offset=tables.offset.to(dev), level_tables=tables.stacked(with_offset=False).to(dev),
+            level_offsets=tables.level_offsets().to(dev), stacked_with_offset=tables.stacked(with_offset=True).to(dev),
+            grouped=tables.grouped(codec).to(dev) if grouped else None,
+            group_max=tables.group_max(codec).to(dev) if grouped else None,
+            scalar_values=sf[0].to(dev) if sf is not None else None,
+            scalar_dirs=sf[1].to(dev) if sf is not None else None,
+        )
+
+    @property
+    def byte_addressable(self) -> bool:
+        return self.grouped is not None
+
+    @property
+    def num_groups(self) -> int:
+        return 0 if self.group_max is None else int(self.group_max.numel())
+
+    @property
+    def scalar(self) -> bool:
+        return self.scalar_values is not None
+
+
+def path_status(compute: Union[str, Compute], device: torch.device) -> str:
+    """``"ok..."`` if the device-specific path ``compute`` can run on ``device``, else why not."""
+    c = Compute(compute)
+    dev = torch.device(device)
+    if c == Compute.KERNEL:
+        if dev.type != "cpu":
+            return "unavailable: compute='kernel' runs on CPU only (use 'triton' or 'grouped_bag')"
+        return cpu_kernel.kernel_status() if cpu_kernel.kernels_available() else cpu_kernel.kernel_status()
+    if c.is_fbgemm:
+        return fbgemm_ops.fbgemm_status(dev)
+    if c == Compute.TRITON:
+        return triton_ops.triton_status(dev)
+    return "ok"
+
+
+def resolve_compute(compute: Union[str, Compute], device: torch.device, byte_addressable: bool, scalar: bool,
+                    pooled: bool = True) -> Compute:
+    """Concrete compute path for ``compute`` (``"auto"`` or a path name) on ``device``.
+
+    Args:
+        compute (Union[str, Compute]): requested path.
+        device (torch.device): where the inputs live.
+        byte_addressable (bool): the codec stores one digit group per byte.
+        scalar (bool): every level is rank 1.
+        pooled (bool): for :func:`sid_pool` (else :func:`sid_embed`).
+
+    Raises:
+        ValueError: unknown path, or a path the tables, codec or machine cannot run.
+    """
+    allowed = POOLED_COMPUTE if pooled else UNPOOLED_COMPUTE
+    try:
+        c = Compute(compute)
+    except ValueError:
+        c = None
+    if c is None or c not in allowed:
+        raise ValueError(f"unknown SIDE compute path {compute!r}; expected one of {[str(a) for a in allowed]}")
+    dev = torch.device(device)
+    if c == Compute.AUTO:
+        if byte_addressable:
+            if dev.type == "cpu" and cpu_kernel.kernels_available():
+                return Compute.KERNEL
+            return Compute.GROUPED_BAG
+        return Compute.PER_LEVEL
+    if c.byte_addressable_only and not byte_addressable:
+        raise ValueError(
+            f"compute={c.value!r} needs a byte-addressable codec (byte_grouped, or mixed_radix with all radices 256)"
+        )
+    if c == Compute.SCALAR and not scalar:
+        raise ValueError("compute='scalar' needs rank-1 levels (m_l = 1, e.g. ternary DPCA)")
+    status = path_status(c, dev)
+    if not status.startswith("ok"):
+        raise ValueError(f"compute={c.value!r} on {dev.type}: {status}")
+    return c
+
+
+def _validate_bytes(tables: SIDEOpTables, values: torch.Tensor) -> None:
+    tables.codec.validate_sids(values)
+
+
+def _kernel_errors(tables: SIDEOpTables, values: torch.Tensor, err: ValueError) -> None:
+    """Re-raises an invalid-SID error of the C++ op with the codec's message (level, value)."""
+    if "invalid SID" in str(err):
+        tables.codec.validate_sids(values)  # raises SIDValueError naming group, levels and value
+    raise err
+
+
+def sid_pool(values: torch.Tensor, offsets: torch.Tensor, weights: Optional[torch.Tensor], tables: SIDEOpTables,
+             compute: Union[str, Compute] = Compute.AUTO, mean: bool = False, validate: bool = True) -> torch.Tensor:
+    """Pooled SIDE: ``out[b] = pool_{e in bag b} w_e * (offset + sum_l T_l[c_{l,e}])``.
+
+    Args:
+        values (torch.Tensor): int64 ``[N]`` packed SIDs.
+        offsets (torch.Tensor): integer ``[B + 1]`` bag offsets; always checked (first 0, never
+            decreasing, last ``N``), whatever ``validate`` says.
+        weights (Optional[torch.Tensor]): ``[N]`` per-event weights or None; differentiable on the
+            ``reference``, ``per_level``, ``scalar``, ``grouped_*``, ``kernel`` and ``triton`` paths.
+        tables (SIDEOpTables): the frozen tables.
+        compute (Union[str, Compute]): a path, or ``auto``.
+        mean (bool): divide each bag by its number of events (empty bags give zeros).
+        validate (bool): check every SID against the codec.
+
+    Returns:
+        torch.Tensor: ``[B, D]`` float32.
+
+    Example::
+
+        out = sid_pool(sids, torch.tensor([0, 3, 5]), None, op_tables, "kernel")     # [2, D]
+    """
+    c = resolve_compute(compute, values.device, tables.byte_addressable, tables.scalar, True)
+    N = values.shape[0]
+    check_offsets(offsets, N)
+    if weights is not None and weights.numel() != N:
+        raise ValueError(f"weights have {weights.numel()} entries for {N} SIDs")
+    if c == Compute.KERNEL:
+        assert tables.grouped is not None and tables.group_max is not None
+        if torch.compiler.is_compiling():
+            out = cpu_kernel.pool(values, offsets, weights, tables.grouped, tables.group_max, validate)
+        else:
+            try:
+                out = cpu_kernel.pool(values, offsets, weights, tables.grouped, tables.group_max, validate)
+            except ValueError as e:
+                _kernel_errors(tables, values, e)
+                raise
+        return finish(out, offsets, mean)
+    if c in (Compute.REFERENCE, Compute.PER_LEVEL, Compute.SCALAR):
+        codes = tables.codec.unpack(values, validate=validate)
+        if c == Compute.REFERENCE:
+            return reference.pool_reference(codes, offsets, weights, tables.offset, tables.level_tables,
+                                            tables.level_offsets, mean)
+        if c == Compute.SCALAR:
+            assert tables.scalar_values is not None and tables.scalar_dirs is not None
+            return torch_ops.pool_scalar(codes, offsets, weights, tables.scalar_values, tables.scalar_dirs,
+                                         tables.offset, tables.level_offsets, mean)
+        return torch_ops.pool_per_level(codes, offsets, weights, tables.stacked_with_offset, tables.level_offsets, mean)
+    assert tables.grouped is not None
+    if validate:
+        _validate_bytes(tables, values)
+    G = tables.num_groups
+    if c == Compute.GROUPED_BAG:
+        return torch_ops.pool_grouped_bag(values, offsets, weights, tables.grouped, G, mean)
+    if c == Compute.GROUPED_HIST:
+        return torch_ops.pool_grouped_hist(values, offsets, weights, tables.grouped, G, mean)
+    if c.is_fbgemm:
+        tbe = fbgemm_ops.get_tbe(tables.cache, tables.grouped, G, _FBGEMM_WEIGHTS[c])
+        return fbgemm_ops.pool(values, offsets, weights, tbe, G, mean)
+    if c == Compute.TRITON:
+        return finish(triton_ops.pool(values, offsets, weights, tables.grouped, G), offsets, mean)
+    raise AssertionError(f"unhandled compute path {c}")  # pragma: no cover
+
+
+def sid_embed(values: torch.Tensor, tables: SIDEOpTables, compute: Union[str, Compute] = Compute.AUTO,
+              validate: bool = True) -> torch.Tensor:
+    """Per-event SIDE: ``out[e] = offset + sum_l T_l[c_{l,e}]``.
+
+    Args:
+        values (torch.Tensor): int64 ``[N]`` packed SIDs.
+        tables (SIDEOpTables): the frozen tables.
+        compute (Union[str, Compute]): a path of :data:`UNPOOLED_COMPUTE`, or ``auto``.
+        validate (bool): check every SID against the codec.
+
+    Returns:
+        torch.Tensor: ``[N, D]`` float32; row ``i`` is the decode of SID ``i``.
+
+    Example::
+
+        emb = sid_embed(sids, op_tables)          # [N, D]
+    """
+    c = resolve_compute(compute, values.device, tables.byte_addressable, tables.scalar, False)
+    if c == Compute.KERNEL:
+        assert tables.grouped is not None and tables.group_max is not None
+        if torch.compiler.is_compiling():
+            return cpu_kernel.embed(values, tables.grouped, tables.group_max, validate)
+        try:
+            return cpu_kernel.embed(values, tables.grouped, tables.group_max, validate)
+        except ValueError as e:
+            _kernel_errors(tables, values, e)
+            raise
+    if c in (Compute.REFERENCE, Compute.PER_LEVEL):
+        codes = tables.codec.unpack(values, validate=validate)
+        if c == Compute.REFERENCE:
+            return reference.embed_reference(codes, tables.offset, tables.level_tables, tables.level_offsets)
+        return torch_ops.embed_per_level(codes, tables.stacked_with_offset, tables.level_offsets)
+    assert tables.grouped is not None
+    if validate:
+        _validate_bytes(tables, values)
+    G = tables.num_groups
+    if c == Compute.GROUPED_BAG:
+        return torch_ops.embed_grouped_bag(values, tables.grouped, G)
+    if c.is_fbgemm:
+        tbe = fbgemm_ops.get_tbe(tables.cache, tables.grouped, G, _FBGEMM_WEIGHTS[c])
+        return fbgemm_ops.embed(values, tbe, G)
+    if c == Compute.TRITON:
+        return triton_ops.embed(values, tables.grouped, G)
+    raise AssertionError(f"unhandled compute path {c}")  # pragma: no cover
