@@ -221,3 +221,33 @@ def test_old_format_store_is_rewritten(tmp_path: Path) -> None:
         ExampleStore(s.path)
     assert prepare_store(cfg, tmp_path).manifest["format_version"] == 2
     assert len(load_source(cfg)) == 300
+
+
+def test_store_from_the_generated_tiny_world(tmp_path: Path) -> None:
+    """The generator's folder (torchrec_side.data.adsworld, size tiny) builds a store end to end."""
+    import pyarrow.parquet as pq
+
+    from torchrec_side.data.adsworld import generate_world
+    from torchrec_side.data.adsworld_config import load_world_config
+
+    generate_world(load_world_config("tiny"), tmp_path / "w", progress=False)
+    store = prepare_store(ExamplesConfig(dataset="adsworld", world_dir=str(tmp_path / "w"), max_history=None),
+                          tmp_path / "ex")
+    m = json.loads((tmp_path / "w" / "manifest.json").read_text())
+    assert store.log_events == m["num_events"] and store.num_items == m["num_items"] and store.has_p_true
+    assert {s: store.rows(s) for s in ("train", "val", "test")} == m["impressions"]
+    ev = {c: a.to_numpy() for c, a in zip(*(lambda t: (t.column_names, t.columns))(
+        pq.read_table(tmp_path / "w" / "events.parquet")))}
+    te = store.examples("test")
+    g = np.random.default_rng(0)
+    pick = g.choice(te["user_id"].size, size=40, replace=False)
+    lengths, rows = store.windows(te["user_id"][pick], te["num_prior"][pick])
+    got = np.split(store.log_values("hist_item_id")[rows], np.cumsum(lengths)[:-1])
+    for k, r in enumerate(pick):
+        sel = (ev["user_id"] == te["user_id"][r]) & (ev["timestamp"] < te["timestamp"][r])
+        mine = sorted(zip(ev["timestamp"][sel].tolist(), ev["item_id"][sel].tolist()))
+        assert got[k].tolist() == [i for _, i in mine]
+    # items released at or after t_test are cold: no training impression or event
+    items = pq.read_table(tmp_path / "w" / "items.parquet")
+    late = items.column("item_id").to_numpy()[items.column("release_time").to_numpy() >= m["split_times"]["test"]]
+    assert late.size and (te["item_train_freq"][np.isin(te["item_id"], late)] == 0).all()
