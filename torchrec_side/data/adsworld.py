@@ -215,11 +215,12 @@ def _times(cfg: AdsWorldConfig) -> Dict[str, int]:
 
 
 def _draw(cfg: AdsWorldConfig, cat: _Catalogue, tables: _DayTables, users: _Users, row_user: Array,
-          row_t: Array, sharpness: float, cal: _Calibration, rng: np.random.Generator,
+          row_t: Array, sharpness: Union[float, Array], cal: _Calibration, rng: np.random.Generator,
           moments: Optional[List[float]] = None) -> Tuple[Array, Array]:  # fmt: skip
     """One item per row (user-local index, timestamp): ``(item int64 [R], s float32 [R])``.
 
-    ``s`` is the picked item's click logit without bias. With ``moments`` the raw matches of all
+    ``s`` is the picked item's click logit without bias; ``sharpness`` (a float or one per row)
+    multiplies it in the pick. With ``moments`` the raw matches of all
     shortlisted candidates are accumulated there as ``[count, sum, sum of squares]``.
     """
     times = _times(cfg)
@@ -228,6 +229,7 @@ def _draw(cfg: AdsWorldConfig, cat: _Catalogue, tables: _DayTables, users: _User
     wm, wq = cfg.clicks.w_match, cfg.clicks.w_quality
     items = np.empty(len(row_user), dtype=np.int64)
     logits = np.empty(len(row_user), dtype=np.float32)
+    sharp = np.broadcast_to(np.asarray(sharpness, dtype=np.float32), (len(row_user),))
     days = row_t // DAY
     order = np.argsort(days, kind="stable")
     uniq, starts = np.unique(days[order], return_index=True)
@@ -260,7 +262,7 @@ def _draw(cfg: AdsWorldConfig, cat: _Catalogue, tables: _DayTables, users: _User
             moments[1] += float(raw.sum(dtype=np.float64))
             moments[2] += float(np.square(raw, dtype=np.float64).sum())
         s = wm * (raw - cal.match_mean) / cal.match_std + wq * cat.quality[cand]
-        pick = np.argmax(sharpness * s + rng.gumbel(size=(r, m)), axis=1)
+        pick = np.argmax(sharp[idx][:, None] * s + rng.gumbel(size=(r, m)), axis=1)
         items[idx] = cand[np.arange(r), pick]
         logits[idx] = s[np.arange(r), pick]
     return items, logits
@@ -310,9 +312,13 @@ def _chunk(cfg: AdsWorldConfig, cat: _Catalogue, tables: _DayTables, cal: _Calib
     ev_t = rng.integers(times["log_start"], times["log_end"], len(ev_user))
     order = np.lexsort((ev_t, ev_user))
     ev_user, ev_t = ev_user[order], ev_t[order]
-    ev_item, _ = _draw(cfg, cat, tables, users, ev_user, ev_t, 1.0, cal, rng)
     im_user, im_t = _impression_rows(cfg, users, rng)
-    im_item, s = _draw(cfg, cat, tables, users, im_user, im_t, cfg.clicks.targeting, cal, rng)
+    ne = len(ev_user)
+    # one pass over the days for both: events pick by click odds, impressions by the ad system's targeting
+    sharp = np.concatenate([np.ones(ne), np.full(len(im_user), cfg.clicks.targeting)]).astype(np.float32)
+    item, s = _draw(cfg, cat, tables, users, np.concatenate([ev_user, im_user]), np.concatenate([ev_t, im_t]),
+                    sharp, cal, rng)  # fmt: skip
+    ev_item, im_item, s = item[:ne], item[ne:], s[ne:]
     p_true = _sigmoid(cal.bias + s.astype(np.float64)).astype(np.float32)
     label = (rng.random(len(p_true)) < p_true).astype(np.float32)
     split = np.where(im_t < times["val"], 0, np.where(im_t < times["test"], 1, 2)).astype(np.int8)
