@@ -7,6 +7,8 @@
     torchrec-side demo --out runs/demo [--quick]          # the main job: every variant, report
     torchrec-side report runs/demo                        # report.md / report.json / plots
     torchrec-side world --size quick --out runs/world     # the simulated ads world [key=value ...]
+    torchrec-side export RUN --out DIR                    # a trained run -> torch.export inference folder
+    torchrec-side predict RUN --input requests.parquet --out scores.parquet   # (or --from-store test)
 
 Multi-process training goes through TorchX (see torchrec_side/components.py):
 
@@ -115,7 +117,7 @@ def _quantize(argv: List[str]) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"fetch", "quantize", "tokenize", "train", "demo", "report", "world"}
+    commands = {"fetch", "quantize", "tokenize", "train", "demo", "report", "world", "export", "predict"}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(__doc__)
         return 0 if (not argv or argv[0] in ("-h", "--help")) else 2
@@ -138,6 +140,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         from torchrec_side.data.adsworld import world_main
 
         return world_main(rest)
+    if cmd == "export":
+        from torchrec_side.serving.cli import export_main
+
+        return export_main(rest)
+    if cmd == "predict":
+        from torchrec_side.serving.cli import predict_main
+
+        return predict_main(rest)
     if cmd == "demo":
         from torchrec_side.pipeline import pipeline_main
 

@@ -1,0 +1,244 @@
+# pyre-strict
+"""A trained run, rebuilt unsharded: its config, example store, history features and the
+``RankingModel`` with a checkpoint loaded into it (docs/design.md section 6).
+
+The model is assembled by the trainer's own builder (:func:`~torchrec_side.models.build_ranker`
+over the same history features and KJT keys), so the state-dict keys are those the DMP-wrapped
+model saved; DCP then loads the (possibly row-/column-sharded) checkpoint into the plain tensors
+in one process (no process group: DCP reads every shard and reassembles the tables).
+
+Example::
+
+    run = load_run("runs/train/dlrm_side/seed0")
+    run.model.eval()
+    loss, logits = run.model(batch)
+    run.checkpoint, run.selection        # Path(.../step_00000750), "latest"
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+from torch import nn
+
+from torchrec_side.config import ConfigError
+from torchrec_side.io import ArtifactError, PathLike
+
+__all__ = ["ServingError", "LoadedRun", "choose_checkpoint", "open_run_store", "load_run"]
+
+logger: logging.Logger = logging.getLogger(__name__)
+
+
+class ServingError(ValueError):
+    """A run cannot be exported or a request cannot be scored (names the file, field or value)."""
+
+
+@dataclass
+class LoadedRun:
+    """A run rebuilt for inference.
+
+    Args:
+        run_dir (Path): the run folder.
+        cfg (Any): its :class:`~torchrec_side.train.config.TrainJobConfig`.
+        store (Any): its :class:`~torchrec_side.data.ExampleStore`.
+        features (List[Any]): instantiated history features, in config order.
+        inputs (List[Any]): the loader's :class:`~torchrec_side.data.HistoryInput` list.
+        keys (Dict[str, List[str]]): ``{feature name: KJT keys}``.
+        model (nn.Module): the unsharded ``RankingModel`` with the checkpoint loaded (eval mode).
+        checkpoint (Path): the checkpoint folder loaded.
+        step (int): its training step.
+        selection (str): why it was chosen (``"best_validation"`` or ``"latest"`` or ``"given"``).
+    """
+
+    run_dir: Path
+    cfg: Any
+    store: Any
+    features: List[Any]
+    inputs: List[Any]
+    keys: Dict[str, List[str]]
+    model: nn.Module
+    checkpoint: Path
+    step: int
+    selection: str
+
+
+def choose_checkpoint(run_dir: PathLike, which: str = "auto") -> Tuple[Path, str]:
+    """The checkpoint to serve: the best-validation one when the run recorded it, else the newest
+    complete one (``which="auto"``); ``"latest"``, ``"best"`` or a ``step_<N>`` folder name force it.
+
+    Returns:
+        ``(checkpoint folder, selection)``.
+
+    Raises:
+        ServingError: no checkpoints, or the requested one is missing / incomplete.
+    """
+    from torchrec_side.train.checkpoint import CheckpointManager
+
+    root = Path(run_dir) / "checkpoints"
+    mgr = CheckpointManager(root)
+    best_fn = getattr(mgr, "best", None)
+    if which in ("auto", "best") and callable(best_fn):
+        best = best_fn()
+        if best is not None:
+            return Path(best), "best_validation"
+    if which == "best":
+        raise ServingError(f"{run_dir}: the run recorded no best-validation checkpoint (use --checkpoint latest)")
+    if which in ("auto", "latest"):
+        latest = mgr.latest()
+        if latest is None:
+            raise ServingError(f"{run_dir}: no complete checkpoint in {root} (train the run first)")
+        return Path(latest), "latest"
+    p = root / which
+    if not p.is_dir() or not mgr.is_complete(p):
+        have = [c.name for c in mgr.complete()]
+        raise ServingError(f"{run_dir}: checkpoint {which!r} is not a complete checkpoint of the run (have {have})")
+    return p, "given"
+
+
+def open_run_store(run_dir: Path, cfg: Any) -> Any:
+    """The run's example store: the path recorded in ``metrics.json``, else the config's
+    ``examples_dir / store_name`` (relative paths tried from the working directory).
+
+    Raises:
+        ServingError: no store found (naming the places looked at).
+    """
+    from torchrec_side.data import ExampleStore, StoreError
+
+    candidates: List[Path] = []
+    metrics = run_dir / "metrics.json"
+    if metrics.is_file():
+        try:
+            rec = json.loads(metrics.read_text()).get("store")
+        except ValueError:
+            rec = None
+        if rec:
+            candidates.append(Path(rec))
+    candidates.append(Path(cfg.examples_dir) / cfg.data.store_name())
+    for c in candidates:
+        if (c / "manifest.json").is_file():
+            try:
+                return ExampleStore(c)
+            except StoreError as e:
+                raise ServingError(f"{run_dir}: example store {c}: {e}") from e
+    raise ServingError(f"{run_dir}: the run's example store is not at {[str(c) for c in candidates]} "
+                       f"(run from the folder the run was trained from, or keep the store there)")
+
+
+def _feature_keys(store: Any, features: List[Any]) -> Tuple[List[Any], Dict[str, List[str]]]:
+    from torchrec_side.data import StoreError
+
+    inputs: List[Any] = []
+    keys: Dict[str, List[str]] = {}
+    for f in features:
+        ks: List[str] = []
+        for inp in f.inputs():
+            try:
+                info = store.column(inp.column)
+            except StoreError as e:
+                raise ServingError(f"{f.where}: {e}") from e
+            ks.extend(inp.resolve_keys(info.width))
+            inputs.append(inp)
+        keys[f.name] = ks
+    return inputs, keys
+
+
+def load_run(run_dir: PathLike, checkpoint: str = "auto") -> LoadedRun:
+    """Rebuilds a run's model unsharded and loads a checkpoint into it with DCP.
+
+    Args:
+        run_dir (PathLike): the run folder (``config.yaml``, ``checkpoints/``).
+        checkpoint (str): see :func:`choose_checkpoint`.
+
+    Returns:
+        LoadedRun: the model is in eval mode, on CPU.
+
+    Raises:
+        ServingError: no run / config / store / checkpoint, or the checkpoint does not fit the model.
+
+    Example::
+
+        run = load_run("runs/train/dlrm_side/seed0")
+        run.model(batch)[1]             # logits [B]
+    """
+    from torchrec_side.models.builder import build_ranker, RankingModel
+    from torchrec_side.models.history import HistoryContext, make_history_feature
+    from torchrec_side.train.checkpoint import CheckpointManager
+    from torchrec_side.train.config import load_train_config
+
+    root = Path(run_dir)
+    cfg_path = root / "config.yaml"
+    if not cfg_path.is_file():
+        raise ServingError(f"{root} is not a training run folder (missing config.yaml)")
+    try:
+        cfg = load_train_config(cfg_path)
+    except ConfigError as e:
+        raise ServingError(f"{cfg_path}: {e}") from e
+    ckpt, selection = choose_checkpoint(root, checkpoint)
+    store = open_run_store(root, cfg)
+    ctx = HistoryContext(num_users=store.num_users, num_items=store.num_items, embedding_dim=cfg.model.embedding_dim,
+                         arch=cfg.model.arch, max_history=store.max_history, seed=cfg.seed)
+    try:
+        features = [make_history_feature(h, ctx, i) for i, h in enumerate(cfg.model.history)]
+    except ConfigError as e:
+        raise ServingError(f"{cfg_path}: {e}") from e
+    inputs, keys = _feature_keys(store, features)
+    torch.manual_seed(cfg.seed)
+    model = RankingModel(build_ranker(cfg.model, store.num_users, store.num_items, features, keys))
+    sd = model.state_dict()
+    app: Dict[str, Any] = {"model": sd}
+    try:
+        with warnings.catch_warnings():  # DCP warns that it loads in a single process: that is the intent
+            warnings.filterwarnings("ignore", message=".*single process.*")
+            state = CheckpointManager(root / "checkpoints").load(ckpt, app)
+    except (RuntimeError, ValueError, KeyError, FileNotFoundError, ArtifactError) as e:
+        raise ServingError(f"checkpoint {ckpt} does not load into the model of {cfg_path}: {e}") from e
+    try:
+        model.load_state_dict(app["model"], strict=True)
+    except RuntimeError as e:
+        raise ServingError(f"checkpoint {ckpt} does not fit the model of {cfg_path}: {e}") from e
+    model.eval()
+    step = int(state.get("step", -1)) if isinstance(state, dict) else -1
+    logger.info("loaded %s (%s, step %d) into the unsharded %s model", ckpt, selection, step, cfg.model.arch)
+    return LoadedRun(run_dir=root, cfg=cfg, store=store, features=features, inputs=inputs, keys=keys, model=model,
+                     checkpoint=ckpt, step=step, selection=selection)
+
+
+def stock_table_rows(model: nn.Module) -> Dict[str, int]:
+    """``{KJT key: rows}`` of every key read by a stock ``EmbeddingBagCollection`` /
+    ``EmbeddingCollection`` inside ``model`` (the values must index those rows)."""
+    from torchrec.modules.embedding_modules import EmbeddingBagCollection, EmbeddingCollection
+
+    out: Dict[str, int] = {}
+    for m in model.modules():
+        configs: List[Any] = []
+        if isinstance(m, EmbeddingBagCollection):
+            configs = list(m.embedding_bag_configs())
+        elif isinstance(m, EmbeddingCollection):
+            configs = list(m.embedding_configs())
+        for c in configs:
+            for f in c.feature_names:
+                out[f] = min(out.get(f, c.num_embeddings), c.num_embeddings)
+    return out
+
+
+def side_key_codecs(model: nn.Module) -> Dict[str, Dict[str, Any]]:
+    """``{KJT key: codec dict}`` of every key read by a SIDE module inside ``model``."""
+    from torchrec_side.modules import SIDEmbeddingBagCollection, SIDEmbeddingCollection
+
+    out: Dict[str, Dict[str, Any]] = {}
+    for m in model.modules():
+        if isinstance(m, (SIDEmbeddingBagCollection, SIDEmbeddingCollection)):
+            for c in m.sid_configs():
+                for f in c.feature_names:
+                    out[f] = c.codec.to_dict()
+    return out
+
+
+def optional_int(x: Optional[Any]) -> Optional[int]:
+    return None if x is None else int(x)
