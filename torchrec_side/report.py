@@ -76,6 +76,10 @@ class ReportConfig:
         raw_content (str): the raw-content variant.
         sparse_id (str): the sparse-ID variant.
         progress (bool): tqdm bars.
+        control_world (Optional[str]): the demo folder of the control world (id-only term
+            dominant) whose ``report.json`` holds the "sparse-ID must win" target; its target line
+            is copied into this report. Default: ``pipeline.json``'s ``control_world``.
+        extra_pairs (Tuple[Tuple[str, str], ...]): more ``(variant, reference)`` gains to report.
     """
 
     world: Optional[str] = None
@@ -89,6 +93,7 @@ class ReportConfig:
     raw_content: str = "raw_content"
     sparse_id: str = "sparse_id"
     progress: bool = False
+    control_world: Optional[str] = None
     extra_pairs: Tuple[Tuple[str, str], ...] = field(default_factory=tuple)
 
 
@@ -452,6 +457,22 @@ def targets(a: Dict[str, Any], rows: List[Dict[str, Any]], kind: str, cfg: Repor
     return out
 
 
+def _control_world_target(folder: Path) -> Dict[str, Any]:
+    """The "sparse-ID must win" line of the control world's ``report.json`` (or why it is missing)."""
+    name = "control world (id-only term dominates): sparse-ID beats SIDE"
+    f = folder / "report.json"
+    if not f.is_file():
+        return _met_line(name, f"not measured: {f} not found (run `torchrec-side report {folder}` first)", None)
+    try:
+        rep = json.loads(f.read_text())
+    except json.JSONDecodeError as e:
+        return _met_line(name, f"not measured: {f} is not valid JSON ({e})", None)
+    for t in rep.get("targets", []):
+        if "sparse-ID beats SIDE" in str(t.get("target")):
+            return {**t, "target": f"{t['target']} (from {f})"}
+    return _met_line(name, f"not measured: {f} has no such target (world {rep.get('world')!r})", None)
+
+
 def _fmtn(x: Any, fmt: str = "{:.5f}") -> str:
     return "n/a" if x is None else fmt.format(x)
 
@@ -658,6 +679,9 @@ def write_report(run: Path, plots: bool = True, world: Optional[str] = None,
             f"{sm.get('side_vs_prefix_ngram', float('nan')):.2f}x (benchmarks/train_throughput.py, {tp_path.name})")
     quick = rec.get("mode") == "quick"
     tgt = targets(a, rows, kind, cfg, extra)
+    cw = cfg.control_world or rec.get("control_world")
+    if cw and kind != "id_dominant":
+        tgt.append(_control_world_target(Path(cw)))
     ratio = _ratio_record(a, rows, cfg)
     roles = {v["name"]: v for v in rec.get("variants", [])}
     seeds_all = sorted({s for r in rows for s in r["seeds"]})

@@ -148,6 +148,22 @@ def test_id_dominant_world_target(tmp_path: Path) -> None:
     assert t["met"] is False and "sparse-ID over SIDE" in t["measured"]
 
 
+def test_control_world_target_is_linked(tmp_path: Path) -> None:
+    ctrl = tmp_path / "id_dominant"
+    ctrl.mkdir()
+    _fabricate(ctrl, ["control", "sparse_id", "side"], [0, 1], oracle=True, world="adsworld_id_dominant")
+    write_report(ctrl, plots=False, cfg=ReportConfig(n_boot=50, slice_n_boot=0))
+    main = tmp_path / "adsworld"
+    main.mkdir()
+    _fabricate(main, ["control", "sparse_id", "side"], [0, 1], oracle=True, world="adsworld")
+    rep = write_report(main, plots=False, cfg=ReportConfig(n_boot=50, slice_n_boot=0, control_world=str(ctrl)))
+    linked = [t for t in rep["targets"] if "sparse-ID beats SIDE" in t["target"]]
+    assert len(linked) == 1 and str(ctrl) in linked[0]["target"] and linked[0]["met"] is False
+    rep2 = write_report(main, plots=False, cfg=ReportConfig(n_boot=50, slice_n_boot=0,
+                                                            control_world=str(tmp_path / "nope")))
+    assert [t["met"] for t in rep2["targets"] if "sparse-ID beats SIDE" in t["target"]] == [None]
+
+
 def test_unpaired_predictions_fail_clearly(tmp_path: Path) -> None:
     _fabricate(tmp_path, ["control", "side"], [0], oracle=False)
     f = tmp_path / "train" / "side" / "seed0" / "predictions_test.parquet"

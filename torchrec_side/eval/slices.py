@@ -16,9 +16,9 @@ Two slice families, for every variant:
   (edges configurable).
 
 Per slice: rows, users, each variant's NE and AUC (mean over seeds), the NE gain over control with
-its paired two-level bootstrap interval (:class:`~torchrec_side.eval.stats.PairedBootstrap`, same
-user resamples as the overall numbers, fewer replicates by default), the oracle's NE and every
-variant's share of the oracle's gain when ``p_true`` is known, and extra pairs (e.g. SIDE over raw
+its paired two-level bootstrap interval (:class:`~torchrec_side.eval.stats.PairedBootstrap` over
+the seeds and the users present in the slice; fewer replicates than the overall numbers by
+default), the oracle's NE and every variant's share of the oracle's gain when ``p_true`` is known, and extra pairs (e.g. SIDE over raw
 content on cold items).
 
 Example::
@@ -55,7 +55,7 @@ class SliceConfig:
         hist_edges (Tuple[int, ...]): increasing history-length bucket edges; buckets are
             ``[0, e0)``, ``[e0, e1)``, ..., ``[e_last, inf)``.
         n_boot (int): bootstrap replicates per slice (0: no intervals).
-        seed (int): bootstrap RNG seed (same as the overall one: same user resamples).
+        seed (int): bootstrap RNG seed.
     """
 
     head_share: float = 0.5
@@ -138,7 +138,6 @@ def _bucket_stats(per_seed: Mapping[int, SeedPredictions], masks: Mapping[int, n
     arrays: Dict[int, Tuple[np.ndarray, np.ndarray, Dict[str, np.ndarray]]] = {}
     aucs: Dict[str, List[float]] = {v: [] for v in names}
     rows = 0
-    seen_users: set = set()
     for s, p in per_seed.items():
         m = masks[s]
         sc = {v: p.scores[v][m] for v in variants if v in p.scores}
@@ -148,11 +147,12 @@ def _bucket_stats(per_seed: Mapping[int, SeedPredictions], masks: Mapping[int, n
         for v, x in sc.items():
             aucs[v].append(auc(p.label[m], x))
         rows = max(rows, int(m.sum()))
-        seen_users.update(np.unique(p.user_id[m]).tolist())
-    out: Dict[str, Any] = {"rows": rows, "users": len(seen_users),
+    # the slice's own users (a slice's interval resamples the users present in it)
+    present = np.unique(np.concatenate([a[0] for a in arrays.values()])) if arrays else users[:0]
+    out: Dict[str, Any] = {"rows": rows, "users": int(present.size),
                            "positive_rate": float(np.mean(np.concatenate([a[1] for a in arrays.values()])))
                            if rows else None}
-    table = UserTable.from_arrays(arrays, variants=names, users=users)
+    table = UserTable.from_arrays(arrays, variants=names, users=present)
     ne = table.ne()
 
     def mean_or_none(x: Sequence[float]) -> Optional[float]:
