@@ -219,7 +219,6 @@ def choose_epochs(out: Path, configs: Dict[str, Path], max_epochs: int = 3, npro
     epoch and returns the epoch count with the lowest mean validation NE over them (the test split
     is not read). Cached in ``<out>/epoch_sweep.json``.
     """
-    import re
 
     cache = out / "epoch_sweep.json"
     if cache.is_file():
@@ -230,7 +229,7 @@ def choose_epochs(out: Path, configs: Dict[str, Path], max_epochs: int = 3, npro
     from torchrec_side.train.config import load_train_config
 
     sweep_dir = out / "epoch_sweep"
-    ov = _overrides(out, max_epochs, sweep_dir, ["train.validate_every_epoch=true"])
+    ov = _overrides(out, max_epochs, sweep_dir, ["train.validate_every_epoch=true", "train.early_stop_patience=0"])
     curves: Dict[str, List[float]] = {}
     for name in SWEEP_VARIANTS:
         if name not in configs:
@@ -239,10 +238,8 @@ def choose_epochs(out: Path, configs: Dict[str, Path], max_epochs: int = 3, npro
         if not _done(run, max_epochs):
             _log(f"epoch sweep (validation): {name} seed 0, {max_epochs} epochs")
             launch(configs[name], [0], ov, out / "logs" / f"epoch_sweep_{name}.log", nproc)
-        log = (run / "logs" / "rank0.log").read_text() if (run / "logs" / "rank0.log").is_file() else ""
-        vals = [float(x) for x in re.findall(r"epoch done: val NE ([0-9.]+)", log)][-(max_epochs - 1):]
         m = json.loads((run / "metrics.json").read_text())
-        curves[name] = vals + [float(m["val"]["ne"])]
+        curves[name] = [float(h["ne"]) for h in m["val_history"]]  # per-epoch validation, written by the trainer
     if not curves or any(len(c) != max_epochs for c in curves.values()):
         raise RuntimeError(f"epoch sweep incomplete: {curves}; see {out / 'logs'}")
     mean = [float(sum(c[e] for c in curves.values()) / len(curves)) for e in range(max_epochs)]
@@ -266,7 +263,8 @@ def _done(path: Path, epochs: int) -> bool:
         d = json.loads(m.read_text())
     except json.JSONDecodeError:
         return False
-    return abs(float(d.get("epochs", -1)) - epochs) < 1e-6
+    # finished: all epochs trained, or stopped early on validation (train.early_stop_patience)
+    return bool(d.get("stopped_early")) or abs(float(d.get("epochs", -1)) - epochs) < 1e-6
 
 
 def write_history_columns(configs: Sequence[Path], overrides: List[str]) -> None:
