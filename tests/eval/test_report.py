@@ -181,3 +181,38 @@ def test_world_kind_rules() -> None:
     assert world_kind("adsworld_id_dominant", True) == "id_dominant"
     assert world_kind("w", True, {"world": {"config": {"preset": "id_dominant"}}}) == "id_dominant"
     assert world_kind("w", False) == "movielens"
+
+
+@pytest.mark.slow
+def test_report_from_real_trainer_predictions(tmp_path: Path) -> None:
+    """The trainer's predictions_test.parquet (agreed format) feeds the report: 2 variants x 2 seeds."""
+    import yaml
+
+    from torchrec_side.train.cli import train_main
+
+    hist: Dict[str, List[Dict[str, Any]]] = {
+        "control": [], "sparse_id": [{"kind": "sparse_id", "column": "hist_item_id", "options": {"pooling": "mean"}}]}
+    variants = []
+    for name, h in hist.items():
+        cfg = {"name": name, "output_dir": str(tmp_path / "runs"), "examples_dir": str(tmp_path / "examples"),
+               "data": {"dataset": "synthetic", "synthetic_users": 60, "synthetic_items": 40, "synthetic_events": 2000,
+                        "max_history": 20, "row_group_size": 512},
+               "model": {"arch": "dlrm", "embedding_dim": 8, "dense_arch_layer_sizes": [16, 8],
+                         "over_arch_layer_sizes": [16, 1], "history": h},
+               "train": {"batch_size": 64, "eval_batch_size": 256, "epochs": 1, "checkpoint_every": 0,
+                         "num_workers": 0, "progress": False, "threads": 1}}
+        p = tmp_path / f"{name}.yaml"
+        p.write_text(yaml.safe_dump(cfg))
+        dirs = {}
+        for s in (0, 1):
+            assert train_main(["--config", str(p), f"seed={s}"]) == 0
+            dirs[str(s)] = str(tmp_path / "runs" / name / f"seed{s}")
+        variants.append({"name": name, "config": str(p), "role": name, "description": name, "run_dirs": dirs})
+    (tmp_path / "pipeline.json").write_text(json.dumps({"mode": "full", "seeds": [0, 1], "epochs": 1, "nproc": 1,
+                                                        "variants": variants, "failed": []}))
+    rep = write_report(tmp_path, plots=False, cfg=ReportConfig(n_boot=100, slice_n_boot=20))
+    st = rep["statistics"]
+    assert st["runs_with_predictions"] == 4 and st["runs_without_predictions"] == []
+    assert st["ne_check"]["max_abs_diff_predictions_vs_metrics"] < 1e-5
+    assert rep["ne_gain"]["sparse_id"]["level"] == "seeds x users" and rep["world"] == "movielens"
+    assert sum(b["rows"] for b in rep["slices"]["hist_len"]["buckets"].values()) > 0
