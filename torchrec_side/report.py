@@ -498,7 +498,10 @@ def _plots(rows: List[Dict[str, Any]], a: Dict[str, Any], run: Path, label: str,
         ax.bar(names, pts, yerr=np.vstack([pts - lo, hi - pts]), capsize=4, color="tab:blue")
     ax.axhline(0, color="k", lw=0.8)
     ax.set_ylabel("test NE gain vs control (%)")
-    ax.set_title(f"NE gain per variant, 95% interval (seeds x users bootstrap){label}")
+    levels = {gains[v].level for v in names}
+    how = ("seeds x users bootstrap" if levels == {"seeds x users"} else "seed-level bootstrap" if levels == {"seeds"}
+           else "seeds x users bootstrap; seed level where predictions are missing")
+    ax.set_title(f"NE gain per variant, 95% interval ({how}){label}", fontsize=10)
     plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
     fig.tight_layout()
     save_figure(fig, run / "ne_gain.png")
