@@ -68,37 +68,75 @@ class LoadedRun:
     selection: str
 
 
+def _recorded_best_step(run_dir: Path) -> Optional[int]:
+    """``best_step`` of the run's ``metrics.json`` (the trainer's best validation epoch), if any."""
+    p = run_dir / "metrics.json"
+    if not p.is_file():
+        return None
+    try:
+        step = json.loads(p.read_text()).get("best_step")
+    except (OSError, ValueError):
+        return None
+    return int(step) if isinstance(step, (int, float)) else None
+
+
 def choose_checkpoint(run_dir: PathLike, which: str = "auto") -> Tuple[Path, str]:
-    """The checkpoint to serve: the best-validation one when the run recorded it, else the newest
-    complete one (``which="auto"``); ``"latest"``, ``"best"`` or a ``step_<N>`` folder name force it.
+    """The checkpoint to serve.
+
+    ``"auto"``: the best validation epoch's checkpoint when the finished run recorded one
+    (``metrics.json``'s ``best_step``; the trainer keeps that checkpoint), else the newest complete
+    one; ``"best"`` or ``"latest"`` force either; a ``step_<N>`` folder name picks that one.
+    Completeness and checksums are checked by the trainer's
+    :class:`~torchrec_side.train.checkpoint.CheckpointManager`.
 
     Returns:
-        ``(checkpoint folder, selection)``.
+        ``(checkpoint folder, selection)`` with selection ``"best_validation"``, ``"latest"`` or ``"given"``.
 
     Raises:
-        ServingError: no checkpoints, or the requested one is missing / incomplete.
+        ServingError: no usable checkpoint, or the requested one is missing / fails verification.
+
+    Example::
+
+        path, why = choose_checkpoint("runs/train/dlrm_side/seed0")     # (.../step_00000750, "best_validation")
     """
     from torchrec_side.train.checkpoint import CheckpointManager
 
-    root = Path(run_dir) / "checkpoints"
-    mgr = CheckpointManager(root)
-    best_fn = getattr(mgr, "best", None)
-    if which in ("auto", "best") and callable(best_fn):
-        best = best_fn()
+    root = Path(run_dir)
+    mgr = CheckpointManager(root / "checkpoints")
+    if which in ("auto", "best"):
+        best = _recorded_best_step(root)
         if best is not None:
-            return Path(best), "best_validation"
-    if which == "best":
-        raise ServingError(f"{run_dir}: the run recorded no best-validation checkpoint (use --checkpoint latest)")
-    if which in ("auto", "latest"):
+            p = mgr.directory / f"step_{best:08d}"
+            problem = _checkpoint_problem(mgr, p)
+            if problem is None:
+                return p, "best_validation"
+            if which == "best":
+                raise ServingError(f"{root}: the best validation checkpoint {p.name} is not usable: {problem}")
+            logger.warning("best validation checkpoint %s is not usable (%s); using the latest", p, problem)
+        elif which == "best":
+            raise ServingError(f"{root}: metrics.json records no best validation step (an unfinished run?); "
+                               f"use --checkpoint latest")
+    if which in ("auto", "best", "latest"):
         latest = mgr.latest()
         if latest is None:
-            raise ServingError(f"{run_dir}: no complete checkpoint in {root} (train the run first)")
+            raise ServingError(f"{root}: no complete checkpoint in {mgr.directory} (train the run first)")
         return Path(latest), "latest"
-    p = root / which
-    if not p.is_dir() or not mgr.is_complete(p):
-        have = [c.name for c in mgr.complete()]
-        raise ServingError(f"{run_dir}: checkpoint {which!r} is not a complete checkpoint of the run (have {have})")
+    p = mgr.directory / which
+    problem = _checkpoint_problem(mgr, p)
+    if problem is not None:
+        raise ServingError(f"{root}: checkpoint {which!r} is not usable: {problem} "
+                           f"(complete: {[c.name for c in mgr.complete()]})")
     return p, "given"
+
+
+def _checkpoint_problem(mgr: Any, path: Path) -> Optional[str]:
+    """Why ``path`` cannot be loaded (``None``: it passes the manager's full check)."""
+    if not path.is_dir():
+        return "no such folder"
+    verify = getattr(mgr, "verify", None)
+    if callable(verify):
+        return verify(path)
+    return None if mgr.is_complete(path) else "incomplete"
 
 
 def open_run_store(run_dir: Path, cfg: Any) -> Any:

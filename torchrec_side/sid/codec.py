@@ -648,7 +648,7 @@ class SIDCodec:
             self._check_sids_tensor(sids)
         n = sids.shape[0]
         out = torch.empty(n, self.num_levels, dtype=torch.int64, device=sids.device)
-        if sids.device.type != "cpu":
+        if sids.device.type != "cpu" or torch.compiler.is_compiling():  # traced (torch.export): one block for any N
             self._unpack_block(sids, out)
             return out
         for a in range(0, n, _CPU_BLOCK_ROWS):
