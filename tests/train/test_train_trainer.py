@@ -237,6 +237,14 @@ def test_two_ranks_torchx_kill_one_rank_then_rerun_resumes(tmp_path: Path) -> No
         assert m[split]["ne"] < 1.0 and abs(m[split]["ne"] - m[split]["ne_exact"]) < 1e-5
     assert (run / "config.yaml").is_file() and (run / "logs" / "rank1.log").is_file()
     assert (run / "train_log.jsonl").read_text().count("\n") >= 2
+    # per-epoch validation, the best epoch's test predictions gathered from both ranks in store order
+    assert [h["epoch"] for h in m["val_history"]] == [1, 2] and m["best_epoch"] in (1, 2)
+    from torchrec_side.train.lock import RunLock
+    from torchrec_side.train.predictions import read_predictions
+
+    preds = read_predictions(run / "predictions_test.parquet")
+    assert preds["user_id"].size == m["data"]["test"]["rows"]
+    RunLock(run).acquire().release()  # released at exit
 
 
 def test_cli_seeds_print_config_and_restart(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

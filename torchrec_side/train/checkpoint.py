@@ -25,7 +25,7 @@ every rank before DCP's reader opens the folder.
 Trust: DCP's reader unpickles ``.metadata``. The manifest refuses files that differ from what the
 trainer wrote (truncation, bit rot, a file replaced or planted after the save), but whoever can
 write the run folder can also write a matching manifest: a run folder is trusted input, like a
-pickle file (docs/design.md section 6).
+pickle file (checkpoint and resume: docs/design.md section 6).
 
 Example::
 

@@ -40,8 +40,9 @@ Run folder (``cfg.run_path()``)::
     checkpoints/             step_<N>/ (DCP + manifest), see checkpoint.py
 
 Trust: resuming reads the checkpoint through DCP, whose reader unpickles ``.metadata``; the
-manifest check refuses files that differ from what the trainer wrote, but a run folder remains
-trusted input (docs/design.md section 6).
+manifest check refuses files that differ from what the trainer wrote, but whoever can write a run
+folder can also write a matching manifest: a run folder is trusted input, like a pickle file
+(checkpoint and resume: docs/design.md section 6).
 """
 
 from __future__ import annotations
@@ -598,6 +599,8 @@ class _Run:
             for stale in ("metrics.json", PREDICTIONS_FILE):  # written again only if this run succeeds
                 (self.run_dir / stale).unlink(missing_ok=True)
         found = ckpt.latest() if (cfg.resume and self.rank0) else None
+        if self.rank0 and found is None:  # training from step 0: no stale validation record
+            (self.run_dir / "val_history.json").unlink(missing_ok=True)
         latest = broadcast_object(str(found) if found is not None else None)
         state = TrainState()
         resumed_from: Optional[int] = None
