@@ -40,7 +40,8 @@ def _scripted_val(monkeypatch: pytest.MonkeyPatch, nes: List[float]) -> None:
 
 
 def test_best_epoch_is_kept_reported_and_early_stop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    job = _write(tmp_path, _synthetic(tmp_path, **{"train.epochs": 6, "train.early_stop_patience": 2}))
+    job = _write(tmp_path, _synthetic(tmp_path, **{"train.epochs": 6, "train.early_stop_patience": 2,
+                                                  "data.synthetic_events": 1500}))
     ref = run_training(load_train_config(job, ["run_dir=" + str(tmp_path / "ref"), "train.epochs=2"]))
     spe = ref["steps_per_epoch"]
 

@@ -5,10 +5,8 @@ any data is written."""
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Dict, List
 
