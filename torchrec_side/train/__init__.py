@@ -4,7 +4,10 @@ NE / AUC, atomic torch.distributed.checkpoint checkpoints with resume, and a run
 
 * :mod:`~torchrec_side.train.config`: :class:`TrainJobConfig` and its sections (YAML + overrides).
 * :mod:`~torchrec_side.train.trainer`: :func:`run_training`.
-* :mod:`~torchrec_side.train.checkpoint`: :class:`CheckpointManager`.
+* :mod:`~torchrec_side.train.checkpoint`: :class:`CheckpointManager` (manifest-verified DCP checkpoints).
+* :mod:`~torchrec_side.train.lock`: :class:`RunLock` (one run per run folder).
+* :mod:`~torchrec_side.train.predictions`: ``predictions_test.parquet`` (:func:`read_predictions`,
+  :func:`check_paired`).
 * :mod:`~torchrec_side.train.metrics`: :func:`evaluate`.
 * :mod:`~torchrec_side.train.cli`: ``torchrec-side train`` (:func:`train_main`).
 
@@ -18,7 +21,10 @@ from torchrec_side._lazy import lazy_getattr
 _LAZY = {
     "TrainJobConfig": "config", "TrainConfig": "config", "OptimConfig": "config",
     "ShardingConfig": "config", "load_train_config": "config",
-    "run_training": "trainer", "CheckpointManager": "checkpoint", "evaluate": "metrics",
+    "run_training": "trainer", "TrainingDivergedError": "trainer",
+    "CheckpointManager": "checkpoint", "CheckpointError": "checkpoint", "evaluate": "metrics",
+    "RunLock": "lock", "RunLockedError": "lock",
+    "read_predictions": "predictions", "check_paired": "predictions", "PredictionsError": "predictions",
     "train_main": "cli",
 }
 
