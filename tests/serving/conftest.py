@@ -1,0 +1,83 @@
+"""Fixtures of the serving tests: tiny trained runs (one process, world size 1, synthetic data)
+with a sparse-ID history, SIDE histories (byte-grouped DPCA and mixed-radix RQ SIDs) and a
+prefix-ngram history, so every history kind that needs no downloaded data is exported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict
+
+import pytest
+import torch
+import yaml
+
+from torchrec_side.quantizers import DPCA, RQKMeans, RQKMeansConfig
+from torchrec_side.tokenizer import SIDTable, write_sid_table
+from torchrec_side.tokenizer.artifact import make_codec
+
+NUM_ITEMS = 40
+
+
+def _sid_files(tmp: Path, q: Any, x: torch.Tensor, name: str, layout: str) -> Dict[str, str]:
+    codes = q.encode(x)
+    codec = make_codec(list(q.radices), layout)
+    write_sid_table(tmp / f"{name}.parquet", SIDTable(item_ids=torch.arange(x.shape[0]), sids=codec.pack(codes),
+                                                      codes=codes, codec=codec))
+    q.save(tmp / f"{name}.safetensors")
+    return {"quantizer": str(tmp / f"{name}.safetensors"), "sid_table": str(tmp / f"{name}.parquet")}
+
+
+def tiny_job(tmp: Path, arch: str) -> Path:
+    """Writes the SID artifacts and a tiny job config; returns the config path."""
+    x = torch.randn(NUM_ITEMS, 12, generator=torch.Generator().manual_seed(0))
+    dpca = _sid_files(tmp, DPCA.ternary(10, seed=0).fit(x), x, "dpca", "byte_grouped")
+    rq = _sid_files(tmp, RQKMeans(RQKMeansConfig(radices=[4, 4, 4], seed=0)).fit(x), x, "rq", "mixed_radix")
+    history = [{"kind": "sparse_id", "column": "hist_item_id"},
+               {"kind": "side", "column": "hist_sid", "options": dpca}]
+    if arch == "dlrm":
+        history += [{"kind": "prefix_ngram", "column": "hist_pn", "options": {**rq, "max_rows": 32}},
+                    {"kind": "side", "column": "hist_sid_rq", "options": rq}]
+    cfg = {
+        "name": f"tiny_{arch}", "run_dir": str(tmp / f"run_{arch}"), "examples_dir": str(tmp / "examples"),
+        "data": {"dataset": "synthetic", "synthetic_users": 60, "synthetic_items": NUM_ITEMS,
+                 "synthetic_events": 3000, "max_history": 20, "row_group_size": 512},
+        "model": {"arch": arch, "embedding_dim": 8, "dense_arch_layer_sizes": [16, 8] if arch == "dlrm" else [16],
+                  "over_arch_layer_sizes": [16, 1], "history": history},
+        "optim": {"embedding_lr": 0.05, "dense_lr": 0.003},
+        "sharding": {"tables": {"t_hist_item_id": "row_wise", "t_item_id": "column_wise"}},
+        "train": {"batch_size": 32, "eval_batch_size": 128, "epochs": 2, "checkpoint_every": 0, "num_workers": 0,
+                  "progress": False, "log_every": 10, "threads": 1},
+    }
+    path = tmp / f"job_{arch}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _train(tmp: Path, arch: str) -> Path:
+    from torchrec_side.train.config import load_train_config
+    from torchrec_side.train.trainer import run_training
+
+    cfg = load_train_config(tiny_job(tmp, arch))
+    run_training(cfg)
+    return cfg.run_path()
+
+
+@pytest.fixture(scope="session")
+def dlrm_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished DLRM run: sparse-ID, SIDE (DPCA, RQ) and prefix-ngram histories."""
+    return _train(tmp_path_factory.mktemp("serve_dlrm"), "dlrm")
+
+
+@pytest.fixture(scope="session")
+def din_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished target-attention (DIN) run: sparse-ID and SIDE histories."""
+    return _train(tmp_path_factory.mktemp("serve_din"), "din")
+
+
+@pytest.fixture(scope="session")
+def dlrm_export(dlrm_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from torchrec_side.serving import export_run
+
+    out = tmp_path_factory.mktemp("serve_dlrm_export") / "export"
+    export_run(dlrm_run, out)
+    return out
