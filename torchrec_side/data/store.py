@@ -157,7 +157,8 @@ def window_index(
         return keep.astype(np.int64), np.zeros(0, dtype=np.int64)
     out_start = np.cumsum(keep) - keep
     total = int(keep.sum())
-    index = np.repeat(start + end - keep - out_start, keep) + np.arange(total, dtype=np.int64)
+    index = np.repeat(start + end - keep - out_start, keep)
+    index += np.arange(total, dtype=np.int64)
     return keep.astype(np.int64), index
 
 
