@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import socket
 import time
@@ -31,6 +32,8 @@ from types import TracebackType
 from typing import Any, Dict, Optional, Type, Union
 
 __all__ = ["RunLock", "RunLockedError", "LOCK_FILE"]
+
+logger: logging.Logger = logging.getLogger(__name__)
 
 #: Name of the lock file inside a run folder.
 LOCK_FILE: str = ".lock"
@@ -93,6 +96,11 @@ class RunLock:
                 f"run folder {self.path.parent} is in use by {who}: its lock {self.path} is held. Wait for that "
                 f"run to end, stop it, or give this run another run_dir / name / seed"
             ) from None
+        except OSError as e:  # e.g. ENOLCK: a filesystem without flock support
+            os.close(fd)
+            logger.warning("cannot lock run folder %s (%s): running without the one-run-per-folder guard",
+                           self.path.parent, e)
+            return self
         except BaseException:
             os.close(fd)
             raise
