@@ -87,7 +87,9 @@ def train_main(argv: Optional[List[str]] = None) -> int:
                 return 3
             if env.is_rank0:
                 v, t = metrics["val"], metrics["test"]
-                print(f"{cfg.name} seed {cfg.seed}: {metrics['steps']} steps; val NE {v['ne']:.5f} AUC "
+                stop = ", stopped early" if metrics.get("stopped_early") else ""
+                print(f"{cfg.name} seed {cfg.seed}: {metrics['steps']} steps{stop}; best epoch "
+                      f"{metrics.get('best_epoch')}: val NE {v['ne']:.5f} AUC "
                       f"{v['auc']:.5f}; test NE {t['ne']:.5f} AUC {t['auc']:.5f}; run folder {cfg.run_path()}",
                       flush=True)
     finally:
