@@ -23,7 +23,7 @@ import torch
 
 from torchrec_side.modules.ops import cpu_kernel, fbgemm_ops, reference, torch_ops, triton_ops
 from torchrec_side.modules.ops.common import Compute, check_offsets, finish
-from torchrec_side.sid.codec import SIDCodec
+from torchrec_side.sid.codec import SIDCodec, sid_bytes
 
 __all__ = [
     "POOLED_COMPUTE",
@@ -160,8 +160,33 @@ def resolve_compute(compute: Union[str, Compute], device: torch.device, byte_add
     return c
 
 
+def _traced_check(tables: SIDEOpTables, values: torch.Tensor) -> None:
+    """SID validation inside torch.compile / torch.export: the same conditions as
+    ``codec.validate_sids`` as one ``torch._assert_async`` (no data-dependent Python branch)."""
+    if tables.group_max is not None:
+        by = sid_bytes(values)
+        G = tables.num_groups
+        bad = (by[:, :G] > tables.group_max.unsqueeze(0)).any()
+        if G < 8:
+            bad = bad | (by[:, G:] != 0).any()
+    else:
+        bad = (values < 0).any() | (values >= tables.codec.num_sids).any()
+    torch._assert_async(~bad, "SIDE: invalid SID for the codec (run eagerly for the offending level and value)")
+
+
 def _validate_bytes(tables: SIDEOpTables, values: torch.Tensor) -> None:
-    tables.codec.validate_sids(values)
+    if torch.compiler.is_compiling():
+        _traced_check(tables, values)
+    else:
+        tables.codec.validate_sids(values)
+
+
+def _unpack(tables: SIDEOpTables, values: torch.Tensor, validate: bool) -> torch.Tensor:
+    if torch.compiler.is_compiling():
+        if validate:
+            _traced_check(tables, values)
+        return tables.codec.unpack(values, validate=False)
+    return tables.codec.unpack(values, validate=validate)
 
 
 def _kernel_errors(tables: SIDEOpTables, values: torch.Tensor, err: ValueError) -> None:
@@ -210,7 +235,7 @@ def sid_pool(values: torch.Tensor, offsets: torch.Tensor, weights: Optional[torc
                 raise
         return finish(out, offsets, mean)
     if c in (Compute.REFERENCE, Compute.PER_LEVEL, Compute.SCALAR):
-        codes = tables.codec.unpack(values, validate=validate)
+        codes = _unpack(tables, values, validate)
         if c == Compute.REFERENCE:
             return reference.pool_reference(codes, offsets, weights, tables.offset, tables.level_tables,
                                             tables.level_offsets, mean)
@@ -263,7 +288,7 @@ def sid_embed(values: torch.Tensor, tables: SIDEOpTables, compute: Union[str, Co
             _kernel_errors(tables, values, e)
             raise
     if c in (Compute.REFERENCE, Compute.PER_LEVEL):
-        codes = tables.codec.unpack(values, validate=validate)
+        codes = _unpack(tables, values, validate)
         if c == Compute.REFERENCE:
             return reference.embed_reference(codes, tables.offset, tables.level_tables, tables.level_offsets)
         return torch_ops.embed_per_level(codes, tables.stacked_with_offset, tables.level_offsets)

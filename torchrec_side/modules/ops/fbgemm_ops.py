@@ -20,7 +20,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 
-from torchrec_side.modules.ops.common import BYTE_BINS, byte_indices, finish, sub_bags
+from torchrec_side.modules.ops.common import ACCUMULATE_BLOCK, BYTE_BINS, byte_indices, finish, sub_bags
 
 __all__ = ["WEIGHT_TYPES", "fbgemm_status", "build_tbe", "quantize_int8_rowwise", "pool", "embed", "get_tbe"]
 
@@ -177,7 +177,7 @@ def pool(sids: torch.Tensor, offsets: torch.Tensor, weights: Optional[torch.Tens
     G = num_groups
     idx = byte_indices(sids, G, torch.int32, table_major=True)  # [G, N]
     offsets = offsets.long()
-    split = sub_bags(offsets)
+    split = sub_bags(offsets, ACCUMULATE_BLOCK)
     if split is None:
         out = _lookup(tbe, idx, offsets, weights, G)
     else:

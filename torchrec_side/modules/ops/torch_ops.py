@@ -1,8 +1,8 @@
 # pyre-strict
 """Pure-torch SIDE paths (every device, no compiler needed): per-level, scalar, grouped bag / histogram.
 
-Float32 lookups that reduce bags longer than ``ACCUMULATE_BLOCK`` events are split into blocks whose
-partial sums are added in float64 (:func:`~.common.sub_bags`): a 10^6-event bag then stays within
+Float32 lookups that reduce bags of more than ``ACCUMULATE_BLOCK`` table rows are split into blocks
+of about that many rows whose partial sums are added in float64 (:func:`~.common.sub_bags`): a 10^6-event bag then stays within
 float32 rounding of the float64 reference instead of drifting by percents.
 """
 
@@ -13,7 +13,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from torchrec_side.modules.ops.common import BYTE_BINS, bag_ids, byte_indices, finish, sub_bags
+from torchrec_side.modules.ops.common import ACCUMULATE_BLOCK, BYTE_BINS, bag_ids, byte_indices, finish, sub_bags
 
 __all__ = [
     "pool_per_level",
@@ -29,7 +29,8 @@ def _blocked_embedding_bag(idx: torch.Tensor, table: torch.Tensor, offsets: torc
                            psw: Optional[torch.Tensor]) -> torch.Tensor:
     """``F.embedding_bag`` sum over bags of ``rows_per_event`` rows per event, blocked for accuracy."""
     B = offsets.numel() - 1
-    split = None if torch.compiler.is_compiling() else sub_bags(offsets)
+    # blocks of about ACCUMULATE_BLOCK rows (not events): float32 drift grows with rows summed
+    split = None if torch.compiler.is_compiling() else sub_bags(offsets, max(1, ACCUMULATE_BLOCK // rows_per_event))
     if split is None:
         return F.embedding_bag(idx, table, offsets * rows_per_event, mode="sum", per_sample_weights=psw,
                                include_last_offset=True)

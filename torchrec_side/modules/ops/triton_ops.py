@@ -15,7 +15,7 @@ gradient from the embed kernel, ``dL/dw_e = <dL/dout[bag(e)], e(event)>``. docs/
 from __future__ import annotations
 
 import os
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 
@@ -23,15 +23,28 @@ __all__ = ["triton_status", "pool", "embed", "HIST_MIN"]
 
 HIST_MIN: int = 512
 
-try:  # triton is optional: present on CUDA machines, absent from the default CPU install
-    import triton
-    import triton.language as tl
+# triton is optional (present on CUDA machines, absent from the default CPU install) and imported on
+# first use: ``TRITON_INTERPRET`` is read when triton is imported, so setting it before the first
+# SIDE Triton call (e.g. in a test's conftest) is enough.
+triton: Any = None
+tl: Any = None
+_IMPORT_ERROR: Optional[str] = None
+_imported: bool = False
 
-    _IMPORT_ERROR: Optional[str] = None
-except Exception as e:  # pragma: no cover - depends on the machine
-    triton = None  # type: ignore[assignment]
-    tl = None  # type: ignore[assignment]
-    _IMPORT_ERROR = f"{type(e).__name__}: {e}"
+
+def _import_triton() -> Optional[str]:
+    """Imports triton once; returns None, or why it is not importable."""
+    global triton, tl, _IMPORT_ERROR, _imported
+    if not _imported:
+        _imported = True
+        try:
+            import triton as _triton
+            import triton.language as _tl
+
+            triton, tl = _triton, _tl
+        except Exception as e:  # pragma: no cover - depends on the machine
+            _IMPORT_ERROR = f"{type(e).__name__}: {e}"
+    return _IMPORT_ERROR
 
 
 def interpret_mode() -> bool:
@@ -41,8 +54,9 @@ def interpret_mode() -> bool:
 
 def triton_status(device: torch.device) -> str:
     """``"ok"`` if the Triton kernels can run on ``device``, else why not."""
-    if _IMPORT_ERROR is not None:
-        return f"unavailable: triton not importable ({_IMPORT_ERROR})"
+    err = _import_triton()
+    if err is not None:
+        return f"unavailable: triton not importable ({err})"
     dev = torch.device(device)
     if dev.type == "cuda":
         return "ok" if torch.cuda.is_available() else "unavailable: no CUDA device"
@@ -51,69 +65,80 @@ def triton_status(device: torch.device) -> str:
     return f"unavailable: device {dev.type}"
 
 
-if triton is not None:
-
-    @triton.jit
-    def _pool_kernel(sids_ptr, offsets_ptr, weights_ptr, table_ptr, out_ptr, D,
-                     G: tl.constexpr, HAS_W: tl.constexpr, HIST_MIN_N: tl.constexpr,
-                     BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
-        b = tl.program_id(0)
-        pd = tl.program_id(1)
-        d = pd * BLOCK_D + tl.arange(0, BLOCK_D)
-        dmask = d < D
-        s = tl.load(offsets_ptr + b)
-        e = tl.load(offsets_ptr + b + 1)
-        n = e - s
-        acc = tl.zeros([BLOCK_D], dtype=tl.float32)
-        if (not HAS_W) and n >= HIST_MIN_N:
-            bins = tl.arange(0, 256)
-            nblocks = tl.cdiv(n, BLOCK_N)
-            for g in tl.static_range(G):
-                cnt = tl.zeros([256], dtype=tl.int32)
-                for blk in range(0, nblocks):
-                    ev = s + blk * BLOCK_N + tl.arange(0, BLOCK_N)
-                    m = ev < e
-                    v = tl.load(sids_ptr + ev, mask=m, other=0)
-                    byte = ((v >> (8 * g)) & 0xFF).to(tl.int32)
-                    cnt += tl.histogram(byte, 256)
-                # masked lanes counted as byte 0: remove them
-                masked = nblocks * BLOCK_N - n
-                cnt -= tl.where(bins == 0, masked, 0).to(tl.int32)
-                rows = tl.load(table_ptr + (g * 256 + bins)[:, None].to(tl.int64) * D + d[None, :],
-                               mask=dmask[None, :], other=0.0)
-                acc += tl.sum(cnt.to(tl.float32)[:, None] * rows, axis=0)
-        else:
-            for start in range(s, e, BLOCK_N):
-                ev = start + tl.arange(0, BLOCK_N)
+def _pool_kernel_src(sids_ptr, offsets_ptr, weights_ptr, table_ptr, out_ptr, D,
+                 G: tl.constexpr, HAS_W: tl.constexpr, HIST_MIN_N: tl.constexpr,
+                 BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+    b = tl.program_id(0)
+    pd = tl.program_id(1)
+    d = pd * BLOCK_D + tl.arange(0, BLOCK_D)
+    dmask = d < D
+    s = tl.load(offsets_ptr + b)
+    e = tl.load(offsets_ptr + b + 1)
+    n = e - s
+    acc = tl.zeros([BLOCK_D], dtype=tl.float32)
+    if (not HAS_W) and n >= HIST_MIN_N:
+        bins = tl.arange(0, 256)
+        nblocks = tl.cdiv(n, BLOCK_N)
+        for g in tl.static_range(G):
+            cnt = tl.zeros([256], dtype=tl.int32)
+            for blk in range(0, nblocks):
+                ev = s + blk * BLOCK_N + tl.arange(0, BLOCK_N)
                 m = ev < e
                 v = tl.load(sids_ptr + ev, mask=m, other=0)
-                part = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
-                for g in tl.static_range(G):
-                    byte = (v >> (8 * g)) & 0xFF
-                    row = (g * 256 + byte).to(tl.int64)
-                    part += tl.load(table_ptr + row[:, None] * D + d[None, :],
-                                    mask=m[:, None] & dmask[None, :], other=0.0)
-                if HAS_W:
-                    w = tl.load(weights_ptr + ev, mask=m, other=0.0)
-                    part = part * w[:, None]
-                acc += tl.sum(part, axis=0)
-        tl.store(out_ptr + b.to(tl.int64) * D + d, acc, mask=dmask)
+                byte = ((v >> (8 * g)) & 0xFF).to(tl.int32)
+                cnt += tl.histogram(byte, 256)
+            # masked lanes counted as byte 0: remove them
+            masked = nblocks * BLOCK_N - n
+            cnt -= tl.where(bins == 0, masked, 0).to(tl.int32)
+            rows = tl.load(table_ptr + (g * 256 + bins)[:, None].to(tl.int64) * D + d[None, :],
+                           mask=dmask[None, :], other=0.0)
+            acc += tl.sum(cnt.to(tl.float32)[:, None] * rows, axis=0)
+    else:
+        for start in range(s, e, BLOCK_N):
+            ev = start + tl.arange(0, BLOCK_N)
+            m = ev < e
+            v = tl.load(sids_ptr + ev, mask=m, other=0)
+            part = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+            for g in tl.static_range(G):
+                byte = (v >> (8 * g)) & 0xFF
+                row = (g * 256 + byte).to(tl.int64)
+                part += tl.load(table_ptr + row[:, None] * D + d[None, :],
+                                mask=m[:, None] & dmask[None, :], other=0.0)
+            if HAS_W:
+                w = tl.load(weights_ptr + ev, mask=m, other=0.0)
+                part = part * w[:, None]
+            acc += tl.sum(part, axis=0)
+    tl.store(out_ptr + b.to(tl.int64) * D + d, acc, mask=dmask)
 
-    @triton.jit
-    def _embed_kernel(sids_ptr, table_ptr, out_ptr, N, D,
-                      G: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
-        pn = tl.program_id(0)
-        pd = tl.program_id(1)
-        ev = pn * BLOCK_N + tl.arange(0, BLOCK_N)
-        d = pd * BLOCK_D + tl.arange(0, BLOCK_D)
-        m = ev < N
-        dmask = d < D
-        v = tl.load(sids_ptr + ev, mask=m, other=0)
-        acc = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
-        for g in tl.static_range(G):
-            row = (g * 256 + ((v >> (8 * g)) & 0xFF)).to(tl.int64)
-            acc += tl.load(table_ptr + row[:, None] * D + d[None, :], mask=m[:, None] & dmask[None, :], other=0.0)
-        tl.store(out_ptr + ev.to(tl.int64)[:, None] * D + d[None, :], acc, mask=m[:, None] & dmask[None, :])
+def _embed_kernel_src(sids_ptr, table_ptr, out_ptr, N, D,
+                  G: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+    pn = tl.program_id(0)
+    pd = tl.program_id(1)
+    ev = pn * BLOCK_N + tl.arange(0, BLOCK_N)
+    d = pd * BLOCK_D + tl.arange(0, BLOCK_D)
+    m = ev < N
+    dmask = d < D
+    v = tl.load(sids_ptr + ev, mask=m, other=0)
+    acc = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+    for g in tl.static_range(G):
+        row = (g * 256 + ((v >> (8 * g)) & 0xFF)).to(tl.int64)
+        acc += tl.load(table_ptr + row[:, None] * D + d[None, :], mask=m[:, None] & dmask[None, :], other=0.0)
+    tl.store(out_ptr + ev.to(tl.int64)[:, None] * D + d[None, :], acc, mask=m[:, None] & dmask[None, :])
+
+
+_jitted: Dict[bool, Tuple[Any, Any]] = {}
+
+
+def _kernels() -> Tuple[Any, Any]:
+    """The jitted (or, under ``TRITON_INTERPRET=1``, interpreted) kernels, decorated on first use so
+    the interpreter flag is read when the kernels run, not when this module is imported."""
+    mode = interpret_mode()
+    if mode not in _jitted:
+        err = _import_triton()
+        if err is not None:
+            raise RuntimeError(f"SIDE Triton path: triton not importable ({err})")
+        _jitted[mode] = (triton.jit(_pool_kernel_src), triton.jit(_embed_kernel_src))  # pyre-ignore[16]
+    return _jitted[mode]
 
 
 def _block_d(D: int) -> int:
@@ -127,10 +152,11 @@ def _pool_forward(sids: torch.Tensor, offsets: torch.Tensor, weights: Optional[t
     out = torch.empty(B, D, dtype=torch.float32, device=table.device)
     if B == 0:
         return out
+    kernels = _kernels()
     BLOCK_D = _block_d(D)
     grid = (B, triton.cdiv(D, BLOCK_D))  # pyre-ignore[16]
     w = weights.float().contiguous() if weights is not None else sids  # dummy pointer when unweighted
-    _pool_kernel[grid](sids.contiguous(), offsets.long().contiguous(), w, table.float().contiguous(), out, D,
+    kernels[0][grid](sids.contiguous(), offsets.long().contiguous(), w, table.float().contiguous(), out, D,
                        G=num_groups, HAS_W=weights is not None, HIST_MIN_N=hist_min, BLOCK_N=64,
                        BLOCK_D=BLOCK_D)
     return out
@@ -153,10 +179,11 @@ def embed(sids: torch.Tensor, table: torch.Tensor, num_groups: int) -> torch.Ten
     out = torch.empty(N, D, dtype=torch.float32, device=table.device)
     if N == 0:
         return out
+    kernels = _kernels()
     BLOCK_D = _block_d(D)
     BLOCK_N = 32
     grid = (triton.cdiv(N, BLOCK_N), triton.cdiv(D, BLOCK_D))  # pyre-ignore[16]
-    _embed_kernel[grid](sids.contiguous(), table.float().contiguous(), out, N, D, G=num_groups,
+    kernels[1][grid](sids.contiguous(), table.float().contiguous(), out, N, D, G=num_groups,
                         BLOCK_N=BLOCK_N, BLOCK_D=BLOCK_D)
     return out
 
@@ -196,6 +223,7 @@ def pool(sids: torch.Tensor, offsets: torch.Tensor, weights: Optional[torch.Tens
 
         out = pool(sids.cuda(), offsets.cuda(), None, grouped.cuda(), codec.num_groups)   # [B, D]
     """
-    if _IMPORT_ERROR is not None:
-        raise RuntimeError(f"SIDE Triton path: {triton_status(sids.device)}")
+    status = triton_status(sids.device)
+    if not status.startswith("ok"):
+        raise RuntimeError(f"SIDE Triton path: {status}")
     return _TritonPool.apply(sids, offsets, weights, table, num_groups, hist_min)
