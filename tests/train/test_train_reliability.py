@@ -248,3 +248,26 @@ def test_manifest_detects_any_single_byte_change(tmp_path: Path) -> None:
             data[pos] = old
             (folder / name).write_bytes(bytes(data))
     assert CheckpointManager.check(folder) is None
+
+
+@pytest.mark.slow
+def test_two_trainings_into_one_run_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The issue's scenario: the same config, different overrides, started together."""
+    job = _write(tmp_path, _synthetic(tmp_path, **{"train.sleep_per_step": 0.05, "train.epochs": 3}))
+    run = tmp_path / "runs" / "tiny" / "seed0"
+    first = subprocess.Popen([sys.executable, "-m", "torchrec_side.train", "--config", str(job), "optim.dense_lr=0.01"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        import time
+
+        deadline = time.time() + 120
+        while time.time() < deadline and not (run / "config.yaml").is_file():
+            time.sleep(0.2)
+        assert RunLock(run).holder().get("pid") == first.pid
+        assert train_main(["--config", str(job), "optim.dense_lr=0.02"]) == 2
+        err = capsys.readouterr().err
+        assert f"in use by pid {first.pid}" in err
+        assert "dense_lr: 0.01" in (run / "config.yaml").read_text()  # the first run's config stays
+    finally:
+        first.kill()
+        first.wait()
