@@ -145,15 +145,15 @@ def _features(d: Dict[str, Any], idx: np.ndarray) -> torch.Tensor:
     ncat = int(max(d["items"]["category"])) + 1
     cat = torch.nn.functional.one_hot(torch.tensor(d["items"]["category"], dtype=torch.int64), ncat).float()
     items = torch.from_numpy(im["item_id"][idx])
-    # mean text of the user's events strictly before the impression (plain loop over users)
-    hist = torch.zeros(len(idx), text.shape[1])
-    users = im["user_id"][idx]
-    starts = np.searchsorted(ev["user_id"], np.arange(d["manifest"]["num_users"] + 1))
-    for row, (u, t) in enumerate(zip(users.tolist(), im["timestamp"][idx].tolist())):
-        lo, hi = starts[u], starts[u + 1]
-        k = lo + int(np.searchsorted(ev["timestamp"][lo:hi], t, side="left"))
-        if k > lo:
-            hist[row] = text[torch.from_numpy(ev["item_id"][lo:k])].mean(0)
+    # mean text of the user's events strictly before the impression, from prefix sums over the
+    # (user, timestamp)-sorted log
+    key = ev["user_id"] * (1 << 40) + ev["timestamp"]
+    users, ts = im["user_id"][idx], im["timestamp"][idx]
+    end = np.searchsorted(key, users * (1 << 40) + ts, side="left")
+    start = np.searchsorted(key, users * (1 << 40), side="left")
+    prefix = torch.cat([torch.zeros(1, text.shape[1], dtype=torch.float64), text[torch.from_numpy(ev["item_id"])].double().cumsum(0)])
+    count = torch.from_numpy(end - start).clamp(min=1).double()[:, None]
+    hist = ((prefix[torch.from_numpy(end)] - prefix[torch.from_numpy(start)]) / count).float()
     tgt = text[items]
     return torch.cat([tgt, cat[items], hist * tgt], dim=1)
 
@@ -293,3 +293,10 @@ def test_cli_and_atomic_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str
     (out / "manifest.json").write_text(json.dumps({"format": "other", "version": 1}))
     with pytest.raises(ArtifactError, match="format"):
         read_manifest(out)
+
+
+@pytest.mark.slow
+def test_worker_processes_give_the_same_world(tiny: Dict[str, Any], tmp_path: Path) -> None:
+    generate_world(load_world_config("tiny"), tmp_path / "w2", progress=False, workers=2)
+    for name in ("events.parquet", "impressions.parquet"):
+        assert pq.read_table(tmp_path / "w2" / name).equals(pq.read_table(tiny["dir"] / name)), name

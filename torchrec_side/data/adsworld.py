@@ -51,13 +51,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import resource
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from collections import deque
+from typing import Any, Deque, Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -404,7 +406,32 @@ def _write_parquet(path: Path, cols: Dict[str, Array]) -> None:
     pq.write_table(pa.table({k: pa.array(v) for k, v in cols.items()}), path, row_group_size=1 << 20)
 
 
-def generate_world(cfg: AdsWorldConfig, out: PathLike, progress: bool = True) -> Dict[str, Any]:
+_WORKER: Dict[str, Any] = {}
+
+
+def _init_worker(cfg: AdsWorldConfig, cal: _Calibration) -> None:
+    """Pool initializer: rebuilds the (deterministic) catalogue in the worker process."""
+    cat = _build_catalogue(cfg)
+    _WORKER.update(cfg=cfg, cat=cat, tables=_DayTables(cat, cfg), cal=cal)
+
+
+def _run_job(job: Tuple[int, int, int]) -> Tuple[Dict[str, Array], Dict[str, Array]]:
+    w = _WORKER
+    return _chunk(w["cfg"], w["cat"], w["tables"], w["cal"], *job)
+
+
+def _bounded_map(pool: Any, jobs: List[Tuple[int, int, int]], window: int) -> Iterator[Any]:
+    """Results of ``_run_job`` over ``jobs`` in order, with at most ``window`` chunks in flight."""
+    pending: Deque[Any] = deque()
+    for job in jobs:
+        pending.append(pool.submit(_run_job, job))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def generate_world(cfg: AdsWorldConfig, out: PathLike, progress: bool = True, workers: int = 1) -> Dict[str, Any]:
     """Generates the world of ``cfg`` into folder ``out`` (atomically) and returns its manifest.
 
     Memory: the catalogue (N x k float32 attributes, a few N-vectors), one chunk of users'
@@ -414,6 +441,8 @@ def generate_world(cfg: AdsWorldConfig, out: PathLike, progress: bool = True) ->
         cfg: the world's config (:func:`~torchrec_side.data.adsworld_config.load_world_config`).
         out: the folder to write; a previous folder there is replaced only once this one is done.
         progress: tqdm bars over content chunks and user chunks.
+        workers: processes generating user chunks (spawned; each rebuilds the catalogue). The
+            world is the same for any value.
 
     Returns:
         The manifest (also written as ``manifest.json``).
@@ -443,18 +472,32 @@ def generate_world(cfg: AdsWorldConfig, out: PathLike, progress: bool = True) ->
         train_items = np.zeros(n_items, dtype=bool)
         lengths: List[Array] = []
         parts: List[Dict[str, Array]] = []
-        starts = list(range(0, n_users, cfg.chunk_users))
-        with pq.ParquetWriter(tmp / "events.parquet", schema) as writer:
-            for ci, u0 in enumerate(tqdm(starts, desc="users", unit="chunk", disable=not progress)):
-                n = min(cfg.chunk_users, n_users - u0)
-                ev, im = _chunk(cfg, cat, tables, cal, ci, u0, n)
-                writer.write_table(pa.table({k: pa.array(v) for k, v in ev.items()}, schema=schema),
-                                   row_group_size=1 << 20)  # fmt: skip
-                ev_counts += np.bincount(ev["item_id"], minlength=n_items)
-                train_items[ev["item_id"][ev["timestamp"] < times["val"]]] = True
-                lengths.append(np.bincount(ev["user_id"] - u0, minlength=n))
-                parts.append(im)
-                del ev
+        jobs = [(ci, u0, min(cfg.chunk_users, n_users - u0)) for ci, u0 in enumerate(range(0, n_users, cfg.chunk_users))]
+        workers = max(1, min(workers, len(jobs)))
+        pool = None
+        if workers > 1:  # each chunk has its own random stream: the world does not depend on this
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                                       initargs=(cfg, cal))  # fmt: skip
+            results = _bounded_map(pool, jobs, 2 * workers)
+        else:
+            results = (_chunk(cfg, cat, tables, cal, *job) for job in jobs)
+        try:
+            with pq.ParquetWriter(tmp / "events.parquet", schema) as writer:
+                for (_, u0, n), (ev, im) in zip(jobs, tqdm(results, total=len(jobs), desc="users", unit="chunk",
+                                                           disable=not progress)):  # fmt: skip
+                    writer.write_table(pa.table({k: pa.array(v) for k, v in ev.items()}, schema=schema),
+                                       row_group_size=1 << 20)  # fmt: skip
+                    ev_counts += np.bincount(ev["item_id"], minlength=n_items)
+                    train_items[ev["item_id"][ev["timestamp"] < times["val"]]] = True
+                    lengths.append(np.bincount(ev["user_id"] - u0, minlength=n))
+                    parts.append(im)
+                    del ev
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
         imp = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         del parts
         order = np.lexsort((imp["item_id"], imp["user_id"], imp["timestamp"]))
@@ -517,7 +560,10 @@ def _manifest(cfg: AdsWorldConfig, cat: _Catalogue, cal: _Calibration, imp: Dict
         "num_subcategories": int(cfg.catalogue.num_categories * cfg.catalogue.subcategories_per_category),
         "calibration": {"bias": cal.bias, "match_mean": cal.match_mean, "match_std": cal.match_std},
         "seconds": round(seconds, 2),
+        "cpu_seconds": round(sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
+                             + sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2]), 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
+        "peak_rss_worker_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0, 1),
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "python": platform.python_version()},
     }  # fmt: skip
@@ -557,6 +603,9 @@ def world_main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--config", "-c", default=None, help="optional YAML file of AdsWorldConfig keys")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes for the user chunks (default: 1 under 4 chunks, else min(2, CPUs)); "
+                        "the world does not depend on it")  # fmt: skip
     p.add_argument("overrides", nargs="*", metavar="key=value")
     args = p.parse_intermixed_args(sys.argv[1:] if argv is None else argv)
     try:
@@ -570,13 +619,16 @@ def world_main(argv: Optional[List[str]] = None) -> int:
     if not args.out:
         p.error("--out is required")
     try:
-        m = generate_world(cfg, args.out, progress=not args.no_progress)
+        chunks = -(-cfg.users.num_users // cfg.chunk_users)
+        workers = args.workers if args.workers is not None else (1 if chunks < 4 else min(2, os.cpu_count() or 1))
+        m = generate_world(cfg, args.out, progress=not args.no_progress, workers=workers)
     except KeyboardInterrupt:
         print("torchrec-side world: interrupted; nothing was written", file=sys.stderr)
         return 130
     o, s = m["oracle"], m["skew"]["impressions"]
     print(f"world {args.out}: {m['num_items']:,} items, {m['num_users']:,} users, {m['num_events']:,} events, "
-          f"impressions {m['impressions']} in {m['seconds']:.1f}s, peak RSS {m['peak_rss_mb']:.0f} MB")
+          f"impressions {m['impressions']} in {m['seconds']:.1f}s ({m['cpu_seconds']:.0f} CPU-s), peak RSS "
+          f"{m['peak_rss_mb']:.0f} MB (workers {m['peak_rss_worker_mb']:.0f} MB)")
     print(f"oracle NE train/val/test {o['train']['ne']:.4f}/{o['val']['ne']:.4f}/{o['test']['ne']:.4f} "
           f"(AUC test {o['test']['auc']:.4f}, base rate test {o['test']['base_rate']:.4f})")
     print(f"skew (impressions): top 0.1% {s['top_0.1pct_share']:.3f} (Meta 0.25), bottom 94.4% "
