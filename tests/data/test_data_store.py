@@ -41,6 +41,19 @@ def test_window_index_matches_plain_loop(rows, cap) -> None:
     assert lengths.tolist() == want_len and index.tolist() == want_idx
 
 
+@settings(max_examples=120, deadline=None)
+@given(st.integers(0, 60), st.sampled_from([1, 10**12]), st.booleans(), st.integers(0, 2**31))
+def test_lex_order_equals_lexsort(n: int, scale: int, presorted: bool, seed: int) -> None:
+    from torchrec_side.data.protocol import _lex_order
+
+    g = np.random.default_rng(seed)
+    a, b, c = g.integers(0, 5, n) * scale, g.integers(-3, 4, n) * (scale // 1000 or 1), g.integers(0, 6, n)
+    if presorted:  # the events' case: already sorted by (user, timestamp), ties unordered
+        o = np.lexsort((b, a))
+        a, b = a[o], b[o]
+    assert np.array_equal(_lex_order(a, b, c.astype(np.int8)), np.lexsort((c, b, a)))
+
+
 # ---------------------------------------------------------------------------------------------
 # a simulated-world store vs a plain reference
 

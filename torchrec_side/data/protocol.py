@@ -499,6 +499,30 @@ def synthetic_ratings(
 # Event sources: what a store is built from
 
 
+def _lex_order(a: npt.NDArray[Any], b: npt.NDArray[Any], c: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
+    """The order sorting rows by ``(a, b, c)`` (integer keys), as ``np.lexsort((c, b, a))``.
+
+    Fast paths (same result): one ``argsort`` of a packed int64 key when the key ranges fit in
+    63 bits; a stable ``argsort`` of ``(group, c)`` keys when the rows are already sorted by
+    ``(a, b)`` (timsort then runs in about linear time on the nearly sorted keys).
+    """
+    n = int(a.size)
+    if n < 2:
+        return np.arange(n, dtype=np.int64)
+    a, b, c = (np.asarray(x).astype(np.int64, copy=False) for x in (a, b, c))
+    spans = [int(x.max()) - int(x.min()) + 1 for x in (a, b, c)]
+    if spans[0] * spans[1] * spans[2] < 2**62:
+        key = ((a - a.min()).astype(np.int64) * spans[1] + (b - b.min())) * spans[2] + (c - c.min())
+        return np.argsort(key, kind="stable").astype(np.int64, copy=False)
+    da, db = np.diff(a), np.diff(b)
+    new_group = (da != 0) | (db != 0)
+    if bool(((da > 0) | ((da == 0) & (db >= 0))).all()):
+        group = np.concatenate([[0], np.cumsum(new_group, dtype=np.int64)])
+        if (int(group[-1]) + 1) * spans[2] < 2**62:
+            return np.argsort(group * spans[2] + (c - c.min()), kind="stable").astype(np.int64, copy=False)
+    return np.lexsort((c, b, a)).astype(np.int64, copy=False)
+
+
 class SourceError(ValueError):
     """A source of events (a simulated-world folder) is missing, malformed or inconsistent."""
 
@@ -567,16 +591,18 @@ class EventSource:
 
     def hist_end(self) -> npt.NDArray[np.int64]:
         """``[R]``: per impression, the number of its user's events with a smaller timestamp (the end
-        of its history window in the user's log). Vectorized: one ``searchsorted`` over
-        ``(user, timestamp rank)`` keys."""
-        stamps = np.unique(np.concatenate([self.event_timestamp, self.timestamp]))
-        s = int(stamps.size) + 1
-        if self.num_users * s >= 2**62:
-            raise SourceError(f"{self.num_users} users x {s} distinct timestamps overflow the int64 window keys")
-        ev_key = self.event_user * s + np.searchsorted(stamps, self.event_timestamp)
-        imp_key = self.user_id * s + np.searchsorted(stamps, self.timestamp)
-        end = np.searchsorted(ev_key, imp_key, side="left").astype(np.int64)
-        return end - self.user_offsets()[self.user_id]
+        of its history window in the user's log). Vectorized: events and impressions are merged in
+        one ``lexsort`` by ``(user, timestamp, impressions first)``; an impression's window end is
+        the running count of events before it, minus its user's log offset."""
+        e = self.num_events
+        user = np.concatenate([self.event_user, self.user_id])
+        ts = np.concatenate([self.event_timestamp, self.timestamp])
+        kind = np.concatenate([np.ones(e, dtype=np.int8), np.zeros(len(self), dtype=np.int8)])
+        order = _lex_order(user, ts, kind)  # at equal (user, ts) impressions sort before events
+        before = np.cumsum(kind[order], dtype=np.int64)  # events at or before each merged position
+        pos = np.empty(order.size, dtype=np.int64)
+        pos[order] = np.arange(order.size, dtype=np.int64)
+        return before[pos[e:]] - self.user_offsets()[self.user_id]
 
     def item_train_freq(self) -> npt.NDArray[np.int64]:
         """``[R]``: the target item's count in the training split (training impressions, plus the
@@ -621,9 +647,9 @@ def ratings_source(
     rating = _as_np(ratings.rating, np.float64)
     if u.size and (u.min() < 0 or u.max() >= num_users or it.min() < 0 or it.max() >= num_items):
         raise SourceError(f"rating ids outside [0, {num_users}) x [0, {num_items})")
-    order = np.lexsort((it, u, ts))
+    order = _lex_order(ts, u, it)
     split = time_split(ts[order], train_fraction, val_fraction)
-    by_user = np.lexsort((it, ts, u))
+    by_user = _lex_order(u, ts, it)
     return EventSource(
         num_users=int(num_users), num_items=int(num_items),
         event_user=u[by_user], event_item=it[by_user], event_timestamp=ts[by_user],
@@ -725,8 +751,8 @@ def world_source(world_dir: Union[str, "os.PathLike[str]"]) -> EventSource:
 
     if "p_true" in pq.read_schema(root / "impressions.parquet").names:
         p_true = _read_parquet_columns(root / "impressions.parquet", {"p_true": np.float32})["p_true"]
-    order = np.lexsort((im["item_id"], im["user_id"], ts))
-    by_user = np.lexsort((ev["item_id"], ev["timestamp"], ev["user_id"]))
+    order = _lex_order(ts, im["user_id"], im["item_id"])
+    by_user = _lex_order(ev["user_id"], ev["timestamp"], ev["item_id"])
     return EventSource(
         num_users=nu, num_items=ni,
         event_user=ev["user_id"][by_user], event_item=ev["item_id"][by_user], event_timestamp=ev["timestamp"][by_user],
