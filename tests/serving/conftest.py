@@ -5,7 +5,7 @@ prefix-ngram history, so every history kind that needs no downloaded data is exp
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Iterator
 
 import pytest
 import torch
@@ -16,6 +16,15 @@ from torchrec_side.tokenizer import SIDTable, write_sid_table
 from torchrec_side.tokenizer.artifact import make_codec
 
 NUM_ITEMS = 40
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Tiny batches on a shared 2-core machine: one torch thread is several times faster."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _sid_files(tmp: Path, q: Any, x: torch.Tensor, name: str, layout: str) -> Dict[str, str]:
@@ -75,9 +84,8 @@ def din_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def dlrm_export(dlrm_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def dlrm_export(dlrm_run: Path) -> Path:
+    """The DLRM run exported to its default place, ``<run>/export``."""
     from torchrec_side.serving import export_run
 
-    out = tmp_path_factory.mktemp("serve_dlrm_export") / "export"
-    export_run(dlrm_run, out)
-    return out
+    return export_run(dlrm_run).out_dir

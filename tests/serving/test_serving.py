@@ -39,6 +39,7 @@ FRESH = r"""
 import json, sys, torch
 from torchrec_side.serving import load_exported
 from torchrec_side.data import ExampleStore, HistoryInput, make_dataloader
+torch.set_num_threads(1)
 scorer = load_exported(sys.argv[1])
 spec = scorer.spec
 store = ExampleStore(spec.source["store"])
@@ -89,11 +90,15 @@ def test_dlrm_export_matches_trainer_eval_in_a_fresh_process(dlrm_run: Path, dlr
 
 
 @pytest.mark.slow
-def test_din_export_matches_trainer_eval_in_a_fresh_process(din_run: Path, tmp_path: Path) -> None:
+def test_din_export_matches_trainer_eval(din_run: Path, tmp_path: Path) -> None:
+    from torchrec_side.serving import predict_from_store
+
     res = export_run(din_run, tmp_path / "din_export")
     assert res.spec.arch == "din" and res.spec.fixed_history_length == 20 and res.max_abs_diff <= 1e-6
-    scores = _fresh_process_scores(tmp_path / "din_export", tmp_path)
-    np.testing.assert_allclose(scores.numpy(), _trainer_scores(din_run), atol=1e-5, rtol=0)
+    # the program pads to 20 events, the trainer to each batch's longest history: same scores
+    out = predict_from_store(tmp_path / "din_export", "test", tmp_path / "din_scores.parquet", progress=False)
+    np.testing.assert_allclose(pq.read_table(out.out).column("score").to_numpy(), _trainer_scores(din_run),
+                               atol=1e-5, rtol=0)
     scorer = load_exported(tmp_path / "din_export")
     spec = scorer.spec
     b = 2
@@ -131,15 +136,15 @@ def test_predict_file_equals_scorer_and_loader_batches(dlrm_run: Path, dlrm_expo
     ref = torch.cat([scorer(b)[b.weights > 0] for b in make_dataloader(store, "val", inputs, 50, shuffle=False,
                                                                         num_workers=0)])
     np.testing.assert_allclose(got.column("score").to_numpy(), ref.numpy(), atol=1e-6, rtol=0)
-    # a run folder works too: its export/ is written once, then reused while the checkpoint is the same
+    # a run folder works too: its export/ (the fixture wrote it) is reused while the checkpoint is the same
     out2 = tmp_path / "scores_run.parquet"
     from torchrec_side.cli import main
 
-    assert main(["predict", str(dlrm_run), "--input", str(req), "--out", str(out2), "--no-progress"]) == 0
-    assert (dlrm_run / "export" / SPEC_FILE).is_file()
-    np.testing.assert_allclose(pq.read_table(out2).column("score").to_numpy(), ref.numpy(), atol=1e-6, rtol=0)
+    assert dlrm_export == dlrm_run / "export"
     mtime = (dlrm_run / "export" / "model.pt2").stat().st_mtime_ns
-    assert main(["predict", str(dlrm_run), "--from-store", "test", "--out", str(out2), "--no-progress"]) == 0
+    assert main(["predict", str(dlrm_run), "--input", str(req), "--out", str(out2), "--no-progress", "--threads", "1"]) == 0
+    np.testing.assert_allclose(pq.read_table(out2).column("score").to_numpy(), ref.numpy(), atol=1e-6, rtol=0)
+    assert main(["predict", str(dlrm_run), "--from-store", "test", "--out", str(out2), "--no-progress", "--threads", "1"]) == 0
     assert (dlrm_run / "export" / "model.pt2").stat().st_mtime_ns == mtime
     np.testing.assert_allclose(pq.read_table(out2).column("score").to_numpy(), _trainer_scores(dlrm_run),
                                atol=1e-5, rtol=0)
@@ -199,7 +204,7 @@ def test_bad_requests_are_refused_with_the_column_or_key(dlrm_export: Path, tmp_
     table = pq.read_table(req).slice(0, 8)
     pq.write_table(table.drop_columns(["hist_sid"]), tmp_path / "nosid.parquet")
     assert main(["predict", str(dlrm_export), "--input", str(tmp_path / "nosid.parquet"), "--out",
-                 str(tmp_path / "o.parquet"), "--no-progress"]) == 2
+                 str(tmp_path / "o.parquet"), "--no-progress", "--threads", "1"]) == 2
     assert "missing columns ['hist_sid']" in capsys.readouterr().err
     assert not (tmp_path / "o.parquet").exists()
     dense, values, lengths = request_tensors(table, spec)

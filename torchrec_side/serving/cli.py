@@ -76,6 +76,7 @@ def predict_main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--out", required=True, help="scores file (Parquet; request columns + score)")
     p.add_argument("--batch-size", type=int, default=4096)
     p.add_argument("--checkpoint", default="auto", help="which checkpoint a run folder is exported from")
+    p.add_argument("--threads", type=int, default=0, help="torch threads while scoring (0: leave as is)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     if args.input is None and args.from_store is None:
@@ -89,10 +90,10 @@ def predict_main(argv: Optional[List[str]] = None) -> int:
         if args.from_store is not None:
             res = predict_from_store(args.run, args.from_store, args.out, requests_out=args.input,
                                      batch_size=args.batch_size, progress=not args.no_progress,
-                                     checkpoint=args.checkpoint)
+                                     checkpoint=args.checkpoint, threads=args.threads)
         else:
             res = predict(args.run, args.input, args.out, batch_size=args.batch_size,
-                          progress=not args.no_progress, checkpoint=args.checkpoint)
+                          progress=not args.no_progress, checkpoint=args.checkpoint, threads=args.threads)
     except (ServingError, ArtifactError) as e:
         print(f"torchrec-side predict: {e}", file=sys.stderr)
         return 2

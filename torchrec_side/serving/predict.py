@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+import torch
+
 from torchrec_side.io import ArtifactError, atomic_path, PathLike
 from torchrec_side.serving.artifact import is_export_dir, read_spec
 from torchrec_side.serving.rebuild import choose_checkpoint, ServingError
@@ -81,6 +83,7 @@ def predict(
     batch_size: int = 4096,
     progress: bool = True,
     checkpoint: str = "auto",
+    threads: int = 0,
 ) -> PredictResult:
     """Scores every row of ``input_parquet`` and writes ``out_parquet`` (request columns except the
     history lists, plus ``score``), in request order.
@@ -92,6 +95,8 @@ def predict(
         batch_size (int): rows per program call.
         progress (bool): tqdm bar on stderr.
         checkpoint (str): which checkpoint a run folder is exported from (see ``export_run``).
+        threads (int): ``torch.set_num_threads`` while scoring (0: leave as is; restored after).
+            Small batches on a busy machine run much faster on one thread.
 
     Returns:
         PredictResult: rows, the export folder, time.
@@ -104,15 +109,27 @@ def predict(
 
         predict("serve/dlrm_side", "requests.parquet", "scores.parquet")
     """
+    if batch_size < 1:
+        raise ServingError(f"batch_size must be >= 1, got {batch_size}")
+    if threads < 0:
+        raise ServingError(f"threads must be >= 0, got {threads}")
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return _predict(run_or_export_dir, Path(input_parquet), Path(out_parquet), batch_size, progress, checkpoint)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _predict(run_or_export_dir: PathLike, src: Path, out: Path, batch_size: int, progress: bool,
+             checkpoint: str) -> PredictResult:
     import pyarrow as pa
     import pyarrow.parquet as pq
     from tqdm import tqdm
 
     from torchrec_side.serving.scorer import load_exported
 
-    if batch_size < 1:
-        raise ServingError(f"batch_size must be >= 1, got {batch_size}")
-    src = Path(input_parquet)
     if not src.is_file():
         raise ServingError(f"request file {src} not found")
     export_dir = resolve_export(run_or_export_dir, checkpoint)
@@ -127,7 +144,6 @@ def predict(
     total = int(reader.metadata.num_rows)
     rows = 0
     t0 = time.time()
-    out = Path(out_parquet)
     with atomic_path(out) as tmp:
         writer: Optional[Any] = None
         bar = tqdm(total=total, desc="predict", unit="req", disable=not progress, file=sys.stderr,
@@ -167,6 +183,7 @@ def predict_from_store(
     batch_size: int = 4096,
     progress: bool = True,
     checkpoint: str = "auto",
+    threads: int = 0,
 ) -> PredictResult:
     """Writes a split of the run's example store as a request file, then :func:`predict` s it.
 
@@ -175,7 +192,7 @@ def predict_from_store(
         split (str): ``train``, ``val`` or ``test``.
         out_parquet (PathLike): the scores file.
         requests_out (Optional[PathLike]): keep the request file here (default: a temporary file).
-        batch_size, progress, checkpoint: see :func:`predict`.
+        batch_size, progress, checkpoint, threads: see :func:`predict`.
 
     Example::
 
@@ -196,4 +213,4 @@ def predict_from_store(
         req = Path(requests_out) if requests_out is not None else Path(tmpdir) / f"requests_{split}.parquet"
         n = write_requests_from_store(store, split, spec, req)
         logger.info("wrote %d %s requests from %s to %s", n, split, store.path, req)
-        return predict(export_dir, req, out_parquet, batch_size=batch_size, progress=progress)
+        return predict(export_dir, req, out_parquet, batch_size=batch_size, progress=progress, threads=threads)
