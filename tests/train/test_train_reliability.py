@@ -271,3 +271,18 @@ def test_two_trainings_into_one_run_folder(tmp_path: Path, capsys: pytest.Captur
     finally:
         first.kill()
         first.wait()
+
+
+def test_history_context_before_data_knows_the_sizes_without_writing(tmp_path: Path) -> None:
+    from torchrec_side.train.trainer import history_context_before_data
+
+    syn = load_train_config(_write(tmp_path, _synthetic(tmp_path)))
+    ctx = history_context_before_data(syn)
+    assert ctx is not None and (ctx.num_users, ctx.num_items, ctx.max_history) == (60, 40, 20)
+    world = tmp_path / "world"
+    world.mkdir()
+    (world / "manifest.json").write_text(json.dumps({"num_users": 7, "num_items": 11}))
+    ads = load_train_config(None, ["data.dataset=adsworld", f"data.world_dir={world}", f"examples_dir={tmp_path}"])
+    ctx = history_context_before_data(ads)
+    assert ctx is not None and (ctx.num_users, ctx.num_items) == (7, 11)
+    assert not list(tmp_path.glob("adsworld*"))  # nothing written

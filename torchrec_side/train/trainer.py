@@ -312,7 +312,8 @@ def history_context_before_data(cfg: TrainJobConfig) -> Optional[HistoryContext]
     """The :class:`HistoryContext` the example store will give, found *without* writing it, so
     every history feature's ``check()`` (its artifacts: SID tables, tokenizers) runs before the
     store is prepared. From the store itself when it is already written, else from the source's
-    sizes (synthetic: the config; MovieLens: the rating files, a fraction of a second).
+    sizes (synthetic: the config; MovieLens: the rating files, a fraction of a second; a simulated
+    world: its manifest).
 
     Returns:
         Optional[HistoryContext]: ``None`` when the sizes cannot be known cheaply (features are
@@ -336,6 +337,12 @@ def history_context_before_data(cfg: TrainJobConfig) -> Optional[HistoryContext]
 
             ml = load_movielens(d.root)
             nu, ni = ml.num_users, ml.num_items
+        elif d.dataset == "adsworld" and getattr(d, "world_dir", None):
+            try:  # the world's manifest names its id spaces (data/protocol.py world_source)
+                m = json.loads((Path(str(d.world_dir)) / "manifest.json").read_text())
+                nu, ni = int(m["num_users"]), int(m["num_items"])
+            except (OSError, ValueError, KeyError, TypeError):
+                return None  # the store preparation reports what is wrong with the world folder
         else:
             return None
     return HistoryContext(num_users=int(nu), num_items=int(ni), embedding_dim=cfg.model.embedding_dim,  # type: ignore[arg-type]
