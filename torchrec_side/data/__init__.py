@@ -62,13 +62,18 @@ if TYPE_CHECKING:  # the names below are imported lazily (``python -m ...fetch``
     from torchrec_side.data.protocol import (
         assert_no_leakage,
         build_examples,
+        EventSource,
         Examples,
         ExamplesConfig,
+        load_source,
+        ratings_source,
+        SourceError,
         SPLITS,
         synthetic_ratings,
         time_split,
         TimeSplit,
         training_interactions,
+        world_source,
     )
     from torchrec_side.data.store import (
         ColumnInfo,
@@ -76,6 +81,7 @@ if TYPE_CHECKING:  # the names below are imported lazily (``python -m ...fetch``
         ITEM_HISTORY_COLUMN,
         prepare_store,
         StoreError,
+        window_index,
         write_store,
     )
     from torchrec_side.data.synthetic import synthetic_content
@@ -95,10 +101,11 @@ _LAZY: dict[str, str] = {
     "synthetic_content": "synthetic",
     **dict.fromkeys(("DENSE_FEATURES", "ExampleBatch", "ExampleDataset", "HistoryInput", "ID_FEATURES",
                      "make_dataloader"), "loader"),
-    **dict.fromkeys(("assert_no_leakage", "build_examples", "Examples", "ExamplesConfig", "SPLITS",
-                     "synthetic_ratings", "time_split", "TimeSplit", "training_interactions"), "protocol"),
+    **dict.fromkeys(("assert_no_leakage", "build_examples", "EventSource", "Examples", "ExamplesConfig",
+                     "load_source", "ratings_source", "SourceError", "SPLITS", "synthetic_ratings", "time_split",
+                     "TimeSplit", "training_interactions", "world_source"), "protocol"),
     **dict.fromkeys(("ColumnInfo", "ExampleStore", "ITEM_HISTORY_COLUMN", "prepare_store", "StoreError",
-                     "write_store"), "store"),
+                     "window_index", "write_store"), "store"),
 }  # fmt: skip
 
 
@@ -123,6 +130,7 @@ __all__ = [
     "ColumnInfo",
     "DataFormatError",
     "EmbeddingCacheStats",
+    "EventSource",
     "ExampleBatch",
     "ExampleDataset",
     "Examples",
@@ -133,6 +141,7 @@ __all__ = [
     "Items",
     "MovieLens100K",
     "Ratings",
+    "SourceError",
     "StoreError",
     "TimeSplit",
     "Users",
@@ -145,13 +154,17 @@ __all__ = [
     "item_text",
     "load_items",
     "load_movielens",
+    "load_source",
     "make_dataloader",
     "prepare_store",
+    "ratings_source",
     "synthetic_content",
     "synthetic_ratings",
     "text_embeddings",
     "time_split",
     "training_interactions",
+    "window_index",
+    "world_source",
     "write_store",
     "year_bucket",
 ]
