@@ -233,6 +233,16 @@ def test_export_cli_and_checkpoint_choice(dlrm_run: Path, tmp_path: Path, capsys
     assert "checkpoint 'step_00000001' is not usable" in capsys.readouterr().err and not (tmp_path / "e2").exists()
     assert main(["export", str(tmp_path), "--out", str(tmp_path / "e3")]) == 2
     assert "not a training run folder" in capsys.readouterr().err
+    # predict RUN re-exports when RUN/export holds another checkpoint than the one it would serve
+    run = tmp_path / "run_copy"
+    shutil.copytree(dlrm_run, run, ignore=shutil.ignore_patterns("export"))
+    shutil.copytree(tmp_path / "e", run / "export")
+    spec = json.loads((run / "export" / SPEC_FILE).read_text())
+    (run / "export" / SPEC_FILE).write_text(json.dumps({**spec, "source": {**spec["source"], "checkpoint": "step_0"}}))
+    from torchrec_side.serving import resolve_export
+
+    assert resolve_export(run) == run / "export"
+    assert read_spec(run / "export").source["checkpoint"] == f"step_{json.loads((run / 'metrics.json').read_text())['best_step']:08d}"
 
 
 # ---------------------------------------------------------------------------------------------
