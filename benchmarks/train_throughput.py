@@ -16,6 +16,10 @@ training steps (forward, backward, optimizer, the sharded lookups' all-to-alls),
 
     python benchmarks/train_throughput.py --json runs/bench/train_throughput.json
     python benchmarks/train_throughput.py --quick --json /tmp/tt.json      # 10^5 items, 200 events
+    python benchmarks/train_throughput.py --device cuda --nproc 1 --json $OUT/train_cuda.json  # 1 GPU, nccl
+
+``--device cuda`` runs each rank on its GPU with nccl; a variant that cannot run there (e.g. the
+sharded TorchRec tables without FBGEMM's CUDA build) is reported with its error instead of a number.
 """
 
 from __future__ import annotations
@@ -78,7 +82,7 @@ def _worker(rank: int, world: int, port: int, args: Any, out: Dict[str, Any]) ->
     from torchrec_side.train.dist import init_distributed, shutdown_distributed
     from torchrec_side.train.trainer import build_sharded_model
 
-    env = init_distributed("auto")
+    env = init_distributed(args.device)
     g = torch.Generator().manual_seed(0)  # same item tables on every rank
     I, H, B, d = args.items, args.history, args.batch_size, 16
     codec_side = SIDCodec.byte_grouped([3] * 40)
@@ -121,25 +125,36 @@ def _worker(rank: int, world: int, port: int, args: Any, out: Dict[str, Any]) ->
         tables = set(_table_specs(model))
         cfg.sharding.tables = {t: "row_wise" for t in ("t_hist_item_id", "t_hist_pn__p3")
                                if any(t in k for k in tables)}
-        dmp, opt, choice = build_sharded_model(cfg, model, env)
+        try:
+            dmp, opt, choice = build_sharded_model(cfg, model, env)
 
-        def step(i: int) -> None:
-            batch = batches[v][i % len(batches[v])].to(env.device)
-            opt.zero_grad()
-            loss, _ = dmp(batch)
-            loss.backward()
-            opt.step()
+            def step(i: int) -> None:
+                batch = batches[v][i % len(batches[v])].to(env.device)
+                opt.zero_grad()
+                loss, _ = dmp(batch)
+                loss.backward()
+                opt.step()
 
-        for i in range(args.warmup):
-            step(i)
-        torch.distributed.barrier()
-        t0 = time.perf_counter()
-        for i in range(args.steps):
-            step(i)
-        torch.distributed.barrier()
-        dt = time.perf_counter() - t0
+            for i in range(args.warmup):
+                step(i)
+            _sync(env.device)
+            torch.distributed.barrier()
+            t0 = time.perf_counter()
+            for i in range(args.steps):
+                step(i)
+            _sync(env.device)
+            torch.distributed.barrier()
+            dt = time.perf_counter() - t0
+        except Exception as e:  # noqa: BLE001 - reported per variant (e.g. no FBGEMM CUDA kernels)
+            if env.device.type == "cpu":
+                raise
+            msg = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300] if str(e).strip() else ''}"
+            results.append({"variant": v, "error": msg, "device": str(env.device)})
+            if env.is_rank0:
+                print(f"{v}: FAILED on {env.device}: {msg}", flush=True)
+            continue
         ex = args.steps * B * env.world_size
-        row = {"variant": v, "examples_per_s": ex / dt, "events_per_s": ex * H / dt,
+        row = {"variant": v, "device": str(env.device), "examples_per_s": ex / dt, "events_per_s": ex * H / dt,
                "step_ms": 1000 * dt / args.steps, "history_bytes_per_event": {"sparse_id": 8, "side": 8, "prefix_ngram": 24}[v],
                "tables": choice}
         results.append(row)
@@ -149,6 +164,11 @@ def _worker(rank: int, world: int, port: int, args: Any, out: Dict[str, Any]) ->
     if env.is_rank0:
         out["rows"] = results
     shutdown_distributed(env)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _entry(rank: int, world: int, port: int, args: Any, path: str) -> None:
@@ -168,7 +188,16 @@ def main() -> int:
     p.add_argument("--batch-size", type=int, default=None, help="examples per rank per step")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--threads", type=int, default=1, help="torch threads per rank")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="auto (default: CUDA with nccl when visible, else CPU with gloo), cpu or cuda")
     args = p.parse_args()
+    if args.device == "cuda":
+        if not torch.cuda.is_available():
+            print("benchmarks/train_throughput.py --device cuda: no CUDA device is visible", file=sys.stderr)
+            return 2
+        if args.nproc > torch.cuda.device_count():
+            print(f"--nproc {args.nproc} > {torch.cuda.device_count()} visible GPUs", file=sys.stderr)
+            return 2
     args.items = args.items or (10**5 if args.quick else 10**6)
     args.history = args.history or (200 if args.quick else 1000)
     args.batch_size = args.batch_size or (32 if args.quick else 64)
@@ -185,19 +214,27 @@ def main() -> int:
         import json
 
         rows = json.loads(Path(path).read_text())["rows"]
-    by = {r["variant"]: r for r in rows}
+    by = {r["variant"]: r for r in rows if "examples_per_s" in r}
+
+    def ratio(a: str, b: str) -> Any:
+        return by[a]["examples_per_s"] / by[b]["examples_per_s"] if a in by and b in by else None
+
     summary = {
-        "side_vs_sparse_id": by["side"]["examples_per_s"] / by["sparse_id"]["examples_per_s"],
-        "side_vs_prefix_ngram": by["side"]["examples_per_s"] / by["prefix_ngram"]["examples_per_s"],
+        "side_vs_sparse_id": ratio("side", "sparse_id"),
+        "side_vs_prefix_ngram": ratio("side", "prefix_ngram"),
         "examples_per_s": {v: by[v]["examples_per_s"] for v in by},
+        "errors": {r["variant"]: r["error"] for r in rows if "error" in r},
+        "device": args.device,
     }
-    print_table(rows, ["variant", "examples_per_s", "events_per_s", "step_ms", "history_bytes_per_event"])
-    print(f"throughput ratios: SIDE / sparse-ID {summary['side_vs_sparse_id']:.2f}x, "
-          f"SIDE / prefix-ngram {summary['side_vs_prefix_ngram']:.2f}x")
+    print_table(rows, ["variant", "device", "examples_per_s", "events_per_s", "step_ms", "history_bytes_per_event",
+                       "error"])
+    fmt = lambda x: "n/a" if x is None else f"{x:.2f}x"  # noqa: E731
+    print(f"throughput ratios: SIDE / sparse-ID {fmt(summary['side_vs_sparse_id'])}, "
+          f"SIDE / prefix-ngram {fmt(summary['side_vs_prefix_ngram'])}")
     write_json(args.json, rows, summary=summary,
                setup={"items": args.items, "history_events": args.history,
                       "batch_per_rank": args.batch_size, "ranks": args.nproc, "steps": args.steps,
-                      "threads_per_rank": args.threads, "quick": bool(args.quick)})
+                      "threads_per_rank": args.threads, "quick": bool(args.quick), "device": args.device})
     return 0
 
 

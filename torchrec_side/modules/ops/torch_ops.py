@@ -32,10 +32,11 @@ def _blocked_embedding_bag(idx: torch.Tensor, table: torch.Tensor, offsets: torc
     # blocks of about ACCUMULATE_BLOCK rows (not events): float32 drift grows with rows summed
     split = None if torch.compiler.is_compiling() else sub_bags(offsets, max(1, ACCUMULATE_BLOCK // rows_per_event))
     if split is None:
-        return F.embedding_bag(idx, table, offsets * rows_per_event, mode="sum", per_sample_weights=psw,
-                               include_last_offset=True)
+        return F.embedding_bag(idx, table, (offsets * rows_per_event).to(idx.dtype), mode="sum",
+                               per_sample_weights=psw, include_last_offset=True)
     sub, owner = split
-    part = F.embedding_bag(idx, table, sub * rows_per_event, mode="sum", per_sample_weights=psw,
+    # offsets in the indices' dtype: mixed int32 / int64 makes embedding_bag convert (several x slower)
+    part = F.embedding_bag(idx, table, (sub * rows_per_event).to(idx.dtype), mode="sum", per_sample_weights=psw,
                            include_last_offset=True)
     out = torch.zeros(B, table.shape[1], dtype=torch.float64, device=table.device)
     return out.index_add(0, owner, part.double()).to(table.dtype)
@@ -61,7 +62,7 @@ def pool_per_level(codes: torch.Tensor, offsets: torch.Tensor, weights: Optional
     psw = None
     if weights is not None:
         psw = weights.to(stacked_with_offset.dtype).unsqueeze(1).expand(-1, L).reshape(-1)
-    out = _blocked_embedding_bag(idx, stacked_with_offset, offsets.long(), L, psw)
+    out = _blocked_embedding_bag(idx, stacked_with_offset, offsets.long(), L, psw)  # int64 idx and offsets
     return finish(out, offsets, mean)
 
 
