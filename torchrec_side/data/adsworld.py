@@ -15,7 +15,8 @@ Generative process (every knob, with its default and reason: :mod:`.adsworld_con
 * **content**: a 384-d "text" and a 128-d "image" view, each a fixed random tanh map of an
   overlapping slice of ``a_i`` plus noise, L2-normalized, float16; category and sub-category labels.
 * **users**: an interest mixing a few categories, ``interest_u(t) = sum_j pi_j(t) taste_uj``, the
-  mixture logits rotating slowly (so their spread stays constant); heavy-tailed log lengths (log-normal, capped).
+  mixture logits rotating slowly (so their spread stays constant); heavy-tailed log lengths
+  (log-normal, capped).
 * **draws** (events and impressions alike, one day at a time): pick a category (the user's
   mixture, or with prob. ``explore`` any category by popularity), retrieve a shortlist of
   ``shortlist`` items released by that day by freshness-weighted popularity, then pick one by
@@ -24,6 +25,10 @@ Generative process (every knob, with its default and reason: :mod:`.adsworld_con
   ``clicks.targeting``.
 * **labels**: ``p_true = sigmoid(bias + s)`` (bias solved on a pilot so the mean is
   ``clicks.base_rate``), ``label ~ Bernoulli(p_true)``; ``p_true`` is kept: the oracle.
+
+Sizes ``tiny`` (tests), ``quick`` (10^5 items, 10^4 users) and ``full`` (10^6 items, 2.5 x 10^4
+users); ``preset=id_dominant`` makes the id-only term dominate and content weak, so the world can
+show SIDE losing to a learned sparse-ID history.
 
 Folder written (atomically) by :func:`generate_world` / ``torchrec-side world``::
 
