@@ -97,6 +97,8 @@ class ServingSpec:
         key_rows (Dict[str, int]): rows of the learned table reading each id-valued key (values
             must lie in ``[0, rows)``).
         sid_codecs (Dict[str, Dict[str, Any]]): codec (``SIDCodec.to_dict``) of each SIDE key.
+        ops (List[str]): operators of the program outside ``aten`` (e.g. ``fbgemm.*``: the loading
+            process must have registered them; ``load_exported`` imports fbgemm_gpu and torchrec).
         versions (Dict[str, str]): torch / torchrec / fbgemm / torchrec-side of the exporting process.
         source (Dict[str, Any]): the training run: folder, checkpoint, step, selection, store.
         files (Dict[str, Dict[str, Any]]): ``{name: {"bytes": n, "sha256": hex}}``.
@@ -116,6 +118,7 @@ class ServingSpec:
     fixed_history_length: Optional[int] = None
     key_rows: Dict[str, int] = field(default_factory=dict)
     sid_codecs: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    ops: List[str] = field(default_factory=list)
     versions: Dict[str, str] = field(default_factory=dict)
     source: Dict[str, Any] = field(default_factory=dict)
     files: Dict[str, Dict[str, Any]] = field(default_factory=dict)

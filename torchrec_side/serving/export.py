@@ -145,9 +145,11 @@ def versions() -> Dict[str, str]:
 
 
 class _DropMessages(logging.Filter):
-    """Drops the per-call notes TorchRec / torch log while tracing (one line per KJT split)."""
+    """Drops notes TorchRec / torch log while tracing (one line per KJT split) and loading (unbacked
+    sizes of data-dependent ops, which the program re-creates)."""
 
-    _PARTS: Tuple[str, ...] = ("non-strict torch.export KJT", "is_fx_tracing will return true")
+    _PARTS: Tuple[str, ...] = ("non-strict torch.export KJT", "is_fx_tracing will return true",
+                               "did not appear in the graph that was deserialized")
 
     def filter(self, record: logging.LogRecord) -> bool:
         msg = record.getMessage()
@@ -158,7 +160,8 @@ class _DropMessages(logging.Filter):
 def quiet_tracing_logs() -> Iterator[None]:
     """Context manager dropping those notes from the root and ``torch.fx`` loggers."""
     f = _DropMessages()
-    loggers = [logging.getLogger(), logging.getLogger("torch.fx._symbolic_trace")]
+    loggers = [logging.getLogger(), logging.getLogger("torch.fx._symbolic_trace"),
+               logging.getLogger("torch._export.serde.serialize")]
     handlers = [h for lg in loggers for h in lg.handlers]
     for x in loggers + handlers:
         x.addFilter(f)
@@ -277,6 +280,8 @@ def export_loaded_run(run: LoadedRun, out_dir: PathLike) -> ExportResult:
             raise ServingError(f"torch.export failed for {run.run_dir} ({spec.arch}): {type(e).__name__}: {e}") from e
     with torch.no_grad(), quiet_tracing_logs():
         traced = program.module()(dense, values, lengths)
+    spec.ops = sorted({str(n.target) for n in program.graph.nodes
+                       if n.op == "call_function" and not str(n.target).startswith(("aten.", "<"))})
     diff = float((traced - eager).abs().max())
     if diff > 1e-5:
         raise ServingError(f"the exported program's scores differ from the eager model by {diff:.3g} on the sample batch")

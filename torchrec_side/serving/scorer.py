@@ -199,8 +199,11 @@ def load_exported(directory: PathLike, verify: bool = True, self_check: bool = T
     spec = read_spec(root)
     if verify:
         verify_files(root, spec)
+    from torchrec_side.serving.export import quiet_tracing_logs
+
     try:
-        program = torch.export.load(str(root / spec.program))
+        with quiet_tracing_logs():
+            program = torch.export.load(str(root / spec.program))
     except Exception as e:  # deserialization raises several types for a damaged program
         raise ArtifactError(f"serving artifact {root}: cannot load {spec.program}: {type(e).__name__}: {e}") from e
     scorer = ExportedScorer(root, spec, program)
