@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-import torch
 from torch import nn
 
 from torchrec_side.config import ConfigError
@@ -80,7 +79,7 @@ def _recorded_best_step(run_dir: Path) -> Optional[int]:
     return int(step) if isinstance(step, (int, float)) else None
 
 
-def choose_checkpoint(run_dir: PathLike, which: str = "auto") -> Tuple[Path, str]:
+def choose_checkpoint(run_dir: PathLike, which: str = "auto", manager: Optional[Any] = None) -> Tuple[Path, str]:
     """The checkpoint to serve.
 
     ``"auto"``: the best validation epoch's checkpoint when the finished run recorded one
@@ -88,6 +87,11 @@ def choose_checkpoint(run_dir: PathLike, which: str = "auto") -> Tuple[Path, str
     one; ``"best"`` or ``"latest"`` force either; a ``step_<N>`` folder name picks that one.
     Completeness and checksums are checked by the trainer's
     :class:`~torchrec_side.train.checkpoint.CheckpointManager`.
+
+    Args:
+        run_dir (PathLike): the run folder.
+        which (str): ``"auto"``, ``"best"``, ``"latest"`` or ``"step_<N>"``.
+        manager (Optional[CheckpointManager]): reuse this manager (its verification cache).
 
     Returns:
         ``(checkpoint folder, selection)`` with selection ``"best_validation"``, ``"latest"`` or ``"given"``.
@@ -102,7 +106,7 @@ def choose_checkpoint(run_dir: PathLike, which: str = "auto") -> Tuple[Path, str
     from torchrec_side.train.checkpoint import CheckpointManager
 
     root = Path(run_dir)
-    mgr = CheckpointManager(root / "checkpoints")
+    mgr = manager if manager is not None else CheckpointManager(root / "checkpoints")
     if which in ("auto", "best"):
         best = _recorded_best_step(root)
         if best is not None:
@@ -217,7 +221,8 @@ def load_run(run_dir: PathLike, checkpoint: str = "auto") -> LoadedRun:
         cfg = load_train_config(cfg_path)
     except ConfigError as e:
         raise ServingError(f"{cfg_path}: {e}") from e
-    ckpt, selection = choose_checkpoint(root, checkpoint)
+    mgr = CheckpointManager(root / "checkpoints")
+    ckpt, selection = choose_checkpoint(root, checkpoint, mgr)  # verified once; load reuses the check
     store = open_run_store(root, cfg)
     ctx = HistoryContext(num_users=store.num_users, num_items=store.num_items, embedding_dim=cfg.model.embedding_dim,
                          arch=cfg.model.arch, max_history=store.max_history, seed=cfg.seed)
@@ -226,14 +231,13 @@ def load_run(run_dir: PathLike, checkpoint: str = "auto") -> LoadedRun:
     except ConfigError as e:
         raise ServingError(f"{cfg_path}: {e}") from e
     inputs, keys = _feature_keys(store, features)
-    torch.manual_seed(cfg.seed)
     model = RankingModel(build_ranker(cfg.model, store.num_users, store.num_items, features, keys))
     sd = model.state_dict()
     app: Dict[str, Any] = {"model": sd}
     try:
         with warnings.catch_warnings():  # DCP warns that it loads in a single process: that is the intent
             warnings.filterwarnings("ignore", message=".*single process.*")
-            state = CheckpointManager(root / "checkpoints").load(ckpt, app)
+            state = mgr.load(ckpt, app)
     except (RuntimeError, ValueError, KeyError, FileNotFoundError, ArtifactError) as e:
         raise ServingError(f"checkpoint {ckpt} does not load into the model of {cfg_path}: {e}") from e
     try:
