@@ -244,7 +244,15 @@ def test_export_cli_and_checkpoint_choice(dlrm_run: Path, tmp_path: Path, capsys
     from torchrec_side.serving import resolve_export
 
     assert resolve_export(run) == run / "export"
-    assert read_spec(run / "export").source["checkpoint"] == f"step_{json.loads((run / 'metrics.json').read_text())['best_step']:08d}"
+    best = f"step_{json.loads((run / 'metrics.json').read_text())['best_step']:08d}"
+    assert read_spec(run / "export").source["checkpoint"] == best
+    # a damaged checkpoint is refused by the trainer's manifest check before DCP reads it
+    shard = next((run / "checkpoints" / best).glob("*.distcp"))
+    raw = bytearray(shard.read_bytes())
+    raw[0] ^= 0xFF
+    shard.write_bytes(bytes(raw))
+    with pytest.raises(ServingError, match=f"best validation checkpoint {best} is not usable: .*SHA-256"):
+        export_run(run, tmp_path / "e4", checkpoint="best")
 
 
 # ---------------------------------------------------------------------------------------------
