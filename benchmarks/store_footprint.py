@@ -33,24 +33,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import base_parser, print_table, write_json  # noqa: E402
 
 
-def _prefix_tokens(x: torch.Tensor, seed: int) -> Tuple[np.ndarray, float]:
+def _fit_rows(x: torch.Tensor, fit_items: int, seed: int) -> torch.Tensor:
+    """A seeded subset of at most ``fit_items`` rows to fit a quantizer on (all rows are encoded)."""
+    if fit_items <= 0 or x.shape[0] <= fit_items:
+        return x
+    g = torch.Generator().manual_seed(seed)
+    return x[torch.randperm(x.shape[0], generator=g)[:fit_items]]
+
+
+def _prefix_tokens(x: torch.Tensor, seed: int, fit_items: int) -> Tuple[np.ndarray, float]:
     from torchrec_side.modules.traditional import sid_tokens, SIDTokenConfig
     from torchrec_side.quantizers import RQKMeans, RQKMeansConfig
     from torchrec_side.sid import SIDCodec
 
     t0 = time.perf_counter()
-    q = RQKMeans(RQKMeansConfig(radices=[256, 256, 256], seed=seed)).fit(x)
+    q = RQKMeans(RQKMeansConfig(radices=[256, 256, 256], seed=seed)).fit(_fit_rows(x, fit_items, seed))
     codes = q.encode(x)
     cfg = SIDTokenConfig(name="t", feature_names=["hist"], codec=SIDCodec.mixed_radix(q.radices), embedding_dim=16)
     return sid_tokens(codes, cfg).t().contiguous().numpy(), time.perf_counter() - t0
 
 
-def _side_sids(x: torch.Tensor, seed: int) -> Tuple[np.ndarray, float]:
+def _side_sids(x: torch.Tensor, seed: int, fit_items: int) -> Tuple[np.ndarray, float]:
     from torchrec_side.quantizers import DPCA
     from torchrec_side.sid import SIDCodec
 
     t0 = time.perf_counter()
-    q = DPCA.ternary(num_levels=40, seed=seed).fit(x)
+    q = DPCA.ternary(num_levels=40, seed=seed).fit(_fit_rows(x, fit_items, seed))
     sids = SIDCodec.byte_grouped(q.radices).pack(q.encode(x))
     return sids.numpy()[:, None], time.perf_counter() - t0
 
@@ -62,6 +70,8 @@ def main() -> None:
     p.add_argument("--stores", type=Path, default=Path("runs/bench/stores"), help="parent folder of the stores")
     p.add_argument("--batches", type=int, default=200, help="loader batches to time")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fit-items", type=int, default=20000,
+                   help="fit the quantizers on at most this many items (seeded sample; 0: all); all are encoded")
     p.add_argument("--no-raw", action="store_true", help="skip the raw fp16 column (large worlds)")
     args = p.parse_args()
     if args.quick:
@@ -93,9 +103,9 @@ def main() -> None:
         cf = content.collaborative_embeddings(tr["user_id"], tr["item_id"], store.num_users, store.num_items,
                                               dim=64, seed=args.seed).float()
         collections = {"text": text, "cf": cf}
-    tables["side"] = _side_sids(text, args.seed)
+    tables["side"] = _side_sids(text, args.seed, args.fit_items)
     for name, x in collections.items():
-        tables[f"prefix_rq_{name}"] = _prefix_tokens(x, args.seed)
+        tables[f"prefix_rq_{name}"] = _prefix_tokens(x, args.seed, args.fit_items)
     if not args.no_raw:
         tables["raw_text_fp16"] = (text.half().numpy(), 0.0)
 
