@@ -12,8 +12,9 @@ would call (input: a KeyedJaggedTensor, output: a KeyedTensor):
   registered C++ op ``kernel``, FBGEMM's inference TBE ``fbgemm`` / ``fbgemm_fp16`` /
   ``fbgemm_int8``, the torch paths; ``.../kernel_novalidate`` without the SID check and
   ``.../kernel_1thread`` on one thread); ``.../op_direct`` and ``.../ctypes_direct`` call the
-  registered op and the old ctypes build of the same C++ source on the same tensors (no KJT), for
-  their ratio in one run;
+  registered op and the old ctypes build of the same C++ source on the same tensors (no KJT), both
+  on one thread (the thread tuner's choice would otherwise dominate their ratio on a busy machine),
+  for their ratio in one run;
 * ``side_rq_3x256``: the same with an RQ-KMeans 3 x 256 SID;
 * ``sparse_id_ebc``: a stock EmbeddingBagCollection over a 10^6 x 64 item-id table;
 * ``prefix_ngram_ebc``: TraditionalSIDEmbeddingBagCollection, prefix-ngram tables over the RQ SID
@@ -186,6 +187,7 @@ def main() -> None:
     variants.append(("raw_fp16_content", None, "raw", 2 * RAW_D, 0))  # type: ignore[arg-type]
 
     rows: List[Dict[str, Any]] = []
+    fbgemm_errors: Dict[int, Dict[str, float]] = {}
     with torch.no_grad():
         for H in lens:
             N = B * H
@@ -207,7 +209,7 @@ def main() -> None:
                     # over the events themselves; segment_reduce / index_add were 20-100x slower)
                     fns.append(lambda: F.embedding_bag(raw_rows, raw, raw_offsets, mode="sum",
                                                        include_last_offset=True))
-                elif method.endswith("kernel_1thread"):
+                elif method.endswith(("kernel_1thread", "_direct")):  # the op/ctypes ratio: same threads
                     fns.append(lambda m=module, i=inputs[kind]: one_thread(m, i))
                 else:
                     fns.append(lambda m=module, i=inputs[kind]: m(i))
@@ -230,6 +232,20 @@ def main() -> None:
                 print(f"  H={H:>6} {method:<40} {N / sec / 1e6:9.2f} M events/s (best {N / min(ts) / 1e6:.2f})",
                       flush=True)
 
+            # FBGEMM fp16 / int8 weights: error against fp32 on these inputs (relative to max |fp32|)
+            errs = {}
+            with_fb = {m: mod for m, mod, _, _, _ in variants if m.startswith("side_dpca_ternary40/fbgemm")}
+            if "side_dpca_ternary40/fbgemm" in with_fb:
+                ref32 = with_fb["side_dpca_ternary40/fbgemm"](inputs["dpca"]).values()
+                exact = side(dpca, dpca_codec, "reference")(inputs["dpca"]).values()
+                errs["fbgemm_fp32_vs_reference"] = float((ref32 - exact).abs().max() / exact.abs().max())
+                for m in ("fbgemm_fp16", "fbgemm_int8"):
+                    if f"side_dpca_ternary40/{m}" in with_fb:
+                        got = with_fb[f"side_dpca_ternary40/{m}"](inputs["dpca"]).values()
+                        errs[f"{m}_vs_fp32"] = float((got - ref32).abs().max() / ref32.abs().max())
+                print(f"  H={H:>6} FBGEMM relative max error: {errs}")
+            fbgemm_errors[H] = errs
+
     base = {r["history_len"]: r["events_per_s"] for r in rows if r["method"] == "sparse_id_ebc"}
     for r in rows:
         r["speedup_vs_sparse_id"] = r["events_per_s"] / base[r["history_len"]]
@@ -250,6 +266,7 @@ def main() -> None:
         "side_over_prefix_ngram_bytes_met": byte_ratio <= 1 / 3 + 1e-9,
         "side_default_compute": str(side(dpca, dpca_codec, "auto").tables["hist"].resolved_compute(cpu)),
     }
+    targets["fbgemm_relative_errors"] = fbgemm_errors.get(H, {})
     if ("side_dpca_ternary40/ctypes_direct", H) in get:
         r = get[("side_dpca_ternary40/op_direct", H)]["events_per_s"] / get[("side_dpca_ternary40/ctypes_direct", H)]["events_per_s"]
         targets["registered_op_vs_ctypes_events_per_s"] = r

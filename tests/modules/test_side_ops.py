@@ -282,6 +282,19 @@ def test_triton_parity(device: str) -> None:
     assert r.returncode == 0 and "triton parity ok" in r.stdout, r.stderr[-3000:]
 
 
+def test_fbgemm_refuses_weights_that_need_a_gradient() -> None:
+    if not runnable("fbgemm", "cpu"):
+        pytest.skip("no fbgemm")
+    codec = SIDCodec.byte_grouped([3] * 10)
+    bag = SIDEmbeddingBag(rank1_tables([3] * 10, 8, 0), codec)
+    sids = random_sids(codec, 6, 0)
+    w = torch.rand(6, requires_grad=True)
+    with pytest.raises(ValueError, match="no gradient for per-event weights"):
+        bag.pool(sids, torch.tensor([0, 6]), w, compute="fbgemm")
+    with torch.no_grad():
+        bag.pool(sids, torch.tensor([0, 6]), w, compute="fbgemm")
+
+
 def test_compute_enum_and_status() -> None:
     assert Compute("kernel") is Compute.KERNEL and str(Compute.FBGEMM_INT8) == "fbgemm_int8"
     assert path_status("triton", torch.device("cpu")).startswith(("ok", "unavailable"))

@@ -225,9 +225,6 @@ class _SIDTableBase(nn.Module):
                 f"{getattr(values, 'dtype', type(values).__name__)} with shape {tuple(getattr(values, 'shape', ()))}"
             )
 
-    def _codes(self, values: torch.Tensor) -> torch.Tensor:
-        return self.codec.unpack(values, validate=self.validate)
-
 
 def _rebuild_after_load(module: nn.Module, incompatible_keys: Any) -> None:
     assert isinstance(module, _SIDTableBase)
@@ -370,10 +367,13 @@ class SIDEmbeddingBagCollection(nn.Module):
     ignored. Output: ``KeyedTensor`` with keys = feature names (table order), ``values()`` of shape
     ``[B, sum_f D_f]``.
 
-    Compute: ``auto`` uses the compiled byte-group kernel on CPU for byte-addressable codecs
-    (measured fastest on a 2-core CPU, ``benchmarks/lookup.py``), ``grouped_bag`` (embedding_bag
-    over precomputed byte-group tables) on CUDA or without a compiler, and ``per_level`` lookups for
-    other codecs. The ``scalar`` path (rank-1 DPCA levels) and ``reference`` are selectable.
+    Compute: ``auto`` uses the registered C++ op (``torch.ops.torchrec_side.sid_pool_grouped``,
+    measured fastest on a 2-core CPU, ``benchmarks/lookup.py``) on CPU for byte-addressable codecs,
+    ``grouped_bag`` (embedding_bag over precomputed byte-group tables) on CUDA or without a compiler,
+    and ``per_level`` lookups for other codecs. ``scalar``, ``grouped_hist``, ``fbgemm`` (FBGEMM's
+    inference TBE, also ``fbgemm_fp16`` / ``fbgemm_int8``), ``triton`` and ``reference`` are
+    selectable. Bag offsets are always checked (first 0, never decreasing, last N); the module
+    compiles with ``torch.compile(fullgraph=True)`` and exports with ``torch.export``.
 
     Example::
 

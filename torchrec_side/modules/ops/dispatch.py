@@ -253,6 +253,11 @@ def sid_pool(values: torch.Tensor, offsets: torch.Tensor, weights: Optional[torc
     if c == Compute.GROUPED_HIST:
         return torch_ops.pool_grouped_hist(values, offsets, weights, tables.grouped, G, mean)
     if c.is_fbgemm:
+        if weights is not None and weights.requires_grad and torch.is_grad_enabled():
+            raise ValueError(
+                f"compute={c.value!r}: FBGEMM's inference TBE gives no gradient for per-event weights that "
+                "require one; use 'kernel', 'grouped_bag' or 'triton' to train through the weights"
+            )
         tbe = fbgemm_ops.get_tbe(tables.cache, tables.grouped, G, _FBGEMM_WEIGHTS[c])
         return fbgemm_ops.pool(values, offsets, weights, tbe, G, mean)
     if c == Compute.TRITON:
