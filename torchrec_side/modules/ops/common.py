@@ -104,6 +104,11 @@ def check_offsets(offsets: torch.Tensor, num_values: int) -> None:
             ok = ok & (off[1:] >= off[:-1]).all()
         torch._assert_async(ok, "SIDE: bad offsets (must start at 0, never decrease, end at N)")
         return
+    ok = (off[0] == 0) & (off[-1] == num_values)
+    if off.numel() > 1:
+        ok = ok & (off[1:] >= off[:-1]).all()
+    if bool(ok):  # one fused check, one sync; the details below only on failure
+        return
     first, last = int(off[0]), int(off[-1])
     if first != 0:
         raise SIDOffsetsError(f"offsets[0] = {first}; bag offsets must start at 0")

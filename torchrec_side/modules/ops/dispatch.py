@@ -189,8 +189,12 @@ def _unpack(tables: SIDEOpTables, values: torch.Tensor, validate: bool) -> torch
     return tables.codec.unpack(values, validate=validate)
 
 
-def _kernel_errors(tables: SIDEOpTables, values: torch.Tensor, err: ValueError) -> None:
-    """Re-raises an invalid-SID error of the C++ op with the codec's message (level, value)."""
+def _kernel_errors(tables: SIDEOpTables, values: torch.Tensor, offsets: Optional[torch.Tensor],
+                   err: ValueError) -> None:
+    """Re-raises an error of the C++ op (which checks offsets and SIDs itself) as the Python paths
+    would: :class:`SIDOffsetsError` for bad offsets, the codec's message (level, value) for a SID."""
+    if "bad offsets" in str(err) and offsets is not None:
+        check_offsets(offsets, values.shape[0])
     if "invalid SID" in str(err):
         tables.codec.validate_sids(values)  # raises SIDValueError naming group, levels and value
     raise err
@@ -220,20 +224,23 @@ def sid_pool(values: torch.Tensor, offsets: torch.Tensor, weights: Optional[torc
     """
     c = resolve_compute(compute, values.device, tables.byte_addressable, tables.scalar, True)
     N = values.shape[0]
-    check_offsets(offsets, N)
     if weights is not None and weights.numel() != N:
         raise ValueError(f"weights have {weights.numel()} entries for {N} SIDs")
-    if c == Compute.KERNEL:
+    if c == Compute.KERNEL:  # the op checks the offsets (and the SIDs) in C++
         assert tables.grouped is not None and tables.group_max is not None
         if torch.compiler.is_compiling():
+            check_offsets(offsets, N)
             out = cpu_kernel.pool(values, offsets, weights, tables.grouped, tables.group_max, validate)
         else:
+            if offsets.dim() != 1 or offsets.numel() < 1 or offsets.dtype.is_floating_point:
+                check_offsets(offsets, N)  # shape / dtype errors with the Python message
             try:
                 out = cpu_kernel.pool(values, offsets, weights, tables.grouped, tables.group_max, validate)
             except ValueError as e:
-                _kernel_errors(tables, values, e)
+                _kernel_errors(tables, values, offsets, e)
                 raise
         return finish(out, offsets, mean)
+    check_offsets(offsets, N)
     if c in (Compute.REFERENCE, Compute.PER_LEVEL, Compute.SCALAR):
         codes = _unpack(tables, values, validate)
         if c == Compute.REFERENCE:
@@ -290,7 +297,7 @@ def sid_embed(values: torch.Tensor, tables: SIDEOpTables, compute: Union[str, Co
         try:
             return cpu_kernel.embed(values, tables.grouped, tables.group_max, validate)
         except ValueError as e:
-            _kernel_errors(tables, values, e)
+            _kernel_errors(tables, values, None, e)
             raise
     if c in (Compute.REFERENCE, Compute.PER_LEVEL):
         codes = _unpack(tables, values, validate)

@@ -1,12 +1,12 @@
 # pyre-strict
 """SIDE Triton kernels (CUDA; on CPU under ``TRITON_INTERPRET=1`` for tests).
 
-* ``_pool_kernel``: one program per (bag, block of ``D``). Bags with at least ``HIST_MIN`` events and
+* ``_pool_kernel_src``: one program per (bag, block of ``D``). Bags with at least ``HIST_MIN`` events and
   no weights build per-group byte histograms (``tl.histogram`` over blocks of events, exact int32
   counts) and add ``count * row`` over the 256 rows of each group table; shorter or weighted bags
   sum the ``G`` rows of each event directly, in blocks of ``BLOCK_N`` events (float32 block sums,
   float32 accumulator across blocks).
-* ``_embed_kernel``: one program per (block of events, block of ``D``): ``out[e] = sum_g row_g``.
+* ``_embed_kernel_src``: one program per (block of events, block of ``D``): ``out[e] = sum_g row_g``.
 
 Inputs are validated by the caller (offsets and SID bytes, in torch); per-event weights get their
 gradient from the embed kernel, ``dL/dw_e = <dL/dout[bag(e)], e(event)>``. docs/design.md, section 5.
@@ -24,8 +24,8 @@ __all__ = ["triton_status", "pool", "embed", "HIST_MIN"]
 HIST_MIN: int = 512
 
 # triton is optional (present on CUDA machines, absent from the default CPU install) and imported on
-# first use: ``TRITON_INTERPRET`` is read when triton is imported, so setting it before the first
-# SIDE Triton call (e.g. in a test's conftest) is enough.
+# first use. ``TRITON_INTERPRET=1`` must be in the environment before anything imports triton
+# (torch and fbgemm_gpu may), so CPU tests run the kernels in a fresh process with it set.
 triton: Any = None
 tl: Any = None
 _IMPORT_ERROR: Optional[str] = None
@@ -76,7 +76,7 @@ def _pool_kernel_src(sids_ptr, offsets_ptr, weights_ptr, table_ptr, out_ptr, D,
     e = tl.load(offsets_ptr + b + 1)
     n = e - s
     acc = tl.zeros([BLOCK_D], dtype=tl.float32)
-    if (not HAS_W) and n >= HIST_MIN_N:
+    if n >= HIST_MIN_N:  # the launcher passes a huge HIST_MIN_N for weighted bags
         bins = tl.arange(0, 256)
         nblocks = tl.cdiv(n, BLOCK_N)
         for g in tl.static_range(G):
@@ -153,12 +153,13 @@ def _pool_forward(sids: torch.Tensor, offsets: torch.Tensor, weights: Optional[t
     if B == 0:
         return out
     kernels = _kernels()
-    BLOCK_D = _block_d(D)
+    BLOCK_D = min(64, _block_d(D))  # the histogram branch holds [256, BLOCK_D] rows
     grid = (B, triton.cdiv(D, BLOCK_D))  # pyre-ignore[16]
     w = weights.float().contiguous() if weights is not None else sids  # dummy pointer when unweighted
     kernels[0][grid](sids.contiguous(), offsets.long().contiguous(), w, table.float().contiguous(), out, D,
-                       G=num_groups, HAS_W=weights is not None, HIST_MIN_N=hist_min, BLOCK_N=64,
-                       BLOCK_D=BLOCK_D)
+                     G=num_groups, HAS_W=weights is not None,
+                     HIST_MIN_N=hist_min if weights is None else 2**62, BLOCK_N=64, BLOCK_D=BLOCK_D,
+                     num_warps=8)
     return out
 
 
