@@ -251,9 +251,12 @@ def load_config(
         except OmegaConfBaseException as e:
             raise _wrap(e, schema, "base config") from e
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file not found: {p}")
+        from torchrec_side.configs import resolve_config
+
+        try:
+            p = resolve_config(path)  # an existing file, else a packaged config (ml100k/dlrm_side)
+        except FileNotFoundError as e:
+            raise ConfigError(f"config file not found: {e}") from e
         try:
             file_cfg = OmegaConf.load(p)
         except Exception as e:  # yaml errors
