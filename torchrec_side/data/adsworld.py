@@ -349,15 +349,27 @@ def _write_content(cfg: AdsWorldConfig, cat: _Catalogue, folder: Path, progress:
         w2 = prng.standard_normal((c.hidden_width, dim), dtype=np.float32) / np.float32(math.sqrt(c.hidden_width))
         probe = np.tanh(cat.attrs[: min(n, _CONTENT_CHUNK), lo:hi] @ w1) @ w2
         scale = np.float32(1.0 / max(float(probe.std()), 1e-12))
-        out = np.lib.format.open_memmap(folder / f"{name}.npy", mode="w+", dtype=np.float16, shape=(n, dim))
         chunks = range(0, n, _CONTENT_CHUNK)
-        for ci, s0 in enumerate(tqdm(chunks, desc=f"content {name}", unit="chunk", disable=not progress)):
-            x = (np.tanh(cat.attrs[s0 : s0 + _CONTENT_CHUNK, lo:hi] @ w1) @ w2) * scale
-            x += _rng(cfg.seed, 4, v, ci).standard_normal(x.shape, dtype=np.float32) * np.float32(noise)
-            x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-            out[s0 : s0 + len(x)] = x.astype(np.float16)
-        out.flush()
-        del out
+        with open(folder / f"{name}.npy", "wb") as f:  # sequential writes: no memory map held in RAM
+            header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float16)), "fortran_order": False,
+                      "shape": (n, dim)}  # fmt: skip
+            np.lib.format.write_array_header_1_0(f, header)
+            for ci, s0 in enumerate(tqdm(chunks, desc=f"content {name}", unit="chunk", disable=not progress)):
+                x = (np.tanh(cat.attrs[s0 : s0 + _CONTENT_CHUNK, lo:hi] @ w1) @ w2) * scale
+                x += _rng(cfg.seed, 4, v, ci).standard_normal(x.shape, dtype=np.float32) * np.float32(noise)
+                x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+                f.write(np.ascontiguousarray(x, dtype=np.float16).tobytes())
+
+
+def _peak_rss_mb() -> float:
+    """This process's own peak resident set (VmHWM; unlike ru_maxrss it is not inherited over exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return float(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def normalized_entropy(label: Array, p: Array, base_rate: Optional[float] = None) -> float:
@@ -420,9 +432,10 @@ def _init_worker(cfg: AdsWorldConfig, cal: _Calibration) -> None:
     _WORKER.update(cfg=cfg, cat=cat, tables=_DayTables(cat, cfg), cal=cal)
 
 
-def _run_job(job: Tuple[int, int, int]) -> Tuple[Dict[str, Array], Dict[str, Array]]:
+def _run_job(job: Tuple[int, int, int]) -> Tuple[Dict[str, Array], Dict[str, Array], float]:
     w = _WORKER
-    return _chunk(w["cfg"], w["cat"], w["tables"], w["cal"], *job)
+    ev, im = _chunk(w["cfg"], w["cat"], w["tables"], w["cal"], *job)
+    return ev, im, _peak_rss_mb()
 
 
 def _bounded_map(pool: Any, jobs: List[Tuple[int, int, int]], window: int) -> Iterator[Any]:
@@ -476,6 +489,7 @@ def generate_world(cfg: AdsWorldConfig, out: PathLike, progress: bool = True, wo
         ev_counts = np.zeros(n_items, dtype=np.int64)
         train_items = np.zeros(n_items, dtype=bool)
         lengths: List[Array] = []
+        worker_rss = 0.0
         parts: List[Dict[str, Array]] = []
         jobs = [(ci, u0, min(cfg.chunk_users, n_users - u0)) for ci, u0 in enumerate(range(0, n_users, cfg.chunk_users))]
         workers = max(1, min(workers, len(jobs)))
@@ -488,10 +502,10 @@ def generate_world(cfg: AdsWorldConfig, out: PathLike, progress: bool = True, wo
                                        initargs=(cfg, cal))  # fmt: skip
             results = _bounded_map(pool, jobs, 2 * workers)
         else:
-            results = (_chunk(cfg, cat, tables, cal, *job) for job in jobs)
+            results = ((*_chunk(cfg, cat, tables, cal, *job), 0.0) for job in jobs)
         try:
             with pq.ParquetWriter(tmp / "events.parquet", schema) as writer:
-                for (_, u0, n), (ev, im) in zip(jobs, tqdm(results, total=len(jobs), desc="users", unit="chunk",
+                for (_, u0, n), (ev, im, rss) in zip(jobs, tqdm(results, total=len(jobs), desc="users", unit="chunk",
                                                            disable=not progress)):  # fmt: skip
                     writer.write_table(pa.table({k: pa.array(v) for k, v in ev.items()}, schema=schema),
                                        row_group_size=1 << 20)  # fmt: skip
@@ -499,6 +513,7 @@ def generate_world(cfg: AdsWorldConfig, out: PathLike, progress: bool = True, wo
                     train_items[ev["item_id"][ev["timestamp"] < times["val"]]] = True
                     lengths.append(np.bincount(ev["user_id"] - u0, minlength=n))
                     parts.append(im)
+                    worker_rss = max(worker_rss, rss)
                     del ev
         finally:
             if pool is not None:
@@ -510,6 +525,7 @@ def generate_world(cfg: AdsWorldConfig, out: PathLike, progress: bool = True, wo
         _write_parquet(tmp / "impressions.parquet", imp)
         seconds = time.time() - t_start
         manifest = _manifest(cfg, cat, cal, imp, ev_counts, train_items, np.concatenate(lengths), seconds)
+        manifest["peak_rss_worker_mb"] = round(worker_rss, 1)
         write_json(tmp / "manifest.json", manifest)
     return manifest
 
@@ -567,8 +583,8 @@ def _manifest(cfg: AdsWorldConfig, cat: _Catalogue, cal: _Calibration, imp: Dict
         "seconds": round(seconds, 2),
         "cpu_seconds": round(sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
                              + sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2]), 2),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
-        "peak_rss_worker_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0, 1),
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "peak_rss_worker_mb": 0.0,
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "python": platform.python_version()},
     }  # fmt: skip
