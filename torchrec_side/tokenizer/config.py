@@ -338,10 +338,14 @@ class DataConfig:
     *training* rating events of the global time split only) and targets ``"genres"``
     (multi-label, 19) and ``"year_bucket"`` (single-label, 7). ``dataset="synthetic"`` gives
     clustered items with collections ``"a"``, ``"b"``, ``"c"`` and targets ``"multi"``,
-    ``"single"`` (for tests and smoke runs).
+    ``"single"`` (for tests and smoke runs). ``dataset="adsworld"`` reads a simulated-world folder
+    (``world_dir``, docs/design.md section 7c): collections ``"text"`` [N, 384] and ``"image"``
+    [N, 128] (``content/<name>.npy``), targets ``"category"`` and ``"subcategory"`` (single-label,
+    ``items.parquet``). Only item content and labels are read, no interaction of any split.
 
     Args:
-        dataset: ``"ml100k"`` or ``"synthetic"``.
+        dataset: ``"ml100k"``, ``"synthetic"`` or ``"adsworld"``.
+        world_dir: ``adsworld``: the world folder written by ``torchrec-side world``.
         root: MovieLens source (see ``torchrec_side.data.movielens.load_movielens``); ``None``:
             the default cached download.
         train_fraction: the first ``train_fraction`` of rating events by time are the training
@@ -356,6 +360,7 @@ class DataConfig:
 
     dataset: str = "ml100k"
     root: Optional[str] = None
+    world_dir: Optional[str] = None
     train_fraction: float = 0.8
     cf_dim: int = 64
     cf_seed: int = 0
@@ -364,7 +369,9 @@ class DataConfig:
     synthetic_seed: int = 0
 
     def __post_init__(self) -> None:
-        _check_choice("data.dataset", self.dataset, ("ml100k", "synthetic"))
+        _check_choice("data.dataset", self.dataset, ("ml100k", "synthetic", "adsworld"))
+        if self.dataset == "adsworld" and not self.world_dir:
+            raise ValueError("data.world_dir must name the simulated-world folder when data.dataset is 'adsworld'")
         if not 0.0 < self.train_fraction < 1.0:
             raise ValueError(f"data.train_fraction must be in (0, 1), got {self.train_fraction}")
         if self.cf_dim < 1 or self.synthetic_items < 2 or self.synthetic_clusters < 1:

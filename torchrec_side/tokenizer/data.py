@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
@@ -23,6 +24,7 @@ __all__ = [
     "load_ml100k_items",
     "make_synthetic_items",
     "load_items_for",
+    "load_world_items",
     "split_items",
 ]
 
@@ -202,12 +204,59 @@ def make_synthetic_items(
     )
 
 
+def load_world_items(world_dir: str, collections: Optional[List[str]] = None) -> ItemData:
+    """Items of a simulated ads world folder (docs/design.md section 7c; ``torchrec-side world``).
+
+    Collections ``text`` [N, 384] and ``image`` [N, 128] (``content/<name>.npy``, float16 on disk,
+    float32 here); single-label targets ``category`` and ``subcategory`` (global sub-category id)
+    from ``items.parquet``. The hidden ``quality`` and the interactions are not read.
+
+    Args:
+        world_dir: the world folder.
+        collections: the collections to load (default both).
+
+    Example::
+
+        items = load_world_items("runs/world_tiny", ["text"])
+        items.dims                                        # {'text': 384}
+    """
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    root = Path(world_dir)
+    mf = root / "manifest.json"
+    if not mf.is_file():
+        raise FileNotFoundError(f"data.world_dir {world_dir}: {mf} not found (write one with `torchrec-side world`)")
+    t = pq.read_table(root / "items.parquet", columns=["item_id", "category", "subcategory"])
+    ids = np.array(t.column("item_id").to_numpy(), dtype=np.int64)
+    out: Dict[str, torch.Tensor] = {}
+    for name in collections or ["text", "image"]:
+        f = root / "content" / f"{name}.npy"
+        if not f.is_file():
+            raise FileNotFoundError(f"data.world_dir {world_dir}: collection {name!r} has no file {f}")
+        x = np.load(f, mmap_mode="r")
+        if x.shape[0] != ids.shape[0]:
+            raise ValueError(f"{f}: {x.shape[0]} rows but items.parquet has {ids.shape[0]} items")
+        out[name] = torch.from_numpy(np.asarray(x, dtype=np.float32))
+    cat = torch.from_numpy(np.array(t.column("category").to_numpy(), dtype=np.int64))
+    sub = torch.from_numpy(np.array(t.column("subcategory").to_numpy(), dtype=np.int64))
+    return ItemData(
+        item_ids=torch.from_numpy(ids),
+        collections=out,
+        targets={"category": cat, "subcategory": sub},
+        target_kinds={"category": "single_label", "subcategory": "single_label"},
+        info={"dataset": "adsworld", "world_dir": str(root), "num_items": int(ids.shape[0])},
+    )
+
+
 def load_items_for(data: DataConfig, model: FusionModelConfig) -> ItemData:
     """Loads what ``model`` names (its collections and targets) from ``data``'s dataset."""
     names_c = [c.name for c in model.collections]
     names_t = [t.name for t in model.targets]
     if data.dataset == "ml100k":
         items = load_ml100k_items(data, need_collaborative="collaborative" in names_c)
+    elif data.dataset == "adsworld":
+        items = load_world_items(str(data.world_dir), [c for c in names_c if c in ("text", "image")] or None)
     else:
         items = make_synthetic_items(num_items=data.synthetic_items, num_clusters=data.synthetic_clusters, seed=data.synthetic_seed)
     out = items.select(names_c, names_t)
