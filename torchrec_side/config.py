@@ -274,7 +274,9 @@ def load_config(
         _check_keys_exist(cfg, [k for k, _ in pairs], schema, [f"from override {k}={v!r}" for k, v in pairs])
         for key, value in pairs:
             try:
-                parsed = OmegaConf.to_container(OmegaConf.from_dotlist([f"_value={value}"]))["_value"]
+                holder = OmegaConf.to_container(OmegaConf.from_dotlist([f"_value={value}"]))
+                assert isinstance(holder, dict)
+                parsed = holder["_value"]
                 OmegaConf.update(cfg, key, parsed, merge=True)
             except OmegaConfBaseException as e:
                 raise _wrap(e, schema, f"override {key}={value!r}") from e

@@ -69,7 +69,8 @@ def synthetic_content(
     seed: int = ...,
     cluster_std: float = ...,
     device: torch.device | str = ...,
-    return_labels: Literal[True] = ...,
+    *,
+    return_labels: Literal[True],
 ) -> tuple[Tensor, Tensor]: ...
 
 

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -507,7 +507,7 @@ class PairedBootstrap:
         return float(per_seed_point.mean()), reps
 
     def _estimate(self, point: float, reps: np.ndarray, seeds: List[int], level: str,
-                  per_seed: Sequence[float]) -> Estimate:
+                  per_seed: Union[Sequence[float], np.ndarray]) -> Estimate:
         if not seeds:
             return Estimate(None, None, None, [], level, [], np.zeros(0))
         lo, hi = percentile_interval(reps, self.cfg.level)

@@ -38,7 +38,7 @@ def _cpu_name() -> str:
 
 def bench_main(argv: Optional[List[str]] = None) -> int:
     """Entry point (see the module docstring). Returns the exit status."""
-    p = argparse.ArgumentParser(prog="python -m torchrec_side.serving.bench", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m torchrec_side.serving.bench", description=(__doc__ or "").split("\n")[0])
     p.add_argument("run", help="a finished training run folder")
     p.add_argument("--split", default="test")
     p.add_argument("--batch-sizes", default="256,4096")

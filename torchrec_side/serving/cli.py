@@ -92,6 +92,7 @@ def predict_main(argv: Optional[List[str]] = None) -> int:
                                      batch_size=args.batch_size, progress=not args.no_progress,
                                      checkpoint=args.checkpoint, threads=args.threads)
         else:
+            assert args.input is not None
             res = predict(args.run, args.input, args.out, batch_size=args.batch_size,
                           progress=not args.no_progress, checkpoint=args.checkpoint, threads=args.threads)
     except (ServingError, ArtifactError) as e:

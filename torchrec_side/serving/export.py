@@ -178,6 +178,7 @@ def _serving_copy(run: LoadedRun) -> nn.Module:
     from torchrec_side.modules.side import _SIDTableBase
 
     ranker = copy.deepcopy(run.model.ranker)
+    assert isinstance(ranker, nn.Module)
     for m in ranker.modules():
         if isinstance(m, _SIDTableBase):
             if m.compute in ("auto", "kernel"):
@@ -186,7 +187,7 @@ def _serving_copy(run: LoadedRun) -> nn.Module:
             m._resolved.clear()
     if run.cfg.model.arch == "din":
         cap = _fixed_length(run)
-        ranker.max_len = cap  # pyre-ignore[16]
+        setattr(ranker, "max_len", cap)
     return ranker
 
 
@@ -195,7 +196,8 @@ def _fixed_length(run: LoadedRun) -> int:
     if cap is None:  # uncapped store: the longest stored history
         import pyarrow.compute as pc
 
-        cap = max(int(pc.max(run.store.read(s).column("hist_len")).as_py() or 0) for s in ("train", "val", "test"))
+        hist_max = pc.max  # pyright: ignore[reportAttributeAccessIssue]  (generated at import)
+        cap = max(int(hist_max(run.store.read(s).column("hist_len")).as_py() or 0) for s in ("train", "val", "test"))
     return max(int(cap), 1)
 
 
@@ -227,7 +229,7 @@ def _sample(run: LoadedRun, spec: ServingSpec) -> Tuple[torch.Tensor, List[torch
         if run.store.rows(split) >= 2:
             break
     table = run.store.read(split, spec.history_columns)
-    order = pc.sort_indices(table, sort_keys=[("hist_len", "descending")])
+    order = pc.sort_indices(table, sort_keys=[("hist_len", "descending")])  # pyright: ignore[reportAttributeAccessIssue]
     rows = table.take(pa.array(order.to_numpy()[:_SAMPLE_ROWS]))
     dense, values, lengths = request_tensors(rows, spec, where=f"store {run.store.path} split {split}")
     small = [k for k, v in zip(spec.keys, values) if v.numel() < 2]

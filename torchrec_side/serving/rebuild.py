@@ -139,7 +139,8 @@ def _checkpoint_problem(mgr: Any, path: Path) -> Optional[str]:
         return "no such folder"
     verify = getattr(mgr, "verify", None)
     if callable(verify):
-        return verify(path)
+        problem = verify(path)
+        return None if problem is None else str(problem)
     return None if mgr.is_complete(path) else "incomplete"
 
 

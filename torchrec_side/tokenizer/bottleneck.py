@@ -86,6 +86,10 @@ def _top_directions(r: torch.Tensor, m: int) -> torch.Tensor:
     return (v * sign).to(r.dtype)
 
 
+def _or(t: Optional[torch.Tensor], default: torch.Tensor) -> torch.Tensor:
+    return default if t is None else t
+
+
 class ResidualBottleneck(nn.Module):
     """Trainable residual quantizer of latents ``z [B, D]`` (RQ or DPCA, see module docstring).
 
@@ -102,6 +106,10 @@ class ResidualBottleneck(nn.Module):
         offset, tables = bn.level_tables()        # [32], 16 x [3, 32]
         q = bn.to_quantizer()                     # a fitted DPCA over the latent space
     """
+
+    offset: torch.Tensor
+    initialized: torch.Tensor
+    steps: torch.Tensor
 
     def __init__(self, config: BottleneckConfig, dim: int) -> None:
         super().__init__()
@@ -152,7 +160,7 @@ class ResidualBottleneck(nn.Module):
         """Per level ``(C_l [K_l, m_l], V_l [D, m_l])`` (``V_l`` is the identity for RQ)."""
         eye = torch.eye(self.dim, device=self.offset.device)
         return [
-            (self.codebooks[level].detach().clone(), (self.basis(level) if self.kind == "dpca" else eye).clone())
+            (self.codebooks[level].detach().clone(), _or(self.basis(level), eye).clone())
             for level in range(self.num_levels)
         ]
 

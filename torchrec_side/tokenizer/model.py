@@ -57,6 +57,9 @@ class CollectionNormalizer(nn.Module):
         x_n, present = norm(x)            # [B, 384], bool [B]
     """
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, dim: int, mode: str) -> None:
         super().__init__()
         self.mode = mode
@@ -232,7 +235,9 @@ class VQFusionModel(nn.Module):
         """Sets the ``standardize`` statistics from training items ``{name: [N, d_m]}``."""
         self._check_inputs(inputs)
         for c in self.collections:
-            self.normalizers[c.name].fit(inputs[c.name].to(self.bottleneck.offset.device))
+            norm = self.normalizers[c.name]
+            assert isinstance(norm, CollectionNormalizer)
+            norm.fit(inputs[c.name].to(self.bottleneck.offset.device))
 
     def normalize(self, inputs: Mapping[str, torch.Tensor]) -> Dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Per collection ``(x_norm [B, d_m], present bool [B])``."""

@@ -233,7 +233,7 @@ def build_sharded_model(
     if o.embedding_optimizer == "sgd":
         fused = {"weight_decay": o.embedding_weight_decay}
     sharders = embedding_sharders(_embedding_optimizer(o.embedding_optimizer), o.embedding_lr, **fused)
-    sharding_env = ShardingEnv.from_process_group(dist.GroupMember.WORLD)  # pyre-ignore[6]
+    sharding_env = ShardingEnv.from_process_group(dist.group.WORLD)  # pyre-ignore[6]  # pyright: ignore[reportArgumentType]
     if cfg.sharding.mode == "plan":
         plan = hand_plan(model, choice, env.world_size, local_size=env.local_world_size,
                          device_type=env.device.type, sharders=sharders)
