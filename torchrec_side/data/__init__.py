@@ -58,6 +58,7 @@ if TYPE_CHECKING:  # the names below are imported lazily (``python -m ...fetch``
         HistoryInput,
         ID_FEATURES,
         make_dataloader,
+        TargetInput,
     )
     from torchrec_side.data.protocol import (
         assert_no_leakage,
@@ -100,7 +101,7 @@ _LAZY: dict[str, str] = {
     ),
     "synthetic_content": "synthetic",
     **dict.fromkeys(("DENSE_FEATURES", "ExampleBatch", "ExampleDataset", "HistoryInput", "ID_FEATURES",
-                     "make_dataloader"), "loader"),
+                     "make_dataloader", "TargetInput"), "loader"),
     **dict.fromkeys(("assert_no_leakage", "build_examples", "EventSource", "Examples", "ExamplesConfig",
                      "load_source", "ratings_source", "SourceError", "SPLITS", "synthetic_ratings", "time_split",
                      "TimeSplit", "training_interactions", "world_source"), "protocol"),
@@ -143,6 +144,7 @@ __all__ = [
     "Ratings",
     "SourceError",
     "StoreError",
+    "TargetInput",
     "TimeSplit",
     "Users",
     "assert_no_leakage",

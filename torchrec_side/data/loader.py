@@ -9,7 +9,8 @@ store's per-user event logs: example ``k`` of user ``u`` with ``num_prior = n`` 
 loader's if smaller), gathered for the whole batch with one ``repeat`` + ``arange`` index
 (:func:`torchrec_side.data.store.window_index`), no Python loop per event or example. Every rank
 sees the same global batch sequence and takes its own slice, so all ranks run the same number of
-steps (which sharded modules require).
+steps (which sharded modules require). A :class:`TargetInput` adds the *target* item's values from a
+column's item table (one event per example, ``table[item_id]`` for the batch at once).
 
 Example::
 
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -40,6 +41,7 @@ __all__ = [
     "DENSE_FEATURES",
     "ID_FEATURES",
     "HistoryInput",
+    "TargetInput",
     "ExampleBatch",
     "ExampleDataset",
     "make_dataloader",
@@ -80,6 +82,43 @@ class HistoryInput:
         if width == 1 or self.flatten:
             return [self.column]
         return [f"{self.column}_{j}" for j in range(width)]
+
+
+@dataclass(frozen=True)
+class TargetInput:
+    """How the loader represents the *target item* through a column's item -> value table.
+
+    The target of each example is looked up in the store's item table of ``column``
+    (:meth:`~torchrec_side.data.store.ExampleStore.item_values`: the table the history column was
+    written from; the identity for ``hist_item_id``), one event per example: the target's packed
+    SID, its prefix-ngram token ids, or its item id (raw content and sparse-ID embed item ids in the
+    model). So a content variant sees the target through the same path as the history
+    (docs/design.md section 7b).
+
+    Args:
+        column (str): the store's history column whose item table is used.
+        keys (Optional[Tuple[str, ...]]): KJT key names. Default: ``[f"{column}_target"]`` for
+            ``W == 1`` (or ``flatten``), else ``[f"{column}_target_{j}"]`` per slot.
+        flatten (bool): ``W`` values per example in one key.
+
+    Example::
+
+        TargetInput("hist_sid")                      # KJT key "hist_sid_target", lengths all 1
+    """
+
+    column: str
+    keys: Optional[Tuple[str, ...]] = None
+    flatten: bool = False
+
+    def resolve_keys(self, width: int) -> List[str]:
+        if self.keys is not None:
+            want = 1 if (width == 1 or self.flatten) else width
+            if len(self.keys) != want:
+                raise StoreError(f"target input {self.column!r}: {len(self.keys)} keys given, {want} needed")
+            return list(self.keys)
+        if width == 1 or self.flatten:
+            return [f"{self.column}_target"]
+        return [f"{self.column}_target_{j}" for j in range(width)]
 
 
 @dataclass
@@ -145,7 +184,9 @@ class ExampleDataset(torch.utils.data.IterableDataset):  # pyre-ignore[13]
     Args:
         store (ExampleStore): the example store.
         split (str): ``"train"``, ``"val"`` or ``"test"``.
-        history (Sequence[HistoryInput]): history columns to load, in KJT key order.
+        history (Sequence[Union[HistoryInput, TargetInput]]): history columns to load and target
+            lookups (:class:`TargetInput`: the target item's values from a column's item table, one
+            event per example), in KJT key order.
         batch_size (int): ``B``, rows per rank per batch.
         rank (int): this rank.
         world_size (int): number of ranks.
@@ -169,7 +210,7 @@ class ExampleDataset(torch.utils.data.IterableDataset):  # pyre-ignore[13]
         self,
         store: ExampleStore,
         split: str,
-        history: Sequence[HistoryInput] = (),
+        history: Sequence[Union[HistoryInput, TargetInput]] = (),
         batch_size: int = 256,
         rank: int = 0,
         world_size: int = 1,
@@ -188,9 +229,11 @@ class ExampleDataset(torch.utils.data.IterableDataset):  # pyre-ignore[13]
             raise ValueError(f"max_history must be >= 1 or None, got {max_history}")
         self.store = store
         self.split = split
-        self.history: List[HistoryInput] = list(history)
+        self.history: List[Union[HistoryInput, TargetInput]] = list(history)
         self.infos: List[ColumnInfo] = [store.column(h.column) for h in self.history]
         for h, info in zip(self.history, self.infos):
+            if not isinstance(h, (HistoryInput, TargetInput)):
+                raise TypeError(f"history inputs must be HistoryInput or TargetInput, got {type(h).__name__}")
             if not info.is_integer:
                 raise StoreError(
                     f"history column {h.column!r} holds {info.dtype} values; KJT features need integer "
@@ -284,7 +327,18 @@ class ExampleDataset(torch.utils.data.IterableDataset):  # pyre-ignore[13]
         values = [user, item]
         lens, index = self.store.windows(user[:n], col("num_prior", np.int64)[:n], self.max_history)
         lens = np.concatenate([lens, np.zeros(pad, np.int64)]) if pad else lens
+        ones = np.ones(b, np.int64)
         for h, info in zip(self.history, self.infos):
+            if isinstance(h, TargetInput):  # one event per example: the target's row of the item table
+                tv = self.store.item_values(h.column)[item].astype(np.int64, copy=False)  # [B, W]
+                if info.width == 1 or h.flatten:
+                    values.append(tv.reshape(-1))
+                    lengths.append(ones * (info.width if h.flatten else 1))
+                else:
+                    for j in range(info.width):
+                        values.append(np.ascontiguousarray(tv[:, j]))
+                        lengths.append(ones)
+                continue
             flat = self.store.log_values(h.column)[index].astype(np.int64, copy=False)
             if info.width == 1 or h.flatten:
                 values.append(flat.reshape(-1))
@@ -312,7 +366,7 @@ class ExampleDataset(torch.utils.data.IterableDataset):  # pyre-ignore[13]
 def make_dataloader(
     store: ExampleStore,
     split: str,
-    history: Sequence[HistoryInput] = (),
+    history: Sequence[Union[HistoryInput, TargetInput]] = (),
     batch_size: int = 256,
     rank: int = 0,
     world_size: int = 1,

@@ -14,6 +14,8 @@ user's log once and each example only says where its window ends::
     <store>/log/timestamp.parquet         int64 [E]: the events' timestamps
     <store>/log/<column>.parquet          one value (int64, ...) or ``W`` values
                                           (fixed_size_list<T, W>) per event
+    <store>/items/<column>.npy            the item -> value table ``[num_items, W]`` a derived
+                                          column was written from (targets are looked up in it)
 
 * ``num_prior`` = the number of the user's events with a timestamp strictly before the impression
   (the **end** of its window: the log is sorted by ``(user, timestamp, item)``);
@@ -27,7 +29,9 @@ The item-id log ``hist_item_id`` is written with the store. Any other per-event 
 derived from it with :meth:`ExampleStore.add_history_column`: an item -> value table
 ``[num_items, W]`` of any numeric dtype (packed SIDs ``[I, 1]`` int64; prefix-ngram token ids
 ``[I, L]`` int64; raw content ``[I, 384]`` float16) gives the log column ``table[hist_item_id]``,
-written once. :meth:`ExampleStore.footprint` measures bytes per stored event on the written files,
+written once; the table itself is kept as ``items/<column>.npy`` (:meth:`ExampleStore.item_values`),
+so the loader can represent the *target* item through the same values (docs/design.md section 7b).
+:meth:`ExampleStore.footprint` measures bytes per stored event on the written files,
 raw (Parquet pages before compression, plain encoding) and compressed (the file).
 
 Example::
@@ -93,6 +97,7 @@ _MANIFEST: str = "manifest.json"
 _LOG: str = "log"
 _OFFSETS: str = "offsets.npy"
 _LOG_TIMESTAMP: str = "timestamp"
+_ITEMS: str = "items"
 #: Events per row group of a log column (the unit of add_history_column's streaming rewrite).
 _LOG_ROW_GROUP: int = 1 << 18
 
@@ -357,6 +362,49 @@ class ExampleStore:
             self._cache[name] = x
         return self._cache[name]
 
+    def item_table_file(self, column: str) -> Path:
+        """``items/<column>.npy``: the item -> value table a derived column was written from."""
+        return self.path / _ITEMS / f"{column}.npy"
+
+    def item_values(self, column: str) -> npt.NDArray[Any]:
+        """The item -> value table ``[num_items, W]`` of log column ``column`` (cached).
+
+        ``hist_item_id`` is the identity (``arange(num_items)[:, None]``); a derived column's table
+        is read from ``items/<column>.npy`` and checked against the column's fingerprint, so a
+        target is never looked up in a table other than the one its history was written from.
+
+        Raises:
+            StoreError: unknown column, missing table file (stores written before item tables were
+                kept: call :meth:`add_history_column` again, it writes the file), or a table whose
+                shape or fingerprint does not match the column.
+
+        Example::
+
+            store.item_values("hist_sid")[item_id]        # [B, 1] packed SIDs of target items
+        """
+        key = f"__items__{column}"
+        if key not in self._cache:
+            info = self.column(column)
+            if column == ITEM_HISTORY_COLUMN:
+                tab: npt.NDArray[Any] = np.arange(self.num_items, dtype=np.int64)[:, None]
+            else:
+                p = self.item_table_file(column)
+                if not p.is_file():
+                    raise StoreError(f"{p}: the item table of column {column!r} is missing (the store predates "
+                                     f"item tables); write it with ExampleStore.add_history_column({column!r}, table)")
+                try:
+                    tab = np.load(p, allow_pickle=False)
+                except (OSError, ValueError) as e:
+                    raise StoreError(f"{p}: unreadable item table: {e}") from e
+                if tab.ndim != 2 or tab.shape != (self.num_items, info.width) or tab.dtype.name != info.dtype:
+                    raise StoreError(f"{p}: item table {tab.dtype.name} {list(tab.shape)} does not match column "
+                                     f"{column!r} ({info.dtype} [{self.num_items}, {info.width}])")
+                if _table_fingerprint(tab) != info.fingerprint:
+                    raise StoreError(f"{p}: item table fingerprint {_table_fingerprint(tab)} differs from column "
+                                     f"{column!r}'s {info.fingerprint} (written by another table)")
+            self._cache[key] = tab
+        return self._cache[key]
+
     def windows(
         self, user_id: npt.NDArray[np.int64], num_prior: npt.NDArray[np.int64], max_history: Optional[int] = None
     ) -> Tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
@@ -414,7 +462,8 @@ class ExampleStore:
 
         Args:
             name (str): column name (``[A-Za-z0-9_]``), also the KJT key the loader makes of it.
-            table: ``[num_items, W]`` (or ``[num_items]``) item -> value table of a numeric dtype.
+            table: ``[num_items, W]`` (or ``[num_items]``) item -> value table of a numeric dtype;
+                kept as ``items/<name>.npy`` (see :meth:`item_values`).
             note (str): free text stored in the manifest.
             overwrite (bool): rewrite even if present with another fingerprint (else an error).
 
@@ -439,6 +488,8 @@ class ExampleStore:
         existing = self.columns.get(name)
         if existing is not None:
             if existing.fingerprint == fp:
+                if not self.item_table_file(name).is_file():  # stores written before item tables were kept
+                    self._write_item_table(name, tab)
                 return existing
             if not overwrite:
                 raise StoreError(
@@ -454,12 +505,21 @@ class ExampleStore:
                 values = tab[items]
                 yield values[:, 0] if width == 1 else values
 
+        self._write_item_table(name, tab)  # first: the manifest names the column only once both exist
         _write_log_column(self.log_file(name), name, mapped(), width, self.manifest["config"]["compression"])
         self._cache.pop(name, None)
+        self._cache.pop(f"__items__{name}", None)
         info = ColumnInfo(name=name, dtype=tab.dtype.name, width=width, fingerprint=fp, note=note)
         self.manifest["columns"][name] = dataclasses.asdict(info)
         write_json(self.path / _MANIFEST, self.manifest)
         return info
+
+    def _write_item_table(self, name: str, tab: npt.NDArray[Any]) -> None:
+        p = self.item_table_file(name)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(p) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, np.ascontiguousarray(tab), allow_pickle=False)
 
     # ---- footprint
     def footprint(self, name: str) -> Dict[str, Any]:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Tuple
+from typing import Any, Dict, List, Mapping, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -118,7 +118,9 @@ def build_ranker(
         num_users (int): rows of the user table.
         num_items (int): rows of the target-item table.
         features (List[HistoryFeature]): instantiated history features, in config order.
-        keys (Mapping[str, List[str]]): ``{feature name: its KJT keys}`` (from the loader inputs).
+        keys (Mapping[str, List[str]]): ``{feature name: its history KJT keys}`` (from the loader
+            inputs); a feature with ``target: true`` also reads :meth:`HistoryFeature.target_keys`
+            of them (the loader's :class:`~torchrec_side.data.loader.TargetInput` keys).
 
     Returns:
         nn.Module: :class:`DLRMRanker` or :class:`DINRanker`.
@@ -128,31 +130,43 @@ def build_ranker(
         ranker = build_ranker(ModelConfig(), 943, 1682, [], {})     # the control variant
     """
     ids = id_embedding_bag_collection(num_users, num_items, cfg.embedding_dim, list(cfg.id_features))
+    targets = {f.name: f.target_keys(list(keys[f.name])) for f in features}
     if cfg.arch == "dlrm":
         parts: Dict[str, nn.Module] = {"ids": ids}
-        for f in features:
-            parts[f.name] = f.pooled(list(keys[f.name]))
+        for f in features:  # with target: true the module also pools the target keys (more DLRM features)
+            tk = targets[f.name]
+            parts[f.name] = f.pooled(list(keys[f.name]), tk) if tk else f.pooled(list(keys[f.name]))
         return DLRMRanker(combine_pooled(parts), len(DENSE_FEATURES), list(cfg.dense_arch_layer_sizes),
                           list(cfg.over_arch_layer_sizes))
-    sequences = {f.name: f.sequence(list(keys[f.name])) for f in features}
+    sequences = {f.name: (f.sequence(list(keys[f.name]), targets[f.name]) if targets[f.name]
+                          else f.sequence(list(keys[f.name]))) for f in features}
     return DINRanker(ids, sequences, len(DENSE_FEATURES), list(cfg.dense_arch_layer_sizes),
-                     list(cfg.attention_layer_sizes), list(cfg.over_arch_layer_sizes))
+                     list(cfg.attention_layer_sizes), list(cfg.over_arch_layer_sizes),
+                     targets={n: tk for n, tk in targets.items() if tk})
 
 
-def count_parameters(model: nn.Module) -> Dict[str, int]:
+def count_parameters(model: nn.Module) -> Dict[str, Any]:
     """Learned parameters of an unsharded model: ``embedding`` (stock EBC/EC tables), ``dense``
-    (everything else that trains) and ``total``; frozen buffers (SIDE tables) are not counted.
+    (everything else that trains), ``total``, and ``tables``: ``{table name: rows x dim}`` of every
+    stock table (a hashed sparse-ID table counts its hashed rows); frozen buffers (SIDE tables, raw
+    content vectors) are not counted.
 
     Example::
 
-        count_parameters(ranker)        # {'embedding': 42000, 'dense': 5000, 'total': 47000}
+        count_parameters(ranker)        # {'embedding': 42000, 'dense': 5000, 'total': 47000,
+                                        #  'tables': {'t_user_id': 15088, 't_item_id': 26912}}
     """
     from torchrec.modules.embedding_modules import EmbeddingBagCollection, EmbeddingCollection
 
     emb_ids = set()
-    for m in model.modules():
+    tables: Dict[str, int] = {}
+    for path, m in model.named_modules():
         if isinstance(m, (EmbeddingBagCollection, EmbeddingCollection)):
             emb_ids.update(id(p) for p in m.parameters())
+            named = m.embedding_bags if isinstance(m, EmbeddingBagCollection) else m.embeddings
+            for name, t in named.items():
+                key = name if name not in tables else f"{path}.{name}"
+                tables[key] = int(sum(p.numel() for p in t.parameters() if p.requires_grad))
     emb = dense = 0
     for p in model.parameters():
         if not p.requires_grad:
@@ -161,4 +175,4 @@ def count_parameters(model: nn.Module) -> Dict[str, int]:
             emb += p.numel()
         else:
             dense += p.numel()
-    return {"embedding": int(emb), "dense": int(dense), "total": int(emb + dense)}
+    return {"embedding": int(emb), "dense": int(dense), "total": int(emb + dense), "tables": tables}

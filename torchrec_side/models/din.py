@@ -8,7 +8,17 @@ For each history feature, the per-event embeddings ``h_e [D]`` (a ``JaggedTensor
 target item's embedding ``t [D]`` by a small MLP on ``[h, t, h * t, h - t]`` (Zhou et al., *Deep
 Interest Network*, KDD 2018), the scores are softmax-normalized over the user's events (an empty
 history gives a zero vector) and the weighted sum is the feature's interest vector. The over MLP
-reads ``[dense arch(dense), user, target, interest_1, ...]``.
+reads ``[dense arch(dense), user, target, interest_1, ..., target content_1, ...]``.
+
+**The target through the history's path** (``target: true``, docs/design.md section 7b). A history
+feature may also embed the target item through its own module (the target's SIDE embedding, its
+raw vector through the same projection, ...: one event per example). That embedding is *added* to
+the target's item-id row to form the query of that feature's attention, ``t_f = id_row + c_f``
+(the query stays ``D`` wide, so the activation unit is unchanged; the query then lives partly in
+the same space as the events it is compared with, which is what lets a content feature score a
+cold target whose id row is untrained), and ``c_f`` is also fed to the over MLP as a feature of
+its own (as DLRM interacts it). Adding was chosen over concatenating because concatenation would
+widen the query to ``2D`` and need a learned projection back to the events' width.
 """
 
 from __future__ import annotations
@@ -94,6 +104,10 @@ class DINRanker(nn.Module):
         attention_layer_sizes (List[int]): hidden sizes of the attention scoring MLP.
         over_arch_layer_sizes (List[int]): over MLP, last size 1 (no activation on the output).
         max_len (Optional[int]): pad histories to this length (default: per batch).
+        targets (Optional[Mapping[str, List[str]]]): per sequence module, which of its keys hold the
+            target item through that module's path (one event per example); each is added to the
+            target id row to form the query of the module's history features' attention and fed to
+            the over MLP (see the module docstring).
 
     Call Args:
         dense_features (torch.Tensor): ``[B, dense_in_features]``.
@@ -120,6 +134,7 @@ class DINRanker(nn.Module):
         attention_layer_sizes: List[int],
         over_arch_layer_sizes: List[int],
         max_len: Optional[int] = None,
+        targets: Optional[Mapping[str, List[str]]] = None,
     ) -> None:
         super().__init__()
         id_dims = pooled_feature_dims(ids)
@@ -130,23 +145,36 @@ class DINRanker(nn.Module):
         self.id_features: List[str] = list(id_dims)
         self.sequences = nn.ModuleDict(dict(sequences))
         self.sequence_features: List[str] = []
+        self.target_features: List[str] = []
         self._sequence_keys: Dict[str, List[str]] = {}
+        self._target_keys: Dict[str, List[str]] = {}
+        targets = dict(targets or {})
+        unknown = sorted(set(targets) - set(self.sequences))
+        if unknown:
+            raise ValueError(f"targets name sequence modules {unknown} that are not among {list(self.sequences)}")
         for name, m in self.sequences.items():
             dims = sequence_feature_dims(m)
-            self._sequence_keys[name] = list(dims)
+            tk = list(targets.get(name, []))
+            missing = [k for k in tk if k not in dims]
+            if missing:
+                raise ValueError(f"sequence module {name!r}: target keys {missing} are not among its features {list(dims)}")
+            self._target_keys[name] = tk
+            self._sequence_keys[name] = [f for f in dims if f not in tk]
             bad = {f: w for f, w in dims.items() if w != d}
             if bad:
                 raise ValueError(f"sequence module {name!r}: per-event widths {bad} must equal the target's D={d}")
-            self.sequence_features.extend(dims)
-        if len(set(self.sequence_features)) != len(self.sequence_features):
-            raise ValueError(f"history features served twice: {self.sequence_features}")
+            self.sequence_features.extend(self._sequence_keys[name])
+            self.target_features.extend(tk)
+        served = self.sequence_features + self.target_features
+        if len(set(served)) != len(served):
+            raise ValueError(f"history features served twice: {served}")
         if over_arch_layer_sizes[-1] != 1:
             raise ValueError(f"over_arch_layer_sizes must end in 1, got {over_arch_layer_sizes}")
         self.embedding_dim = d
         self.max_len = max_len
         self.dense_arch = MLP(dense_in_features, list(dense_arch_layer_sizes), bias=True, activation="relu")
         self.attention = nn.ModuleDict({f: TargetAttention(d, list(attention_layer_sizes)) for f in self.sequence_features})
-        over_in = dense_arch_layer_sizes[-1] + sum(id_dims.values()) + d * len(self.sequence_features)
+        over_in = dense_arch_layer_sizes[-1] + sum(id_dims.values()) + d * len(served)
         layers: List[nn.Module] = []
         if len(over_arch_layer_sizes) > 1:
             layers.append(MLP(over_in, list(over_arch_layer_sizes[:-1]), bias=True, activation="relu"))
@@ -157,8 +185,19 @@ class DINRanker(nn.Module):
         pooled = self.ids(sparse_features).to_dict()
         target = pooled["item_id"]
         parts: List[torch.Tensor] = [self.dense_arch(dense_features)] + [pooled[f] for f in self.id_features]
+        contents: List[torch.Tensor] = []
         for name, m in self.sequences.items():
             seq: Dict[str, JaggedTensor] = m(sparse_features)
+            query = target
+            for k in self._target_keys[name]:
+                c = _first_event(seq[k])  # [B, D]: the target through this module's path
+                query = query + c
+                contents.append(c)
             for f in self._sequence_keys[name]:
-                parts.append(self.attention[f](seq[f], target, self.max_len))
-        return self.over_arch(torch.cat(parts, dim=1)).squeeze(-1)
+                parts.append(self.attention[f](seq[f], query, self.max_len))
+        return self.over_arch(torch.cat(parts + contents, dim=1)).squeeze(-1)
+
+
+def _first_event(jt: JaggedTensor) -> torch.Tensor:
+    """``[B, D]``: each bag's first event (the target's one event; zeros for an empty bag)."""
+    return torch.ops.fbgemm.jagged_to_padded_dense(jt.values(), [jt.offsets()], [1], 0.0).squeeze(1)

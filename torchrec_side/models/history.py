@@ -43,6 +43,15 @@ its ``Options`` dataclass, and register it::
             return SIDEmbeddingBagCollection(tables=[SIDEmbeddingBagConfig(
                 name=f"t_{self.name}", feature_names=keys, codec=..., tables=..., pooling=...)])
 
+**The target item through the same path** (docs/design.md section 7b). Every kind takes the
+option ``target: bool`` (default ``false``): when true, the target item is also represented through
+the feature's path, as extra pooled features of the same width ``D`` (KJT keys
+:meth:`HistoryFeature.target_keys`, filled by the loader from the column's item table through
+:class:`~torchrec_side.data.loader.TargetInput`, one event per example), in addition to the target's
+learned item-id row every variant keeps. DLRM interacts them like any sparse feature; the
+target-attention model adds them to the target id embedding to form the attention query (see
+:class:`~torchrec_side.models.din.DINRanker`).
+
 ``kind`` may also be an import path ``"package.module:ClassName"`` of a :class:`HistoryFeature`
 subclass, so new kinds work without touching this file.
 """
@@ -51,8 +60,9 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Dict, List, Optional, Type, TypeVar, Union
+from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence, Tuple, Type, TypeVar, Union
 
+import numpy as np
 import numpy.typing as npt
 import torch
 from torch import nn
@@ -61,7 +71,7 @@ from torchrec.modules.embedding_modules import EmbeddingBagCollection, Embedding
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from torchrec_side.config import ConfigError, config_from_dict
-from torchrec_side.data.loader import HistoryInput
+from torchrec_side.data.loader import HistoryInput, TargetInput
 from torchrec_side.data.store import ITEM_HISTORY_COLUMN
 
 __all__ = [
@@ -72,6 +82,9 @@ __all__ = [
     "history_feature_kinds",
     "make_history_feature",
     "SparseIdHistory",
+    "SparseIdOptions",
+    "hash_item_ids",
+    "ITEM_HASH_PRIME",
 ]
 
 
@@ -104,6 +117,8 @@ class HistoryContext:
         arch (str): ``"dlrm"`` (pooled modules) or ``"din"`` (per-event modules).
         max_history (Optional[int]): the store's history cap.
         seed (int): the run's seed.
+        world_dir (Optional[str]): the simulated-world folder of the store (``data.world_dir``;
+            ``raw_content`` reads ``content/<collection>.npy`` from it); ``None`` for MovieLens.
     """
 
     num_users: int
@@ -112,6 +127,7 @@ class HistoryContext:
     arch: str
     max_history: Optional[int] = None
     seed: int = 0
+    world_dir: Optional[str] = None
 
 
 @dataclass
@@ -165,12 +181,37 @@ class HistoryFeature:
         """Optional KJT -> KJT transform run in the loader worker (e.g. SID -> token ids)."""
         return None
 
-    def pooled(self, keys: List[str]) -> nn.Module:
-        """EBC-like module over ``keys`` with outputs of width ``ctx.embedding_dim`` (for DLRM)."""
+    @property
+    def has_target(self) -> bool:
+        """Whether the target item is also represented through this feature (option ``target``)."""
+        return bool(getattr(self.options, "target", False))
+
+    def target_keys(self, keys: List[str]) -> List[str]:
+        """KJT keys of the target item through this feature's path, given its history ``keys``
+        (default ``[f"{k}_target"]``; empty without ``target: true``)."""
+        return [f"{k}_target" for k in keys] if self.has_target else []
+
+    def target_inputs(self, keys: List[str]) -> List[TargetInput]:
+        """How the loader fills :meth:`target_keys` (default: the one history input's column, looked
+        up at the target item in the store's item table; empty without ``target: true``)."""
+        tk = self.target_keys(list(keys))
+        if not tk:
+            return []
+        ins = self.inputs()
+        if len(ins) != 1:
+            raise ConfigError(f"{self.where}: kind {self.config.kind!r} reads {len(ins)} columns; it must "
+                              f"override target_inputs() to support options.target")
+        return [TargetInput(ins[0].column, keys=tuple(tk), flatten=ins[0].flatten)]
+
+    def pooled(self, keys: List[str], target_keys: Sequence[str] = ()) -> nn.Module:
+        """EBC-like module over ``keys`` with outputs of width ``ctx.embedding_dim`` (for DLRM);
+        with ``target_keys`` (:meth:`target_keys`) also one output per target key, through the
+        same path (one event per example)."""
         raise ConfigError(f"{self.where}: kind {self.config.kind!r} has no pooled module (arch dlrm)")
 
-    def sequence(self, keys: List[str]) -> nn.Module:
-        """EC-like module over ``keys`` with per-event outputs of width ``ctx.embedding_dim`` (for DIN)."""
+    def sequence(self, keys: List[str], target_keys: Sequence[str] = ()) -> nn.Module:
+        """EC-like module over ``keys`` with per-event outputs of width ``ctx.embedding_dim`` (for
+        DIN); with ``target_keys`` also per-event outputs for them (one event per example)."""
         raise ConfigError(f"{self.where}: kind {self.config.kind!r} has no per-event module (arch din)")
 
     def describe(self) -> Dict[str, Any]:
@@ -229,42 +270,133 @@ def make_history_feature(config: HistoryFeatureConfig, ctx: HistoryContext, inde
 # Built-in kinds
 
 
+#: The Mersenne prime 2^31 - 1 of :func:`hash_item_ids`.
+ITEM_HASH_PRIME: int = (1 << 31) - 1
+_HASH_A: int = 1_103_515_245  # fixed multiplier (the C rand() constant), in [1, P)
+_HASH_B: int = 12_345
+
+
+def hash_item_ids(ids: Union[npt.NDArray[Any], torch.Tensor], num_rows: int) -> npt.NDArray[np.int64]:
+    """Item ids hashed into ``[0, num_rows)``: ``((A * (id mod P) + B) mod P) mod num_rows``.
+
+    A fixed multiplicative (Carter-Wegman) hash with ``P = 2^31 - 1``, ``A = 1103515245``,
+    ``B = 12345``: deterministic across runs and machines, exact in int64 (``A * (id mod P) <
+    2^62``), and, for id spaces below ``P``, a bijection before the final ``mod num_rows`` (so rows
+    collide only through that modulus, about uniformly). This is how production caps a sparse-ID
+    table (docs/design.md section 7c: the sparse-ID table at full size and hashed to ``N/10``).
+
+    Args:
+        ids: item ids (any integer shape, >= 0).
+        num_rows (int): table rows (>= 1).
+
+    Returns:
+        npt.NDArray[np.int64]: same shape, values in ``[0, num_rows)``.
+
+    Example::
+
+        hash_item_ids(np.arange(5), 3)       # array([0, 0, 2, 2, 1])
+    """
+    if num_rows < 1:
+        raise ValueError(f"num_rows must be >= 1, got {num_rows}")
+    x = np.asarray(ids.detach().cpu().numpy() if isinstance(ids, torch.Tensor) else ids).astype(np.int64)
+    if x.size and int(x.min()) < 0:
+        raise ValueError(f"item ids must be >= 0, got {int(x.min())}")
+    return ((_HASH_A * (x % ITEM_HASH_PRIME) + _HASH_B) % ITEM_HASH_PRIME) % int(num_rows)
+
+
 @dataclass
 class SparseIdOptions:
     """Options of :class:`SparseIdHistory`.
 
     Args:
         pooling (str): ``"mean"`` or ``"sum"`` (pooled module only).
+        num_rows (int): table rows: 0 (default) = one row per item; > 0: item ids hashed into
+            that many rows by :func:`hash_item_ids` (the store column ``<column>_h<num_rows>``
+            holds the hashed ids, written once from the item table).
+        target (bool): also embed the target item through this feature (see the module docstring).
+        share_with_target (bool): with ``target``, look the target up in the history's table (one
+            table, trained by both); otherwise in a table of its own of the same size
+            (``t_<name>_target``).
     """
 
     pooling: str = "mean"
+    num_rows: int = 0
+    target: bool = False
+    share_with_target: bool = False
 
     def __post_init__(self) -> None:
         if self.pooling not in ("mean", "sum"):
             raise ValueError(f"pooling must be 'mean' or 'sum', got {self.pooling!r}")
+        if self.num_rows < 0:
+            raise ValueError(f"num_rows must be >= 0 (0: one row per item), got {self.num_rows}")
+        if self.share_with_target and not self.target:
+            raise ValueError("share_with_target needs target: true")
 
 
 @register_history_feature("sparse_id")
 class SparseIdHistory(HistoryFeature):
-    """The sparse-ID baseline: a learned ``[num_items, D]`` table over history item ids.
+    """The sparse-ID baseline: a learned ``[rows, D]`` table over history item ids.
 
-    Pooled: a stock ``EmbeddingBagCollection`` (table ``t_<name>``); per event: a stock
-    ``EmbeddingCollection``. DMP shards either like any table. The column must hold item ids
-    (``W = 1``, values in ``[0, num_items)``).
+    ``rows`` is ``num_items``, or ``options.num_rows`` with the ids hashed (:func:`hash_item_ids`;
+    then the feature reads the derived column ``<column>_h<num_rows>``, which the trainer writes
+    into the store from :meth:`item_table`). Pooled: a stock ``EmbeddingBagCollection`` (table
+    ``t_<name>``); per event: a stock ``EmbeddingCollection``. DMP shards either like any table.
+    With ``target: true`` the target's (hashed) id is another feature of the same table
+    (``share_with_target``) or of its own table ``t_<name>_target`` of the same size.
+
+    Example::
+
+        f = make_history_feature(HistoryFeatureConfig(options={"num_rows": 1000, "target": True,
+                                 "share_with_target": True}), HistoryContext(100, 10_000, 16, "dlrm"))
+        f.column                                  # 'hist_item_id_h1000'
+        f.pooled(["hist_item_id_h1000"], ["hist_item_id_h1000_target"])    # one 1000 x 16 table
     """
 
     Options = SparseIdOptions
 
-    def pooled(self, keys: List[str]) -> nn.Module:
+    def check(self) -> None:
+        if self.options.num_rows and self.config.column != ITEM_HISTORY_COLUMN:
+            raise ConfigError(f"{self.where}: options.num_rows hashes item ids; the column must be "
+                              f"{ITEM_HISTORY_COLUMN!r}, got {self.config.column!r}")
+
+    @property
+    def column(self) -> str:
+        n = self.options.num_rows
+        return f"{self.config.column}_h{n}" if n else self.config.column
+
+    @property
+    def num_rows(self) -> int:
+        """Rows of the table (``num_items`` unless hashed)."""
+        return int(self.options.num_rows or self.ctx.num_items)
+
+    def item_table(self) -> Optional[npt.NDArray[np.int64]]:
+        if not self.options.num_rows:
+            return None  # hist_item_id is always in the store
+        return hash_item_ids(np.arange(self.ctx.num_items, dtype=np.int64), self.options.num_rows)[:, None]
+
+    def _tables(self, keys: Sequence[str], target_keys: Sequence[str]) -> List[Tuple[str, List[str]]]:
+        if not target_keys:
+            return [(f"t_{self.name}", list(keys))]
+        if self.options.share_with_target:
+            return [(f"t_{self.name}", list(keys) + list(target_keys))]
+        return [(f"t_{self.name}", list(keys)), (f"t_{self.name}_target", list(target_keys))]
+
+    def pooled(self, keys: List[str], target_keys: Sequence[str] = ()) -> nn.Module:
         pooling = PoolingType.MEAN if self.options.pooling == "mean" else PoolingType.SUM
         return EmbeddingBagCollection(tables=[EmbeddingBagConfig(
-            name=f"t_{self.name}", embedding_dim=self.ctx.embedding_dim, num_embeddings=self.ctx.num_items,
-            feature_names=list(keys), pooling=pooling)])
+            name=n, embedding_dim=self.ctx.embedding_dim, num_embeddings=self.num_rows,
+            feature_names=fs, pooling=pooling) for n, fs in self._tables(keys, target_keys)])
 
-    def sequence(self, keys: List[str]) -> nn.Module:
+    def sequence(self, keys: List[str], target_keys: Sequence[str] = ()) -> nn.Module:
         return EmbeddingCollection(tables=[EmbeddingConfig(
-            name=f"t_{self.name}", embedding_dim=self.ctx.embedding_dim, num_embeddings=self.ctx.num_items,
-            feature_names=list(keys))])
+            name=n, embedding_dim=self.ctx.embedding_dim, num_embeddings=self.num_rows,
+            feature_names=fs) for n, fs in self._tables(keys, target_keys)])
 
     def describe(self) -> Dict[str, Any]:
-        return {"kind": "sparse_id", "table_rows": self.ctx.num_items}
+        o = self.options
+        tables = 1 + int(o.target and not o.share_with_target)
+        return {"kind": "sparse_id", "table_rows": self.num_rows, "hashed": bool(o.num_rows),
+                "num_items": self.ctx.num_items, "target": bool(o.target),
+                "share_with_target": bool(o.share_with_target),
+                "learned_params": tables * self.num_rows * self.ctx.embedding_dim,
+                "model_bytes_per_event": 8, "min_packed_bytes_per_event": 8}

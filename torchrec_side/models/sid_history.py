@@ -10,10 +10,18 @@ Registered kinds (see :mod:`torchrec_side.models.history` for the plug-in API):
 ``prefix_ngram``    traditional SID: prefix-ngram token ids (``(c1)``, ``(c1,c2)``, ...) stored
                     per event, looked up in learned tables (``TraditionalSIDEmbeddingBagCollection``,
                     premapped). Column: one int64 token id per prefix length.
-``raw_content``     pooled frozen raw content vectors (MiniLM 384-d), the quality reference. The
-                    loader reads item ids; the model holds the frozen ``[I, 384]`` item table.
-                    Footprint counted as the raw vectors would be stored: 768 bytes/event (fp16).
+``raw_content``     pooled frozen raw content vectors, the quality reference: MiniLM 384-d on
+                    MovieLens (``collection: minilm``), a simulated world's ``text`` (384-d) or
+                    ``image`` (128-d) view (``<world>/content/<collection>.npy``). The loader reads
+                    item ids; the model holds the frozen ``[I, d]`` item table. Footprint counted
+                    as the raw vectors would be stored: ``2 d`` bytes/event (fp16).
 ==================  ==========================================================================
+
+Every kind takes ``target: true`` (docs/design.md section 7b): the target item through the same
+path, as extra pooled features (SIDE of the target's packed SID, the prefix-ngram tokens of the
+target's SID through the same learned tables, the target's frozen raw vector through the same
+projection); the loader looks the target up in the column's item table
+(:class:`~torchrec_side.data.loader.TargetInput`).
 
 Where the SIDs come from (``side`` and ``prefix_ngram``), exactly one of:
 
@@ -42,8 +50,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -67,10 +76,16 @@ __all__ = [
     "RawContentSequence",
     "load_sid_source",
     "RAW_FP16_BYTES_PER_EVENT",
+    "RAW_COLLECTIONS",
 ]
 
 #: Bytes per history event of a raw MiniLM vector stored in fp16 (384 x 2).
 RAW_FP16_BYTES_PER_EVENT: int = 768
+#: ``raw_content`` collections: MovieLens' MiniLM titles; a simulated world's two content views.
+RAW_COLLECTIONS: Tuple[str, ...] = ("minilm", "text", "image")
+#: Frozen raw tables up to this many floats are held as float32 buffers; larger ones (simulated
+#: worlds of 10^5-10^6 items) as float16, as stored, pooled by ``embedding_bag`` on float16.
+RAW_FLOAT32_MAX_FLOATS: int = 1 << 25
 
 
 @dataclass
@@ -85,6 +100,8 @@ class SIDSourceOptions:
         codec (str): expected layout ``"byte_grouped"`` / ``"mixed_radix"`` ("" = any).
         bits (float): expected bits per SID, checked to 0.05 bits (0 = any).
         num_levels (int): expected number of SID levels (0 = any).
+        target (bool): also represent the target item through this feature's path (the target's
+            own SID), as extra pooled features (docs/design.md section 7b).
     """
 
     artifact: str = ""
@@ -93,6 +110,7 @@ class SIDSourceOptions:
     codec: str = ""
     bits: float = 0.0
     num_levels: int = 0
+    target: bool = False
 
 
 @dataclass
@@ -147,20 +165,24 @@ class RawContentOptions:
     """Options of :class:`RawContentHistory`.
 
     Args:
-        collection (str): ``"minilm"`` (the 384-d MiniLM title vectors; the only one offered: a
-            collaborative embedding would have to be fitted per run on training events).
+        collection (str): ``"minilm"`` (MovieLens: the 384-d MiniLM title vectors; a collaborative
+            embedding would have to be fitted per run on training events), or a simulated world's
+            ``"text"`` (384-d) / ``"image"`` (128-d) view, read from ``<world>/content/<collection>.npy``
+            (the store's ``data.world_dir``).
         pooling (str): ``"mean"`` (default) or ``"sum"``.
         dtype (str): ``"float16"`` (default: the vectors are rounded to fp16, as stored) or
             ``"float32"``.
+        target (bool): also pool the target item's own vector through the same projection.
     """
 
     collection: str = "minilm"
     pooling: str = "mean"
     dtype: str = "float16"
+    target: bool = False
 
     def __post_init__(self) -> None:
-        if self.collection != "minilm":
-            raise ValueError(f"collection must be 'minilm', got {self.collection!r}")
+        if self.collection not in RAW_COLLECTIONS:
+            raise ValueError(f"collection must be one of {list(RAW_COLLECTIONS)}, got {self.collection!r}")
         if self.pooling not in ("mean", "sum"):
             raise ValueError(f"pooling must be 'mean' or 'sum', got {self.pooling!r}")
         if self.dtype not in ("float16", "float32"):
@@ -316,24 +338,26 @@ class SIDEHistory(_SIDFeature):
                               f"set options.projection=auto")
         return self.ctx.embedding_dim
 
-    def pooled(self, keys: List[str]) -> nn.Module:
+    def pooled(self, keys: List[str], target_keys: Sequence[str] = ()) -> nn.Module:
         from torchrec_side.modules import SIDEmbeddingBagCollection, SIDEmbeddingBagConfig
 
-        s = self.sids()
+        s = self.sids()  # one config: history and target share the frozen tables and the projection
         return SIDEmbeddingBagCollection(tables=[SIDEmbeddingBagConfig(
-            name=f"side_{self.name}", feature_names=list(keys), codec=s.codec, tables=s.tables,
+            name=f"side_{self.name}", feature_names=list(keys) + list(target_keys), codec=s.codec, tables=s.tables,
             projection_dim=self._projection(), compute=self.options.compute, pooling=self.options.pooling)])
 
-    def sequence(self, keys: List[str]) -> nn.Module:
+    def sequence(self, keys: List[str], target_keys: Sequence[str] = ()) -> nn.Module:
         from torchrec_side.modules import SIDEmbeddingCollection, SIDEmbeddingConfig
 
         s = self.sids()
         return SIDEmbeddingCollection(tables=[SIDEmbeddingConfig(
-            name=f"side_{self.name}", feature_names=list(keys), codec=s.codec, tables=s.tables,
+            name=f"side_{self.name}", feature_names=list(keys) + list(target_keys), codec=s.codec, tables=s.tables,
             projection_dim=self._projection())])
 
     def describe(self) -> Dict[str, Any]:
-        return {"kind": "side", **self._sid_describe(), "model_bytes_per_event": 8,
+        return {"kind": "side", **self._sid_describe(), "model_bytes_per_event": 8, "target": self.has_target,
+                "learned_params": (self.ctx.embedding_dim * int(self.sids().tables.dim)
+                                   if self._projection() is not None else 0),
                 "min_packed_bytes_per_event": math.ceil(self._sid_describe()["bits_per_sid"] / 8),
                 "frozen_table_floats": int(self.sids().tables.num_rows * self.sids().tables.dim)}
 
@@ -346,11 +370,17 @@ class PrefixNgramHistory(_SIDFeature):
 
     Options = PrefixNgramOptions
 
+    @property
+    def target_name(self) -> str:
+        """The target's feature name (its token keys are ``<target_name>__p1``, ...)."""
+        return f"{self.name}_target"
+
     def token_config(self) -> Any:
         from torchrec_side.modules import SIDTokenConfig
 
         o = self.options
-        return SIDTokenConfig(name=f"t_{self.name}", feature_names=[self.name], codec=self.sids().codec,
+        names = [self.name] + ([self.target_name] if self.has_target else [])
+        return SIDTokenConfig(name=f"t_{self.name}", feature_names=names, codec=self.sids().codec,
                               embedding_dim=self.ctx.embedding_dim, scheme=o.scheme, max_rows=o.max_rows,
                               num_tokens=o.num_tokens or None, pooling=o.pooling)
 
@@ -362,17 +392,22 @@ class PrefixNgramHistory(_SIDFeature):
     def inputs(self) -> List[HistoryInput]:
         return [HistoryInput(self.column, keys=tuple(self.token_config().token_feature_names(self.name)))]
 
-    def pooled(self, keys: List[str]) -> nn.Module:
+    def target_keys(self, keys: List[str]) -> List[str]:
+        return self.token_config().token_feature_names(self.target_name) if self.has_target else []
+
+    def pooled(self, keys: List[str], target_keys: Sequence[str] = ()) -> nn.Module:
         from torchrec_side.modules import TraditionalSIDEmbeddingBagCollection
 
-        cfg = self.token_config()
-        if list(keys) != cfg.token_feature_names(self.name):
-            raise ConfigError(f"{self.where}: unexpected KJT keys {keys}")
+        cfg = self.token_config()  # with target: one more feature of the same learned token tables
+        if list(keys) != cfg.token_feature_names(self.name) or list(target_keys) != self.target_keys(list(keys)):
+            raise ConfigError(f"{self.where}: unexpected KJT keys {keys} / target keys {list(target_keys)}")
         return TraditionalSIDEmbeddingBagCollection([cfg], premapped=True)
 
     def describe(self) -> Dict[str, Any]:
         cfg = self.token_config()
         return {"kind": "prefix_ngram", **self._sid_describe(), "model_bytes_per_event": cfg.bytes_per_event,
+                "target": self.has_target, "max_rows": self.options.max_rows, "learned_params": cfg.learned_params,
+                "hashed_tables": [s.suffix for s in cfg.token_specs() if s.hashed],
                 "min_packed_bytes_per_event": math.ceil(self._sid_describe()["bits_per_sid"] / 8),
                 "token_table_rows": [s.rows for s in cfg.token_specs()]}
 
@@ -381,34 +416,54 @@ class PrefixNgramHistory(_SIDFeature):
 # Raw content
 
 
+def _frozen_table(vectors: torch.Tensor) -> torch.Tensor:
+    """The buffer of a frozen raw table: float32, or float16 beyond :data:`RAW_FLOAT32_MAX_FLOATS`."""
+    big = vectors.numel() > RAW_FLOAT32_MAX_FLOATS
+    return (vectors.half() if big else vectors.float()).contiguous()
+
+
 class RawContentBag(nn.Module):
-    """Pooled frozen item vectors: ``mean_e V[item_e]`` then a learned ``Linear(d, D)``.
+    """Pooled frozen item vectors: ``mean_e V[item_e]`` then a learned ``Linear(d, D)``, per feature.
 
     Args:
-        vectors (torch.Tensor): ``[I, d]`` frozen item table (a buffer, not learned).
-        feature (str): KJT key of history item ids.
+        vectors (torch.Tensor): ``[I, d]`` frozen item table (a buffer, not learned; float16 when
+            larger than :data:`RAW_FLOAT32_MAX_FLOATS` floats).
+        feature (Union[str, Sequence[str]]): KJT key(s) of item ids (history, and the target's
+            one-event key); all share the table and the projection.
         embedding_dim (int): output ``D``.
         pooling (str): ``"mean"`` or ``"sum"``.
 
-    Input: ``KeyedJaggedTensor`` with ``feature`` (item ids). Output: ``KeyedTensor`` ``[B, D]``.
+    Input: ``KeyedJaggedTensor`` with the features (item ids). Output: ``KeyedTensor`` ``[B, D]``
+    per feature.
+
+    Example::
+
+        bag = RawContentBag(vectors, ["hist_item_id", "hist_item_id_target"], 16)
+        bag(kjt)["hist_item_id_target"].shape          # [B, 16]
     """
 
-    def __init__(self, vectors: torch.Tensor, feature: str, embedding_dim: int, pooling: str = "mean") -> None:
+    def __init__(self, vectors: torch.Tensor, feature: Union[str, Sequence[str]], embedding_dim: int,
+                 pooling: str = "mean") -> None:
         super().__init__()
-        self.register_buffer("vectors", vectors.float().contiguous(), persistent=False)
+        self.register_buffer("vectors", _frozen_table(vectors), persistent=False)
         self.proj = nn.Linear(vectors.shape[1], embedding_dim, bias=False)
-        self.feature = feature
+        self.features: List[str] = [feature] if isinstance(feature, str) else list(feature)
+        self.feature: str = self.features[0]
         self.pooling = pooling
         self.embedding_dim = embedding_dim
 
     def forward(self, features: KeyedJaggedTensor) -> KeyedTensor:
-        jt = features[self.feature]
-        pooled = F.embedding_bag(jt.values(), self.vectors, jt.offsets(), mode=self.pooling, include_last_offset=True)
-        return KeyedTensor(keys=[self.feature], length_per_key=[self.embedding_dim], values=self.proj(pooled), key_dim=1)
+        outs = []
+        for f in self.features:
+            jt = features[f]
+            pooled = F.embedding_bag(jt.values(), self.vectors, jt.offsets(), mode=self.pooling, include_last_offset=True)
+            outs.append(self.proj(pooled.float()))
+        return KeyedTensor(keys=list(self.features), length_per_key=[self.embedding_dim] * len(self.features),
+                           values=torch.cat(outs, dim=1), key_dim=1)
 
     def embedding_bag_configs(self) -> List[EmbeddingBagConfig]:
         return [EmbeddingBagConfig(num_embeddings=int(self.vectors.shape[0]), embedding_dim=self.embedding_dim,
-                                   name=f"raw_{self.feature}", feature_names=[self.feature],
+                                   name=f"raw_{self.feature}", feature_names=list(self.features),
                                    pooling=PoolingType.MEAN if self.pooling == "mean" else PoolingType.SUM)]
 
     def is_weighted(self) -> bool:
@@ -416,32 +471,75 @@ class RawContentBag(nn.Module):
 
 
 class RawContentSequence(nn.Module):
-    """Per-event frozen item vectors through a learned ``Linear(d, D)`` (EC-like, for DIN)."""
+    """Per-event frozen item vectors through a learned ``Linear(d, D)`` (EC-like, for DIN); several
+    features (history, target) share the table and the projection."""
 
-    def __init__(self, vectors: torch.Tensor, feature: str, embedding_dim: int) -> None:
+    def __init__(self, vectors: torch.Tensor, feature: Union[str, Sequence[str]], embedding_dim: int) -> None:
         super().__init__()
-        self.register_buffer("vectors", vectors.float().contiguous(), persistent=False)
+        self.register_buffer("vectors", _frozen_table(vectors), persistent=False)
         self.proj = nn.Linear(vectors.shape[1], embedding_dim, bias=False)
-        self.feature = feature
+        self.features: List[str] = [feature] if isinstance(feature, str) else list(feature)
+        self.feature: str = self.features[0]
         self.embedding_dim = embedding_dim
 
     def forward(self, features: KeyedJaggedTensor) -> Dict[str, JaggedTensor]:
-        jt = features[self.feature]
-        return {self.feature: JaggedTensor(values=self.proj(self.vectors[jt.values()]), lengths=jt.lengths(),
-                                           offsets=jt.offsets())}
+        out: Dict[str, JaggedTensor] = {}
+        for f in self.features:
+            jt = features[f]
+            out[f] = JaggedTensor(values=self.proj(self.vectors[jt.values()].float()), lengths=jt.lengths(),
+                                  offsets=jt.offsets())
+        return out
 
     def embedding_configs(self) -> List[EmbeddingConfig]:
         return [EmbeddingConfig(num_embeddings=int(self.vectors.shape[0]), embedding_dim=self.embedding_dim,
-                                name=f"raw_{self.feature}", feature_names=[self.feature])]
+                                name=f"raw_{self.feature}", feature_names=list(self.features))]
+
+
+def load_raw_vectors(collection: str, num_items: int, world_dir: Optional[str], where: str) -> torch.Tensor:
+    """The ``[num_items, d]`` vectors of a raw-content collection (as stored: float32 or float16).
+
+    ``minilm``: MovieLens' MiniLM title vectors (:func:`torchrec_side.data.content.load_items`);
+    ``text`` / ``image``: ``<world_dir>/content/<collection>.npy`` of a simulated world.
+
+    Raises:
+        ConfigError: no world folder for a world collection, a missing or unreadable file, or a
+            table whose rows differ from the store's items (naming the file).
+    """
+    if collection == "minilm":
+        from torchrec_side.data import content
+
+        v = content.load_items().text_vectors.float()
+        src = "MovieLens MiniLM vectors"
+    else:
+        if not world_dir:
+            raise ConfigError(f"{where}: collection {collection!r} is a simulated world's content view; the store "
+                              f"is not a simulated world (no data.world_dir); use collection 'minilm' on MovieLens")
+        p = Path(world_dir) / "content" / f"{collection}.npy"
+        if not p.is_file():
+            raise ConfigError(f"{where}: {p} not found (the world folder has no {collection!r} content view)")
+        try:
+            arr = np.load(p, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"{where}: unreadable content file {p}: {e}") from e
+        if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.floating):
+            raise ConfigError(f"{where}: {p} must be a float [N, d] array, got {arr.dtype} {list(arr.shape)}")
+        v = torch.from_numpy(np.ascontiguousarray(arr))
+        src = str(p)
+    if v.shape[0] != num_items:
+        raise ConfigError(f"{where}: {src}: {v.shape[0]} item vectors, the store has {num_items} items")
+    return v
 
 
 @register_history_feature("raw_content")
 class RawContentHistory(HistoryFeature):
-    """Raw-content history: pooled frozen MiniLM vectors of the history items (quality reference).
+    """Raw-content history: pooled frozen content vectors of the history items (quality reference).
 
-    The column is the item-id history (default ``hist_item_id``); the frozen ``[I, 384]`` vectors
-    live in the model, and the footprint is *counted* as the raw vectors would be stored per event
-    in a feature store (fp16: 768 bytes/event) rather than written (that file would be ~10 GB).
+    The column is the item-id history (default ``hist_item_id``); the frozen ``[I, d]`` vectors
+    (MiniLM on MovieLens; a simulated world's ``text`` / ``image`` view) live in the model, and the
+    footprint is *counted* as the raw vectors would be stored per event in a feature store (fp16:
+    ``2 d`` bytes/event, 768 for 384-d) rather than written (that file would be ~10 GB). With
+    ``target: true`` the target's item id (key ``<column>_target``) goes through the same table and
+    projection.
     """
 
     Options = RawContentOptions
@@ -450,26 +548,28 @@ class RawContentHistory(HistoryFeature):
     def check(self) -> None:
         if self.column != ITEM_HISTORY_COLUMN:
             raise ConfigError(f"{self.where}: raw_content reads the item-id history column {ITEM_HISTORY_COLUMN!r}")
+        if self.options.collection != "minilm":
+            self.vectors()  # a world's content file: checked at start (cheap next to training)
 
     def vectors(self) -> torch.Tensor:
         if self._vectors is None:
-            from torchrec_side.data import content
-
-            v = content.load_items().text_vectors.float()
-            if v.shape[0] != self.ctx.num_items:
-                raise ConfigError(f"{self.where}: {v.shape[0]} item vectors, the store has {self.ctx.num_items} items")
-            if self.options.dtype == "float16":
-                v = v.half().float()
-            self._vectors = v
+            v = load_raw_vectors(self.options.collection, self.ctx.num_items, self.ctx.world_dir, self.where)
+            self._vectors = v.half() if self.options.dtype == "float16" else v.float()
         return self._vectors
 
-    def pooled(self, keys: List[str]) -> nn.Module:
-        return RawContentBag(self.vectors(), keys[0], self.ctx.embedding_dim, self.options.pooling)
+    @property
+    def dim(self) -> int:
+        return int(self.vectors().shape[1])
 
-    def sequence(self, keys: List[str]) -> nn.Module:
-        return RawContentSequence(self.vectors(), keys[0], self.ctx.embedding_dim)
+    def pooled(self, keys: List[str], target_keys: Sequence[str] = ()) -> nn.Module:
+        return RawContentBag(self.vectors(), [keys[0]] + list(target_keys), self.ctx.embedding_dim, self.options.pooling)
+
+    def sequence(self, keys: List[str], target_keys: Sequence[str] = ()) -> nn.Module:
+        return RawContentSequence(self.vectors(), [keys[0]] + list(target_keys), self.ctx.embedding_dim)
 
     def describe(self) -> Dict[str, Any]:
-        return {"kind": "raw_content", "collection": self.options.collection, "dim": 384,
-                "model_bytes_per_event": RAW_FP16_BYTES_PER_EVENT, "min_packed_bytes_per_event": RAW_FP16_BYTES_PER_EVENT,
-                "footprint_note": "counted: 384 x fp16 per event (the loader reads item ids)"}
+        d = self.dim
+        return {"kind": "raw_content", "collection": self.options.collection, "dim": d, "target": self.has_target,
+                "learned_params": d * self.ctx.embedding_dim,
+                "model_bytes_per_event": 2 * d, "min_packed_bytes_per_event": 2 * d,
+                "footprint_note": f"counted: {d} x fp16 per event (the loader reads item ids)"}

@@ -127,7 +127,8 @@ def _feature_keys(store: ExampleStore, features: List[HistoryFeature]) -> Tuple[
             ks.extend(inp.resolve_keys(info.width))
             inputs.append(inp)
         keys[f.name] = ks
-    flat = [k for ks in keys.values() for k in ks]
+        inputs.extend(f.target_inputs(ks))  # target: true: the target item through the same path
+    flat = [k for ks in keys.values() for k in ks] + [k for f in features for k in f.target_keys(keys[f.name])]
     if len(set(flat)) != len(flat):
         raise ConfigError(f"model.history: two features produce the same KJT keys {flat}; give them distinct columns/keys")
     return inputs, keys
@@ -346,7 +347,8 @@ def history_context_before_data(cfg: TrainJobConfig) -> Optional[HistoryContext]
         else:
             return None
     return HistoryContext(num_users=int(nu), num_items=int(ni), embedding_dim=cfg.model.embedding_dim,  # type: ignore[arg-type]
-                          arch=cfg.model.arch, max_history=d.max_history, seed=cfg.seed)
+                          arch=cfg.model.arch, max_history=d.max_history, seed=cfg.seed,
+                          world_dir=getattr(d, "world_dir", None))
 
 
 @torch.no_grad()
@@ -563,7 +565,8 @@ class _Run:
         store = prepare_data(cfg)
         ctx = HistoryContext(num_users=store.num_users, num_items=store.num_items,
                              embedding_dim=cfg.model.embedding_dim, arch=cfg.model.arch,
-                             max_history=store.max_history, seed=cfg.seed)
+                             max_history=store.max_history, seed=cfg.seed,
+                             world_dir=getattr(cfg.data, "world_dir", None))
         if ctx0 is None or ctx != ctx0:
             features = self._features(ctx)
         if features:  # writes the columns features derive from item tables (rank 0, once)
@@ -651,7 +654,7 @@ class _Run:
         history = []
         for f in features:
             entry = {"name": f.name, "kind": f.config.kind, "column": f.column, "keys": keys[f.name],
-                     **f.describe()}
+                     "target_keys": f.target_keys(keys[f.name]), **f.describe()}
             if self.rank0:
                 entry["footprint"] = store.footprint(f.column)
             history.append(entry)
