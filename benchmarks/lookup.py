@@ -417,6 +417,8 @@ def main_cuda(args: Any) -> None:
                               f"{r['speedup_vs_sparse_id']:7.2f}x sparse-ID, HBM {100 * r['hbm_fraction_measured']:5.1f}% "
                               f"of measured copy bw", flush=True)
                     rows.extend(cfg_rows)
+                    # partial results survive a time limit: rewritten (atomically) after every configuration
+                    write_json(args.json, rows, partial=True, quick=quick, device=gpu_name, simulated=simulate)
     print()
     print_table(rows, ["method", "dim", "batch_size", "history_len", "events_per_s", "speedup_vs_sparse_id",
                        "hbm_fraction_measured", "hbm_fraction_nominal", "input"])

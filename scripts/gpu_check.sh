@@ -3,7 +3,8 @@
 # torchrec / fbgemm and no network: installs the wheels carried in wheels/gpu (made by
 # scripts/fetch_gpu_wheels.sh) with --no-index --no-deps into a venv that sees the system torch,
 # runs the CUDA tests, benchmarks/lookup.py --device cuda and benchmarks/train_throughput.py
-# --device cuda (1 GPU, nccl), and writes JSON under $OUT (default runs/gpu_check). Budget: < 8 min.
+# --device cuda (1 GPU, nccl), and writes JSON under $OUT (default runs/gpu_check). Budget: < 8 min
+# (step limits 120 + 210 + 100 s, plus the install).
 #
 #   bash scripts/gpu_check.sh            # exit 0: every step passed; 3: no CUDA device; 1: a step failed
 set -uo pipefail
@@ -62,33 +63,35 @@ if ! compgen -G "$WHEELS/*.whl" > /dev/null; then
 fi
 
 # A venv that sees the machine's torch and triton; the carried wheels go into it.
-VENV="$ROOT/.gpu-venv"
+ENVDIR="$ROOT/runs/gpu_env"   # runs/ is git-ignored
+VENV="$ENVDIR/venv"
 t0=$(date +%s)
+mkdir -p "$ENVDIR"
 if "$PY" -m venv --system-site-packages "$VENV" 2>/dev/null && [[ -x "$VENV/bin/pip" ]]; then
   VPY="$VENV/bin/python"
   "$VPY" -m pip install -q --no-index --no-deps "$WHEELS"/*.whl > "$OUT_DIR/install.log" 2>&1
   RC[install]=$?
 else  # no ensurepip: install into a folder on PYTHONPATH with the system pip
   VPY="$PY"
-  "$PY" -m pip install -q --no-index --no-deps --target "$ROOT/.gpu-site" "$WHEELS"/*.whl > "$OUT_DIR/install.log" 2>&1
+  "$PY" -m pip install -q --no-index --no-deps --target "$ENVDIR/site" "$WHEELS"/*.whl > "$OUT_DIR/install.log" 2>&1
   RC[install]=$?
-  export PYTHONPATH="$ROOT/.gpu-site${PYTHONPATH:+:$PYTHONPATH}"
-  export PATH="$ROOT/.gpu-site/bin:$PATH"
+  export PYTHONPATH="$ENVDIR/site${PYTHONPATH:+:$PYTHONPATH}"
+  export PATH="$ENVDIR/site/bin:$PATH"
 fi
 DUR[install]=$(( $(date +%s) - t0 ))
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"   # the project from the working tree
 [[ -d "$VENV/bin" ]] && export PATH="$VENV/bin:$PATH"  # ninja for the JIT-built CPU op
-export TORCHREC_SIDE_CACHE="${TORCHREC_SIDE_CACHE:-$ROOT/.gpu-cache}"
+export TORCHREC_SIDE_CACHE="${TORCHREC_SIDE_CACHE:-$ENVDIR/cache}"
 echo "== install: rc=${RC[install]} in ${DUR[install]}s"; tail -n 5 "$OUT_DIR/install.log"
 "$VPY" -c "import torch, torchrec, fbgemm_gpu, triton; print('torch', torch.__version__, 'torchrec', torchrec.__version__, 'triton', triton.__version__, 'gpu', torch.cuda.get_device_name(0))"
 
 # 1. CUDA tests: every device-parametrised parity test on cuda, and Triton on CUDA.
-step tests 150 "$VPY" -m pytest -q -x -p no:cacheprovider -k "cuda" \
+step tests 120 "$VPY" -m pytest -q -x -p no:cacheprovider -k "cuda" \
   --junitxml="$OUT_DIR/tests_cuda.xml" tests/modules/test_side_ops.py
 # 2. Lookup benchmark on the GPU.
-step lookup 240 "$VPY" benchmarks/lookup.py --device cuda --repeats 3 --json "$OUT_DIR/lookup_cuda.json"
+step lookup 210 "$VPY" benchmarks/lookup.py --device cuda --repeats 3 --json "$OUT_DIR/lookup_cuda.json"
 # 3. Training throughput on 1 GPU with nccl (DMP, fused optimizers).
-step train 120 "$VPY" benchmarks/train_throughput.py --device cuda --nproc 1 --quick \
+step train 100 "$VPY" benchmarks/train_throughput.py --device cuda --nproc 1 --quick \
   --json "$OUT_DIR/train_throughput_cuda.json"
 
 status="ok"; for k in "${!RC[@]}"; do [[ "${RC[$k]}" == 0 ]] || status="failed"; done

@@ -69,6 +69,24 @@ def test_registered_op_opcheck(kernel: None) -> None:
     torch.library.opcheck(torch.ops.torchrec_side.sid_embed_grouped, (sids, table, limits, True, 1))
 
 
+def test_ctypes_baseline_equals_registered_op(kernel: None) -> None:
+    """The ctypes build of the same source (the benchmark's baseline) gives the op's result."""
+    from torchrec_side.modules import _kernels
+
+    if not _kernels.kernels_available():
+        pytest.skip(f"ctypes build {_kernels.kernel_status()}")
+    codec = SIDCodec.byte_grouped([3] * 40)
+    t = rank1_tables([3] * 40, 16, 0)
+    sids = random_sids(codec, 3000, 1)
+    offsets = torch.tensor([0, 10, 10, 2000, 3000])
+    w = torch.rand(3000)
+    for weights in (None, w):
+        op = cpu_kernel.pool(sids, offsets, weights, t.grouped(codec), t.group_max(codec))
+        old, bad = _kernels.pool_grouped(sids, offsets, weights, t.grouped(codec), t.group_max(codec))
+        assert bad == -1
+        torch.testing.assert_close(op, old, atol=0, rtol=0)
+
+
 @settings(max_examples=15, deadline=None)
 @given(lengths=st.lists(st.integers(0, 300), min_size=1, max_size=6), seed=st.integers(0, 100),
        mean=st.booleans())
