@@ -2,10 +2,10 @@
 
     torchrec-side fetch                                   # MovieLens-100K files into the cache
     torchrec-side quantize --method dpca --bits 64 --out runs/q/dpca.safetensors
-    torchrec-side tokenize --config configs/ml100k/tokenizer_fused_dpca.yaml [key=value ...]
-    torchrec-side train --config configs/ml100k/dlrm_sparse_id.yaml [--seeds 0,1] [key=value ...]
-    torchrec-side demo --out runs/demo [--quick]          # the main job: every variant, report
-    torchrec-side report runs/demo                        # report.md / report.json / plots
+    torchrec-side tokenize --config ml100k/tokenizer_fused_dpca [key=value ...]   # packaged config or a file
+    torchrec-side train --config ml100k/dlrm_sparse_id [--seeds 0,1] [key=value ...]
+    torchrec-side demo --world all --out runs/demo [--quick]   # the main job: both worlds, one report each
+    torchrec-side report runs/demo/ml100k                 # report.md / report.json / plots of one world
     torchrec-side world --size quick --out runs/world     # the simulated ads world [key=value ...]
     torchrec-side export RUN --out DIR                    # a trained run -> torch.export inference folder
     torchrec-side predict RUN --input requests.parquet --out scores.parquet   # (or --from-store test)
@@ -149,9 +149,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
         return predict_main(rest)
     if cmd == "demo":
-        from torchrec_side.pipeline import pipeline_main
+        from torchrec_side.experiments import demo_main
 
-        return pipeline_main(rest)
+        return demo_main(rest)
     from torchrec_side.report import report_main
 
     return report_main(rest)

@@ -138,7 +138,7 @@ def test_variant_configs_load_and_match_budget() -> None:
     from torchrec_side.pipeline import VARIANTS
     from torchrec_side.train.config import load_train_config
 
-    cfgs = {v.name: load_train_config(REPO / v.config) for v in VARIANTS}
+    cfgs = {v.name: load_train_config(v.config) for v in VARIANTS}  # packaged configs
     base = cfgs["control"]
     for name, c in cfgs.items():
         assert c.train.epochs == base.train.epochs and c.train.batch_size == base.train.batch_size, name

@@ -1,0 +1,250 @@
+# pyre-strict
+"""What both worlds' drivers share: variants, resolved configs, TorchX launches, resumable runs.
+
+Nothing here depends on the repository layout or the current folder: configs are packaged
+(:mod:`torchrec_side.configs`), every output goes under the demo folder, and training is launched
+by building the AppDef of :func:`torchrec_side.components.train` in-process and running it through
+``torchx.runner.get_runner()`` on the ``local_cwd`` scheduler (TorchX 0.7 resolves a custom
+component only as ``<file>.py:<function>``, so the driver does not go through ``torchx run``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+__all__ = ["Variant", "log", "resolve_variant_config", "train_overrides", "run_finished", "launch",
+           "check_variants", "train_all", "write_item_counts"]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One feature variant of a world's benchmark.
+
+    Args:
+        name (str): report name (``control``, ``side``, ...).
+        config (str): packaged config name (``ml100k/dlrm_side``) or a YAML file.
+        role (str): ``control`` / ``sparse_id`` / ``raw_content`` / ``traditional`` / ``side`` /
+            ``ablation`` / ``reference``.
+        description (str): one line for the report.
+
+    Example::
+
+        Variant("side", "adsworld/dlrm_side", "side", "VQ-fusion DPCA SID + SIDE")
+    """
+
+    name: str
+    config: str
+    role: str
+    description: str
+
+
+def log(msg: str) -> None:
+    """One time-stamped progress line on stdout."""
+    print(f"[demo {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def resolve_variant_config(variant: Variant, out: Path, replace: Mapping[str, str]) -> Path:
+    """Writes ``<out>/configs/<variant>.yaml``: the packaged config with each key of ``replace``
+    (e.g. ``runs/demo/``, the artifact prefix the packaged configs use) replaced by its value."""
+    from torchrec_side.configs import read_config_text
+    from torchrec_side.io import write_text
+
+    dst = out / "configs" / f"{variant.name}.yaml"
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    text = read_config_text(variant.config)
+    for a, b in replace.items():
+        text = text.replace(a, b)
+    write_text(dst, text)
+    return dst
+
+
+def train_overrides(out: Path, train_dir: Path, max_epochs: int, patience: int,
+                    extra: Sequence[str] = ()) -> List[str]:
+    """The overrides every variant of a world gets: run folders, store, budget, validation stop.
+
+    Every run validates after each epoch, stops after ``patience`` epochs without a better
+    validation NE (``max_epochs`` at most) and is scored on test with its best validation epoch
+    (docs/design.md section 7b); nothing is chosen on test.
+    """
+    return [f"output_dir={train_dir}", f"examples_dir={out / 'examples'}", f"train.epochs={max_epochs}",
+            "train.validate_every_epoch=true", f"train.early_stop_patience={patience}",
+            "train.threads=1", "train.progress=false", "train.checkpoint_every=0", *extra]
+
+
+def run_finished(path: Path, epochs: int) -> bool:
+    """Whether a run folder holds a finished run of this budget (all epochs, or stopped early)."""
+    m = path / "metrics.json"
+    if not m.is_file():
+        return False
+    try:
+        d = json.loads(m.read_text())
+    except json.JSONDecodeError:
+        return False
+    return bool(d.get("stopped_early")) or abs(float(d.get("epochs", -1)) - epochs) < 1e-6
+
+
+def launch(config: Path, seeds: List[int], overrides: List[str], log_dir: Path, nproc: int = 2,
+           expected: Optional[List[Path]] = None, progress: Any = None, poll_s: float = 1.0) -> int:
+    """Runs one variant's seeds through the TorchX component on ``nproc`` local ranks.
+
+    The AppDef comes from :func:`torchrec_side.components.train`; ``torchx.runner.get_runner()``
+    runs it on ``local_cwd`` with replica logs under ``log_dir``. ``progress`` (a tqdm bar)
+    advances as ``expected`` run folders get their ``metrics.json``.
+
+    Args:
+        config (Path): the variant's resolved config.
+        seeds (List[int]): seeds, trained one after the other in one launch.
+        overrides (List[str]): trainer ``key=value`` overrides.
+        log_dir (Path): TorchX ``log_dir``.
+        nproc (int): ranks.
+        expected (Optional[List[Path]]): run folders to watch for the progress bar.
+        progress (Any): tqdm bar or None.
+        poll_s (float): status poll interval.
+
+    Returns:
+        int: 0 when the app succeeded, else 1.
+    """
+    from torchx.runner import get_runner
+    from torchx.specs import AppState
+
+    from torchrec_side.components import train
+
+    bindir = Path(sys.executable).parent
+    env = {"PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
+           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    app = train("--config", str(config), "--seeds", ",".join(str(s) for s in seeds), *overrides,
+                nproc=nproc, env=env, name=f"side-{config.stem}")
+    log_dir.mkdir(parents=True, exist_ok=True)
+    seen = 0
+
+    def tick() -> None:
+        nonlocal seen
+        if progress is not None and expected:
+            n = sum(1 for p in expected if (p / "metrics.json").is_file())
+            if n > seen:
+                progress.update(n - seen)
+                seen = n
+
+    with get_runner() as runner:
+        handle = runner.run(app, scheduler="local_cwd", cfg={"log_dir": str(log_dir)})
+        while True:
+            st = runner.status(handle)
+            tick()
+            if st is None or st.is_terminal():
+                break
+            time.sleep(poll_s)
+    tick()
+    return 0 if st is not None and st.state == AppState.SUCCEEDED else 1
+
+
+def check_variants(configs: Mapping[str, Path], overrides: List[str]) -> Tuple[List[str], Dict[str, str]]:
+    """Builds each variant's history features once in-process (and writes their store columns).
+
+    Returns:
+        Tuple[List[str], Dict[str, str]]: the variants that build, and ``{variant: error}`` for
+        those that do not (a config option the model does not offer yet, a missing artifact):
+        they are reported as unavailable instead of failing a launch.
+    """
+    from torchrec_side.config import ConfigError
+    from torchrec_side.data.store import ExampleStore, prepare_store
+    from torchrec_side.models.history import HistoryContext, make_history_feature
+    from torchrec_side.train.config import load_train_config
+
+    ok: List[str] = []
+    bad: Dict[str, str] = {}
+    for name, path in configs.items():
+        try:
+            cfg = load_train_config(path, overrides)
+            store = prepare_store(cfg.data, cfg.examples_dir)
+            kw: Dict[str, Any] = {}
+            if "world_dir" in {f.name for f in dataclasses.fields(HistoryContext)}:
+                kw["world_dir"] = cfg.data.world_dir  # raw content of a simulated world reads its content/
+            ctx = HistoryContext(num_users=store.num_users, num_items=store.num_items,
+                                 embedding_dim=cfg.model.embedding_dim, arch=cfg.model.arch,
+                                 max_history=store.max_history, seed=cfg.seed, **kw)
+            for i, h in enumerate(cfg.model.history):
+                f = make_history_feature(h, ctx, i)
+                table = f.item_table()
+                if table is not None and f.column not in ExampleStore(store.path).columns:
+                    info = ExampleStore(store.path).add_history_column(f.column, table, note=f"{h.kind} ({f.name})",
+                                                                       overwrite=True)
+                    log(f"history column {info.name}: width {info.width} {info.dtype}")
+            ok.append(name)
+        except (ConfigError, ValueError, FileNotFoundError, KeyError) as e:
+            bad[name] = f"{type(e).__name__}: {e}"
+            log(f"variant {name}: unavailable ({bad[name][:300]})")
+    return ok, bad
+
+
+def train_all(record: Dict[str, Any], out: Path, variants: Sequence[Variant], configs: Mapping[str, Path],
+              seeds: Sequence[int], overrides: List[str], max_epochs: int, nproc: int, label: str = "") -> None:
+    """Trains every (variant, seed) not finished yet; fills ``record['variants']`` and ``failed``.
+
+    One launch per variant (its missing seeds in order); a tqdm bar over runs. Rerunning skips
+    finished runs; a run folder finished under another budget is started over.
+    """
+    from tqdm import tqdm
+
+    from torchrec_side.io import write_json
+    from torchrec_side.train.config import load_train_config
+
+    plan = []
+    for v in variants:
+        runs = {s: load_train_config(configs[v.name], overrides + [f"seed={s}"]).run_path() for s in seeds}
+        todo = [s for s, p in runs.items() if not run_finished(p, max_epochs)]
+        for s in todo:
+            if (runs[s] / "metrics.json").is_file():
+                shutil.rmtree(runs[s])
+        record["variants"].append({"name": v.name, "config": v.config, "resolved_config": str(configs[v.name]),
+                                   "role": v.role, "description": v.description,
+                                   "run_dirs": {str(s): str(p) for s, p in runs.items()}})
+        plan.append((v, runs, todo))
+    total = sum(len(t) for _, _, t in plan)
+    log(f"{label}{total} (variant, seed) runs to train, {sum(len(r) for _, r, _ in plan) - total} already done")
+    write_json(out / "pipeline.json", record)
+    bar = tqdm(total=total, desc=f"{label}train runs", unit="run", file=sys.stdout, dynamic_ncols=True,
+               mininterval=0.5 if sys.stdout.isatty() else 30.0)
+    for v, runs, todo in plan:
+        if not todo:
+            continue
+        bar.set_postfix_str(f"{v.name} seeds {todo}")
+        t = time.time()
+        logs = out / "logs" / v.name
+        rc = launch(configs[v.name], todo, overrides, logs, nproc, [runs[s] for s in todo], bar)
+        missing = [s for s in todo if not run_finished(runs[s], max_epochs)]
+        if missing:
+            record["failed"].append({"variant": v.name, "seeds": missing, "returncode": rc, "log": str(logs)})
+            tqdm.write(f"[demo] {label}{v.name}: FAILED (seeds {missing} missing); logs under {logs}")
+        else:
+            if rc != 0:
+                record.setdefault("warnings", []).append(f"{v.name}: launch ended with a failure after all seeds "
+                                                         f"had finished (logs under {logs})")
+            tqdm.write(f"[demo] {label}{v.name}: seeds {todo} done in {time.time() - t:.0f}s")
+        write_json(out / "pipeline.json", record)
+    bar.close()
+
+
+def write_item_counts(out: Path, store: Any) -> Path:
+    """``<out>/item_train_counts.npy``: training impressions per target item id (the report's
+    head/torso/tail cuts rank all items with it)."""
+    import numpy as np
+
+    from torchrec_side.io import atomic_path
+    from torchrec_side.report import ITEM_COUNTS_FILE
+
+    dst = out / ITEM_COUNTS_FILE
+    if not dst.is_file():
+        items = np.asarray(store.examples("train")["item_id"], dtype=np.int64)
+        counts = np.bincount(items, minlength=int(store.num_items)).astype(np.int64)
+        with atomic_path(dst) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, counts)
+    return dst
