@@ -271,7 +271,7 @@ def test_dlrm_with_targets_through_each_kinds_path(world: Dict[str, Any]) -> Non
     assert isinstance(ranker, DLRMRanker)
     assert ranker.feature_names == ["user_id", "item_id", "hist_item_id_h200", "hist_item_id_h200_target",
                                     "hist_sid", "hist_sid_target", "hist_pn", "hist_pn_target",
-                                    "hist_item_id", "hist_item_id_target"]
+                                    "raw_text", "raw_text_target"]
     logits = ranker(batch.dense_features, kjt)
     assert logits.shape == (64,) and torch.isfinite(logits).all()
     logits.sum().backward()
@@ -289,8 +289,8 @@ def test_din_query_adds_the_target_content_to_its_id_row(world: Dict[str, Any]) 
     cfg = ModelConfig(arch="din", embedding_dim=D, dense_arch_layer_sizes=[16], history=[f.config for f in feats])
     ranker = build_ranker(cfg, store.num_users, store.num_items, feats, keys)
     assert isinstance(ranker, DINRanker)
-    assert ranker.sequence_features == ["hist_item_id_h200", "hist_sid", "hist_item_id"]
-    assert ranker.target_features == ["hist_item_id_h200_target", "hist_sid_target", "hist_item_id_target"]
+    assert ranker.sequence_features == ["hist_item_id_h200", "hist_sid", "raw_text"]
+    assert ranker.target_features == ["hist_item_id_h200_target", "hist_sid_target", "raw_text_target"]
     kjt = batch.sparse_features
     logits = ranker(batch.dense_features, kjt)
     assert logits.shape == (16,)
@@ -362,6 +362,7 @@ def test_trainer_runs_fair_feature_sets_and_reports_sizes(world: Dict[str, Any],
     history = [
         {"kind": "sparse_id", "options": {"num_rows": n // 10, "target": True, "share_with_target": True}},
         {"kind": "raw_content", "name": "raw_image", "options": {"collection": "image", "target": True}},
+        {"kind": "raw_content", "name": "raw_text", "options": {"collection": "text", "target": True}},
         {"kind": "side", "column": "hist_sid", "options": {**world["sids"]["dpca"], "target": True}},
     ]
     cfg = {
@@ -378,7 +379,8 @@ def test_trainer_runs_fair_feature_sets_and_reports_sizes(world: Dict[str, Any],
     h = {e["name"]: e for e in m["history"]}
     assert h["hist_item_id"]["column"] == "hist_item_id_h200" and h["hist_item_id"]["table_rows"] == 200
     assert h["hist_item_id"]["target_keys"] == ["hist_item_id_h200_target"]
-    assert h["raw_image"]["target_keys"] == ["hist_item_id_target"] and h["raw_image"]["dim"] == 128
+    assert h["raw_image"]["keys"] == ["raw_image"] and h["raw_image"]["target_keys"] == ["raw_image_target"]
+    assert h["raw_image"]["dim"] == 128 and h["raw_text"]["dim"] == 384
     assert h["hist_sid"]["target_keys"] == ["hist_sid_target"]
     assert h["hist_sid"]["footprint"]["value_bytes_per_event"] == 8
     assert h["hist_item_id"]["footprint"]["log_events"] > 0

@@ -153,7 +153,7 @@ class ExampleBatch(Pipelineable):
 
     def record_stream(self, stream: torch.Stream) -> None:  # pragma: no cover - CUDA only
         self.dense_features.record_stream(stream)
-        self.sparse_features.record_stream(stream)
+        self.sparse_features.record_stream(stream)  # pyright: ignore[reportArgumentType]  (torchrec types it as a CUDA stream)
         self.labels.record_stream(stream)
         self.weights.record_stream(stream)
 

@@ -42,7 +42,8 @@ def sequence_feature_dims(module: nn.Module) -> Dict[str, int]:
             f"{type(module).__name__} is not EC-like: it needs embedding_configs() and "
             f"forward(KeyedJaggedTensor) -> Dict[str, JaggedTensor]"
         )
-    return {f: int(c.embedding_dim) for c in module.embedding_configs() for f in c.feature_names}
+    configs = getattr(module, "embedding_configs")()
+    return {f: int(c.embedding_dim) for c in configs for f in c.feature_names}
 
 
 class TargetAttention(nn.Module):

@@ -67,7 +67,8 @@ def pooled_feature_dims(sparse: nn.Module) -> Dict[str, int]:
             f"{type(sparse).__name__} is not EBC-like: it needs embedding_bag_configs() and "
             f"forward(KeyedJaggedTensor) -> KeyedTensor"
         )
-    return {f: int(c.embedding_dim) for c in sparse.embedding_bag_configs() for f in c.feature_names}
+    configs = getattr(sparse, "embedding_bag_configs")()
+    return {f: int(c.embedding_dim) for c in configs for f in c.feature_names}
 
 
 def combine_pooled(parts: Mapping[str, nn.Module]) -> nn.Module:
@@ -143,7 +144,7 @@ class DLRMRanker(nn.Module):
         self.embedding_dim: int = widths[0]
         self.feature_names: List[str] = list(dims)
         self.model = DLRM(
-            embedding_bag_collection=sparse,  # pyre-ignore[6]: EBC-like
+            embedding_bag_collection=sparse,  # pyre-ignore[6]: EBC-like  # pyright: ignore[reportArgumentType]
             dense_in_features=dense_in_features,
             dense_arch_layer_sizes=list(dense_arch_layer_sizes),
             over_arch_layer_sizes=list(over_arch_layer_sizes),

@@ -442,6 +442,8 @@ class RawContentBag(nn.Module):
         bag(kjt)["hist_item_id_target"].shape          # [B, 16]
     """
 
+    vectors: torch.Tensor
+
     def __init__(self, vectors: torch.Tensor, feature: Union[str, Sequence[str]], embedding_dim: int,
                  pooling: str = "mean") -> None:
         super().__init__()
@@ -473,6 +475,8 @@ class RawContentBag(nn.Module):
 class RawContentSequence(nn.Module):
     """Per-event frozen item vectors through a learned ``Linear(d, D)`` (EC-like, for DIN); several
     features (history, target) share the table and the projection."""
+
+    vectors: torch.Tensor
 
     def __init__(self, vectors: torch.Tensor, feature: Union[str, Sequence[str]], embedding_dim: int) -> None:
         super().__init__()
@@ -537,9 +541,10 @@ class RawContentHistory(HistoryFeature):
     The column is the item-id history (default ``hist_item_id``); the frozen ``[I, d]`` vectors
     (MiniLM on MovieLens; a simulated world's ``text`` / ``image`` view) live in the model, and the
     footprint is *counted* as the raw vectors would be stored per event in a feature store (fp16:
-    ``2 d`` bytes/event, 768 for 384-d) rather than written (that file would be ~10 GB). With
-    ``target: true`` the target's item id (key ``<column>_target``) goes through the same table and
-    projection.
+    ``2 d`` bytes/event, 768 for 384-d) rather than written (that file would be ~10 GB). The KJT
+    key is the feature's ``name`` when it is set (so two collections over the same item ids get two
+    keys), else the column. With ``target: true`` the target's item id (key ``<key>_target``) goes
+    through the same table and projection.
     """
 
     Options = RawContentOptions
@@ -560,6 +565,12 @@ class RawContentHistory(HistoryFeature):
     @property
     def dim(self) -> int:
         return int(self.vectors().shape[1])
+
+    def inputs(self) -> List[HistoryInput]:
+        # a named feature gets its own KJT key (e.g. text and image views over the same item ids)
+        if self.name != self.column:
+            return [HistoryInput(self.column, keys=(self.name,))]
+        return [HistoryInput(self.column)]
 
     def pooled(self, keys: List[str], target_keys: Sequence[str] = ()) -> nn.Module:
         return RawContentBag(self.vectors(), [keys[0]] + list(target_keys), self.ctx.embedding_dim, self.options.pooling)

@@ -115,7 +115,7 @@ def prepare_data(cfg: TrainJobConfig, features: Optional[List[HistoryFeature]] =
 
 
 def _feature_keys(store: ExampleStore, features: List[HistoryFeature]) -> Tuple[List[HistoryInput], Dict[str, List[str]]]:
-    inputs: List[HistoryInput] = []
+    inputs: List[Any] = []  # HistoryInput / TargetInput
     keys: Dict[str, List[str]] = {}
     for f in features:
         ks: List[str] = []
