@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Set up (first run only) and run the main job on MovieLens-100K: bash scripts/main.sh [--quick]
-# Results go to runs/demo/: report.md, report.json, ne_gain.png, bytes_per_event.png.
+# Set up (first run only) and run the main job: bash scripts/main.sh [--quick]
+# Both worlds (torchrec-side demo --world all): MovieLens-100K (every variant x 10 seeds) and the
+# quick simulated ads world with its id_dominant control world. One report per world:
+#   runs/demo/ml100k/report.md, runs/demo/sim_quick/report.md, runs/demo/sim_quick_id_dominant/report.md
+# (--quick: runs/demo_quick/..., the tiny simulated world, labelled QUICK).
+# Interrupted? Rerun the same command: finished worlds, artifacts and (variant, seed) runs are skipped.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
 cd "$ROOT"
 QUICK=""
-[ "${1:-}" = "--quick" ] && QUICK="--quick"
-OUT="${TORCHREC_SIDE_RUN:-runs/demo}"
+DEFAULT_OUT="runs/demo"
+if [ "${1:-}" = "--quick" ]; then QUICK="--quick"; DEFAULT_OUT="runs/demo_quick"; fi
+OUT="${TORCHREC_SIDE_RUN:-$DEFAULT_OUT}"
 mkdir -p "$OUT"
-# Tokenizers fitted on the training split, examples written once, every variant x 5 seeds trained
-# through the TorchX component on 2 local ranks, then report.md / report.json / plots.
-# Interrupted? Rerun the same command: finished variants and seeds are skipped.
-torchrec-side demo --out "$OUT" $QUICK
-echo "[main] done: $OUT/report.md"
+START=$(date +%s)
+"$VENV/bin/torchrec-side" demo --world all --out "$OUT" $QUICK
+echo "[main] done in $(( $(date +%s) - START ))s: $OUT/ml100k/report.md, $OUT/sim_*/report.md"

@@ -27,7 +27,12 @@ locally and on TorchX's cluster schedulers. Everything after ``--`` goes to the 
     # (tests/test_components.py checks the sbatch script and the Volcano job)
 
 Form accepted by torchx 0.7.0 (checked): the component path is ``<file>.py:<function>``
-(``torchrec_side/components.py:train`` from the repository root); component options come before
+(``torchrec_side/components.py:train`` from the repository root; from anywhere else, the
+installed file: ``torchx run -s local_cwd "$(python -m torchrec_side.components)":train ...``,
+which prints this file's path); TorchX 0.7 does not resolve ``module:function``, so
+``torchrec-side demo`` builds the AppDef with :func:`train` and runs it through
+``torchx.runner.get_runner()`` in-process (:mod:`torchrec_side.experiments.common`). Configs may
+be packaged names (``--config ml100k/dlrm_side``, :mod:`torchrec_side.configs`) or files. Component options come before
 ``--``; the trainer's arguments, which start with ``--``, must follow a literal ``--``. Defaults
 for ``torchx run`` (scheduler ``local_cwd``, ``log_dir``) are in the repository's
 ``.torchxconfig``. The launched command is ``torchrun ... -m torchrec_side.train ...``, so
@@ -109,3 +114,9 @@ def train(
         rdzv_port=rdzv_port,
         mounts=mounts,
     )
+
+
+if __name__ == "__main__":  # prints the path TorchX's `<file>.py:train` form needs
+    import os
+
+    print(os.path.abspath(__file__))

@@ -92,6 +92,16 @@ def run_demo(args: argparse.Namespace) -> Dict[str, Any]:
     from torchrec_side.experiments.sim import BUDGETS, CONTROL_WORLD_VARIANTS, run_sim
     from torchrec_side.io import write_json
 
+    if args.variants is not None:  # checked before any work (the control world runs first)
+        from torchrec_side.experiments import ml100k as _ml, sim as _sim
+
+        known = [v.name for v in (_ml.VARIANTS if args.world == "ml100k" else _sim.VARIANTS)]
+        bad = [v for v in args.variants if v not in known]
+        if bad:
+            world = "MovieLens" if args.world == "ml100k" else "simulated-world"
+            raise ValueError(f"--variants: unknown {world} variants {bad}; known: {known}")
+        if "control" not in args.variants:
+            raise ValueError("--variants: the control variant is needed (NE gains are relative to it)")
     out = Path(args.out).absolute()
     out.mkdir(parents=True, exist_ok=True)
     rec: Dict[str, Any] = {"world": args.world, "quick": bool(args.quick), "size": "tiny" if args.quick else args.size,

@@ -1,0 +1,157 @@
+# pyre-strict
+"""The experiment driver (``torchrec-side demo``): packaged configs from any folder and from an
+installed wheel, argument checks, and a tiny simulated world end to end through TorchX."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from torchrec_side.configs import packaged_configs, resolve_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_packaged_configs_listed_and_resolved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from torchrec_side.experiments import ml100k, sim
+    from torchrec_side.train.config import load_train_config
+
+    names = packaged_configs()
+    for v in ml100k.VARIANTS + sim.VARIANTS:  # every variant's config ships with the package
+        assert v.config in names, v.config
+    assert "adsworld/tokenizer_fused_dpca" in names and "ml100k/tokenizer_fused_dpca" in names
+    monkeypatch.chdir(tmp_path)  # nothing resolves from the repository root
+    pkg = Path(__import__("torchrec_side").__file__).parent
+    for spec in ("ml100k/dlrm_side", "ml100k/dlrm_side.yaml", "configs/ml100k/dlrm_side.yaml"):
+        p = resolve_config(spec)
+        assert p.is_file() and p.parent.parent.parent == pkg and p.name == "dlrm_side.yaml", spec
+    own = tmp_path / "ml100k" / "dlrm_side.yaml"  # an existing file wins over the packaged name
+    own.parent.mkdir()
+    own.write_text("name: mine\n")
+    assert resolve_config("ml100k/dlrm_side.yaml") == Path("ml100k/dlrm_side.yaml")
+    assert load_train_config("adsworld/dlrm_control").data.dataset == "adsworld"
+    with pytest.raises(FileNotFoundError, match="packaged configs: .*ml100k/dlrm_control"):
+        resolve_config("ml100k/nope")
+
+
+def test_sim_configs_share_the_budget() -> None:
+    from torchrec_side.experiments.sim import VARIANTS
+    from torchrec_side.train.config import load_train_config
+
+    cfgs = {v.name: load_train_config(v.config) for v in VARIANTS}
+    base = cfgs["control"]
+    for name, c in cfgs.items():
+        assert c.data == base.data and c.optim == base.optim, name
+        assert c.model.embedding_dim == base.model.embedding_dim, name
+        assert c.model.over_arch_layer_sizes == base.model.over_arch_layer_sizes, name
+        assert c.train.batch_size == base.train.batch_size, name
+        assert c.model.id_features == ["user_id", "item_id"], name  # the target's id row everywhere
+        for h in c.model.history:  # content variants see the target through the same path
+            if h.kind in ("side", "prefix_ngram", "raw_content"):
+                assert h.options.get("target") is True, (name, h.kind)
+    assert cfgs["sparse_id_hashed"].model.history[0].options["num_rows"] == 10_000  # N/10 of the quick world
+
+
+@pytest.mark.slow
+def test_wheel_ships_configs_and_resolves_installed(tmp_path: Path) -> None:
+    """``pip wheel`` of the repository holds the configs; installed into a bare folder, they
+    resolve from another working folder through importlib.resources (no repository on the path)."""
+    wheels = tmp_path / "wheels"
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                        "-w", str(wheels), str(REPO)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    (whl,) = list(wheels.glob("torchrec_side-*.whl"))
+    names = zipfile.ZipFile(whl).namelist()
+    for n in packaged_configs():
+        assert f"torchrec_side/configs/{n}.yaml" in names, n
+    site = tmp_path / "site"
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(whl)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    code = ("import torchrec_side, torchrec_side.configs as c; "
+            "print(torchrec_side.__file__); print(c.resolve_config('adsworld/dlrm_side')); "
+            "print(c.resolve_config('configs/ml100k/dlrm_control.yaml'))")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(site)
+    # -S: no site-packages, so the repository's editable install cannot answer the import; only
+    # the wheel's files under `site` can (the configs package needs nothing but the standard library)
+    r = subprocess.run([sys.executable, "-S", "-c", code], cwd=work, capture_output=True, text=True, env=env,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stdout.strip().splitlines()
+    assert all(line.startswith(str(site)) for line in lines), lines
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--quick", "--size", "full"], "exclude each other"),
+    (["--variants", "control,side"], "one world's variants"),
+    (["--seeds", "0,x"], "comma-separated integers"),
+    (["--seeds", "-1"], ">= 0"),
+    (["--nproc", "0"], ">= 1"),
+    (["--world", "moon"], "invalid choice"),
+])
+def test_demo_argument_checks(argv: list, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from torchrec_side.cli import main
+
+    assert main(["demo", "--out", str(tmp_path / "d"), *argv]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()  # nothing written before the arguments are checked
+
+
+def test_demo_unknown_variant_fails_before_work(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from torchrec_side.cli import main
+
+    assert main(["demo", "--world", "sim", "--quick", "--variants", "control,sidee", "--out", str(tmp_path)]) == 2
+    assert "unknown simulated-world variants ['sidee']" in capsys.readouterr().err
+    assert not (tmp_path / "sim_tiny_id_dominant" / "world").exists()
+    assert main(["demo", "--world", "ml100k", "--variants", "side", "--out", str(tmp_path)]) == 2
+    assert "control variant is needed" in capsys.readouterr().err
+
+
+def test_overrides_and_finished_runs(tmp_path: Path) -> None:
+    from torchrec_side.experiments.common import run_finished, train_overrides
+
+    ov = train_overrides(tmp_path, tmp_path / "train", 3, 1)
+    assert "train.validate_every_epoch=true" in ov and "train.early_stop_patience=1" in ov
+    assert f"examples_dir={tmp_path / 'examples'}" in ov and "train.epochs=3" in ov
+    run = tmp_path / "r"
+    run.mkdir()
+    assert not run_finished(run, 3)
+    (run / "metrics.json").write_text("{not json")
+    assert not run_finished(run, 3)
+    (run / "metrics.json").write_text(json.dumps({"epochs": 2.0, "stopped_early": False}))
+    assert not run_finished(run, 3) and run_finished(run, 2)
+    (run / "metrics.json").write_text(json.dumps({"epochs": 2.0, "stopped_early": True}))
+    assert run_finished(run, 3)  # stopped on validation counts as finished
+
+
+@pytest.mark.slow
+def test_tiny_world_end_to_end(tmp_path: Path) -> None:
+    """Tiny world -> store -> tokenizer -> control and SIDE x 2 seeds x 1 epoch (TorchX, 2 ranks)
+    -> report with the new fields; a rerun trains nothing."""
+    from torchrec_side.experiments.sim import BUDGETS, run_sim
+
+    out = tmp_path / "sim_tiny"
+    rec = run_sim(out, BUDGETS["tiny"], variants=["control", "side"], seeds=[0, 1], mode="quick")
+    assert rec["failed"] == [] and rec["unavailable"] == {}
+    assert (out / "world" / "manifest.json").is_file() and (out / "tokenize" / "fused_dpca" / "sid_table.parquet").is_file()
+    assert (out / "item_train_counts.npy").is_file()
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["world"] == "adsworld_tiny" and rep["world_kind"] == "simulated" and rep["quick"] is True
+    assert set(rep["ne_gain_ci95"]) >= {"side"} and rep["ne_gain_ci95"]["side"] is not None
+    assert rep["oracle_share"]["side"]["point"] is not None
+    assert "item_freq" in rep["slices"] and rep["statistics"]["paired_seeds"] == 2
+    for v in rep["rows"]:
+        assert v["seeds"] == [0, 1]
+    m = json.loads((Path(rec["variants"][1]["run_dirs"]["0"]) / "metrics.json").read_text())
+    assert m["val_history"] and m["best_epoch"] == 1  # stopped on validation, 1 epoch
+    rec2 = run_sim(out, BUDGETS["tiny"], variants=["control", "side"], seeds=[0, 1], mode="quick", report=False)
+    assert rec2["failed"] == [] and rec2["train_seconds"] < 30  # resumed: nothing left to train
