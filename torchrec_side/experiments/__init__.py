@@ -23,8 +23,9 @@ Budget of ``--world all`` (measured on the 2-core CPU; the brief: under 45 minut
 under 5): MovieLens full at 10 seeds (the >= 10 paired seeds of docs/design.md section 7b),
 at most 2 epochs per run; the quick simulated world shrunk to 4,000 users (about 1.2 x 10^5
 training impressions) with 5 seeds, at most 2 epochs; its control world the same size with the
-3 variants the target needs. ``--quick``: MovieLens 5 variants x 2 seeds x 1 epoch and the tiny
-world (2,000 items, 300 users) with every variant x 2 seeds x 1 epoch. The reasons for each
+3 variants the target needs. ``--quick``: MovieLens 5 variants x 1 seed x 1 epoch and the tiny
+world (2,000 items, 300 users) with every variant x 1 seed x 1 epoch (one seed: each TorchX launch
+costs some 10 s of start-up on 2 cores). The reasons for each
 number are in :mod:`.ml100k` and :mod:`.sim` (:data:`~torchrec_side.experiments.sim.BUDGETS`).
 
 Nothing depends on the repository: configs are package data, the launch builds the TorchX

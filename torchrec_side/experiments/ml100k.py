@@ -20,7 +20,9 @@ Steps (each skipped when its output exists, so a rerun resumes):
 Budget (2-core CPU, the whole ``--world all`` under 45 minutes, see
 :mod:`torchrec_side.experiments`): full = 9 variants x 10 seeds (docs/design.md section 7b asks
 for >= 10 paired seeds), at most 2 epochs each (the earlier 5-seed job's validation sweep chose 2
-of 1/2/3 epochs), patience 1; quick = 5 variants x 2 seeds x 1 epoch, labelled QUICK.
+of 1/2/3 epochs), patience 1; quick = 5 variants x 1 seed x 1 epoch, tokenizers 20 epochs (after
+5 warm-up) instead of up to 150, labelled QUICK: every launch costs some 10 s of process start-up
+on 2 cores, so the quick job (both worlds, 14 launches) fits 5 minutes only with one seed.
 """
 
 from __future__ import annotations
@@ -63,7 +65,8 @@ TOKENIZERS: Dict[str, str] = {"fused_dpca": "ml100k/tokenizer_fused_dpca", "fuse
 
 #: Budgets, identical across variants: seeds, most epochs, validation patience.
 FULL: Dict[str, Any] = {"seeds": list(range(10)), "max_epochs": 2, "patience": 1}
-QUICK: Dict[str, Any] = {"seeds": [0, 1], "max_epochs": 1, "patience": 1}
+QUICK: Dict[str, Any] = {"seeds": [0], "max_epochs": 1, "patience": 1,
+                         "tokenizer_overrides": ["train.epochs=20", "train.warmup_epochs=5"]}
 
 #: The artifact prefix the packaged configs use; replaced by the demo folder.
 ARTIFACT_PREFIX: str = "runs/demo/"
@@ -116,7 +119,8 @@ def run_tokenizer(spec: str, out_root: Path, name: str, overrides: Sequence[str]
     return dict(res["train"])
 
 
-def fit_sid_artifacts(out: Path, store: Any, seed: int = 0, needed: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+def fit_sid_artifacts(out: Path, store: Any, seed: int = 0, needed: Optional[Sequence[str]] = None,
+                      tokenizer_overrides: Sequence[str] = ()) -> Dict[str, Any]:
     """Fits the tokenizers and quantizers the MovieLens variants read, on training interactions only.
 
     Args:
@@ -125,6 +129,8 @@ def fit_sid_artifacts(out: Path, store: Any, seed: int = 0, needed: Optional[Seq
         seed (int): quantizer seed.
         needed (Optional[Sequence[str]]): artifact names (tokenizers ``fused_dpca``, ``fused_rq``;
             quantizers ``rq_minilm``, ``rq_cf``, ``dpca_minilm``); None for all.
+        tokenizer_overrides (Sequence[str]): ``key=value`` overrides of both tokenizer configs
+            (quick mode: fewer epochs).
 
     Returns:
         Dict[str, Any]: what was fitted (and the leakage check's counts).
@@ -136,7 +142,7 @@ def fit_sid_artifacts(out: Path, store: Any, seed: int = 0, needed: Optional[Seq
     info: Dict[str, Any] = {}
     for name, spec in TOKENIZERS.items():
         if needed is None or name in needed:
-            info[f"tokenizer_{name}"] = run_tokenizer(spec, out / "tokenize", name)
+            info[f"tokenizer_{name}"] = run_tokenizer(spec, out / "tokenize", name, tokenizer_overrides)
     qdir = out / "quantizers"
     qdir.mkdir(parents=True, exist_ok=True)
     ml = movielens.load_movielens()
@@ -216,7 +222,7 @@ def run_ml100k(out: Path, quick: bool = False, variants: Optional[List[str]] = N
     texts = "".join(configs[v.name].read_text() for v in chosen)
     needed = [n for n in (*TOKENIZERS, "rq_minilm", "rq_cf", "dpca_minilm")
               if f"tokenize/{n}" in texts or f"quantizers/{n}." in texts]
-    fitted = fit_sid_artifacts(out, store, needed=needed)
+    fitted = fit_sid_artifacts(out, store, needed=needed, tokenizer_overrides=mode.get("tokenizer_overrides", ()))
     write_item_counts(out, store)
     ok, unavailable = check_variants(configs, overrides)
     t_prep = time.time() - t0
