@@ -326,8 +326,10 @@ def test_raw_content_reads_the_worlds_text_and_image_views(world: Dict[str, Any]
         ref = torch.stack([torch.from_numpy(want[[3, 5]]).float().mean(0), torch.from_numpy(want[[7]]).float()[0]])
         torch.testing.assert_close(bag(kjt)["hist_item_id"], bag.proj(ref))
     no_world = HistoryContext(store.num_users, store.num_items, D, "dlrm")
+    f = make_history_feature(HistoryFeatureConfig(kind="raw_content", options={"collection": "image"}), no_world)
+    assert f.item_table() is None  # writing store columns needs no vectors
     with pytest.raises(ConfigError, match="not a simulated world"):
-        make_history_feature(HistoryFeatureConfig(kind="raw_content", options={"collection": "image"}), no_world)
+        f.pooled(["hist_item_id"])
     with pytest.raises(ConfigError, match="collection must be one of"):
         make_history_feature(HistoryFeatureConfig(kind="raw_content", options={"collection": "video"}), ctx)
     small = HistoryContext(store.num_users, store.num_items + 1, D, "dlrm", world_dir=str(world["dir"]))
@@ -387,3 +389,15 @@ def test_trainer_runs_fair_feature_sets_and_reports_sizes(world: Dict[str, Any],
     lp = m["learned_params"]
     assert lp["tables"] == {"t_user_id": world["store"].num_users * D, "t_item_id": n * D, "t_hist_item_id": 200 * D}
     assert lp["total"] == lp["embedding"] + lp["dense"]
+    # the run rebuilds for evaluation (target keys filled by the loader); export refuses target features clearly
+    from torchrec_side.serving import ServingError
+    from torchrec_side.serving.export import export_run
+    from torchrec_side.serving.rebuild import load_run
+
+    run_dir = tmp / "runs" / "fair" / "seed0"
+    run = load_run(run_dir)
+    batch = next(iter(make_dataloader(run.store, "test", run.inputs, batch_size=32, num_workers=0)))
+    _, logits = run.model(batch)
+    assert logits.shape == (32,) and torch.isfinite(logits).all()
+    with pytest.raises(ServingError, match="target item"):
+        export_run(run_dir, tmp / "export")

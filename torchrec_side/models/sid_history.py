@@ -553,8 +553,9 @@ class RawContentHistory(HistoryFeature):
     def check(self) -> None:
         if self.column != ITEM_HISTORY_COLUMN:
             raise ConfigError(f"{self.where}: raw_content reads the item-id history column {ITEM_HISTORY_COLUMN!r}")
-        if self.options.collection != "minilm":
-            self.vectors()  # a world's content file: checked at start (cheap next to training)
+        if self.options.collection != "minilm" and self.ctx.world_dir:
+            self.vectors()  # a world's content file: checked at start (cheap next to training); without
+            # ctx.world_dir (a caller that only writes store columns) it is checked when the module is built
 
     def vectors(self) -> torch.Tensor:
         if self._vectors is None:

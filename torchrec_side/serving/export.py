@@ -245,6 +245,10 @@ def export_loaded_run(run: LoadedRun, out_dir: PathLike) -> ExportResult:
         names = [f.name for f in run.features if f.loader_transform() is not None]
         raise ServingError(f"history features {names} transform the KJT in the loader; a Python transform "
                            f"cannot be part of the exported program (store the transformed column instead)")
+    with_target = [f.name for f in run.features if f.target_keys(run.keys[f.name])]
+    if with_target:
+        raise ServingError(f"history features {with_target} represent the target item through their path "
+                           f"(target: true); the serving request schema has no target keys yet")
     id_features, hist = _spec_inputs(run)
     keys = id_features + [k for h in hist for k in h.keys]
     ranker = _serving_copy(run)

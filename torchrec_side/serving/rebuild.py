@@ -188,6 +188,7 @@ def _feature_keys(store: Any, features: List[Any]) -> Tuple[List[Any], Dict[str,
             ks.extend(inp.resolve_keys(info.width))
             inputs.append(inp)
         keys[f.name] = ks
+        inputs.extend(f.target_inputs(ks))  # target: true (the loader fills the target keys)
     return inputs, keys
 
 
@@ -226,7 +227,8 @@ def load_run(run_dir: PathLike, checkpoint: str = "auto") -> LoadedRun:
     ckpt, selection = choose_checkpoint(root, checkpoint, mgr)  # verified once; load reuses the check
     store = open_run_store(root, cfg)
     ctx = HistoryContext(num_users=store.num_users, num_items=store.num_items, embedding_dim=cfg.model.embedding_dim,
-                         arch=cfg.model.arch, max_history=store.max_history, seed=cfg.seed)
+                         arch=cfg.model.arch, max_history=store.max_history, seed=cfg.seed,
+                         world_dir=getattr(cfg.data, "world_dir", None))
     try:
         features = [make_history_feature(h, ctx, i) for i, h in enumerate(cfg.model.history)]
     except ConfigError as e:
