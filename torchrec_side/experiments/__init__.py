@@ -21,7 +21,7 @@ resumes: finished worlds, artifacts and (variant, seed) runs are skipped.
 
 Budget of ``--world all`` (measured on the 2-core CPU; the brief: under 45 minutes, ``--quick``
 under 5): MovieLens full at 10 seeds (the >= 10 paired seeds of docs/design.md section 7b),
-at most 2 epochs per run; the quick simulated world shrunk to 4,000 users (about 1.2 x 10^5
+at most 2 epochs per run; the quick simulated world shrunk to 3,000 users (about 9 x 10^4
 training impressions) with 5 seeds, at most 2 epochs; its control world the same size with the
 3 variants the target needs. ``--quick``: MovieLens 5 variants x 1 seed x 1 epoch and the tiny
 world (2,000 items, 300 users) with every variant x 1 seed x 1 epoch (one seed: each TorchX launch

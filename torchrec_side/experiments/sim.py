@@ -22,8 +22,8 @@ Budgets (:data:`BUDGETS`; what ``--world all`` runs must fit 45 minutes on a 2-c
 MovieLens' 90 runs, see :mod:`torchrec_side.experiments`):
 
 * ``quick`` (in ``--world all``): the quick world (10^5 items, median 200 events) with
-  ``users.num_users=4000`` (about 1.2 x 10^5 training impressions instead of 3 x 10^5: the
-  2 ranks train some 10^4 examples/s, so one epoch of every variant is about a minute), 5 seeds
+  ``users.num_users=3000`` (about 9 x 10^4 training impressions instead of 3 x 10^5: the
+  2 ranks train some 10^4 examples/s, so an epoch of one run is some 10 s), 5 seeds
   (the minimum of the brief; 10 would not fit beside MovieLens' 10), at most 2 epochs, patience 1;
   tokenizer 15 epochs (plus 3 warm-up) on 10^5 items, RQ-KMeans fitted on 20,000 items.
   Control world (``preset=id_dominant``, same size): control, sparse-ID, SIDE, 5 seeds.
@@ -110,7 +110,7 @@ class SimBudget:
 
 
 BUDGETS: Dict[str, SimBudget] = {
-    "quick": SimBudget("quick", ("users.num_users=4000",)),
+    "quick": SimBudget("quick", ("users.num_users=3000",)),
     "full": SimBudget("full", (), tokenizer_epochs=10, fit_items=50_000),
     "tiny": SimBudget("tiny", (), (0,), 1, 1, 3, 1, 0, (0,)),
 }
