@@ -115,26 +115,16 @@ def test_bad_dtype_and_config_errors() -> None:
         side(SIDCodec.mixed_radix([3, 3]), compute="kernel")(kjt(torch.tensor([1]), [1]))
 
 
-def test_validation_cost_is_small() -> None:
-    """With the fused kernel check, validation adds little to a long-history pooling."""
+def test_validation_on_and_off_agree_on_valid_sids() -> None:
+    """On valid SIDs the checked and unchecked kernel pool the same; what the check costs in time
+    is measured by ``benchmarks/lookup.py`` (``targets.validation_time_ratio``), not asserted here."""
     if not cpu_kernel.kernels_available():
         pytest.skip("no kernel")
-    import time
-
     codec = SIDCodec.byte_grouped([3] * 40)
     g = torch.Generator().manual_seed(0)
-    codes = torch.randint(0, 3, (200_000, 40), generator=g)
-    k = kjt(codec.pack(codes), [20_000] * 10)
-    on, off = side(codec, validate=True), side(codec, validate=False)
-
-    def best(m):
-        m(k)
-        ts = []
-        for _ in range(7):
-            t = time.perf_counter()
-            m(k)
-            ts.append(time.perf_counter() - t)
-        return min(ts)
-
-    t_on, t_off = best(on), best(off)
-    assert t_on < 2.0 * t_off + 2e-3, (t_on, t_off)
+    codes = torch.randint(0, 3, (3_000, 40), generator=g)
+    k = kjt(codec.pack(codes), [600, 1, 0, 1_399, 1_000])
+    on, off = side(codec, "kernel", validate=True), side(codec, "kernel", validate=False)
+    ref = side(codec, "reference", validate=True)(k).values()
+    torch.testing.assert_close(on(k).values(), off(k).values(), rtol=0, atol=0)
+    torch.testing.assert_close(on(k).values(), ref, rtol=1e-5, atol=1e-4)

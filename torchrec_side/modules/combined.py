@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Mapping
+from typing import Callable, Dict, List, Mapping
 
 import torch
 from torch import nn
@@ -45,7 +45,7 @@ class MultiEmbeddingBagCollection(nn.Module):
         for name, m in self.collections.items():
             if not hasattr(m, "embedding_bag_configs"):
                 raise TypeError(f"{name}: {type(m).__name__} has no embedding_bag_configs()")
-            keys.extend(f for c in m.embedding_bag_configs() for f in c.feature_names)
+            keys.extend(f for c in _bag_configs(m) for f in c.feature_names)
         dup = sorted({k for k in keys if keys.count(k) > 1})
         if dup:
             raise ValueError(f"features served by more than one module: {dup}")
@@ -62,7 +62,13 @@ class MultiEmbeddingBagCollection(nn.Module):
         return _concat(outs)
 
     def embedding_bag_configs(self) -> List[EmbeddingBagConfig]:
-        return [c for m in self.collections.values() for c in m.embedding_bag_configs()]
+        return [c for m in self.collections.values() for c in _bag_configs(m)]
+
+
+def _bag_configs(m: nn.Module) -> List[EmbeddingBagConfig]:
+    """``m.embedding_bag_configs()`` of an EBC-like child (``nn.Module`` declares no such method)."""
+    configs: Callable[[], List[EmbeddingBagConfig]] = getattr(m, "embedding_bag_configs")
+    return configs()
 
 
 @torch.fx.wrap

@@ -25,7 +25,7 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, Type, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, Union, cast
 
 import torch
 from torch import nn
@@ -78,8 +78,8 @@ def embedding_sharders(
         **fused_params: further FBGEMM fused params (``eps``, ``weight_decay``, ...).
     """
     params = {"optimizer": optimizer, "learning_rate": learning_rate, **fused_params}
-    return [EmbeddingBagCollectionSharder(fused_params=dict(params)),  # pyre-ignore[7]
-            EmbeddingCollectionSharder(fused_params=dict(params))]
+    return [cast(ModuleSharder[nn.Module], EmbeddingBagCollectionSharder(fused_params=dict(params))),
+            cast(ModuleSharder[nn.Module], EmbeddingCollectionSharder(fused_params=dict(params)))]
 
 
 def learned_tables(model: nn.Module) -> Dict[str, List[str]]:
@@ -199,7 +199,12 @@ def shard_model(
     import torch.distributed as dist
 
     device = device or torch.device("cpu")
-    env = env or ShardingEnv.from_process_group(dist.GroupMember.WORLD)  # pyre-ignore[6]
+    if env is None:
+        world = dist.GroupMember.WORLD
+        if world is None:
+            raise RuntimeError("shard_model: no default process group; call "
+                               "torch.distributed.init_process_group first, or pass env")
+        env = ShardingEnv.from_process_group(world)
     sharders = embedding_sharders(optimizer, learning_rate, **fused_params)
     plan = hand_plan(model, sharding, env.world_size, device_type=device.type, sharders=sharders)
     return DistributedModelParallel(module=model, env=env, device=device, plan=plan, sharders=sharders)
@@ -208,7 +213,7 @@ def shard_model(
 def make_optimizer(
     model: nn.Module,
     dense_lr: float = 1e-3,
-    dense_optimizer: Type[torch.optim.Optimizer] = torch.optim.SGD,
+    dense_optimizer: Callable[..., torch.optim.Optimizer] = torch.optim.SGD,
     **dense_kwargs: Any,
 ) -> CombinedOptimizer:
     """DMP's fused embedding optimizer combined with ``dense_optimizer`` over all other trainable

@@ -143,6 +143,16 @@ class SIDEmbeddingBagConfig(SIDEmbeddingConfig):
 class _SIDTableBase(nn.Module):
     """Buffers of one frozen SID decoder and its derived fast-path tables."""
 
+    # buffers (registered in ``__init__`` / ``_build_derived``); declared for the type checker
+    offset: torch.Tensor
+    level_tables: torch.Tensor
+    level_offsets: torch.Tensor
+    stacked_with_offset: torch.Tensor
+    grouped: Optional[torch.Tensor]
+    group_max: Optional[torch.Tensor]
+    scalar_values: Optional[torch.Tensor]
+    scalar_dirs: Optional[torch.Tensor]
+
     def __init__(self, tables: SIDTables, codec: SIDCodec, compute: str, validate: bool,
                  projection_dim: Optional[int], pooled: bool) -> None:
         super().__init__()
@@ -438,7 +448,7 @@ class SIDEmbeddingBagCollection(nn.Module):
             assert cfg.tables is not None
             out.append(EmbeddingBagConfig(num_embeddings=cfg.tables.num_rows, embedding_dim=cfg.embedding_dim,
                                           name=cfg.name, feature_names=list(cfg.feature_names),
-                                          pooling=cfg.pooling))  # pyre-ignore[6]
+                                          pooling=_pooling(cfg.pooling)))
         return out
 
     @property

@@ -179,7 +179,7 @@ class SIDTokenConfig:
             out.append(EmbeddingBagConfig(
                 num_embeddings=spec.rows, embedding_dim=self.embedding_dim, name=table,
                 feature_names=[f"{f}__{spec.suffix}" for f in self.feature_names],
-                pooling=self.pooling, init_fn=self.init_fn))  # pyre-ignore[6]
+                pooling=_pooling(self.pooling), init_fn=self.init_fn))
         return out
 
 
@@ -391,7 +391,7 @@ class TraditionalSIDEmbeddingBagCollection(nn.Module):
             return self.ebc.embedding_bag_configs()
         return [EmbeddingBagConfig(num_embeddings=sum(s.rows for s in t.token_specs()),
                                    embedding_dim=t.embedding_dim, name=t.name,
-                                   feature_names=list(t.feature_names), pooling=t.pooling)  # pyre-ignore[6]
+                                   feature_names=list(t.feature_names), pooling=_pooling(t.pooling))
                 for t in self._configs]
 
     def is_weighted(self) -> bool:

@@ -66,8 +66,8 @@ def triton_status(device: torch.device) -> str:
 
 
 def _pool_kernel_src(sids_ptr, offsets_ptr, weights_ptr, table_ptr, out_ptr, D,
-                 G: tl.constexpr, HAS_W: tl.constexpr, HIST_MIN_N: tl.constexpr,
-                 BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+                 G: tl.constexpr, HAS_W: tl.constexpr, HIST_MIN_N: tl.constexpr,  # pyright: ignore[reportInvalidTypeForm]  # triton reads tl.constexpr annotations; tl is imported lazily
+                 BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):  # pyright: ignore[reportInvalidTypeForm]  # triton reads tl.constexpr annotations; tl is imported lazily
     b = tl.program_id(0)
     pd = tl.program_id(1)
     d = pd * BLOCK_D + tl.arange(0, BLOCK_D)
@@ -111,7 +111,7 @@ def _pool_kernel_src(sids_ptr, offsets_ptr, weights_ptr, table_ptr, out_ptr, D,
     tl.store(out_ptr + b.to(tl.int64) * D + d, acc, mask=dmask)
 
 def _embed_kernel_src(sids_ptr, table_ptr, out_ptr, N, D,
-                  G: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+                  G: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):  # pyright: ignore[reportInvalidTypeForm]  # triton reads tl.constexpr annotations; tl is imported lazily
     pn = tl.program_id(0)
     pd = tl.program_id(1)
     ev = pn * BLOCK_N + tl.arange(0, BLOCK_N)
