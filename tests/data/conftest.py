@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable, Dict
+from typing import TYPE_CHECKING, Callable, Dict
 
 import numpy as np
 import pytest
+
+if TYPE_CHECKING:
+    from torchrec_side.data.movielens import MovieLens100K
 
 
 def write_fake_world(root: Path, seed: int = 0, num_users: int = 6, num_items: int = 12, num_events: int = 80,
@@ -55,6 +58,22 @@ def write_fake_world(root: Path, seed: int = 0, num_users: int = 6, num_items: i
     (root / "manifest.json").write_text(json.dumps(manifest))
     return {"eu": eu, "ei": ei, "et": et, "iu": iu, "ii": ii, "it": it, "label": label, "p_true": p_true,
             "split": split}
+
+
+@pytest.fixture(scope="session")
+def wheel() -> Path:
+    """The recbole wheel holding MovieLens-100K (fetched once into the cache)."""
+    from torchrec_side.data import fetch
+
+    return fetch.ensure_recbole_wheel()
+
+
+@pytest.fixture(scope="session")
+def ml(wheel: Path) -> "MovieLens100K":
+    """MovieLens-100K loaded from ``wheel`` (shared by the data tests: treat as read-only)."""
+    from torchrec_side.data.movielens import load_movielens
+
+    return load_movielens(wheel)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from torchrec_side.data.content import (
     load_items,
     text_embeddings,
 )
-from torchrec_side.data.movielens import load_movielens, MovieLens100K
+from torchrec_side.data.movielens import MovieLens100K
 
 TEXTS = [
     "Toy Story (1995). Genres: Animation, Children's, Comedy",
@@ -27,14 +27,7 @@ TEXTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def wheel() -> Path:
-    return fetch.ensure_recbole_wheel()
-
-
-@pytest.fixture(scope="module")
-def ml(wheel: Path) -> MovieLens100K:
-    return load_movielens(wheel)
+# the ``wheel`` and ``ml`` fixtures (the recbole wheel, MovieLens-100K loaded from it) are in tests/data/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import numpy as np
 import pytest
@@ -14,12 +14,7 @@ from torchrec_side.data.loader import HistoryInput, make_dataloader
 from torchrec_side.data.protocol import ExamplesConfig
 from torchrec_side.data.store import ExampleStore, prepare_store, StoreError
 
-
-def _plain(w: Dict[str, np.ndarray], u: int, t: int, cap: Optional[int]) -> List[int]:
-    """The user's items with a timestamp strictly before ``t``, oldest first, the last ``cap``."""
-    ev = sorted((int(ts), int(i)) for uu, i, ts in zip(w["eu"], w["ei"], w["et"]) if uu == u and ts < t)
-    items = [i for _, i in ev]
-    return items if cap is None else items[max(0, len(items) - cap):]
+from factories import plain_history
 
 
 def _caps(a: Optional[int], b: Optional[int]) -> Optional[int]:
@@ -54,7 +49,7 @@ def test_loader_history_is_the_log_prefix_before_the_impression(world_writer, se
                         continue
                     u, ts = int(ex["user_id"][r]), int(ex["timestamp"][r])
                     assert int(kjt["user_id"].values()[k]) == u and int(kjt["item_id"].values()[k]) == ex["item_id"][r]
-                    want = _plain(w, u, ts, cap)
+                    want = plain_history(w, u, ts, cap)
                     assert got == want
                     assert t0.values()[off[k]: off[k + 1]].tolist() == [10 * i for i in want]
                     assert t1.values()[off[k]: off[k + 1]].tolist() == [10 * i + 1 for i in want]

@@ -24,14 +24,7 @@ from torchrec_side.data.movielens import (
 _MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
 
 
-@pytest.fixture(scope="module")
-def wheel() -> Path:
-    return fetch.ensure_recbole_wheel()
-
-
-@pytest.fixture(scope="module")
-def ml(wheel: Path) -> MovieLens100K:
-    return load_movielens(wheel)
+# the ``wheel`` and ``ml`` fixtures (the recbole wheel, MovieLens-100K loaded from it) are in tests/data/conftest.py
 
 
 def _atomic(wheel: Path, name: str) -> list[list[str]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict
 
 import numpy as np
 import pytest
@@ -20,6 +20,8 @@ from torchrec_side.data.protocol import (
     world_source,
 )
 from torchrec_side.data.store import ExampleStore, prepare_store, StoreError, window_index, write_store
+
+from factories import plain_history
 
 
 # ---------------------------------------------------------------------------------------------
@@ -58,12 +60,6 @@ def test_lex_order_equals_lexsort(n: int, scale: int, presorted: bool, seed: int
 # a simulated-world store vs a plain reference
 
 
-def _plain_history(w: Dict[str, np.ndarray], u: int, t: int, cap: Optional[int]) -> List[int]:
-    ev = sorted((int(ts), int(i)) for uu, i, ts in zip(w["eu"], w["ei"], w["et"]) if uu == u and ts < t)
-    items = [i for _, i in ev]
-    return items if cap is None else items[max(0, len(items) - cap):]
-
-
 @settings(max_examples=25, deadline=None)
 @given(st.integers(0, 10_000), st.sampled_from([None, 1, 4]))
 def test_world_store_histories_are_the_log_prefix_before_each_impression(world_writer, seed: int, cap) -> None:
@@ -85,7 +81,7 @@ def test_world_store_histories_are_the_log_prefix_before_each_impression(world_w
             rows = np.split(index, np.cumsum(lengths)[:-1]) if lengths.size else []
             for r in range(t.num_rows):
                 u, ts = int(ex["user_id"][r]), int(ex["timestamp"][r])
-                assert hist[r] == _plain_history(w, u, ts, cap)
+                assert hist[r] == plain_history(w, u, ts, cap)
                 assert int(ex["num_prior"][r]) == int(((w["eu"] == u) & (w["et"] < ts)).sum())
                 assert int(ex["hist_len"][r]) == len(hist[r])
                 # no event at or after the impression leaks in; the rows are the user's own

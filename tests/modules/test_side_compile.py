@@ -32,10 +32,7 @@ def build(compute: str, weighted: bool) -> Tuple[DLRM, torch.Tensor, KeyedJagged
     return model, torch.randn(3, 4, generator=g), kjt
 
 
-@pytest.fixture(scope="module")
-def kernel() -> None:
-    if not cpu_kernel.kernels_available():
-        pytest.skip(f"CPU kernel {cpu_kernel.kernel_status()}")
+# the ``kernel`` fixture (skip without the registered op) is in tests/conftest.py
 
 
 @pytest.mark.parametrize("weighted", [False, True])

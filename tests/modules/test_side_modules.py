@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import List, Optional
-
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -24,28 +22,11 @@ from torchrec_side.modules.ops import dispatch as Fs
 from torchrec_side.modules.tables import byte_groups
 from torchrec_side.sid.codec import SIDCodec
 
+from factories import offsets_of, random_codes, random_tables, sid_kjt
+
 # every CPU path except triton (interpreted Triton is slow: tests/modules/test_side_ops.py runs it)
 POOLED_PATHS = ["per_level", "scalar", "grouped_bag", "grouped_hist", "kernel", "fbgemm", "auto"]
 UNPOOLED_PATHS = ["per_level", "grouped_bag", "kernel", "fbgemm", "auto"]
-
-
-def random_tables(radices: List[int], D: int, rank1: bool, seed: int) -> SIDTables:
-    g = torch.Generator().manual_seed(seed)
-    if rank1:
-        tabs = [torch.randn(k, 1, generator=g) * torch.randn(1, D, generator=g) for k in radices]
-    else:
-        tabs = [torch.randn(k, D, generator=g) for k in radices]
-    return SIDTables.from_tensors(torch.randn(D, generator=g), tabs)
-
-
-def random_codes(radices: List[int], n: int, seed: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return torch.stack([torch.randint(0, k, (n,), generator=g) for k in radices], 1) if n else torch.zeros(
-        0, len(radices), dtype=torch.long)
-
-
-def offsets_of(lengths: List[int]) -> torch.Tensor:
-    return torch.tensor([0] + lengths).cumsum(0)
 
 
 def supported(path: str, codec: SIDCodec, tables: SIDTables) -> bool:
@@ -186,15 +167,6 @@ def test_quantizer_artifact_roundtrip(tmp_path) -> None:
     torch.testing.assert_close(t.decode(codes), q.decode(codes))
 
 
-def make_kjt(codec: SIDCodec, lengths_per_key: dict, seed: int = 0, weights: bool = False) -> KeyedJaggedTensor:
-    keys = list(lengths_per_key)
-    lengths = torch.cat([torch.tensor(v) for v in lengths_per_key.values()])
-    n = int(lengths.sum())
-    sids = codec.pack(random_codes(list(codec.radices), n, seed))
-    return KeyedJaggedTensor.from_lengths_sync(keys=keys, values=sids, lengths=lengths,
-                                               weights=torch.rand(n) if weights else None)
-
-
 def test_collection_keys_shapes_and_state_dict() -> None:
     codec = SIDCodec.byte_grouped([3] * 10)
     codec2 = SIDCodec.byte_grouped([256, 256])
@@ -208,8 +180,8 @@ def test_collection_keys_shapes_and_state_dict() -> None:
     assert [n for n, _ in side.named_parameters()] == ["tables.b.projection.weight"]
     assert set(side.state_dict()) == {"tables.a.offset", "tables.a.level_tables", "tables.b.offset",
                                       "tables.b.level_tables", "tables.b.projection.weight"}
-    kjt1 = make_kjt(codec, {"f1": [2, 0, 3], "f2": [1, 1, 0]})
-    kjt2 = make_kjt(codec2, {"f3": [4, 0, 1]}, seed=3)
+    kjt1 = sid_kjt(codec, {"f1": [2, 0, 3], "f2": [1, 1, 0]})
+    kjt2 = sid_kjt(codec2, {"f3": [4, 0, 1]}, seed=3)
     kjt = KeyedJaggedTensor.concat([kjt1, kjt2])
     out = side(kjt)
     assert isinstance(out, KeyedTensor)
@@ -233,7 +205,7 @@ def test_collection_keys_shapes_and_state_dict() -> None:
 def test_weighted_collection_and_unpooled() -> None:
     codec = SIDCodec.byte_grouped([4, 4, 4])
     t = random_tables([4, 4, 4], 6, False, 0)
-    kjt = make_kjt(codec, {"h": [3, 0, 2]}, weights=True)
+    kjt = sid_kjt(codec, {"h": [3, 0, 2]}, weights=True)
     side = SIDEmbeddingBagCollection([SIDEmbeddingBagConfig(name="t", feature_names=["h"], codec=codec, tables=t)],
                                      is_weighted=True)
     bag = side.tables["t"]
@@ -276,6 +248,6 @@ def test_fx_traceable() -> None:
     codec = SIDCodec.byte_grouped([3] * 10)
     side = SIDEmbeddingBagCollection([SIDEmbeddingBagConfig(
         name="t", feature_names=["h"], codec=codec, tables=random_tables([3] * 10, 4, True, 0))])
-    kjt = make_kjt(codec, {"h": [3, 0, 2]})
+    kjt = sid_kjt(codec, {"h": [3, 0, 2]})
     gm = symbolic_trace(side)
     torch.testing.assert_close(gm(kjt).values(), side(kjt).values())

@@ -21,6 +21,8 @@ from torchrec_side.modules.ops import Compute, SIDOffsetsError, check_offsets, p
 from torchrec_side.modules.ops import cpu_kernel, fbgemm_ops
 from torchrec_side.sid.codec import SIDCodec
 
+from factories import random_sids, random_tables
+
 ROOT = Path(__file__).resolve().parents[2]
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 # paths whose offsets and SIDs are checked; device-specific ones are skipped where they cannot run
@@ -34,31 +36,16 @@ def runnable(path: str, device: str) -> bool:
     return True
 
 
-def rank1_tables(radices: List[int], D: int, seed: int, bias: float = 0.0) -> SIDTables:
-    g = torch.Generator().manual_seed(seed)
-    tabs = [torch.randn(k, 1, generator=g) * torch.randn(1, D, generator=g) for k in radices]
-    return SIDTables.from_tensors(torch.randn(D, generator=g) + bias, tabs)
-
-
-def random_sids(codec: SIDCodec, n: int, seed: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    codes = torch.stack([torch.randint(0, k, (n,), generator=g) for k in codec.radices], 1)
-    return codec.pack(codes)
-
-
 # ----------------------------------------------------------------------------- registered op
 
 
-@pytest.fixture(scope="module")
-def kernel() -> None:
-    if not cpu_kernel.kernels_available():
-        pytest.skip(f"CPU kernel {cpu_kernel.kernel_status()}")
+# the ``kernel`` fixture (skip without the registered op) is in tests/conftest.py
 
 
 def test_registered_op_opcheck(kernel: None) -> None:
     """torch.library.opcheck: schema, fake kernel, autograd registration, AOT dispatch."""
     codec = SIDCodec.byte_grouped([3] * 10)
-    t = rank1_tables([3] * 10, 8, 0)
+    t = random_tables([3] * 10, 8, rank1=True, seed=0)
     table, limits = t.grouped(codec), t.group_max(codec)
     sids = random_sids(codec, 40, 1)
     offsets = torch.tensor([0, 5, 5, 30, 40])
@@ -76,7 +63,7 @@ def test_ctypes_baseline_equals_registered_op(kernel: None) -> None:
     if not _kernels.kernels_available():
         pytest.skip(f"ctypes build {_kernels.kernel_status()}")
     codec = SIDCodec.byte_grouped([3] * 40)
-    t = rank1_tables([3] * 40, 16, 0)
+    t = random_tables([3] * 40, 16, rank1=True, seed=0)
     sids = random_sids(codec, 3000, 1)
     offsets = torch.tensor([0, 10, 10, 2000, 3000])
     w = torch.rand(3000)
@@ -95,7 +82,7 @@ def test_kernel_weight_gradient_matches_reference(lengths: List[int], seed: int,
     if not cpu_kernel.kernels_available():
         pytest.skip("no kernel")
     codec = SIDCodec.byte_grouped([3] * 15)
-    bag = SIDEmbeddingBag(rank1_tables([3] * 15, 8, seed), codec, pooling="mean" if mean else "sum")
+    bag = SIDEmbeddingBag(random_tables([3] * 15, 8, rank1=True, seed=seed), codec, pooling="mean" if mean else "sum")
     n = sum(lengths)
     sids = random_sids(codec, n, seed)
     offsets = torch.tensor([0] + lengths).cumsum(0)
@@ -189,7 +176,7 @@ def test_bad_offsets_raise_on_every_path(path: str, device: str, validate: bool)
     if not runnable(path, device):
         pytest.skip(f"{path} on {device}: {path_status(path, torch.device(device))}")
     codec = SIDCodec.byte_grouped([3] * 10)
-    bag = SIDEmbeddingBag(rank1_tables([3] * 10, 8, 0), codec, validate=validate).to(device)
+    bag = SIDEmbeddingBag(random_tables([3] * 10, 8, rank1=True, seed=0), codec, validate=validate).to(device)
     sids = random_sids(codec, 10, 0).to(device)
     for bad, match in (([0, 4, 12], "offsets\\[-1\\] = 12"), ([0, 4, 2, 10], "decrease"), ([2, 10], "start at 0"),
                        ([0, 4, 9], "offsets\\[-1\\] = 9")):
@@ -200,7 +187,7 @@ def test_bad_offsets_raise_on_every_path(path: str, device: str, validate: bool)
 def test_negative_kjt_lengths_raise() -> None:
     """Issue 10: a KJT with lengths [-5, 15] returned a bag built from memory before the tensor."""
     codec = SIDCodec.byte_grouped([3] * 10)
-    t = rank1_tables([3] * 10, 8, 0)
+    t = random_tables([3] * 10, 8, rank1=True, seed=0)
     for validate in (True, False):
         side = SIDEmbeddingBagCollection([SIDEmbeddingBagConfig(name="t", feature_names=["h"], codec=codec, tables=t)],
                                          validate=validate)
@@ -216,7 +203,7 @@ def test_million_event_bag_is_float64_accurate() -> None:
     """Issue 10: a 10^6-event bag lost 4.9% (per_level) and 0.3% (grouped_bag) to float32 drift."""
     radices = [3] * 10
     codec = SIDCodec.byte_grouped(radices)
-    t = rank1_tables(radices, 8, 3, bias=3.0)  # a large common offset: the running sum grows linearly
+    t = random_tables(radices, 8, rank1=True, seed=3, bias=3.0)  # a large common offset: the running sum grows linearly
     n = 1_000_000
     sids = random_sids(codec, n, 4)
     offsets = torch.tensor([0, 3, n - 10, n])  # one 10^6-event bag between two short ones
@@ -238,7 +225,7 @@ def test_fbgemm_weight_types(device: str) -> None:
     if not runnable("fbgemm", device):
         pytest.skip(f"fbgemm on {device}: {fbgemm_ops.fbgemm_status(torch.device(device))}")
     codec = SIDCodec.byte_grouped([3] * 40)
-    bag = SIDEmbeddingBag(rank1_tables([3] * 40, 64, 0), codec).to(device)
+    bag = SIDEmbeddingBag(random_tables([3] * 40, 64, rank1=True, seed=0), codec).to(device)
     lengths = [1000, 0, 10, 300]
     sids = random_sids(codec, sum(lengths), 1).to(device)
     offsets = torch.tensor([0] + lengths).cumsum(0).to(device)
@@ -266,7 +253,7 @@ def test_paths_match_reference_per_device(path: str, device: str) -> None:
     if not runnable(path, device):
         pytest.skip(f"{path} on {device}: {path_status(path, torch.device(device))}")
     codec = SIDCodec.byte_grouped([3] * 40)
-    bag = SIDEmbeddingBag(rank1_tables([3] * 40, 16, 2), codec, pooling="mean").to(device)
+    bag = SIDEmbeddingBag(random_tables([3] * 40, 16, rank1=True, seed=2), codec, pooling="mean").to(device)
     lengths = [0, 1, 5, 200, 3000]
     sids = random_sids(codec, sum(lengths), 3).to(device)
     offsets = torch.tensor([0] + lengths).cumsum(0).to(device)
@@ -304,7 +291,7 @@ def test_fbgemm_refuses_weights_that_need_a_gradient() -> None:
     if not runnable("fbgemm", "cpu"):
         pytest.skip("no fbgemm")
     codec = SIDCodec.byte_grouped([3] * 10)
-    bag = SIDEmbeddingBag(rank1_tables([3] * 10, 8, 0), codec)
+    bag = SIDEmbeddingBag(random_tables([3] * 10, 8, rank1=True, seed=0), codec)
     sids = random_sids(codec, 6, 0)
     w = torch.rand(6, requires_grad=True)
     with pytest.raises(ValueError, match="no gradient for per-event weights"):
@@ -317,4 +304,4 @@ def test_compute_enum_and_status() -> None:
     assert Compute("kernel") is Compute.KERNEL and str(Compute.FBGEMM_INT8) == "fbgemm_int8"
     assert path_status("triton", torch.device("cpu")).startswith(("ok", "unavailable"))
     with pytest.raises(ValueError, match="unknown SIDE compute"):
-        SIDEmbeddingBag(rank1_tables([3], 4, 0), SIDCodec.byte_grouped([3]), compute="fastest")
+        SIDEmbeddingBag(random_tables([3], 4, rank1=True, seed=0), SIDCodec.byte_grouped([3]), compute="fastest")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from typing import List
+
 import pytest
 import torch
-from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from torchrec_side.modules import (
     SIDEmbeddingBagCollection,
@@ -20,22 +21,20 @@ from torchrec_side.modules import (
 from torchrec_side.modules.ops import cpu_kernel
 from torchrec_side.sid.codec import SIDCodec, SIDValueError
 
+from factories import kjt, random_tables
+
 PATHS = ["auto", "kernel", "grouped_bag", "grouped_hist", "per_level", "reference"]
 
 
-def tables(radices):
-    g = torch.Generator().manual_seed(0)
-    return SIDTables.from_tensors(torch.zeros(4), [torch.randn(k, 4, generator=g) for k in radices])
+def tables(radices: List[int]) -> SIDTables:
+    return random_tables(radices, 4, seed=0)
 
 
-def side(codec, compute="auto", validate=True, weighted=False):
+def side(codec: SIDCodec, compute: str = "auto", validate: bool = True,
+         weighted: bool = False) -> SIDEmbeddingBagCollection:
     return SIDEmbeddingBagCollection([SIDEmbeddingBagConfig(
         name="t", feature_names=["h"], codec=codec, tables=tables(list(codec.radices)), compute=compute)],
         validate=validate, is_weighted=weighted)
-
-
-def kjt(values, lengths, weights=None, key="h"):
-    return KeyedJaggedTensor(keys=[key], values=values, lengths=torch.tensor(lengths), weights=weights)
 
 
 @pytest.mark.parametrize("compute", PATHS)
@@ -77,7 +76,7 @@ def test_missing_keys_and_weights() -> None:
     codec = SIDCodec.byte_grouped([4, 4])
     sids = codec.pack(torch.tensor([[1, 2], [3, 0]]))
     with pytest.raises(SIDInputError, match=r"features \['h'\] missing"):
-        side(codec)(kjt(sids, [2], key="other"))
+        side(codec)(kjt(sids, [2], keys=["other"]))
     with pytest.raises(SIDInputError, match="has no weights"):
         side(codec, weighted=True)(kjt(sids, [2]))
     with pytest.raises(SIDInputError, match="weights have 3 entries for 2 values"):
@@ -88,11 +87,11 @@ def test_missing_keys_and_weights() -> None:
     sec = SIDEmbeddingCollection([SIDEmbeddingConfig(name="t", feature_names=["h"], codec=codec,
                                                      tables=tables([4, 4]))])
     with pytest.raises(SIDInputError, match="missing"):
-        sec(kjt(sids, [2], key="x"))
+        sec(kjt(sids, [2], keys=["x"]))
     trad = TraditionalSIDEmbeddingBagCollection([SIDTokenConfig(name="t", feature_names=["h"], codec=codec,
                                                                embedding_dim=4)])
     with pytest.raises(SIDInputError, match="missing"):
-        trad(kjt(sids, [2], key="x"))
+        trad(kjt(sids, [2], keys=["x"]))
     with pytest.raises(SIDValueError):
         trad(kjt(torch.tensor([0xFFFF]), [1]))
     with pytest.raises(SIDInputError, match="weights"):

@@ -21,6 +21,8 @@ from torchrec_side.modules import (
 from torchrec_side.modules.traditional import sid_tokens
 from torchrec_side.sid.codec import SIDCodec
 
+from factories import random_codes
+
 
 def brute_tokens(codes: torch.Tensor, radices: List[int], scheme: str, max_rows: int) -> List[List[int]]:
     """Per event, the exact digit tuples of each token (hashing checked separately)."""
@@ -47,9 +49,7 @@ def brute_tokens(codes: torch.Tensor, radices: List[int], scheme: str, max_rows:
 def test_tokens_exact_or_hashed_in_range(radices, scheme, max_rows, n, seed) -> None:
     codec = SIDCodec.mixed_radix(radices)
     cfg = SIDTokenConfig(name="t", feature_names=["f"], codec=codec, embedding_dim=4, scheme=scheme, max_rows=max_rows)
-    g = torch.Generator().manual_seed(seed)
-    codes = torch.stack([torch.randint(0, k, (n,), generator=g) for k in radices], 1) if n else torch.zeros(
-        0, len(radices), dtype=torch.long)
+    codes = random_codes(radices, n, seed)
     toks = sid_tokens(codes, cfg)
     exact = brute_tokens(codes, radices, scheme, max_rows)
     specs = cfg.token_specs()

@@ -5,15 +5,12 @@ prefix-ngram history, so every history kind that needs no downloaded data is exp
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Iterator
+from typing import Iterator
 
 import pytest
-import torch
 import yaml
 
-from torchrec_side.quantizers import DPCA, RQKMeans, RQKMeansConfig
-from torchrec_side.tokenizer import SIDTable, write_sid_table
-from torchrec_side.tokenizer.artifact import make_codec
+from factories import one_torch_thread, write_tiny_sid_files
 
 NUM_ITEMS = 40
 
@@ -21,26 +18,14 @@ NUM_ITEMS = 40
 @pytest.fixture(autouse=True)
 def _one_thread() -> Iterator[None]:
     """Tiny batches on a shared 2-core machine: one torch thread is several times faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _sid_files(tmp: Path, q: Any, x: torch.Tensor, name: str, layout: str) -> Dict[str, str]:
-    codes = q.encode(x)
-    codec = make_codec(list(q.radices), layout)
-    write_sid_table(tmp / f"{name}.parquet", SIDTable(item_ids=torch.arange(x.shape[0]), sids=codec.pack(codes),
-                                                      codes=codes, codec=codec))
-    q.save(tmp / f"{name}.safetensors")
-    return {"quantizer": str(tmp / f"{name}.safetensors"), "sid_table": str(tmp / f"{name}.parquet")}
+    with one_torch_thread():
+        yield
 
 
 def tiny_job(tmp: Path, arch: str) -> Path:
     """Writes the SID artifacts and a tiny job config; returns the config path."""
-    x = torch.randn(NUM_ITEMS, 12, generator=torch.Generator().manual_seed(0))
-    dpca = _sid_files(tmp, DPCA.ternary(10, seed=0).fit(x), x, "dpca", "byte_grouped")
-    rq = _sid_files(tmp, RQKMeans(RQKMeansConfig(radices=[4, 4, 4], seed=0)).fit(x), x, "rq", "mixed_radix")
+    sid_files = write_tiny_sid_files(tmp, num_items=NUM_ITEMS)
+    dpca, rq = sid_files["dpca"], sid_files["rq"]
     history = [{"kind": "sparse_id", "column": "hist_item_id"},
                {"kind": "side", "column": "hist_sid", "options": dpca}]
     if arch == "dlrm":

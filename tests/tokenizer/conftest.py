@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, Iterator, List
 
 import pytest
-import torch
 
 from torchrec_side.tokenizer import (
     BottleneckConfig,
@@ -19,6 +18,8 @@ from torchrec_side.tokenizer import (
     make_synthetic_items,
     train_tokenizer,
 )
+
+from factories import one_torch_thread
 
 
 def small_model_config(
@@ -63,9 +64,7 @@ def tokenizer(trained: TrainResult) -> Tokenizer:
 
 
 @pytest.fixture(autouse=True)
-def _one_thread() -> object:
+def _one_thread() -> Iterator[None]:
     """The tokenizer's ops are tiny: one thread is fastest and immune to CPU oversubscription."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with one_torch_thread():
+        yield
