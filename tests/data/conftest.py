@@ -11,6 +11,7 @@ import pytest
 
 if TYPE_CHECKING:
     from torchrec_side.data.movielens import MovieLens100K
+    from torchrec_side.data.store import ExampleStore
 
 
 def write_fake_world(root: Path, seed: int = 0, num_users: int = 6, num_items: int = 12, num_events: int = 80,
@@ -74,6 +75,18 @@ def ml(wheel: Path) -> "MovieLens100K":
     from torchrec_side.data.movielens import load_movielens
 
     return load_movielens(wheel)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> "ExampleStore":
+    """A small example store from synthetic ratings (40 users, 30 items, 3000 events, histories
+    of at most 12), built once per test module."""
+    from torchrec_side.data.protocol import ExamplesConfig
+    from torchrec_side.data.store import prepare_store
+
+    cfg = ExamplesConfig(dataset="synthetic", synthetic_users=40, synthetic_items=30, synthetic_events=3000,
+                         max_history=12, row_group_size=256)
+    return prepare_store(cfg, tmp_path_factory.mktemp("ex"))
 
 
 @pytest.fixture

@@ -57,11 +57,7 @@ def test_loader_history_is_the_log_prefix_before_the_impression(world_writer, se
             assert r == store.rows(split)
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> ExampleStore:
-    cfg = ExamplesConfig(dataset="synthetic", synthetic_users=40, synthetic_items=30, synthetic_events=3000,
-                         max_history=12, row_group_size=256)
-    return prepare_store(cfg, tmp_path_factory.mktemp("ex"))
+# the ``store`` fixture (a small synthetic-ratings store) is in tests/data/conftest.py
 
 
 def _rows(batches) -> List[tuple]:

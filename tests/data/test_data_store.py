@@ -149,11 +149,7 @@ def test_world_store_is_rewritten_when_the_world_changes(fake_world, tmp_path: P
 # derived log columns, footprint, atomic writes (synthetic ratings, fast)
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> ExampleStore:
-    cfg = ExamplesConfig(dataset="synthetic", synthetic_users=40, synthetic_items=30, synthetic_events=3000,
-                         max_history=12, row_group_size=256)
-    return prepare_store(cfg, tmp_path_factory.mktemp("ex"))
+# the ``store`` fixture (a small synthetic-ratings store) is in tests/data/conftest.py
 
 
 def test_ratings_store_is_events_once_and_windows(store: ExampleStore) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -21,6 +24,9 @@ from torchrec_side.modules.ops import cpu_kernel, path_status
 from torchrec_side.modules.ops import dispatch as Fs
 from torchrec_side.modules.tables import byte_groups
 from torchrec_side.sid.codec import SIDCodec
+
+if TYPE_CHECKING:
+    from torchrec_side.quantizers import DPCA, RQKMeans
 
 from factories import offsets_of, random_codes, random_tables, sid_kjt
 
@@ -134,20 +140,19 @@ def test_kernel_long_bags_and_threads() -> None:
         assert_close_scaled(out, ref, 20000 * 40)
 
 
-def test_side_equals_quantizer_decode() -> None:
+def test_side_equals_quantizer_decode(tiny_content: torch.Tensor, tiny_dpca: "DPCA", tiny_rq: "RQKMeans") -> None:
     """SIDE of a one-event bag is the quantizer's decode of that SID (DPCA ternary and RQ)."""
-    from torchrec_side.quantizers import DPCA, RQKMeans, RQKMeansConfig
+    from torchrec_side.quantizers import DPCA
 
-    torch.manual_seed(0)
-    x = torch.randn(600, 16)
-    for q in (DPCA.ternary(num_levels=12, seed=0).fit(x), RQKMeans(RQKMeansConfig(radices=[16, 8, 4], seed=0)).fit(x)):
-        codes = q.encode(x[:50])
+    n = tiny_content.shape[0]
+    for q in (tiny_dpca, tiny_rq):
+        codes = q.encode(tiny_content)
         expected = q.decode(codes)
         for codec in (SIDCodec.byte_grouped(q.radices), SIDCodec.mixed_radix(q.radices)):
             sids = codec.pack(codes)
             side = SIDEmbeddingBagCollection([SIDEmbeddingBagConfig(
                 name="t", feature_names=["f"], codec=codec, quantizer=q)])
-            kjt = KeyedJaggedTensor.from_lengths_sync(keys=["f"], values=sids, lengths=torch.ones(50, dtype=torch.long))
+            kjt = KeyedJaggedTensor.from_lengths_sync(keys=["f"], values=sids, lengths=torch.ones(n, dtype=torch.long))
             torch.testing.assert_close(side(kjt)["f"], expected, atol=1e-5, rtol=1e-5)
             sec = SIDEmbeddingCollection([SIDEmbeddingConfig(name="t", feature_names=["f"], codec=codec, quantizer=q)])
             torch.testing.assert_close(sec(kjt)["f"].values(), expected, atol=1e-5, rtol=1e-5)
@@ -156,15 +161,11 @@ def test_side_equals_quantizer_decode() -> None:
             assert t.factors is not None and t.scalar_factors() is not None
 
 
-def test_quantizer_artifact_roundtrip(tmp_path) -> None:
-    from torchrec_side.quantizers import DPCA
-
-    x = torch.randn(300, 8)
-    q = DPCA.ternary(num_levels=5, seed=0).fit(x)
-    q.save(tmp_path / "q.safetensors")
+def test_quantizer_artifact_roundtrip(tmp_path: Path, tiny_content: torch.Tensor, tiny_dpca: "DPCA") -> None:
+    tiny_dpca.save(tmp_path / "q.safetensors")
     t = SIDTables.load(tmp_path / "q.safetensors")
-    codes = q.encode(x[:10])
-    torch.testing.assert_close(t.decode(codes), q.decode(codes))
+    codes = tiny_dpca.encode(tiny_content)
+    torch.testing.assert_close(t.decode(codes), tiny_dpca.decode(codes))
 
 
 def test_collection_keys_shapes_and_state_dict() -> None:

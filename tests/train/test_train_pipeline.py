@@ -9,17 +9,10 @@ from typing import Dict
 import pytest
 import torch
 
-from test_train_trainer import _flat, _load_ckpt, _synthetic, _write  # tests/train is on sys.path (rootdir)
+from test_train_trainer import _latest_tensors, _synthetic, _write  # tests/train is on sys.path (rootdir)
 from torchrec_side.config import ConfigError
-from torchrec_side.train.checkpoint import CheckpointManager
 from torchrec_side.train.config import load_train_config
 from torchrec_side.train.trainer import run_training
-
-
-def _state(run: Path, tmp: Path) -> Dict[str, torch.Tensor]:
-    last = CheckpointManager(run / "checkpoints").latest()
-    assert last is not None
-    return {k: v for k, v in _flat(_load_ckpt(last, tmp)).items() if isinstance(v, torch.Tensor)}
 
 
 def test_train_pipelines_give_the_plain_loops_parameters(tmp_path: Path) -> None:
@@ -33,7 +26,7 @@ def test_train_pipelines_give_the_plain_loops_parameters(tmp_path: Path) -> None
     for kind in ("loop", "base", "sparse_dist"):
         run = tmp_path / kind
         metrics[kind] = run_training(load_train_config(job, [f"run_dir={run}", f"train.pipeline={kind}"]))
-        out[kind] = _state(run, tmp_path)
+        out[kind] = _latest_tensors(run, tmp_path)
         assert metrics[kind]["pipeline"] == kind and metrics[kind]["steps"] == 40
     ref = out["loop"]
     assert any("t_hist_item_id" in k for k in ref) and any("exp_avg" in k for k in ref)
@@ -80,7 +73,7 @@ def test_two_ranks_sparse_dist_pipeline_matches_the_loop(tmp_path: Path) -> None
 
         metrics[kind] = json.loads((tmp_path / kind / "metrics.json").read_text())
         assert metrics[kind]["world_size"] == 2 and metrics[kind]["steps"] == 30
-    a, b = _state(tmp_path / "loop", tmp_path), _state(tmp_path / "sparse_dist", tmp_path)
+    a, b = _latest_tensors(tmp_path / "loop", tmp_path), _latest_tensors(tmp_path / "sparse_dist", tmp_path)
     assert set(a) == set(b)
     for k in a:
         assert torch.equal(a[k], b[k]), k

@@ -14,7 +14,7 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from test_train_trainer import _flat, _load_ckpt, _synthetic, _write  # tests/train is on sys.path (rootdir)
+from test_train_trainer import _latest_tensors, _synthetic, _write  # tests/train is on sys.path (rootdir)
 from torchrec_side.config import check_finite, ConfigError, load_config
 from torchrec_side.models.history import HistoryFeature
 from torchrec_side.tokenizer.config import TokenizeJobConfig
@@ -166,12 +166,6 @@ def test_missing_artifact_is_reported_before_the_store_is_written(
 # verified checkpoints: a truncated latest one falls back, a planted one is refused
 
 
-def _params(run: Path, tmp: Path) -> Dict[str, torch.Tensor]:
-    last = CheckpointManager(run / "checkpoints").latest()
-    assert last is not None
-    return {k: v for k, v in _flat(_load_ckpt(last, tmp)).items() if isinstance(v, torch.Tensor)}
-
-
 def test_truncated_latest_checkpoint_falls_back_to_the_previous_one(tmp_path: Path) -> None:
     job = _write(tmp_path, _synthetic(tmp_path))
     a = run_training(load_train_config(job, ["run_dir=" + str(tmp_path / "a")]))
@@ -189,7 +183,7 @@ def test_truncated_latest_checkpoint_falls_back_to_the_previous_one(tmp_path: Pa
     log = (b / "logs" / "rank0.log").read_text()
     assert f"step_{spe + 3:08d} fails verification" in log and "moved aside" in log
     assert list((b / "checkpoints").glob(f".rejected.step_{spe + 3:08d}.*"))
-    pa, pb = _params(tmp_path / "a", tmp_path), _params(b, tmp_path)
+    pa, pb = _latest_tensors(tmp_path / "a", tmp_path), _latest_tensors(b, tmp_path)
     assert set(pa) == set(pb)
     for k in pa:
         assert torch.equal(pa[k], pb[k]), k

@@ -23,6 +23,8 @@ from torchrec_side.train.cli import train_main
 from torchrec_side.train.config import load_train_config
 from torchrec_side.train.trainer import run_training
 
+from factories import fitted_dpca, seeded_content
+
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 
@@ -76,6 +78,13 @@ def _flat(d: object, prefix: str = "") -> Dict[str, object]:
             out.update(_flat(v, f"{prefix}{i}."))
         return out
     return {prefix[:-1]: d}
+
+
+def _latest_tensors(run: Path, tmp: Path) -> Dict[str, torch.Tensor]:
+    """The tensors of ``run``'s latest complete checkpoint, by flat name (``model.x.weight``, ...)."""
+    last = CheckpointManager(run / "checkpoints").latest()
+    assert last is not None
+    return {k: v for k, v in _flat(_load_ckpt(last, tmp)).items() if isinstance(v, torch.Tensor)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -298,11 +307,10 @@ class SIDEHistoryForTest(HistoryFeature):
 
     def _fit(self) -> None:
         if not hasattr(self, "sid"):
-            from torchrec_side.quantizers import DPCA
             from torchrec_side.sid.codec import SIDCodec
 
-            x = torch.randn(self.ctx.num_items, self.ctx.embedding_dim, generator=torch.Generator().manual_seed(0))
-            self.quantizer = DPCA.ternary(10, seed=0).fit(x)
+            x = seeded_content(self.ctx.num_items, self.ctx.embedding_dim, seed=0)
+            self.quantizer = fitted_dpca(10, x, seed=0)
             self.codec = SIDCodec.byte_grouped(self.quantizer.radices)
             self.sid = self.codec.pack(self.quantizer.encode(x))
 
