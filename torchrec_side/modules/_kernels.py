@@ -27,12 +27,13 @@ import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import torch
 
 from torchrec_side.modules.ops.cpu_kernel import KERNEL_VERSION, SOURCE_PATH
 from torchrec_side.modules.ops.cpu_kernel import ThreadTuner as _ThreadTuner
+from torchrec_side.modules.ops.cpu_kernel import kernel_dir, kernel_threads, torch_uses_gomp
 
 SOURCE: str = SOURCE_PATH.read_text()
 
@@ -63,23 +64,6 @@ _FLAG_SETS: List[List[str]] = [
 ]
 
 
-def _cache_dir() -> Path:
-    env = os.environ.get("TORCHREC_SIDE_KERNEL_DIR")
-    if env:
-        return Path(env)
-    from torchrec_side.io import cache_dir
-
-    path = cache_dir() / "kernels"
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        if os.access(path, os.W_OK):
-            return path
-    except OSError:
-        pass
-    uid = os.getuid() if hasattr(os, "getuid") else 0
-    return Path(tempfile.gettempdir()) / f"torchrec_side_kernels_{uid}"  # read-only home
-
-
 def _compiler() -> Optional[str]:
     for cand in (os.environ.get("CXX"), "c++", "g++", "clang++"):
         if cand and shutil.which(cand):
@@ -90,7 +74,7 @@ def _compiler() -> Optional[str]:
 def _build(cxx: str, flags: List[str]) -> Path:
     tag = "\0".join([SOURCE, cxx, " ".join(flags), platform.machine(), str(KERNEL_VERSION)])
     digest = hashlib.sha256(tag.encode()).hexdigest()[:16]
-    out_dir = _cache_dir()
+    out_dir = kernel_dir()
     target = out_dir / f"side_kernels_ctypes_v{KERNEL_VERSION}_{digest}.so"
     if target.is_file():
         return target
@@ -110,25 +94,6 @@ def _build(cxx: str, flags: List[str]) -> Path:
 
 _pool_tuner = _ThreadTuner()
 _embed_tuner = _ThreadTuner()
-
-
-def kernel_threads(work: int = 1 << 62, tuner: Optional[_ThreadTuner] = None, min_work: int = 0) -> int:
-    """Threads for a kernel call: ``$TORCHREC_SIDE_KERNEL_THREADS`` if set, else the measured choice
-    between 1 and ``torch.get_num_threads()`` (see :class:`_ThreadTuner`)."""
-    env = os.environ.get("TORCHREC_SIDE_KERNEL_THREADS")
-    if env:
-        return max(1, int(env))
-    if tuner is None:
-        return torch.get_num_threads()
-    return tuner.choose(work, min_work)
-
-
-def _torch_uses_gomp() -> bool:
-    """True if torch runs on GNU OpenMP on Linux (then an ``-fopenmp`` build shares torch's libgomp)."""
-    try:
-        return platform.system() == "Linux" and "OpenMP" in torch.__config__.parallel_info()
-    except Exception:  # pragma: no cover
-        return False
 
 
 def _gomp_shared() -> bool:
@@ -156,7 +121,7 @@ def _load() -> Optional[ctypes.CDLL]:
             errors = []
             lib = None
             threading_kind = ""
-            for flags in _FLAG_SETS if _torch_uses_gomp() else _FLAG_SETS[1:]:
+            for flags in _FLAG_SETS if torch_uses_gomp() else _FLAG_SETS[1:]:
                 try:
                     lib = ctypes.CDLL(str(_build(cxx, flags)))
                     if lib.side_kernel_version() != KERNEL_VERSION:
