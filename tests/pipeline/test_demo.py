@@ -134,11 +134,15 @@ def test_overrides_and_finished_runs(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_tiny_world_end_to_end(tmp_path: Path) -> None:
+def test_tiny_world_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Tiny world -> store -> tokenizer -> control and SIDE x 2 seeds x 1 epoch (TorchX, 2 ranks)
-    -> report with the new fields; a rerun trains nothing."""
+    -> report with the new fields; a rerun trains nothing. Run from an unrelated folder (TorchX's
+    local_cwd scheduler starts the ranks there): nothing depends on the repository root."""
     from torchrec_side.experiments.sim import BUDGETS, run_sim
 
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    monkeypatch.chdir(work)
     out = tmp_path / "sim_tiny"
     rec = run_sim(out, BUDGETS["tiny"], variants=["control", "side"], seeds=[0, 1], mode="quick")
     assert rec["failed"] == [] and rec["unavailable"] == {}
@@ -155,3 +159,4 @@ def test_tiny_world_end_to_end(tmp_path: Path) -> None:
     assert m["val_history"] and m["best_epoch"] == 1  # stopped on validation, 1 epoch
     rec2 = run_sim(out, BUDGETS["tiny"], variants=["control", "side"], seeds=[0, 1], mode="quick", report=False)
     assert rec2["failed"] == [] and rec2["train_seconds"] < 30  # resumed: nothing left to train
+    assert sorted(p.name for p in work.iterdir()) == []  # every output under the demo folder
