@@ -101,18 +101,9 @@ def run_tokenizer(spec: str, out_root: Path, name: str, overrides: Sequence[str]
         log(f"tokenizer {name}: exists, skipped")
         return {}
     log(f"tokenizer {name}: training ({spec})")
-    job = load_config(TokenizeJobConfig, spec, [f"output_dir={out_root}", f"name={name}", *overrides])
-    quiet = {} if sys.stdout.isatty() else {"TQDM_MININTERVAL": "15"}  # few bar lines in log files
-    saved = {k: os.environ.get(k) for k in quiet}
-    os.environ.update(quiet)
-    try:
-        res = run_tokenize(job, echo=False)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    bar = [] if sys.stdout.isatty() else ["train.progress=false"]  # no bar redraws in log files
+    job = load_config(TokenizeJobConfig, spec, [f"output_dir={out_root}", f"name={name}", *bar, *overrides])
+    res = run_tokenize(job, echo=False)
     s = res["stats"]
     log(f"tokenizer {name}: {s.get('num_levels')} levels, {s.get('bits_per_item', 0):.1f} bits, "
         f"trained in {res['train']['train_seconds']}s")
