@@ -312,3 +312,27 @@ def test_request_schema_errors_name_the_column() -> None:
         request_tensors(table(hw=pa.array([[[1, 2, 3]]], pa.list_(pa.list_(pa.int64())))), spec)
     with pytest.raises(ServingError, match="'num_prior' has negative values"):
         request_tensors(table(num_prior=pa.array([-1], pa.int64())), spec)
+
+
+def test_history_column_missing_from_the_store_is_a_serving_error() -> None:
+    """Rebuilding resolves the feature keys through the trainer's own function; a column the
+    store lacks is reported as a ServingError naming the feature."""
+    from torchrec_side.data import StoreError
+    from torchrec_side.serving.rebuild import _feature_keys
+
+    class Store:
+        def column(self, name: str) -> Any:
+            raise StoreError(f"history column {name!r} is not in the store")
+
+    class Input:
+        column = "hist_gone"
+
+    class Feature:
+        where = "model.history[0] (sparse_id)"
+        name = "h"
+
+        def inputs(self) -> List[Any]:
+            return [Input()]
+
+    with pytest.raises(ServingError, match=r"model\.history\[0\] \(sparse_id\): history column 'hist_gone' is not"):
+        _feature_keys(Store(), [Feature()])

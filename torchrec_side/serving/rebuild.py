@@ -174,22 +174,14 @@ def open_run_store(run_dir: Path, cfg: Any) -> Any:
 
 
 def _feature_keys(store: Any, features: List[Any]) -> Tuple[List[Any], Dict[str, List[str]]]:
-    from torchrec_side.data import StoreError
+    """The loader inputs and KJT keys per feature, as the trainer resolved them (the trainer's own
+    function: target inputs included); its errors (a column missing from the store) as ServingError."""
+    from torchrec_side.train.trainer import _feature_keys as trainer_feature_keys
 
-    inputs: List[Any] = []
-    keys: Dict[str, List[str]] = {}
-    for f in features:
-        ks: List[str] = []
-        for inp in f.inputs():
-            try:
-                info = store.column(inp.column)
-            except StoreError as e:
-                raise ServingError(f"{f.where}: {e}") from e
-            ks.extend(inp.resolve_keys(info.width))
-            inputs.append(inp)
-        keys[f.name] = ks
-        inputs.extend(f.target_inputs(ks))  # target: true (the loader fills the target keys)
-    return inputs, keys
+    try:
+        return trainer_feature_keys(store, features)
+    except ConfigError as e:
+        raise ServingError(str(e)) from e
 
 
 def load_run(run_dir: PathLike, checkpoint: str = "auto") -> LoadedRun:
