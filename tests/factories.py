@@ -122,7 +122,7 @@ def kjt(
 def sid_kjt(codec: SIDCodec, lengths_per_key: Mapping[str, Sequence[int]], seed: int = 0,
             weights: bool = False) -> KeyedJaggedTensor:
     """A KJT of random packed SIDs of ``codec``: ``lengths_per_key[key]`` are that key's bag lengths;
-    with ``weights``, uniform ``[0, 1)`` weights (unseeded, from the global generator).
+    with ``weights``, uniform ``[0, 1)`` weights (generator seed ``seed + 1``).
 
     Example::
 
@@ -132,7 +132,8 @@ def sid_kjt(codec: SIDCodec, lengths_per_key: Mapping[str, Sequence[int]], seed:
     lengths = torch.cat([torch.tensor(list(v), dtype=torch.long) for v in lengths_per_key.values()])
     n = int(lengths.sum())
     return KeyedJaggedTensor.from_lengths_sync(keys=keys, values=random_sids(codec, n, seed), lengths=lengths,
-                                               weights=torch.rand(n) if weights else None)
+                                               weights=torch.rand(n, generator=torch.Generator().manual_seed(seed + 1))
+                                               if weights else None)
 
 
 def seeded_content(n: int = 40, d: int = 12, seed: int = 0) -> torch.Tensor:
