@@ -10,6 +10,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import List
 
 import pytest
 
@@ -98,7 +99,7 @@ def test_wheel_ships_configs_and_resolves_installed(tmp_path: Path) -> None:
     (["--nproc", "0"], ">= 1"),
     (["--world", "moon"], "invalid choice"),
 ])
-def test_demo_argument_checks(argv: list, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_argument_checks(argv: List[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from torchrec_side.cli import main
 
     assert main(["demo", "--out", str(tmp_path / "d"), *argv]) == 2
