@@ -28,6 +28,11 @@ world (2,000 items, 300 users) with every variant x 1 seed x 1 epoch (one seed: 
 costs some 10 s of start-up on 2 cores). The reasons for each
 number are in :mod:`.ml100k` and :mod:`.sim` (:data:`~torchrec_side.experiments.sim.BUDGETS`).
 
+Measured (2-core AMD EPYC VM, torch 2.13.0+cpu, shared with other jobs at load average about 5):
+``--world all --quick`` 5 min 52 s (MovieLens 151 s, tiny control world 86 s, tiny world 112 s;
+each TorchX launch of one seed 15-20 s, most of it process start-up); on a quiet machine expect
+less. ``--world all`` (full): see the run's ``demo.json``.
+
 Nothing depends on the repository: configs are package data, the launch builds the TorchX
 AppDef in-process (:func:`torchrec_side.components.train`), every path is under ``--out``.
 """
