@@ -37,6 +37,7 @@ __all__ = [
     "SAMPLE_FILE",
     "CONFIG_FILE",
     "HistoryInputSpec",
+    "TargetInputSpec",
     "ServingSpec",
     "sha256_file",
     "file_entry",
@@ -78,6 +79,39 @@ class HistoryInputSpec:
 
 
 @dataclass
+class TargetInputSpec:
+    """Target keys the program derives from ``item_id`` (a history feature with ``target: true``,
+    docs/design.md section 7b): ``table[item_id]``, as the training loader's ``TargetInput`` does.
+
+    Args:
+        column (str): the store column whose item -> value table is looked up.
+        width (int): values per item (``W``).
+        flatten (bool): ``W`` values per example in one key (else one key per slot).
+        keys (List[str]): the KJT keys the program fills (not request inputs).
+        feature (str): the history feature that reads them.
+        kind (str): its kind.
+        source (str): ``"identity"`` (``hist_item_id``: the target key is the item id itself) or
+            ``"table"`` (a buffer of the program, copied from the store's ``items/<column>.npy``).
+        rows (int): rows of the table (the training store's items); larger item ids are refused.
+        dtype (str): dtype of the stored buffer (``int32`` when every value fits, else ``int64``).
+        sha256 (str): SHA-256 of the table as C-ordered int64 ``[rows, W]`` bytes (``""`` for identity).
+        fingerprint (str): the store column's fingerprint (the table it was written from).
+    """
+
+    column: str
+    width: int
+    flatten: bool
+    keys: List[str]
+    feature: str = ""
+    kind: str = ""
+    source: str = "table"
+    rows: int = 0
+    dtype: str = "int64"
+    sha256: str = ""
+    fingerprint: str = ""
+
+
+@dataclass
 class ServingSpec:
     """Content of ``serving.json``.
 
@@ -91,6 +125,10 @@ class ServingSpec:
         id_features (List[str]): the per-example id keys (one value per example).
         dense_features (List[str]): names of the dense columns, in order.
         history (List[HistoryInputSpec]): history columns and their keys.
+        targets (List[TargetInputSpec]): target keys the program derives from ``item_id`` (none
+            are request inputs).
+        model_keys (List[str]): the KJT keys the ranker reads inside the program, in the training
+            loader's order (``keys`` plus the target keys; empty: ``keys``).
         max_history (Optional[int]): the store's history cap (requests are cut to the last events).
         fixed_history_length (Optional[int]): the program pads histories to this length (DIN):
             longer histories are refused by the scorer.
@@ -114,6 +152,8 @@ class ServingSpec:
     id_features: List[str] = field(default_factory=list)
     dense_features: List[str] = field(default_factory=list)
     history: List[HistoryInputSpec] = field(default_factory=list)
+    targets: List[TargetInputSpec] = field(default_factory=list)
+    model_keys: List[str] = field(default_factory=list)
     max_history: Optional[int] = None
     fixed_history_length: Optional[int] = None
     key_rows: Dict[str, int] = field(default_factory=dict)
@@ -131,6 +171,11 @@ class ServingSpec:
     @property
     def history_columns(self) -> List[str]:
         return [h.column for h in self.history]
+
+    @property
+    def target_keys(self) -> List[str]:
+        """Keys the program derives from ``item_id`` (see :class:`TargetInputSpec`)."""
+        return [k for t in self.targets for k in t.keys]
 
     def to_dict(self) -> Dict[str, Any]:
         d = asdict(self)
@@ -153,13 +198,20 @@ class ServingSpec:
         d.pop("dense_width", None)
         try:
             hist = [HistoryInputSpec(**h) for h in d.pop("history")]
-            spec = cls(history=hist, **d)
+            targets = [TargetInputSpec(**t) for t in d.pop("targets", [])]
+            spec = cls(history=hist, targets=targets, **d)
         except (KeyError, TypeError) as e:
             raise ArtifactError(f"{where}: malformed serving spec: {e}") from e
         if len(set(spec.keys)) != len(spec.keys) or spec.keys[: len(spec.id_features)] != spec.id_features:
             raise ArtifactError(f"{where}: malformed key list {spec.keys}")
         if spec.keys[len(spec.id_features):] != [k for h in spec.history for k in h.keys]:
             raise ArtifactError(f"{where}: history keys {[h.keys for h in spec.history]} do not match keys {spec.keys}")
+        derived = spec.target_keys
+        if spec.model_keys and sorted(spec.model_keys) != sorted(spec.keys + derived):
+            raise ArtifactError(f"{where}: model keys {spec.model_keys} are not the request keys {spec.keys} plus "
+                                f"the target keys {derived}")
+        if derived and "item_id" not in spec.id_features:
+            raise ArtifactError(f"{where}: target keys {derived} are derived from item_id, which is not an input")
         return spec
 
 

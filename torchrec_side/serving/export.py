@@ -34,13 +34,16 @@ from __future__ import annotations
 import contextlib
 import copy
 import datetime
+import hashlib
 import logging
 import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
+import numpy as np
+import numpy.typing as npt
 import torch
 from torch import nn
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
@@ -54,6 +57,7 @@ from torchrec_side.serving.artifact import (
     SAMPLE_FILE,
     ServingSpec,
     SPEC_FILE,
+    TargetInputSpec,
 )
 from torchrec_side.serving.rebuild import (
     LoadedRun,
@@ -64,7 +68,7 @@ from torchrec_side.serving.rebuild import (
     stock_table_rows,
 )
 
-__all__ = ["quiet_tracing_logs", "ServingModule", "ExportResult", "export_run", "export_loaded_run", "versions", "EXPORT_ROUTE"]
+__all__ = ["quiet_tracing_logs", "TargetTable", "ServingModule", "ExportResult", "export_run", "export_loaded_run", "versions", "EXPORT_ROUTE"]
 
 logger: logging.Logger = logging.getLogger(__name__)
 
@@ -75,37 +79,114 @@ EXPORT_ROUTE: str = (
     "SIDE tables as buffers (grouped_bag / per_level compute)"
 )
 _SAMPLE_ROWS: int = 16
+#: Largest batch a program accepts: a target key has one value per example, and the SIDE pooling
+#: picks int32 offsets while ``values * bytes_per_sid < 2**31`` (``bytes_per_sid <= 8``), so a
+#: bounded batch keeps that choice static instead of a guard of the program.
+MAX_BATCH: int = 2**28 - 1
+
+
+@dataclass
+class TargetTable:
+    """Target keys derived from ``item_id`` inside the program (``target: true`` features).
+
+    Args:
+        keys (List[str]): the KJT keys filled, one (``W == 1`` or ``flatten``) or ``W``.
+        table (Optional[torch.Tensor]): int32 / int64 ``[num_items, W]`` item -> value table (a
+            buffer of the program), or ``None`` for the identity (the target key is the item id).
+        flatten (bool): ``W`` values per example in one key.
+
+    Example::
+
+        TargetTable(["hist_sid_target"], store_sids[:, None])   # one packed SID per example
+    """
+
+    keys: List[str]
+    table: Optional[torch.Tensor] = None
+    flatten: bool = False
+
+    @property
+    def width(self) -> int:
+        return 1 if self.table is None else int(self.table.shape[1])
 
 
 class ServingModule(nn.Module):
-    """Plain-tensor front of a ranker: builds the KJT inside and returns probabilities.
+    """Plain-tensor front of a ranker: derives the target keys, builds the KJT inside and returns
+    probabilities.
 
     Args:
         ranker (nn.Module): ``forward(dense [B, F], KeyedJaggedTensor) -> logits [B]``.
-        keys (List[str]): KJT keys, in the order of ``values`` / ``lengths``.
+        keys (List[str]): request keys, in the order of ``values`` / ``lengths``.
+        targets (Sequence[TargetTable]): target keys looked up at ``item_id`` (docs/design.md
+            section 7b): ``table[item_id]`` with one event per example, as the training loader's
+            ``TargetInput`` fills them. The tables are buffers of the module (so of the program).
+        model_keys (Optional[List[str]]): the KJT key order the ranker sees (the training loader's
+            order; default ``keys`` then the target keys).
 
     Call Args:
         dense (torch.Tensor): float32 ``[B, F]``.
-        values (List[torch.Tensor]): per key, int64 ``[N_k]`` (``N_k = lengths[k].sum()``).
-        lengths (List[torch.Tensor]): per key, int64 ``[B]``.
+        values (List[torch.Tensor]): per request key, int64 ``[N_k]`` (``N_k = lengths[k].sum()``).
+        lengths (List[torch.Tensor]): per request key, int64 ``[B]``.
 
     Returns:
         torch.Tensor: float32 ``[B]`` probabilities.
 
     Example::
 
-        m = ServingModule(run.model.ranker, ["user_id", "item_id", "hist_sid"])
-        p = m(dense, [u, i, sids], [ones, ones, hist_lengths])       # [B]
+        m = ServingModule(run.model.ranker, ["user_id", "item_id", "hist_sid"],
+                          [TargetTable(["hist_sid_target"], item_sids[:, None])])
+        p = m(dense, [u, i, sids], [ones, ones, hist_lengths])       # [B]; hist_sid_target = item_sids[i]
     """
 
-    def __init__(self, ranker: nn.Module, keys: List[str]) -> None:
+    def __init__(self, ranker: nn.Module, keys: List[str], targets: Sequence[TargetTable] = (),
+                 model_keys: Optional[List[str]] = None) -> None:
         super().__init__()
         self.ranker = ranker
         self.keys: List[str] = list(keys)
+        derived = [k for t in targets for k in t.keys]
+        self.model_keys: List[str] = list(model_keys) if model_keys is not None else self.keys + derived
+        if sorted(self.model_keys) != sorted(self.keys + derived):
+            raise ValueError(f"model keys {self.model_keys} must be the request keys {self.keys} plus the target "
+                             f"keys {derived}")
+        if targets and "item_id" not in self.keys:
+            raise ValueError(f"target keys {derived} are looked up at item_id, which is not among the keys {self.keys}")
+        self._item_index: int = self.keys.index("item_id") if targets else -1
+        # (keys, width, flatten, buffer name or "" for the identity), unrolled when traced
+        self._plan: List[Tuple[List[str], int, bool, str]] = []
+        for i, t in enumerate(targets):
+            want = 1 if (t.width == 1 or t.flatten) else t.width
+            if len(t.keys) != want:
+                raise ValueError(f"target keys {t.keys}: {want} keys needed for a width-{t.width} table")
+            name = ""
+            if t.table is not None:
+                if t.table.dim() != 2 or t.table.dtype not in (torch.int32, torch.int64):
+                    raise ValueError(f"target table of {t.keys} must be int32/int64 [num_items, W], got "
+                                     f"{t.table.dtype} {list(t.table.shape)}")
+                name = f"target_table_{i}"
+                self.register_buffer(name, t.table.contiguous())
+            self._plan.append((list(t.keys), t.width, bool(t.flatten), name))
+
+    def target_rows(self) -> Optional[int]:
+        """Rows of the smallest target table (item ids must be below), ``None`` without tables."""
+        rows = [int(self.get_buffer(n).shape[0]) for _, _, _, n in self._plan if n]
+        return min(rows) if rows else None
 
     def forward(self, dense: torch.Tensor, values: List[torch.Tensor], lengths: List[torch.Tensor]) -> torch.Tensor:
+        if self._plan:
+            named: Dict[str, Tuple[torch.Tensor, torch.Tensor]] = {
+                k: (v, n) for k, v, n in zip(self.keys, values, lengths)}
+            item = values[self._item_index]  # [B], one per example (checked by the scorer)
+            ones = torch.ones_like(item)
+            for keys, width, flatten, name in self._plan:
+                tv = item.unsqueeze(1) if not name else self.get_buffer(name)[item].long()  # [B, W]
+                if width == 1 or flatten:
+                    named[keys[0]] = (tv.reshape(-1), ones * (width if flatten else 1))
+                else:
+                    for j, k in enumerate(keys):
+                        named[k] = (tv[:, j], ones)
+            values = [named[k][0] for k in self.model_keys]
+            lengths = [named[k][1] for k in self.model_keys]
         kjt = KeyedJaggedTensor(
-            keys=self.keys,
+            keys=self.model_keys,
             values=torch.cat(values),
             lengths=torch.cat(lengths),
             length_per_key=[v.shape[0] for v in values],
@@ -203,6 +284,7 @@ def _fixed_length(run: LoadedRun) -> int:
 
 def _spec_inputs(run: LoadedRun) -> Tuple[List[str], List[HistoryInputSpec]]:
     from torchrec_side.data import ID_FEATURES
+    from torchrec_side.data.loader import TargetInput
 
     by_column: Dict[str, Any] = {}
     for f in run.features:
@@ -210,11 +292,120 @@ def _spec_inputs(run: LoadedRun) -> Tuple[List[str], List[HistoryInputSpec]]:
             by_column[inp.column] = f
     hist: List[HistoryInputSpec] = []
     for inp in run.inputs:
+        if isinstance(inp, TargetInput):  # derived from item_id inside the program (_target_tables)
+            continue
         info = run.store.column(inp.column)
         f = by_column[inp.column]
         hist.append(HistoryInputSpec(column=inp.column, width=int(info.width), flatten=bool(inp.flatten),
                                      keys=inp.resolve_keys(info.width), feature=f.name, kind=f.config.kind))
     return list(ID_FEATURES), hist
+
+
+def _model_keys(run: LoadedRun) -> List[str]:
+    """The KJT keys in the training loader's order (ids, then each history / target input's keys)."""
+    from torchrec_side.data import ID_FEATURES
+
+    return list(ID_FEATURES) + [k for inp in run.inputs for k in inp.resolve_keys(run.store.column(inp.column).width)]
+
+
+def _narrow(table: npt.NDArray[Any]) -> torch.Tensor:
+    """An integer item table as a buffer: int32 when every value fits (half the program bytes),
+    else int64 (packed SIDs use all 64 bits)."""
+    t = torch.from_numpy(np.ascontiguousarray(table, dtype=np.int64))
+    info = torch.iinfo(torch.int32)
+    if t.numel() == 0 or (int(t.min()) >= info.min and int(t.max()) <= info.max):
+        return t.to(torch.int32)
+    return t
+
+
+def _target_tables(run: LoadedRun) -> Tuple[List[TargetTable], List[TargetInputSpec]]:
+    """The target keys of every ``target: true`` feature as program-side lookups at ``item_id``:
+    the store's item -> value table of the feature's column (``ExampleStore.item_values``: checked
+    against the column's fingerprint), or the identity for ``hist_item_id``."""
+    from torchrec_side.data import StoreError
+    from torchrec_side.data.store import ITEM_HISTORY_COLUMN
+
+    tables: List[TargetTable] = []
+    specs: List[TargetInputSpec] = []
+    for f in run.features:
+        for ti in f.target_inputs(run.keys[f.name]):
+            try:
+                info = run.store.column(ti.column)
+                keys = ti.resolve_keys(info.width)
+                raw = None if ti.column == ITEM_HISTORY_COLUMN else run.store.item_values(ti.column)
+            except StoreError as e:
+                raise ServingError(f"{f.where}: the target item table of column {ti.column!r}: {e}") from e
+            rows = int(run.store.num_items)
+            if raw is None:
+                tables.append(TargetTable(keys=keys, table=None, flatten=bool(ti.flatten)))
+                specs.append(TargetInputSpec(column=ti.column, width=1, flatten=bool(ti.flatten), keys=keys,
+                                             feature=f.name, kind=f.config.kind, source="identity", rows=rows,
+                                             dtype="int64", fingerprint=str(info.fingerprint)))
+                continue
+            full = np.ascontiguousarray(raw, dtype=np.int64)
+            if full.ndim != 2 or full.shape[0] != rows:
+                raise ServingError(f"{f.where}: the item table of column {ti.column!r} is {list(full.shape)}, "
+                                   f"expected [{rows}, W] (one row per item of store {run.store.path})")
+            buf = _narrow(full)
+            tables.append(TargetTable(keys=keys, table=buf, flatten=bool(ti.flatten)))
+            specs.append(TargetInputSpec(column=ti.column, width=int(full.shape[1]), flatten=bool(ti.flatten),
+                                         keys=keys, feature=f.name, kind=f.config.kind, source="table", rows=rows,
+                                         dtype=str(buf.dtype).replace("torch.", ""),
+                                         sha256=hashlib.sha256(full.tobytes()).hexdigest(),
+                                         fingerprint=str(info.fingerprint)))
+    return tables, specs
+
+
+def _check_target_values(ranker: nn.Module, tables: List[TargetTable], where: str) -> None:
+    """Every value a target table can feed lies inside the learned table reading its key and is a
+    valid packed SID for a SIDE key (the scorer checks request keys per batch; these are fixed)."""
+    from torchrec_side.sid import SIDCodec
+
+    rows = stock_table_rows(ranker)
+    codecs = side_key_codecs(ranker)
+    for t in tables:
+        if t.table is None:
+            continue
+        tab = t.table.long()
+        cols = [tab.reshape(-1)] if (t.width == 1 or t.flatten) else [tab[:, j] for j in range(t.width)]
+        for k, v in zip(t.keys, cols):
+            n = rows.get(k)
+            if n is not None and v.numel() and (int(v.min()) < 0 or int(v.max()) >= n):
+                raise ServingError(f"{where}: the item table feeding target key {k!r} holds values outside "
+                                   f"[0, {n}) (the rows of the table reading it)")
+            if k in codecs:
+                try:
+                    SIDCodec.from_dict(codecs[k]).validate_sids(v)
+                except ValueError as e:
+                    raise ServingError(f"{where}: the item table feeding target key {k!r} holds an invalid "
+                                       f"packed SID: {e}") from e
+
+
+def _loader_reference(run: LoadedRun, ranker: nn.Module, model_keys: List[str], dense: torch.Tensor,
+                      values: List[torch.Tensor], lengths: List[torch.Tensor], keys: List[str]) -> torch.Tensor:
+    """Scores of the sample with the target keys filled as the training loader fills them
+    (``store.item_values(column)[item_id]``), by the same ranker, outside :class:`ServingModule`."""
+    from torchrec_side.data.loader import TargetInput
+
+    named: Dict[str, Tuple[torch.Tensor, torch.Tensor]] = {k: (v, n) for k, v, n in zip(keys, values, lengths)}
+    item = values[keys.index("item_id")].numpy()
+    b = item.shape[0]
+    for inp in run.inputs:
+        if not isinstance(inp, TargetInput):
+            continue
+        info = run.store.column(inp.column)
+        tv = np.asarray(run.store.item_values(inp.column), dtype=np.int64)[item]  # [B, W]
+        tk = inp.resolve_keys(info.width)
+        if info.width == 1 or inp.flatten:
+            named[tk[0]] = (torch.from_numpy(tv.reshape(-1).copy()),
+                            torch.full((b,), info.width if inp.flatten else 1, dtype=torch.int64))
+        else:
+            for j, k in enumerate(tk):
+                named[k] = (torch.from_numpy(np.ascontiguousarray(tv[:, j])), torch.ones(b, dtype=torch.int64))
+    vs = [named[k][0] for k in model_keys]
+    kjt = KeyedJaggedTensor(keys=model_keys, values=torch.cat(vs), lengths=torch.cat([named[k][1] for k in model_keys]),
+                            stride=b)
+    return torch.sigmoid(ranker(dense, kjt).float())
 
 
 def _sample(run: LoadedRun, spec: ServingSpec) -> Tuple[torch.Tensor, List[torch.Tensor], List[torch.Tensor]]:
@@ -245,18 +436,18 @@ def export_loaded_run(run: LoadedRun, out_dir: PathLike) -> ExportResult:
         names = [f.name for f in run.features if f.loader_transform() is not None]
         raise ServingError(f"history features {names} transform the KJT in the loader; a Python transform "
                            f"cannot be part of the exported program (store the transformed column instead)")
-    with_target = [f.name for f in run.features if f.target_keys(run.keys[f.name])]
-    if with_target:
-        raise ServingError(f"history features {with_target} represent the target item through their path "
-                           f"(target: true); the serving request schema has no target keys yet")
     id_features, hist = _spec_inputs(run)
     keys = id_features + [k for h in hist for k in h.keys]
     ranker = _serving_copy(run)
+    targets, target_specs = _target_tables(run)
+    model_keys = _model_keys(run)
+    _check_target_values(ranker, targets, str(run.run_dir))
     from torchrec_side.data import DENSE_FEATURES
 
     spec = ServingSpec(
         export_route=EXPORT_ROUTE, arch=run.cfg.model.arch, keys=keys, id_features=id_features,
-        dense_features=list(DENSE_FEATURES), history=hist, max_history=optional_int(run.store.max_history),
+        dense_features=list(DENSE_FEATURES), history=hist, targets=target_specs,
+        model_keys=model_keys if target_specs else [], max_history=optional_int(run.store.max_history),
         fixed_history_length=getattr(ranker, "max_len", None) if run.cfg.model.arch == "din" else None,
         key_rows={k: v for k, v in stock_table_rows(ranker).items() if k in keys},
         sid_codecs={k: v for k, v in side_key_codecs(ranker).items() if k in keys},
@@ -266,11 +457,17 @@ def export_loaded_run(run: LoadedRun, out_dir: PathLike) -> ExportResult:
                 "store": str(Path(run.store.path).resolve()), "name": run.cfg.name, "seed": run.cfg.seed},
         created_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     )
-    module = ServingModule(ranker, keys).eval()
+    module = ServingModule(ranker, keys, targets, model_keys).eval()
     dense, values, lengths = _sample(run, spec)
     with torch.no_grad(), quiet_tracing_logs():
         eager = module(dense, values, lengths)
-    batch = torch.export.Dim("batch", min=1)
+        if targets:  # the in-program lookups reproduce the training loader's target keys
+            ref = _loader_reference(run, ranker, model_keys, dense, values, lengths, keys)
+            ref_diff = float((ref - eager).abs().max())
+            if ref_diff > 1e-6:
+                raise ServingError(f"{run.run_dir}: scores with the derived target keys differ from those with the "
+                                   f"loader's target keys by {ref_diff:.3g} on the sample batch")
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     dyn: Dict[str, Any] = {
         "dense": {0: batch},
         "values": [{0: batch} if k in id_features else {0: torch.export.Dim.DYNAMIC}

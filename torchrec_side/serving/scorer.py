@@ -5,7 +5,9 @@ The scorer checks ``serving.json``'s format and every file's SHA-256 before it d
 program, optionally reruns the recorded sample batch (``self_check``), and checks each request
 batch in eager code before calling the program: the keys and shapes, id values inside their
 tables, packed SIDs valid for their codec (the exported SIDE path does not validate in-graph),
-and, for the target-attention model, histories no longer than the padded length.
+for the target-attention model, histories no longer than the padded length, and, when the
+program derives target keys from ``item_id`` (``target: true`` features), item ids inside the
+item tables it carries.
 
 Example::
 
@@ -90,6 +92,14 @@ class ExportedScorer:
                 raise ServingError(f"key {k!r}: lengths sum to {int(n.sum())} but {v.numel()} values were given")
             if k in spec.id_features and not bool((n == 1).all()):
                 raise ServingError(f"key {k!r}: exactly one value per example is required")
+            if k == "item_id" and spec.targets and v.numel():
+                rows = min(t.rows for t in spec.targets)
+                lo, hi = int(v.min()), int(v.max())
+                if lo < 0 or hi >= rows:
+                    raise ServingError(f"key 'item_id': unknown item id {lo if lo < 0 else hi}: the target keys "
+                                       f"{spec.target_keys} are looked up in the item tables of the training "
+                                       f"store ({rows} items, ids [0, {rows})); items added since need a new "
+                                       f"store and a retrained, re-exported model")
             rows = spec.key_rows.get(k)
             if rows is not None and v.numel():
                 lo, hi = int(v.min()), int(v.max())
@@ -132,7 +142,10 @@ class ExportedScorer:
             return self._module(dense, values, lengths)
 
     def score_kjt(self, kjt: Any, dense: torch.Tensor, check: bool = True) -> torch.Tensor:
-        """Scores a ``KeyedJaggedTensor`` (it may hold extra keys) with dense features ``[B, F]``."""
+        """Scores a ``KeyedJaggedTensor`` (it may hold extra keys) with dense features ``[B, F]``.
+
+        Target keys (``spec.target_keys``) are derived from ``item_id`` inside the program; a KJT
+        that carries them too (a training loader's batch) has them ignored."""
         have = kjt.keys()
         missing = [k for k in self.spec.keys if k not in have]
         if missing:
