@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any, List
 
@@ -31,40 +29,7 @@ from torchrec_side.serving import (
 )
 from torchrec_side.serving.artifact import file_entry, HistoryInputSpec, SAMPLE_FILE, SPEC_FILE
 
-REPO = Path(__file__).resolve().parents[2]
-
-# Runs in a fresh interpreter: loads the folder, scores the store's test split through the
-# training loader's batches, and reports which torchrec_side modules it needed.
-FRESH = r"""
-import json, sys, torch
-from torchrec_side.serving import load_exported
-from torchrec_side.data import ExampleStore, HistoryInput, make_dataloader
-torch.set_num_threads(1)
-scorer = load_exported(sys.argv[1])
-spec = scorer.spec
-store = ExampleStore(spec.source["store"])
-inputs = [HistoryInput(h.column, keys=tuple(h.keys), flatten=h.flatten)
-          for h in spec.history]
-out = []
-for b in make_dataloader(store, "test", inputs, 64, shuffle=False, num_workers=0):
-    out.append(scorer(b)[b.weights > 0])
-torch.save(torch.cat(out), sys.argv[2])
-print(json.dumps(sorted(m for m in sys.modules if m.startswith(("torchrec_side.train", "torchrec_side.models")))))
-"""
-
-
-def _trainer_scores(run: Path) -> np.ndarray:
-    t = pq.read_table(run / "predictions_test.parquet")
-    return t.column("score").to_numpy()
-
-
-def _fresh_process_scores(export_dir: Path, tmp: Path) -> torch.Tensor:
-    out = tmp / "fresh_scores.pt"
-    proc = subprocess.run([sys.executable, "-c", FRESH, str(export_dir), str(out)], capture_output=True, text=True,
-                          cwd=tmp, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []  # neither the trainer nor the model code
-    return torch.load(out)
+from serving_helpers import fresh_process_scores as _fresh_process_scores, trainer_scores as _trainer_scores
 
 
 @pytest.mark.slow

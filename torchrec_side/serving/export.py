@@ -17,7 +17,10 @@ exported copy uses the pure-torch ``grouped_bag`` path (``per_level`` for codecs
 byte-addressable) and the SID validation moves to the scorer (eager, before the call). The
 target-attention model pads histories to the store's ``max_history`` instead of the batch's
 longest history (masked positions contribute exactly zero, so scores do not change); the scorer
-refuses longer histories. TorchRec 1.8 ships no ``torchrec.ir`` package (its serializer and
+refuses longer histories. History features with ``target: true`` (docs/design.md section 7b)
+add no request inputs: the program derives their target keys from ``item_id`` through the
+store's item tables, held as buffers (:class:`TargetTable`; the identity for ``hist_item_id``),
+in the training loader's key order. TorchRec 1.8 ships no ``torchrec.ir`` package (its serializer and
 ``encapsulate_ir_modules`` were removed), and TorchRec's quantized inference path
 (``torchrec.inference``) targets TorchScript / C++ predictors with GPU TBE kernels; the plain
 ``torch.export`` route needs neither and loads with ``torch.export.load`` in any process that
