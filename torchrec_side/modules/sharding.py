@@ -44,6 +44,7 @@ from torchrec.distributed.sharding_plan import (
     table_wise,
 )
 from torchrec.distributed.types import ModuleSharder, ShardingEnv, ShardingPlan, ShardingType
+from torchrec.modules.embedding_configs import PoolingType
 from torchrec.modules.embedding_modules import EmbeddingBagCollection, EmbeddingCollection
 from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
 from torchrec.optim.optimizers import in_backward_optimizer_filter
@@ -120,7 +121,46 @@ def _per_table(model: nn.Module, sharding: Union[str, Mapping[str, str]]) -> Dic
         if unknown:
             raise ValueError(f"sharding names unknown tables {unknown}; the model's learned tables: {all_names}")
         choice = {t: sharding.get(t, "table_wise") for t in all_names}
-    return {path: {t: choice[t] for t in ts} for path, ts in tables.items()}
+    per_module = {path: {t: choice[t] for t in ts} for path, ts in tables.items()}
+    check_mean_pooling_sharding(model, per_module)
+    return per_module
+
+
+#: Sharding types whose pooled output TorchRec 1.8 divides by the bag lengths after the all-to-all.
+_ROW_SPLIT = {"row_wise", "table_row_wise", "grid_shard"}
+
+
+def check_mean_pooling_sharding(model: nn.Module, per_module: Mapping[str, Mapping[str, str]]) -> None:
+    """Refuses a plan under which TorchRec 1.8 computes a wrong mean.
+
+    A sharded ``EmbeddingBagCollection`` whose tables mix row-split sharding (row-wise,
+    table-row-wise, grid) with other types gets one mean-pooling divisor for all its features: the
+    features of the other tables, already mean-pooled by their kernels, are divided by their
+    lengths a second time (``_create_mean_pooling_divisor`` in torchrec 1.8.0). Sum pooling, or one
+    kind of sharding per module, is computed correctly.
+
+    Args:
+        model (nn.Module): the unsharded model.
+        per_module (Mapping[str, Mapping[str, str]]): ``{module path: {table: sharding type}}``.
+
+    Raises:
+        ValueError: a module with mean-pooled tables mixes row-split and other sharding types.
+    """
+    modules = dict(model.named_modules())
+    for path, choice in per_module.items():
+        m = modules.get(path)
+        if not isinstance(m, EmbeddingBagCollection):
+            continue
+        split = {t for t, kind in choice.items() if kind in _ROW_SPLIT}
+        if not split or len(split) == len(choice):
+            continue
+        mean = [c.name for c in m.embedding_bag_configs() if c.pooling == PoolingType.MEAN]
+        if mean:
+            raise ValueError(
+                f"module {path!r}: tables {sorted(split)} are row-split and {sorted(set(choice) - split)} are not, "
+                f"with mean pooling on {sorted(mean)}: torchrec 1.8 divides those means by the bag lengths twice "
+                "under this plan; shard every table of the module the same way, or use sum pooling"
+            )
 
 
 def hand_plan(

@@ -235,6 +235,13 @@ def build_sharded_model(
         fused = {"weight_decay": o.embedding_weight_decay}
     sharders = embedding_sharders(_embedding_optimizer(o.embedding_optimizer), o.embedding_lr, **fused)
     sharding_env = ShardingEnv.from_process_group(dist.group.WORLD)  # pyre-ignore[6]  # pyright: ignore[reportArgumentType]
+    from torchrec_side.modules.sharding import check_mean_pooling_sharding
+
+    try:
+        check_mean_pooling_sharding(model, {path: {t: choice[t] for t in ts}
+                                            for path, ts in learned_tables(model).items()})
+    except ValueError as e:
+        raise ConfigError(f"sharding: {e}") from e
     if cfg.sharding.mode == "plan":
         plan = hand_plan(model, choice, env.world_size, local_size=env.local_world_size,
                          device_type=env.device.type, sharders=sharders)
