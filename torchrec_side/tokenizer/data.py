@@ -208,8 +208,11 @@ def load_world_items(world_dir: str, collections: Optional[List[str]] = None) ->
     """Items of a simulated ads world folder (docs/design.md section 7c; ``torchrec-side world``).
 
     Collections ``text`` [N, 384] and ``image`` [N, 128] (``content/<name>.npy``, float16 on disk,
-    float32 here); single-label targets ``category`` and ``subcategory`` (global sub-category id)
-    from ``items.parquet``. The hidden ``quality`` and the interactions are not read.
+    float32 here); single-label targets from ``items.parquet``: ``category``, ``subcategory`` (the
+    sub-category's index *within* its category, ``S`` classes: with the category head it names the
+    leaf, at a head and an evaluation cost of ``S`` instead of ``C x S`` classes, e.g. 10 instead
+    of 3,000 in the quick world) and ``subcategory_global`` (the leaf id, ``C x S`` classes). The
+    hidden ``quality`` and the interactions are not read.
 
     Args:
         world_dir: the world folder.
@@ -220,6 +223,8 @@ def load_world_items(world_dir: str, collections: Optional[List[str]] = None) ->
         items = load_world_items("runs/world_tiny", ["text"])
         items.dims                                        # {'text': 384}
     """
+    import json
+
     import numpy as np
     import pyarrow.parquet as pq
 
@@ -239,12 +244,17 @@ def load_world_items(world_dir: str, collections: Optional[List[str]] = None) ->
             raise ValueError(f"{f}: {x.shape[0]} rows but items.parquet has {ids.shape[0]} items")
         out[name] = torch.from_numpy(np.asarray(x, dtype=np.float32))
     cat = torch.from_numpy(np.array(t.column("category").to_numpy(), dtype=np.int64))
-    sub = torch.from_numpy(np.array(t.column("subcategory").to_numpy(), dtype=np.int64))
+    leaf = torch.from_numpy(np.array(t.column("subcategory").to_numpy(), dtype=np.int64))
+    per = int(json.loads(mf.read_text())["config"]["catalogue"]["subcategories_per_category"])
+    local = leaf - cat * per
+    if bool((local < 0).any()) or bool((local >= per).any()):
+        raise ValueError(f"{root / 'items.parquet'}: subcategory ids are not category * {per} + local index")
     return ItemData(
         item_ids=torch.from_numpy(ids),
         collections=out,
-        targets={"category": cat, "subcategory": sub},
-        target_kinds={"category": "single_label", "subcategory": "single_label"},
+        targets={"category": cat, "subcategory": local, "subcategory_global": leaf},
+        target_kinds={"category": "single_label", "subcategory": "single_label", "subcategory_global": "single_label"},
+        num_classes={"subcategory": per},
         info={"dataset": "adsworld", "world_dir": str(root), "num_items": int(ids.shape[0])},
     )
 
