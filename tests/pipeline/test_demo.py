@@ -161,3 +161,28 @@ def test_tiny_world_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     rec2 = run_sim(out, BUDGETS["tiny"], variants=["control", "side"], seeds=[0, 1], mode="quick", report=False)
     assert rec2["failed"] == [] and rec2["train_seconds"] < 30  # resumed: nothing left to train
     assert sorted(p.name for p in work.iterdir()) == []  # every output under the demo folder
+
+
+def test_world_items_for_the_tokenizer(tmp_path: Path) -> None:
+    """The tokenizer's world source: content collections as written, category and the
+    sub-category's index within its category (plus the global leaf id), against items.parquet."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from torchrec_side.data.adsworld import generate_world
+    from torchrec_side.data.adsworld_config import load_world_config
+    from torchrec_side.tokenizer.data import load_world_items
+
+    m = generate_world(load_world_config("tiny"), tmp_path / "w", progress=False)
+    items = load_world_items(str(tmp_path / "w"))
+    assert items.dims == {"text": 384, "image": 128} and len(items) == m["num_items"]
+    t = pq.read_table(tmp_path / "w" / "items.parquet")
+    per = m["config"]["catalogue"]["subcategories_per_category"]
+    cat, leaf = t.column("category").to_numpy(), t.column("subcategory").to_numpy()
+    assert np.array_equal(items.targets["category"].numpy(), cat)
+    assert np.array_equal(items.targets["subcategory"].numpy() + per * cat, leaf)
+    assert items.num_classes["subcategory"] == per and int(items.targets["subcategory"].max()) < per
+    text = np.load(tmp_path / "w" / "content" / "text.npy")
+    assert np.array_equal(items.collections["text"].numpy(), text.astype(np.float32))
+    with pytest.raises(FileNotFoundError, match="manifest.json"):
+        load_world_items(str(tmp_path / "missing"))
