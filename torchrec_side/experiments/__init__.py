@@ -31,7 +31,11 @@ number are in :mod:`.ml100k` and :mod:`.sim` (:data:`~torchrec_side.experiments.
 Measured (2-core AMD EPYC VM, torch 2.13.0+cpu, shared with other jobs at load average about 5):
 ``--world all --quick`` 5 min 52 s (MovieLens 151 s, tiny control world 86 s, tiny world 112 s;
 each TorchX launch of one seed 15-20 s, most of it process start-up); on a quiet machine expect
-less. ``--world all`` (full): see the run's ``demo.json``.
+less. ``--world all`` (full), same machine and load: MovieLens 2,113 s (90 runs, about 22 s a run:
+over the 45-minute budget together with the simulated worlds on this shared machine; the
+10^5-item world tokenizer about 2 minutes, each simulated run some 30 s); the run's
+``demo.json`` has every world's seconds. If the budget must hold, cut MovieLens' ablations'
+seeds before the required variants.
 
 Nothing depends on the repository: configs are package data, the launch builds the TorchX
 AppDef in-process (:func:`torchrec_side.components.train`), every path is under ``--out``.
