@@ -389,8 +389,8 @@ def test_trainer_runs_fair_feature_sets_and_reports_sizes(world: Dict[str, Any],
     lp = m["learned_params"]
     assert lp["tables"] == {"t_user_id": world["store"].num_users * D, "t_item_id": n * D, "t_hist_item_id": 200 * D}
     assert lp["total"] == lp["embedding"] + lp["dense"]
-    # the run rebuilds for evaluation (target keys filled by the loader); export refuses target features clearly
-    from torchrec_side.serving import ServingError
+    # the run rebuilds for evaluation (target keys filled by the loader) and exports with them
+    from torchrec_side.serving import load_exported
     from torchrec_side.serving.export import export_run
     from torchrec_side.serving.rebuild import load_run
 
@@ -399,5 +399,6 @@ def test_trainer_runs_fair_feature_sets_and_reports_sizes(world: Dict[str, Any],
     batch = next(iter(make_dataloader(run.store, "test", run.inputs, batch_size=32, num_workers=0)))
     _, logits = run.model(batch)
     assert logits.shape == (32,) and torch.isfinite(logits).all()
-    with pytest.raises(ServingError, match="target item"):
-        export_run(run_dir, tmp / "export")
+    export_run(run_dir, tmp / "export")
+    scored = load_exported(tmp / "export")(batch)
+    torch.testing.assert_close(scored, torch.sigmoid(logits), rtol=1e-5, atol=1e-5)

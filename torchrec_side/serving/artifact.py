@@ -170,7 +170,8 @@ class ServingSpec:
 
     @property
     def history_columns(self) -> List[str]:
-        return [h.column for h in self.history]
+        """The request's history list columns, each once (two features may read one column)."""
+        return list(dict.fromkeys(h.column for h in self.history))
 
     @property
     def target_keys(self) -> List[str]:
