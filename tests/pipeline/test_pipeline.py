@@ -13,36 +13,20 @@ import pytest
 import torch
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
+from factories import write_tiny_sid_files
 from torchrec_side.config import ConfigError
 from torchrec_side.models.history import HistoryContext, HistoryFeatureConfig, make_history_feature
 from torchrec_side.models.sid_history import RawContentBag, RawContentSequence
-from torchrec_side.quantizers import DPCA, RQKMeans, RQKMeansConfig
 from torchrec_side.report import side_vs_traditional, summarize, write_report
-from torchrec_side.tokenizer import SIDTable, write_sid_table
-from torchrec_side.tokenizer.artifact import make_codec
 
 REPO = Path(__file__).resolve().parents[2]
 MOD = "torchrec_side.models.sid_history:"
 NUM_ITEMS = 40
 
 
-def _write_sids(tmp: Path, q: Any, x: torch.Tensor, name: str, layout: str) -> Dict[str, str]:
-    codes = q.encode(x)
-    codec = make_codec(list(q.radices), layout)
-    write_sid_table(tmp / f"{name}.parquet", SIDTable(item_ids=torch.arange(x.shape[0]), sids=codec.pack(codes),
-                                                      codes=codes, codec=codec))
-    q.save(tmp / f"{name}.safetensors")
-    return {"quantizer": str(tmp / f"{name}.safetensors"), "sid_table": str(tmp / f"{name}.parquet")}
-
-
 @pytest.fixture(scope="module")
 def sid_files(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Dict[str, str]]:
-    tmp = tmp_path_factory.mktemp("sids")
-    x = torch.randn(NUM_ITEMS, 12, generator=torch.Generator().manual_seed(0))
-    return {
-        "dpca": _write_sids(tmp, DPCA.ternary(10, seed=0).fit(x), x, "dpca", "byte_grouped"),
-        "rq": _write_sids(tmp, RQKMeans(RQKMeansConfig(radices=[4, 4, 4], seed=0)).fit(x), x, "rq", "mixed_radix"),
-    }
+    return write_tiny_sid_files(tmp_path_factory.mktemp("sids"), NUM_ITEMS)
 
 
 def _ctx(arch: str = "dlrm", d: int = 8) -> HistoryContext:
