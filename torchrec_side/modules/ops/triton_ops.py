@@ -38,8 +38,9 @@ def _import_triton() -> Optional[str]:
     if not _imported:
         _imported = True
         try:
-            import triton as _triton
-            import triton.language as _tl
+            # triton is optional (not in the default install): unresolved where it is absent
+            import triton as _triton  # pyright: ignore[reportMissingImports]
+            import triton.language as _tl  # pyright: ignore[reportMissingImports]
 
             triton, tl = _triton, _tl
         except Exception as e:  # pragma: no cover - depends on the machine
