@@ -52,6 +52,18 @@ __all__ = [
 # Loading
 
 
+def _resolve_keys(what: str, column: str, keys: Optional[Tuple[str, ...]], flatten: bool, width: int,
+                  base: str) -> List[str]:
+    """The KJT keys of a ``W = width`` column: ``keys`` if given (checked), else ``[base]`` (one key:
+    ``W == 1`` or ``flatten``) or ``[base_0 .. base_{W-1}]``."""
+    want = 1 if (width == 1 or flatten) else width
+    if keys is not None:
+        if len(keys) != want:
+            raise StoreError(f"{what} {column!r}: {len(keys)} keys given, {want} needed")
+        return list(keys)
+    return [base] if want == 1 else [f"{base}_{j}" for j in range(width)]
+
+
 @dataclass(frozen=True)
 class HistoryInput:
     """How the loader turns one history column into KJT keys.
@@ -74,14 +86,7 @@ class HistoryInput:
     flatten: bool = False
 
     def resolve_keys(self, width: int) -> List[str]:
-        if self.keys is not None:
-            want = 1 if (width == 1 or self.flatten) else width
-            if len(self.keys) != want:
-                raise StoreError(f"history input {self.column!r}: {len(self.keys)} keys given, {want} needed")
-            return list(self.keys)
-        if width == 1 or self.flatten:
-            return [self.column]
-        return [f"{self.column}_{j}" for j in range(width)]
+        return _resolve_keys("history input", self.column, self.keys, self.flatten, width, self.column)
 
 
 @dataclass(frozen=True)
@@ -111,14 +116,7 @@ class TargetInput:
     flatten: bool = False
 
     def resolve_keys(self, width: int) -> List[str]:
-        if self.keys is not None:
-            want = 1 if (width == 1 or self.flatten) else width
-            if len(self.keys) != want:
-                raise StoreError(f"target input {self.column!r}: {len(self.keys)} keys given, {want} needed")
-            return list(self.keys)
-        if width == 1 or self.flatten:
-            return [f"{self.column}_target"]
-        return [f"{self.column}_target_{j}" for j in range(width)]
+        return _resolve_keys("target input", self.column, self.keys, self.flatten, width, f"{self.column}_target")
 
 
 @dataclass
