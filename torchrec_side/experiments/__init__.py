@@ -137,11 +137,12 @@ def run_demo(args: argparse.Namespace) -> Dict[str, Any]:
         control: Optional[Path] = None
         if not args.no_control_world:
             t = time.time()
-            control = out / f"sim_{budget.size}_id_dominant"
+            cbudget = BUDGETS[budget.control_size] if budget.control_size else budget
+            control = out / f"sim_{cbudget.size}_id_dominant"
             cv = [v for v in (args.variants or CONTROL_WORLD_VARIANTS) if v in CONTROL_WORLD_VARIANTS]
-            r = run_sim(control, budget, preset="id_dominant", variants=cv or ["control"], seeds=args.seeds,
+            r = run_sim(control, cbudget, preset="id_dominant", variants=cv or ["control"], seeds=args.seeds,
                         nproc=args.nproc, report=not args.no_report, workers=args.workers, mode=mode)
-            done(f"sim_{budget.size}_id_dominant", control, t, r)
+            done(f"sim_{cbudget.size}_id_dominant", control, t, r)
         t = time.time()
         folder = out / f"sim_{budget.size}"
         r = run_sim(folder, budget, variants=args.variants, seeds=args.seeds, nproc=args.nproc,
