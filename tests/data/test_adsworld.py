@@ -274,7 +274,7 @@ def test_id_dominant_content_carries_less(tmp_path: Path) -> None:
         w = np.linalg.solve(x[tr].T @ x[tr] + 1.0 * np.eye(x.shape[1]), x[tr].T @ attrs[tr, lo:hi])
         err = ((x[te] @ w - attrs[te, lo:hi]) ** 2).sum() / ((attrs[te, lo:hi] - attrs[tr, lo:hi].mean(0)) ** 2).sum()
         r2[p] = 1 - err
-    assert r2["default"] > 0.8 and r2["id_dominant"] < 0.35, r2
+    assert r2["default"] > 0.8 and r2["id_dominant"] < 0.1, r2
 
 
 def test_cli_and_atomic_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

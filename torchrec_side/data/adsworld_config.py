@@ -311,17 +311,20 @@ SIZES: Dict[str, Dict[str, Any]] = {
 
 #: Named override sets. ``id_dominant`` (the world in which a learned sparse-ID history must beat
 #: SIDE): the id-only quality term dominates the click logit (std 2 against the match's 1, which is
-#: unchanged, so a history still has a job); the category tree explains little of an item (shares
-#: 0.1 / 0.1 / 0.8), so the tokenizer's category heads cannot stand in for content; and both content
-#: views are noise-dominated (noise-to-signal 8 per coordinate: a linear probe recovers about a
-#: fifth of the visible attributes' variance from the text view, against about 0.9 by default).
-#: What a history must capture is then item-specific and visible to learned id rows only.
+#: unchanged, so a history still has a job); the category tree explains almost nothing of an item
+#: (shares 0.02 / 0.02 / 0.96), so the tokenizer's category heads cannot stand in for content; and
+#: both content views are nearly pure noise (noise-to-signal 40 per coordinate). What a history must
+#: capture is then item-specific and visible to learned id rows only. A first version (shares
+#: 0.1 / 0.1 / 0.8, noise 8) still let content through: over 384 coordinates a linear probe
+#: recovered a fifth of the attributes, and SIDE beat sparse-ID there (docs/benchmarks.md).
+#: The learned rows also need data to win: the demo runs this world with a small catalogue
+#: (:data:`torchrec_side.experiments.sim.BUDGETS`, ``control_overrides``).
 PRESETS: Dict[str, Dict[str, Any]] = {
     "default": {},
     "id_dominant": {
         "clicks": {"w_quality": 2.0},
-        "catalogue": {"category_share": 0.1, "subcategory_share": 0.1, "item_share": 0.8},
-        "content": {"text_noise": 8.0, "image_noise": 8.0},
+        "catalogue": {"category_share": 0.02, "subcategory_share": 0.02, "item_share": 0.96},
+        "content": {"text_noise": 40.0, "image_noise": 40.0},
     },
 }
 

@@ -26,7 +26,7 @@ MovieLens' 90 runs, see :mod:`torchrec_side.experiments`):
   2 ranks train some 10^4 examples/s, so an epoch of one run is some 10 s), 5 seeds
   (the minimum of the brief; 10 would not fit beside MovieLens' 10), at most 2 epochs, patience 1;
   tokenizer 15 epochs (plus 3 warm-up) on 10^5 items, RQ-KMeans fitted on 20,000 items.
-  Control world (``preset=id_dominant``, same size): control, sparse-ID, SIDE, 5 seeds.
+  Control world (``preset=id_dominant``, same users, 10^4 items): control, sparse-ID, SIDE, 5 seeds.
 * ``full`` (``--size full``): the full world unchanged (10^6 items, 2.5 x 10^4 users, median 1,000
   events, about 10^6 training impressions), 2 seeds, 1 epoch (in the quick world 29 of 30 runs
   chose epoch 1 of 2 on validation, so the second epoch only cost time); tokenizer 3 epochs after
@@ -92,6 +92,10 @@ class SimBudget:
         control_size (Optional[str]): the control world's budget (a key of :data:`BUDGETS`;
             ``None``: this one). The full budget runs its control world at quick size: showing
             that the instrument can make SIDE lose needs no 10^6 items.
+        control_overrides (Tuple[str, ...]): world overrides of the control world only, after
+            ``world_overrides``. The quick budget gives it 10^4 items, so that the learned rows
+            the control world is about see some 10^3 history occurrences each (at 10^5 items and
+            3,000 users most rows got too little data to learn anything, see docs/benchmarks.md).
 
     Example::
 
@@ -108,6 +112,7 @@ class SimBudget:
     fit_items: int = 20_000
     control_seeds: Tuple[int, ...] = (0, 1, 2, 3, 4)
     control_size: Optional[str] = None
+    control_overrides: Tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.size not in ("tiny", "quick", "full"):
@@ -117,7 +122,7 @@ class SimBudget:
 
 
 BUDGETS: Dict[str, SimBudget] = {
-    "quick": SimBudget("quick", ("users.num_users=3000",)),
+    "quick": SimBudget("quick", ("users.num_users=3000",), control_overrides=("catalogue.num_items=10000",)),
     "full": SimBudget("full", (), seeds=(0, 1), max_epochs=1, tokenizer_epochs=3, tokenizer_warmup=1,
                       fit_items=50_000, control_size="quick"),
     "tiny": SimBudget("tiny", (), (0,), 1, 1, 3, 1, 0, (0,)),
@@ -129,7 +134,7 @@ def _world(out: Path, budget: SimBudget, preset: Optional[str], workers: int) ->
     from torchrec_side.data.adsworld_config import load_world_config
 
     wdir = out / "world"
-    ov = list(budget.world_overrides) + ([f"preset={preset}"] if preset else [])
+    ov = list(budget.world_overrides) + (list(budget.control_overrides) + [f"preset={preset}"] if preset else [])
     if (wdir / "manifest.json").is_file():
         log(f"world {wdir}: exists, skipped")
         return read_manifest(wdir)
@@ -234,7 +239,8 @@ def run_sim(out: Path, budget: SimBudget, preset: Optional[str] = None, variants
     record: Dict[str, Any] = {
         "world": {"name": wname, "kind": "id_dominant" if preset == "id_dominant" else "simulated",
                   "size": budget.size, "preset": preset or "default", "world_dir": str(wdir),
-                  "overrides": list(budget.world_overrides), "num_items": num_items,
+                  "overrides": list(budget.world_overrides) + (list(budget.control_overrides) if preset else []),
+                  "num_items": num_items,
                   "num_users": manifest.get("num_users"), "impressions": manifest.get("impressions"),
                   "oracle_test_ne": (manifest.get("oracle") or {}).get("test", {}).get("ne")},
         "id_dominant": preset == "id_dominant",
