@@ -52,13 +52,14 @@ def _write_preds(d: Path, base: Dict[str, np.ndarray], variant: str, seed: int, 
 
 
 def _fabricate(tmp: Path, variants: List[str], seeds: List[int], oracle: bool, world: Optional[str] = None,
-               skip: Optional[List[tuple]] = None) -> Dict[str, Dict[int, np.ndarray]]:
+               skip: Optional[List[tuple]] = None,
+               seeds_of: Optional[Dict[str, List[int]]] = None) -> Dict[str, Dict[int, np.ndarray]]:
     base = _rows()
     recs = []
     scores: Dict[str, Dict[int, np.ndarray]] = {}
     for v in variants:
         dirs = {}
-        for s in seeds:
+        for s in (seeds_of or {}).get(v, seeds):
             d = tmp / "train" / v / f"seed{s}"
             d.mkdir(parents=True)
             sc = _write_preds(d, base, v, s, oracle)
@@ -137,6 +138,25 @@ def test_movielens_report_and_missing_predictions_fallback(tmp_path: Path) -> No
     assert sep["met"] is True and ("not separated" in sep["measured"] or "separated" in sep["measured"])
     md = (tmp_path / "report.md").read_text()
     assert "Predictions missing" in md and "raw_content/seed1" in md and "MovieLens-100K" in md
+
+
+def test_variant_with_fewer_seeds_is_paired_on_its_own(tmp_path: Path) -> None:
+    """The main job gives ablations 5 of control's 10 seeds: they pair on those, the rest keep all."""
+    scores = _fabricate(tmp_path, ["control", "side", "sparse_id"], [0, 1, 2, 3], oracle=False,
+                        seeds_of={"sparse_id": [0, 2]})
+    rep = write_report(tmp_path, plots=False, cfg=ReportConfig(n_boot=200, slice_n_boot=0))
+    rows = {r["variant"]: r for r in rep["details"]}
+    assert rows["sparse_id"]["seeds"] == [0, 2] and rows["side"]["seeds"] == [0, 1, 2, 3]
+    assert sorted(rows["sparse_id"]["ne_gain_pct_per_seed"]) == ["0", "2"]
+    base = _rows()
+    for v in ("sparse_id", "side"):
+        ne = {s: normalized_entropy(base["label"], np.clip(scores[v][s].astype(np.float32), 1e-7, 1 - 1e-7))
+              for s in scores[v]}
+        ctrl = {s: normalized_entropy(base["label"], np.clip(scores["control"][s].astype(np.float32), 1e-7, 1 - 1e-7))
+                for s in scores[v]}
+        want = np.mean([100 * (ctrl[s] - ne[s]) / ctrl[s] for s in ne])
+        assert abs(rows[v]["ne_gain_pct_mean"] - want) < 1e-6, (v, rows[v]["ne_gain_pct_mean"], want)
+    assert rep["ne_gain"]["sparse_id"]["level"] == "seeds x users"
 
 
 def test_id_dominant_world_target(tmp_path: Path) -> None:

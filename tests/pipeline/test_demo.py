@@ -186,3 +186,16 @@ def test_world_items_for_the_tokenizer(tmp_path: Path) -> None:
     assert np.array_equal(items.collections["text"].numpy(), text.astype(np.float32))
     with pytest.raises(FileNotFoundError, match="manifest.json"):
         load_world_items(str(tmp_path / "missing"))
+
+
+def test_existing_world_of_another_config_is_refused(tmp_path: Path) -> None:
+    """A rerun reuses the world folder only when it holds the world this budget asks for."""
+    import dataclasses
+
+    from torchrec_side.experiments.sim import BUDGETS, _world
+
+    tiny = dataclasses.replace(BUDGETS["tiny"], world_overrides=("users.num_users=20",))
+    m = _world(tmp_path, tiny, None, 1)
+    assert _world(tmp_path, tiny, None, 1)["num_users"] == m["num_users"] == 20
+    with pytest.raises(ValueError, match=r"another config .*preset"):
+        _world(tmp_path, tiny, "id_dominant", 1)

@@ -185,11 +185,13 @@ def check_variants(configs: Mapping[str, Path], overrides: List[str]) -> Tuple[L
 
 
 def train_all(record: Dict[str, Any], out: Path, variants: Sequence[Variant], configs: Mapping[str, Path],
-              seeds: Sequence[int], overrides: List[str], max_epochs: int, nproc: int, label: str = "") -> None:
+              seeds: Sequence[int], overrides: List[str], max_epochs: int, nproc: int, label: str = "",
+              variant_seeds: Optional[Mapping[str, Sequence[int]]] = None) -> None:
     """Trains every (variant, seed) not finished yet; fills ``record['variants']`` and ``failed``.
 
     One launch per variant (its missing seeds in order); a tqdm bar over runs. Rerunning skips
-    finished runs; a run folder finished under another budget is started over.
+    finished runs; a run folder finished under another budget is started over. ``variant_seeds``
+    gives some variants their own seeds (a subset of ``seeds``, so they stay paired with control).
     """
     from tqdm import tqdm
 
@@ -198,13 +200,14 @@ def train_all(record: Dict[str, Any], out: Path, variants: Sequence[Variant], co
 
     plan = []
     for v in variants:
-        runs = {s: load_train_config(configs[v.name], overrides + [f"seed={s}"]).run_path() for s in seeds}
+        vs = list((variant_seeds or {}).get(v.name, seeds))
+        runs = {s: load_train_config(configs[v.name], overrides + [f"seed={s}"]).run_path() for s in vs}
         todo = [s for s, p in runs.items() if not run_finished(p, max_epochs)]
         for s in todo:
             if (runs[s] / "metrics.json").is_file():
                 shutil.rmtree(runs[s])
         record["variants"].append({"name": v.name, "config": v.config, "resolved_config": str(configs[v.name]),
-                                   "role": v.role, "description": v.description,
+                                   "role": v.role, "seeds": vs, "description": v.description,
                                    "run_dirs": {str(s): str(p) for s, p in runs.items()}})
         plan.append((v, runs, todo))
     total = sum(len(t) for _, _, t in plan)

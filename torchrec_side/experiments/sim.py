@@ -39,6 +39,7 @@ MovieLens' 90 runs, see :mod:`torchrec_side.experiments`):
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,7 +123,7 @@ class SimBudget:
 
 
 BUDGETS: Dict[str, SimBudget] = {
-    "quick": SimBudget("quick", ("users.num_users=3000",), control_overrides=("catalogue.num_items=10000",)),
+    "quick": SimBudget("quick", ("users.num_users=3000",), max_epochs=1, control_overrides=("catalogue.num_items=10000",)),
     "full": SimBudget("full", (), seeds=(0, 1), max_epochs=1, tokenizer_epochs=3, tokenizer_warmup=1,
                       fit_items=50_000, control_size="quick"),
     "tiny": SimBudget("tiny", (), (0,), 1, 1, 3, 1, 0, (0,)),
@@ -135,13 +136,21 @@ def _world(out: Path, budget: SimBudget, preset: Optional[str], workers: int) ->
 
     wdir = out / "world"
     ov = list(budget.world_overrides) + (list(budget.control_overrides) + [f"preset={preset}"] if preset else [])
+    cfg = load_world_config(budget.size, ov)
     if (wdir / "manifest.json").is_file():
+        manifest = read_manifest(wdir)
+        want = json.loads(json.dumps(dataclasses.asdict(cfg)))
+        have = manifest.get("config") or {}
+        diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
+        if diff:
+            raise ValueError(f"{wdir} holds a world of another config (differs in {diff}); remove the folder "
+                             "or give another --out")
         log(f"world {wdir}: exists, skipped")
-        return read_manifest(wdir)
+        return manifest
     log(f"world: generating size={budget.size} {' '.join(ov)} into {wdir}")
     import sys
 
-    return generate_world(load_world_config(budget.size, ov), wdir, progress=sys.stdout.isatty(), workers=workers)
+    return generate_world(cfg, wdir, progress=sys.stdout.isatty(), workers=workers)
 
 
 def fit_world_sids(out: Path, world_dir: Path, budget: SimBudget, needed: Sequence[str], seed: int = 0) -> Dict[str, Any]:
