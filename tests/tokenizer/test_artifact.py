@@ -130,6 +130,12 @@ def test_sid_table_roundtrip_and_stats(tokenizer: Tokenizer, trained: TrainResul
     assert set(held["recon_cos"]) == {"a", "b", "c"} and all(0.3 < v <= 1 for v in held["recon_cos"].values())
     assert 0.5 < held["targets"]["multi"]["auc_macro"] <= 1 and 0 <= held["targets"]["single"]["accuracy"] <= 1
     json.dumps(st)
+    # a capped sample scores the same group: close to the full numbers, codebook numbers unchanged
+    cap = tokenizer_stats(tokenizer, synthetic_items, trained.val_index, table, max_group_items=60)
+    tr, ctr = st["train"], cap["train"]
+    assert ctr["num_scored"] == 60 < ctr["num_items"] == tr["num_items"] == tr["num_scored"]
+    assert cap["codebook"] == st["codebook"] and ctr["collision_rate"] == tr["collision_rate"]
+    assert all(abs(ctr["recon_cos"][k] - tr["recon_cos"][k]) < 0.1 for k in tr["recon_cos"])
 
 
 def test_corrupt_sid_table_raises(tmp_path: Path) -> None:
