@@ -757,6 +757,15 @@ def _markdown(report: Dict[str, Any], rows: List[Dict[str, Any]], a: Dict[str, A
              f"replicate shared by every run), docs/design.md section 7b. \"not separated\": the interval covers 0. "
              f"Bytes per event: history as the model consumes it (int64 KJT values; raw content counted as 384 fp16).")
     L.append("")
+    rep_ = (rec.get("world") or {}).get("target_in_history") if isinstance(rec.get("world"), dict) else None
+    if rep_:
+        L.append(f"**Repeat exposure**: {100 * rep_['share']:.1f}% of {rep_['impressions']} sampled test impressions "
+                 f"have their item in the user's history window (last {rep_['max_history']} events; "
+                 f"{rep_['mean_count_when_in']:.1f} times on average), CTR {100 * rep_['ctr_in']:.2f}% for those "
+                 f"against {100 * rep_['ctr_not_in']:.2f}% for the others. A path that maps the target and the "
+                 f"history through one fixed function (SIDE, raw content with `target: true`) can count such "
+                 f"repeats; separate learned target and history rows cannot.")
+        L.append("")
     if st["paired_seeds"] < 10:
         L.append(f"**Seeds**: {st['paired_seeds']} paired seed(s); docs/design.md section 7b asks for at least 10.")
         L.append("")

@@ -300,3 +300,26 @@ def test_worker_processes_give_the_same_world(tiny: Dict[str, Any], tmp_path: Pa
     generate_world(load_world_config("tiny"), tmp_path / "w2", progress=False, workers=2)
     for name in ("events.parquet", "impressions.parquet"):
         assert pq.read_table(tmp_path / "w2" / name).equals(pq.read_table(tiny["dir"] / name)), name
+
+
+def test_target_in_history_matches_a_plain_loop(tiny: Dict[str, Any]) -> None:
+    import pyarrow.parquet as pq
+
+    from torchrec_side.data.adsworld import target_in_history
+
+    ev = pq.read_table(tiny["dir"] / "events.parquet").to_pylist()
+    im = [r for r in pq.read_table(tiny["dir"] / "impressions.parquet").to_pylist() if r["split"] == 2]
+    by_user: Dict[int, list] = {}
+    for r in sorted(ev, key=lambda r: (r["user_id"], r["timestamp"])):
+        by_user.setdefault(r["user_id"], []).append(r)
+    counts = []
+    for r in im:
+        before = [e["item_id"] for e in by_user.get(r["user_id"], []) if e["timestamp"] < r["timestamp"]][-7:]
+        counts.append(before.count(r["item_id"]))
+    got = target_in_history(tiny["dir"], "test", max_history=7, sample=0)
+    hit = [c > 0 for c in counts]
+    assert got["impressions"] == len(im) > 0
+    assert got["share"] == pytest.approx(sum(hit) / len(hit))
+    assert got["mean_count_when_in"] == pytest.approx(sum(c for c in counts if c) / max(sum(hit), 1))
+    with pytest.raises(ValueError, match="split"):
+        target_in_history(tiny["dir"], "nope")

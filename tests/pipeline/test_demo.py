@@ -149,6 +149,8 @@ def test_tiny_world_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert rec["failed"] == [] and rec["unavailable"] == {}
     assert (out / "world" / "manifest.json").is_file() and (out / "tokenize" / "fused_dpca" / "sid_table.parquet").is_file()
     assert (out / "item_train_counts.npy").is_file()
+    assert 0 <= rec["world"]["target_in_history"]["share"] <= 1
+    assert "**Repeat exposure**" in (out / "report.md").read_text()
     rep = json.loads((out / "report.json").read_text())
     assert rep["world"] == "adsworld_tiny" and rep["world_kind"] == "simulated" and rep["quick"] is True
     assert set(rep["ne_gain_ci95"]) >= {"side"} and rep["ne_gain_ci95"]["side"] is not None

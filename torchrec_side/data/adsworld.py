@@ -72,7 +72,8 @@ from torchrec_side.config import ConfigError, config_to_dict, config_to_yaml
 from torchrec_side.data.adsworld_config import AdsWorldConfig, load_world_config
 from torchrec_side.io import ArtifactError, atomic_dir, write_json
 
-__all__ = ["FORMAT", "VERSION", "DAY", "generate_world", "read_manifest", "normalized_entropy", "auc", "world_main"]
+__all__ = ["FORMAT", "VERSION", "DAY", "generate_world", "read_manifest", "target_in_history", "normalized_entropy",
+           "auc", "world_main"]
 
 FORMAT: str = "torchrec-side-adsworld"
 VERSION: int = 1
@@ -607,6 +608,62 @@ def read_manifest(world: PathLike) -> Dict[str, Any]:
         raise ArtifactError(f"{path}: format {m.get('format')!r} version {m.get('version')!r}, "
                             f"expected {FORMAT!r} version {VERSION}")  # fmt: skip
     return m
+
+
+def target_in_history(world: PathLike, split: str = "test", max_history: int = 1000, sample: int = 3000,
+                      seed: int = 0) -> Dict[str, Any]:
+    """How often an impression's item is already in the user's history window (repeat exposure).
+
+    A feature that maps the target and the history events through one fixed function (SIDE, raw
+    content) can count such repeats for free; learned tables with separate target and history rows
+    cannot. This number says how much a world rewards that. The window is the last ``max_history``
+    events strictly before the impression, as the loader builds it.
+
+    Args:
+        world: the world folder.
+        split: ``train`` / ``val`` / ``test``.
+        max_history: window length.
+        sample: impressions drawn (seeded, without replacement); 0 = all.
+        seed: sampling seed.
+
+    Returns:
+        ``{"split", "impressions", "share", "mean_count_when_in", "ctr_in", "ctr_not_in"}``.
+
+    Example::
+
+        target_in_history("runs/world_tiny", "test", 1000, 0)["share"]
+    """
+    import pyarrow.parquet as pq
+
+    code = {"train": 0, "val": 1, "test": 2}
+    if split not in code:
+        raise ValueError(f"split {split!r}: expected one of {sorted(code)}")
+    read_manifest(world)
+    ev = pq.read_table(Path(world) / "events.parquet", columns=["user_id", "item_id", "timestamp"])
+    im = pq.read_table(Path(world) / "impressions.parquet", columns=["user_id", "item_id", "timestamp", "label", "split"])
+    eu, ei, et = (ev[c].to_numpy() for c in ("user_id", "item_id", "timestamp"))
+    order = np.lexsort((et, eu))
+    eu, ei, et = eu[order], ei[order], et[order]
+    bounds = np.searchsorted(eu, np.arange(int(eu.max(initial=0)) + 2))
+    rows = np.flatnonzero(im["split"].to_numpy() == code[split])
+    if sample and rows.size > sample:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, sample, replace=False))
+    iu, ii, it, lab = (im[c].to_numpy()[rows] for c in ("user_id", "item_id", "timestamp", "label"))
+    counts = np.zeros(rows.size, dtype=np.int64)
+    for j in range(rows.size):
+        u = int(iu[j])
+        if u + 1 >= bounds.size:
+            continue
+        s, e = int(bounds[u]), int(bounds[u + 1])
+        k = s + int(np.searchsorted(et[s:e], it[j], side="left"))
+        counts[j] = int((ei[max(s, k - max_history):k] == ii[j]).sum())
+    hit = counts > 0
+    lab = lab.astype(np.float64)
+    return {"split": split, "impressions": int(rows.size), "max_history": max_history,
+            "share": float(hit.mean()) if rows.size else float("nan"),
+            "mean_count_when_in": float(counts[hit].mean()) if hit.any() else 0.0,
+            "ctr_in": float(lab[hit].mean()) if hit.any() else float("nan"),
+            "ctr_not_in": float(lab[~hit].mean()) if (~hit).any() else float("nan")}
 
 
 def world_main(argv: Optional[List[str]] = None) -> int:

@@ -243,6 +243,9 @@ def run_sim(out: Path, budget: SimBudget, preset: Optional[str] = None, variants
     needed = [n for n in ("fused_dpca", *QUANTIZERS) if f"tokenize/{n}" in texts or f"quantizers/{n}." in texts]
     fitted = fit_world_sids(out, wdir, budget, needed)
     write_item_counts(out, store)
+    from torchrec_side.data.adsworld import target_in_history
+
+    repeats = target_in_history(wdir, "test", int(store.max_history))
     ok, unavailable = check_variants(configs, overrides)
     t_prep = time.time() - t0
     record: Dict[str, Any] = {
@@ -251,7 +254,8 @@ def run_sim(out: Path, budget: SimBudget, preset: Optional[str] = None, variants
                   "overrides": list(budget.world_overrides) + (list(budget.control_overrides) if preset else []),
                   "num_items": num_items,
                   "num_users": manifest.get("num_users"), "impressions": manifest.get("impressions"),
-                  "oracle_test_ne": (manifest.get("oracle") or {}).get("test", {}).get("ne")},
+                  "oracle_test_ne": (manifest.get("oracle") or {}).get("test", {}).get("ne"),
+                  "target_in_history": repeats},
         "id_dominant": preset == "id_dominant",
         "mode": mode, "budget": dataclasses.asdict(budget), "out": str(out), "seeds": use_seeds,
         "epochs": budget.max_epochs, "max_epochs": budget.max_epochs, "early_stop_patience": budget.patience,
