@@ -245,7 +245,7 @@ def run_sim(out: Path, budget: SimBudget, preset: Optional[str] = None, variants
     write_item_counts(out, store)
     from torchrec_side.data.adsworld import target_in_history
 
-    repeats = target_in_history(wdir, "test", int(store.max_history))
+    repeats = target_in_history(wdir, "test", int(store.max_history or 10**9))
     ok, unavailable = check_variants(configs, overrides)
     t_prep = time.time() - t0
     record: Dict[str, Any] = {
