@@ -318,7 +318,7 @@ SIZES: Dict[str, Dict[str, Any]] = {
 #: 0.1 / 0.1 / 0.8, noise 8) still let content through: over 384 coordinates a linear probe
 #: recovered a fifth of the attributes, and SIDE beat sparse-ID there (docs/benchmarks.md).
 #: The learned rows also need data to win: the demo runs this world with a small catalogue
-#: (:data:`torchrec_side.experiments.sim.BUDGETS`, ``control_overrides``).
+#: (:data:`torchrec_side.experiments.sim.CONTROL_WORLD_OVERRIDES`).
 PRESETS: Dict[str, Dict[str, Any]] = {
     "default": {},
     "id_dominant": {

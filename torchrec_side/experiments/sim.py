@@ -26,7 +26,7 @@ MovieLens' 90 runs, see :mod:`torchrec_side.experiments`):
   2 ranks train some 10^4 examples/s, so an epoch of one run is some 10 s), 5 seeds
   (the minimum of the brief; 10 would not fit beside MovieLens' 10), at most 2 epochs, patience 1;
   tokenizer 15 epochs (plus 3 warm-up) on 10^5 items, RQ-KMeans fitted on 20,000 items.
-  Control world (``preset=id_dominant``, same users, 10^4 items): control, sparse-ID, SIDE, 5 seeds.
+  Control world (``preset=id_dominant``, same users, 1,000 items): control, sparse-ID, SIDE, 5 seeds.
 * ``full`` (``--size full``): the full world unchanged (10^6 items, 2.5 x 10^4 users, median 1,000
   events, about 10^6 training impressions), 2 seeds, 1 epoch (in the quick world 29 of 30 runs
   chose epoch 1 of 2 on validation, so the second epoch only cost time); tokenizer 3 epochs after
@@ -76,6 +76,13 @@ ARTIFACT_PREFIX: str = "runs/demo/"
 QUANTIZERS: Tuple[str, ...] = ("rq_text", "rq_image")
 
 
+#: What the quick control world changes beyond the preset: a dense catalogue of 1,000 items in 30
+#: categories, so that with 3,000 users every learned row sees some 10^3 history occurrences and
+#: some 90 training impressions (MovieLens-like density). At 10^4 items (about 100 occurrences a
+#: row) SIDE over noise-only content still beat sparse-ID (docs/benchmarks.md).
+CONTROL_WORLD_OVERRIDES: Tuple[str, ...] = ("catalogue.num_items=1000", "catalogue.num_categories=30")
+
+
 @dataclass(frozen=True)
 class SimBudget:
     """One simulated-world budget.
@@ -94,9 +101,7 @@ class SimBudget:
             ``None``: this one). The full budget runs its control world at quick size: showing
             that the instrument can make SIDE lose needs no 10^6 items.
         control_overrides (Tuple[str, ...]): world overrides of the control world only, after
-            ``world_overrides``. The quick budget gives it 10^4 items, so that the learned rows
-            the control world is about see some 10^3 history occurrences each (at 10^5 items and
-            3,000 users most rows got too little data to learn anything, see docs/benchmarks.md).
+            ``world_overrides`` (the quick budget: :data:`CONTROL_WORLD_OVERRIDES`).
 
     Example::
 
@@ -123,7 +128,7 @@ class SimBudget:
 
 
 BUDGETS: Dict[str, SimBudget] = {
-    "quick": SimBudget("quick", ("users.num_users=3000",), max_epochs=1, control_overrides=("catalogue.num_items=10000",)),
+    "quick": SimBudget("quick", ("users.num_users=3000",), max_epochs=1, control_overrides=CONTROL_WORLD_OVERRIDES),
     "full": SimBudget("full", (), seeds=(0, 1), max_epochs=1, tokenizer_epochs=3, tokenizer_warmup=1,
                       fit_items=50_000, control_size="quick"),
     "tiny": SimBudget("tiny", (), (0,), 1, 1, 3, 1, 0, (0,)),
