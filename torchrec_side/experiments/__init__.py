@@ -19,23 +19,22 @@ ads world); :mod:`.common` has the resumable TorchX launches. Folders under ``--
 Each world folder has ``report.md``, ``report.json`` and plots. Everything after an interruption
 resumes: finished worlds, artifacts and (variant, seed) runs are skipped.
 
-Budget of ``--world all`` (measured on the 2-core CPU; the brief: under 45 minutes, ``--quick``
-under 5): MovieLens full at 10 seeds (the >= 10 paired seeds of docs/design.md section 7b),
-at most 2 epochs per run; the quick simulated world shrunk to 3,000 users (about 9 x 10^4
-training impressions) with 5 seeds, at most 2 epochs; its control world the same size with the
-3 variants the target needs. ``--quick``: MovieLens 5 variants x 1 seed x 1 epoch and the tiny
-world (2,000 items, 300 users) with every variant x 1 seed x 1 epoch (one seed: each TorchX launch
-costs some 10 s of start-up on 2 cores). The reasons for each
-number are in :mod:`.ml100k` and :mod:`.sim` (:data:`~torchrec_side.experiments.sim.BUDGETS`).
+Budget of ``--world all`` (the brief: under 45 minutes on 2 cores, ``--quick`` under 5):
+MovieLens at 10 seeds for the five variants the comparison needs (the >= 10 paired seeds of
+docs/design.md section 7b) and 5 seeds for the ablations and the DIN reference, at most 2
+epochs per run with validation stopping; the quick simulated world shrunk to 3,000 users (about
+9 x 10^4 training impressions) with 5 seeds x 1 epoch (29 of 30 earlier 2-epoch runs chose epoch
+1 on validation); its control world at 1,000 items with the 3 variants the target needs.
+``--quick``: MovieLens 5 variants x 1 seed x 1 epoch and the tiny world (2,000 items, 300 users)
+with every variant x 1 seed x 1 epoch (one seed: each TorchX launch costs some 10 s of start-up
+on 2 cores). The reasons for each number are in :mod:`.ml100k` and :mod:`.sim`
+(:data:`~torchrec_side.experiments.sim.BUDGETS`).
 
-Measured (2-core AMD EPYC VM, torch 2.13.0+cpu, shared with other jobs at load average about 5):
-``--world all --quick`` 5 min 52 s (MovieLens 151 s, tiny control world 86 s, tiny world 112 s;
-each TorchX launch of one seed 15-20 s, most of it process start-up); on a quiet machine expect
-less. ``--world all`` (full), same machine and load: MovieLens 2,113 s (90 runs, about 22 s a run:
-over the 45-minute budget together with the simulated worlds on this shared machine; the
-10^5-item world tokenizer about 2 minutes, each simulated run some 30 s); the run's
-``demo.json`` has every world's seconds. If the budget must hold, cut MovieLens' ablations'
-seeds before the required variants.
+Measured (2-core AMD EPYC VM, torch 2.13.0+cpu, quiet machine, fresh clone, 2026-12-03):
+``bash scripts/main.sh`` 23 min 57 s including the install into a fresh virtual environment;
+the demo itself 1,346 s (MovieLens 930 s for 70 runs, control world 102 s, quick world 314 s).
+``--quick`` 2 min 39 s (demo 156 s). ``--world sim --size full``: about 38 minutes (world 3.5
+minutes, preparation 7.4, training 27). ``demo.json`` has every world's seconds.
 
 Nothing depends on the repository: configs are package data, the launch builds the TorchX
 AppDef in-process (:func:`torchrec_side.components.train`), every path is under ``--out``.
