@@ -323,3 +323,16 @@ def test_target_in_history_matches_a_plain_loop(tiny: Dict[str, Any]) -> None:
     assert got["mean_count_when_in"] == pytest.approx(sum(c for c in counts if c) / max(sum(hit), 1))
     with pytest.raises(ValueError, match="split"):
         target_in_history(tiny["dir"], "nope")
+
+
+def test_fresh_impressions_repeat_no_earlier_event(tmp_path: Path, tiny: Dict[str, Any]) -> None:
+    from torchrec_side.data.adsworld import target_in_history
+
+    cfg = load_world_config("tiny", ["users.fresh_impressions=true"])
+    generate_world(cfg, tmp_path / "fresh", progress=False)
+    for split in ("train", "val", "test"):
+        assert target_in_history(tmp_path / "fresh", split, max_history=10**9, sample=0)["share"] == 0.0
+    assert target_in_history(tiny["dir"], "test", max_history=10**9, sample=0)["share"] > 0.1  # the default repeats
+    generate_world(cfg, tmp_path / "again", progress=False)
+    for f in ("impressions.parquet", "events.parquet"):
+        assert (tmp_path / "fresh" / f).read_bytes() == (tmp_path / "again" / f).read_bytes()

@@ -310,6 +310,42 @@ def _calibrate(cfg: AdsWorldConfig, cat: _Catalogue, tables: _DayTables) -> _Cal
     return cal
 
 
+_FRESH_TRIES = 20
+
+
+def _seen_before(n_items: int, ev_user: Array, ev_t: Array, ev_item: Array, im_user: Array, im_t: Array,
+                 im_item: Array) -> Array:  # fmt: skip
+    """``bool [R]``: whether each impression's item is among its user's events before its time."""
+    q = im_user.astype(np.int64) * n_items + im_item
+    if len(ev_user) == 0:
+        return np.zeros(len(q), dtype=bool)
+    key = ev_user.astype(np.int64) * n_items + ev_item
+    order = np.lexsort((ev_t, key))
+    k, first = np.unique(key[order], return_index=True)
+    first_t = ev_t[order][first]
+    pos = np.minimum(np.searchsorted(k, q), len(k) - 1)
+    return (k[pos] == q) & (first_t[pos] < im_t)
+
+
+def _fresh(cfg: AdsWorldConfig, cat: _Catalogue, tables: _DayTables, users: _Users, cal: _Calibration,
+           rng: np.random.Generator, ev_user: Array, ev_t: Array, ev_item: Array, im_user: Array, im_t: Array,
+           im_item: Array, s: Array) -> Tuple[Array, Array, Array, Array]:  # fmt: skip
+    """Impressions redrawn until none repeats an earlier event of its user (``fresh_impressions``)."""
+    n_items = len(cat.category)
+    im_item, s = im_item.copy(), s.copy()
+    bad = np.flatnonzero(_seen_before(n_items, ev_user, ev_t, ev_item, im_user, im_t, im_item))
+    for _ in range(_FRESH_TRIES):
+        if bad.size == 0:
+            break
+        it, sv = _draw(cfg, cat, tables, users, im_user[bad], im_t[bad], cfg.clicks.targeting, cal, rng)
+        im_item[bad], s[bad] = it, sv
+        still = _seen_before(n_items, ev_user, ev_t, ev_item, im_user[bad], im_t[bad], im_item[bad])
+        bad = bad[still]
+    keep = np.ones(len(im_user), dtype=bool)
+    keep[bad] = False
+    return im_user[keep], im_t[keep], im_item[keep], s[keep]
+
+
 def _chunk(cfg: AdsWorldConfig, cat: _Catalogue, tables: _DayTables, cal: _Calibration, index: int,
            u0: int, n: int) -> Tuple[Dict[str, Array], Dict[str, Array]]:  # fmt: skip
     """Events and impressions of users ``u0 .. u0 + n - 1`` (stream 2, chunk ``index``)."""
@@ -327,6 +363,9 @@ def _chunk(cfg: AdsWorldConfig, cat: _Catalogue, tables: _DayTables, cal: _Calib
     item, s = _draw(cfg, cat, tables, users, np.concatenate([ev_user, im_user]), np.concatenate([ev_t, im_t]),
                     sharp, cal, rng)  # fmt: skip
     ev_item, im_item, s = item[:ne], item[ne:], s[ne:]
+    if cfg.users.fresh_impressions:
+        im_user, im_t, im_item, s = _fresh(cfg, cat, tables, users, cal, rng, ev_user, ev_t, ev_item,
+                                           im_user, im_t, im_item, s)  # fmt: skip
     p_true = _sigmoid(cal.bias + s.astype(np.float64)).astype(np.float32)
     label = (rng.random(len(p_true)) < p_true).astype(np.float32)
     split = np.where(im_t < times["val"], 0, np.where(im_t < times["test"], 1, 2)).astype(np.int8)

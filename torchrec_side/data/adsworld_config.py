@@ -163,6 +163,11 @@ class UsersConfig:
             (assumption; the pick sharpness comes from the click model, not from this).
         impressions_per_user: Poisson mean of a user's impressions; quick 40 (3 x 10^5 training
             impressions at 10^4 users), full 52 (10^6 training impressions at 25,000 users).
+        fresh_impressions: show a user only items not among their earlier events (an impression
+            whose item the user engaged with before is drawn again, up to 20 times, then dropped);
+            false (default: an ad system shows what the user already engaged with, so about 40-50%
+            of impressions repeat an item of the history window). True removes the repeat-exposure
+            channel (see :func:`torchrec_side.data.adsworld.target_in_history`).
     """
 
     num_users: int = 10_000
@@ -176,6 +181,7 @@ class UsersConfig:
     explore: float = 0.1
     shortlist: int = 16
     impressions_per_user: float = 40.0
+    fresh_impressions: bool = False
 
     def __post_init__(self) -> None:
         _check(self.num_users >= 1, "users.num_users >= 1", self.num_users)
