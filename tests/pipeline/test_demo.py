@@ -145,10 +145,14 @@ def test_tiny_world_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     work.mkdir()
     monkeypatch.chdir(work)
     out = tmp_path / "sim_tiny"
-    rec = run_sim(out, BUDGETS["tiny"], variants=["control", "side"], seeds=[0, 1], mode="quick")
+    rec = run_sim(out, BUDGETS["tiny"], variants=["control", "side", "side_permuted_sid"], seeds=[0, 1], mode="quick")
     assert rec["failed"] == [] and rec["unavailable"] == {}
     assert (out / "world" / "manifest.json").is_file() and (out / "tokenize" / "fused_dpca" / "sid_table.parquet").is_file()
     assert (out / "item_train_counts.npy").is_file()
+    from torchrec_side.tokenizer.sid_table import read_sid_table
+
+    real, perm = (read_sid_table(out / "tokenize" / n / "sid_table.parquet") for n in ("fused_dpca", "fused_dpca_perm"))
+    assert sorted(real.sids.tolist()) == sorted(perm.sids.tolist()) and not bool((real.sids == perm.sids).all())
     assert 0 <= rec["world"]["target_in_history"]["share"] <= 1
     assert "**Repeat exposure**" in (out / "report.md").read_text()
     rep = json.loads((out / "report.json").read_text())
@@ -160,7 +164,8 @@ def test_tiny_world_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         assert v["seeds"] == [0, 1]
     m = json.loads((Path(rec["variants"][1]["run_dirs"]["0"]) / "metrics.json").read_text())
     assert m["val_history"] and m["best_epoch"] == 1  # stopped on validation, 1 epoch
-    rec2 = run_sim(out, BUDGETS["tiny"], variants=["control", "side"], seeds=[0, 1], mode="quick", report=False)
+    rec2 = run_sim(out, BUDGETS["tiny"], variants=["control", "side", "side_permuted_sid"], seeds=[0, 1], mode="quick",
+                   report=False)
     assert rec2["failed"] == [] and rec2["train_seconds"] < 30  # resumed: nothing left to train
     assert sorted(p.name for p in work.iterdir()) == []  # every output under the demo folder
 

@@ -191,3 +191,16 @@ def test_artifact_files_carry_tensor_checksums(saved: Path) -> None:
             meta = f.metadata()
         tensors, _ = load_tensors(saved / name)
         assert meta[PAYLOAD_SHA256] == tensors_sha256(tensors)
+
+
+def test_permuted_sid_table_deals_the_same_sids(tokenizer: Tokenizer, synthetic_items: ItemData) -> None:
+    from torchrec_side.tokenizer.sid_table import permuted_sid_table
+
+    table = build_sid_table(tokenizer, synthetic_items)
+    a, b = permuted_sid_table(table, 3), permuted_sid_table(table, 3)
+    assert torch.equal(a.sids, b.sids) and torch.equal(a.item_ids, table.item_ids)
+    assert sorted(a.sids.tolist()) == sorted(table.sids.tolist())
+    assert (a.sids != table.sids).float().mean() > 0.5
+    for i in range(len(a)):  # every row keeps a consistent (codes, sid) pair
+        j = int((table.sids == a.sids[i]).nonzero()[0])
+        assert torch.equal(a.codes[i], table.codes[j])

@@ -68,6 +68,8 @@ VARIANTS: List[Variant] = [
             "RQ-KMeans 3x256 SID per collection (text, image) + prefix-ngram tables (65,536-row budget)"),
     Variant("side", "adsworld/dlrm_side", "side",
             "VQ-fusion DPCA SID of text + image (category/sub-category heads) + SIDE pooling"),
+    Variant("side_permuted_sid", "adsworld/dlrm_side_permuted_sid", "ablation",
+            "ablation: SIDE over the same SIDs dealt to random items (no content): what the fixed codes give alone"),
 ]
 #: The control world (id-only term dominant): what must show sparse-ID beating SIDE.
 CONTROL_WORLD_VARIANTS: List[str] = ["control", "sparse_id", "side"]
@@ -158,6 +160,24 @@ def _world(out: Path, budget: SimBudget, preset: Optional[str], workers: int) ->
     return generate_world(cfg, wdir, progress=sys.stdout.isatty(), workers=workers)
 
 
+def _permuted_tokenizer(src: Path, dst: Path, seed: int) -> Dict[str, Any]:
+    """``dst``: the tokenizer folder ``src`` with its SID table dealt to the items at random
+    (:func:`~torchrec_side.tokenizer.sid_table.permuted_sid_table`); skipped when it exists."""
+    import shutil
+
+    from torchrec_side.io import atomic_dir
+    from torchrec_side.tokenizer.sid_table import permuted_sid_table, read_sid_table, write_sid_table
+
+    if (dst / "sid_table.parquet").is_file():
+        log(f"tokenizer {dst.name}: exists, skipped")
+        return {}
+    with atomic_dir(dst) as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True)
+        write_sid_table(tmp / "sid_table.parquet", permuted_sid_table(read_sid_table(src / "sid_table.parquet"), seed))
+    log(f"tokenizer {dst.name}: the SIDs of {src.name} dealt to random items (seed {seed})")
+    return {"from": src.name, "seed": seed}
+
+
 def fit_world_sids(out: Path, world_dir: Path, budget: SimBudget, needed: Sequence[str], seed: int = 0) -> Dict[str, Any]:
     """The world's SID artifacts, from item content only: tokenizer ``fused_dpca`` and the
     RQ-KMeans 3 x 256 quantizers ``rq_text`` / ``rq_image`` (each skipped when it exists)."""
@@ -173,6 +193,9 @@ def fit_world_sids(out: Path, world_dir: Path, budget: SimBudget, needed: Sequen
             "adsworld/tokenizer_fused_dpca", out / "tokenize", "fused_dpca",
             [f"data.world_dir={world_dir}", f"train.epochs={budget.tokenizer_epochs}",
              f"train.warmup_epochs={budget.tokenizer_warmup}", "train.progress=false"])
+    if "fused_dpca_perm" in needed:
+        info["tokenizer_fused_dpca_perm"] = _permuted_tokenizer(out / "tokenize" / "fused_dpca",
+                                                                out / "tokenize" / "fused_dpca_perm", seed + 1)
     qdir = out / "quantizers"
     qdir.mkdir(parents=True, exist_ok=True)
     for name in QUANTIZERS:
@@ -245,7 +268,10 @@ def run_sim(out: Path, budget: SimBudget, preset: Optional[str] = None, variants
     store = prepare_store(cfg0.data, cfg0.examples_dir)
     log(f"example store {store.path}: train/val/test = {store.rows('train')}/{store.rows('val')}/{store.rows('test')}")
     texts = "".join(configs[v.name].read_text() for v in chosen)
-    needed = [n for n in ("fused_dpca", *QUANTIZERS) if f"tokenize/{n}" in texts or f"quantizers/{n}." in texts]
+    needed = [n for n in ("fused_dpca", "fused_dpca_perm", *QUANTIZERS)
+              if f"tokenize/{n}," in texts or f"tokenize/{n}\n" in texts or f"quantizers/{n}." in texts]
+    if "fused_dpca_perm" in needed and "fused_dpca" not in needed:
+        needed.append("fused_dpca")
     fitted = fit_world_sids(out, wdir, budget, needed)
     write_item_counts(out, store)
     from torchrec_side.data.adsworld import target_in_history

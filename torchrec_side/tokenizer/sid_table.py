@@ -24,7 +24,8 @@ from torchrec_side.tokenizer.artifact import Tokenizer
 from torchrec_side.tokenizer.data import ItemData
 from torchrec_side.tokenizer.metrics import mean_cosine, multiclass_scores, multilabel_auc
 
-__all__ = ["SIDTable", "build_sid_table", "write_sid_table", "read_sid_table", "load_sid_table", "tokenizer_stats"]
+__all__ = ["SIDTable", "build_sid_table", "write_sid_table", "read_sid_table", "load_sid_table", "permuted_sid_table",
+           "tokenizer_stats"]
 
 _META_KEY = b"torchrec_side.sid_table"
 _TABLE_VERSION = 1
@@ -79,6 +80,20 @@ def build_sid_table(tokenizer: Tokenizer, items: ItemData, batch_size: int = 409
     """Tokenizes every item of ``items``."""
     out = tokenizer.tokenize(items, batch_size)
     return SIDTable(items.item_ids.cpu().long(), out.sids.cpu(), out.codes.cpu(), tokenizer.codec, tokenizer.fingerprint)
+
+
+def permuted_sid_table(table: SIDTable, seed: int = 0) -> SIDTable:
+    """The same SIDs dealt to the items in a seeded random order: item ``i`` gets the SID of item
+    ``perm[i]``. Code statistics, collisions and the codec stay; what a SID says about its item's
+    content is gone. SIDE over it measures what the fixed codes give without content.
+
+    Example::
+
+        noise = permuted_sid_table(read_sid_table("sid_table.parquet"), seed=1)
+    """
+    perm = torch.randperm(len(table), generator=torch.Generator().manual_seed(seed))
+    return SIDTable(table.item_ids.clone(), table.sids[perm].clone(), table.codes[perm].clone(), table.codec,
+                    table.tokenizer_fingerprint)
 
 
 def write_sid_table(path: PathLike, table: SIDTable) -> None:
