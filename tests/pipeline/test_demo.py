@@ -206,3 +206,8 @@ def test_existing_world_of_another_config_is_refused(tmp_path: Path) -> None:
     assert _world(tmp_path, tiny, None, 1)["num_users"] == m["num_users"] == 20
     with pytest.raises(ValueError, match=r"another config .*preset"):
         _world(tmp_path, tiny, "id_dominant", 1)
+    # a world written before an option existed reads it as its default
+    man = json.loads((tmp_path / "world" / "manifest.json").read_text())
+    del man["config"]["users"]["fresh_impressions"]
+    (tmp_path / "world" / "manifest.json").write_text(json.dumps(man))
+    assert _world(tmp_path, tiny, None, 1)["num_users"] == 20

@@ -146,8 +146,13 @@ def _world(out: Path, budget: SimBudget, preset: Optional[str], workers: int) ->
     cfg = load_world_config(budget.size, ov)
     if (wdir / "manifest.json").is_file():
         manifest = read_manifest(wdir)
+        from torchrec_side.config import load_config
+        from torchrec_side.data.adsworld_config import AdsWorldConfig
+
         want = json.loads(json.dumps(dataclasses.asdict(cfg)))
-        have = manifest.get("config") or {}
+        # options added since the world was written read as their defaults (what the generator did then)
+        have = json.loads(json.dumps(dataclasses.asdict(load_config(AdsWorldConfig, None, [],
+                                                                    base=manifest.get("config") or {}))))
         diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
         if diff:
             raise ValueError(f"{wdir} holds a world of another config (differs in {diff}); remove the folder "
