@@ -21,9 +21,11 @@ HIST: Dict[str, List[Dict[str, Any]]] = {
     "traditional_sid": [{"kind": "prefix_ngram", "model_bytes_per_event": 24}] * 2,
     "raw_content": [{"kind": "raw_content", "model_bytes_per_event": 768}],
     "sparse_id": [{"kind": "sparse_id", "footprint": {"value_bytes_per_event": 8.0}}],
+    "side_permuted_sid": [{"kind": "side", "model_bytes_per_event": 8, "footprint": {"file_bytes_per_event": 3.0}}],
 }
 #: prediction noise per variant (smaller = better); oracle = p_true
-NOISE = {"control": 1.2, "sparse_id": 1.0, "raw_content": 0.6, "traditional_sid": 0.8, "side": 0.5}
+NOISE = {"control": 1.2, "sparse_id": 1.0, "raw_content": 0.6, "traditional_sid": 0.8, "side": 0.5,
+         "side_permuted_sid": 0.9}
 
 
 def _rows(n: int = 800) -> Dict[str, np.ndarray]:
@@ -157,6 +159,14 @@ def test_variant_with_fewer_seeds_is_paired_on_its_own(tmp_path: Path) -> None:
         want = np.mean([100 * (ctrl[s] - ne[s]) / ctrl[s] for s in ne])
         assert abs(rows[v]["ne_gain_pct_mean"] - want) < 1e-6, (v, rows[v]["ne_gain_pct_mean"], want)
     assert rep["ne_gain"]["sparse_id"]["level"] == "seeds x users"
+
+
+def test_side_over_permuted_sid_is_reported(tmp_path: Path) -> None:
+    _fabricate(tmp_path, ["control", "side", "side_permuted_sid"], [0, 1], oracle=True, world="adsworld_quick")
+    rep = write_report(tmp_path, plots=False, cfg=ReportConfig(n_boot=200, slice_n_boot=0))
+    p = rep["pairs"]["side_over_side_permuted_sid"]
+    assert p["point"] is not None and len(p["ci95"]) == 2
+    assert "SIDE on permuted SIDs" in (tmp_path / "report.md").read_text()
 
 
 def test_id_dominant_world_target(tmp_path: Path) -> None:
