@@ -421,7 +421,7 @@ def targets(a: Dict[str, Any], rows: List[Dict[str, Any]], kind: str, cfg: Repor
             out.append(_met_line("cold items: SIDE >= raw-content history (NE on cold target items)",
                                  f"NE gain of SIDE over raw content on {cold.get('rows')} cold rows: {cp['point']:+.3f}%"
                                  + (f" [{lo_hi[0]:+.3f}, {lo_hi[1]:+.3f}]%" if lo_hi else "")
-                                 + f" ({cp.get('verdict')}); NE SIDE {_fmtn(ne.get(side))}, raw {_fmtn(ne.get(raw))}",
+                                 + f" ({cp.get('verdict')}); NE SIDE {_f(ne.get(side), '{:.5f}')}, raw {_f(ne.get(raw), '{:.5f}')}",
                                  met, lo_hi, None if not lo_hi else (lo_hi[0] > 0 if met else lo_hi[1] < 0)))
         else:
             out.append(_met_line("cold items: SIDE >= raw-content history (NE on cold target items)",
@@ -474,10 +474,6 @@ def _control_world_target(folder: Path) -> Dict[str, Any]:
         if "sparse-ID beats SIDE" in str(t.get("target")):
             return {**t, "target": f"{t['target']} (from {f})"}
     return _met_line(name, f"not measured: {f} has no such target (world {rep.get('world')!r})", None)
-
-
-def _fmtn(x: Any, fmt: str = "{:.5f}") -> str:
-    return "n/a" if x is None else fmt.format(x)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -897,6 +893,21 @@ def _markdown(report: Dict[str, Any], rows: List[Dict[str, Any]], a: Dict[str, A
                 au = s.get("auc") or {}
                 L.append("| " + " | ".join([b] + [_f(au.get(v)) for v in vs] + ([_f(au.get("oracle"))] if oracle else []))
                          + " |")
+            if any(s.get("mean_pred") for s in bk.values()):
+                L.append("")
+                L.append("Calibration, mean predicted click probability in % (the bucket's click rate first): a bucket "
+                         "whose predictions sit far from its rate loses NE even when it ranks well.")
+                L.append("")
+                L.append("| bucket | click rate | " + " | ".join(vs) + (" | oracle |" if oracle else " |"))
+                L.append("|" + " --- |" * (2 + len(vs) + (1 if oracle else 0)))
+                pct = "{:.2f}"
+                for b, s in bk.items():
+                    mp = s.get("mean_pred") or {}
+                    rate = s.get("positive_rate")
+                    cells = [b, _f(None if rate is None else 100.0 * rate, pct)]
+                    cells += [_f(None if mp.get(v) is None else 100.0 * mp[v], pct)
+                              for v in vs + (["oracle"] if oracle else [])]
+                    L.append("| " + " | ".join(cells) + " |")
     L.append("")
     L.append("## docs/design.md section 8 targets")
     L.append("")

@@ -169,6 +169,15 @@ def test_side_over_permuted_sid_is_reported(tmp_path: Path) -> None:
     assert "SIDE on permuted SIDs" in (tmp_path / "report.md").read_text()
 
 
+def test_slice_calibration_table(tmp_path: Path) -> None:
+    _fabricate(tmp_path, ["control", "side"], [0, 1], oracle=True, world="adsworld_quick")
+    rep = write_report(tmp_path, plots=False, cfg=ReportConfig(n_boot=50, slice_n_boot=0))
+    cold = rep["slices"]["item_freq"]["buckets"]["cold"]
+    assert 0.0 < cold["mean_pred"]["side"] < 1.0
+    md = (tmp_path / "report.md").read_text()
+    assert md.count("Calibration, mean predicted click probability") == 2  # item frequency and history length
+
+
 def test_id_dominant_world_target(tmp_path: Path) -> None:
     _fabricate(tmp_path, ["control", "sparse_id", "side"], [0, 1], oracle=True)
     rep = write_report(tmp_path, plots=False, world="adsworld_id_dominant", cfg=ReportConfig(n_boot=100, slice_n_boot=0))

@@ -100,11 +100,14 @@ def test_slice_numbers_match_plain_loop() -> None:
             continue
         assert stats["users"] == len({int(p0.user_id[i]) for i in rows})
         for v in ("control", "side", "raw_content", "oracle"):
-            nes, aucs = [], []
+            nes, aucs, means = [], [], []
             for s in per:
                 sc = per[s].p_true if v == "oracle" else per[s].scores[v]
                 nes.append(normalized_entropy(per[s].label[rows], sc[rows]))
                 aucs.append(auc(per[s].label[rows], sc[rows]))
+                means.append(sum(float(sc[i]) for i in rows) / len(rows))
+            assert stats["mean_pred"][v] == pytest.approx(np.mean(means))
+            assert stats["positive_rate"] == pytest.approx(sum(float(p0.label[i]) for i in rows) / len(rows))
             if not all(map(math.isnan, nes)):
                 assert stats["ne"][v] == pytest.approx(np.nanmean(nes))
             if not all(map(math.isnan, aucs)):

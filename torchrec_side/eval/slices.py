@@ -137,6 +137,7 @@ def _bucket_stats(per_seed: Mapping[int, SeedPredictions], masks: Mapping[int, n
     names = list(variants) + ([ORACLE] if oracle else [])
     arrays: Dict[int, Tuple[np.ndarray, np.ndarray, Dict[str, np.ndarray]]] = {}
     aucs: Dict[str, List[float]] = {v: [] for v in names}
+    preds: Dict[str, List[float]] = {v: [] for v in names}
     rows = 0
     for s, p in per_seed.items():
         m = masks[s]
@@ -146,6 +147,8 @@ def _bucket_stats(per_seed: Mapping[int, SeedPredictions], masks: Mapping[int, n
         arrays[s] = (p.user_id[m], p.label[m], sc)
         for v, x in sc.items():
             aucs[v].append(auc(p.label[m], x))
+            if x.size:
+                preds[v].append(float(x.mean()))
         rows = max(rows, int(m.sum()))
     # the slice's own users (a slice's interval resamples the users present in it)
     present = np.unique(np.concatenate([a[0] for a in arrays.values()])) if arrays else users[:0]
@@ -162,6 +165,8 @@ def _bucket_stats(per_seed: Mapping[int, SeedPredictions], masks: Mapping[int, n
 
     out["ne"] = {v: mean_or_none(ne[i][table.has[i]]) for i, v in enumerate(names)}
     out["auc"] = {v: mean_or_none(aucs[v]) for v in names}
+    # calibration: NE punishes a bucket whose mean prediction sits far from its click rate
+    out["mean_pred"] = {v: mean_or_none(preds[v]) for v in names}
     if rows == 0:
         return out
     if boot_cfg is None:
@@ -203,7 +208,8 @@ def slice_report(per_seed: Mapping[int, SeedPredictions], variants: Sequence[str
     Returns:
         Dict[str, Any]: ``{"item_freq": {"definition", "cuts", "source", "buckets": {name: stats}},
         "hist_len": {"definition", "buckets": {...}}}``; each bucket's stats hold ``rows``,
-        ``users``, ``ne``/``auc`` per variant, ``gain`` per variant (point, ci95, verdict),
+        ``users``, ``positive_rate``, ``ne``/``auc``/``mean_pred`` (mean predicted click
+        probability, averaged over seeds) per variant, ``gain`` per variant (point, ci95, verdict),
         ``oracle_share`` when ``p_true`` is known, and ``pairs``.
     """
     cfg = cfg or SliceConfig()
