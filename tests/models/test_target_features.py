@@ -402,3 +402,83 @@ def test_trainer_runs_fair_feature_sets_and_reports_sizes(world: Dict[str, Any],
     export_run(run_dir, tmp / "export")
     scored = load_exported(tmp / "export")(batch)
     torch.testing.assert_close(scored, torch.sigmoid(logits), rtol=1e-5, atol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------
+# id admission of the target-item table
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.integers(0, 19), max_size=80), st.integers(1, 5))
+def test_admitted_item_rows_match_a_plain_count(ids: List[int], k: int) -> None:
+    from torchrec_side.models.builder import admitted_item_rows
+
+    rows = admitted_item_rows(np.array(ids, dtype=np.int64), 20, k)
+    for i in range(20):
+        assert rows[i] == (i if ids.count(i) >= k else 20)
+
+
+def test_admission_rejects_bad_input() -> None:
+    from torchrec_side.models.builder import admitted_item_rows
+
+    with pytest.raises(ValueError, match="outside"):
+        admitted_item_rows(np.array([0, 20]), 20, 1)
+    with pytest.raises(ValueError, match="min_count"):
+        admitted_item_rows(np.array([0]), 20, 0)
+    with pytest.raises(ValueError, match="item_min_count"):
+        ModelConfig(item_min_count=-1)
+    with pytest.raises(ValueError, match="needs 'item_id'"):
+        ModelConfig(item_min_count=2, id_features=["user_id"])
+    with pytest.raises(ValueError, match="item_rows"):
+        make_dataloader(_store_stub(), "val", [], batch_size=8, item_rows=np.zeros(3, dtype=np.int64))
+
+
+def _store_stub() -> Any:
+    class _Store:  # only what ExampleDataset reads before the item_rows check
+        num_items = 5
+
+    return _Store()
+
+
+def test_loader_maps_the_item_id_row_and_keeps_target_lookups(world: Dict[str, Any]) -> None:
+    from torchrec_side.models.builder import admitted_item_rows
+
+    store = ExampleStore(world["store"].path)
+    rows = admitted_item_rows(store.interactions("train")["item_id"], store.num_items, 3)
+    assert 0 < int((rows == store.num_items).sum()) < store.num_items  # some rare items, some admitted
+    ex = store.examples("test")
+    r = 0
+    for batch in make_dataloader(store, "test", [TargetInput("hist_item_id")], batch_size=64, num_workers=0,
+                                 shuffle=False, item_rows=rows):
+        d = batch.sparse_features.to_dict()
+        n = int(batch.weights.sum())
+        real = ex["item_id"][r: r + n]
+        assert np.array_equal(d["item_id"].values().numpy()[:n], rows[real])
+        assert np.array_equal(d["hist_item_id_target"].values().numpy()[:n], real)
+        r += n
+    assert r == store.rows("test")
+
+
+def test_trainer_with_id_admission_adds_the_shared_row(world: Dict[str, Any]) -> None:
+    from torchrec_side.serving.rebuild import load_run, ServingError
+    from torchrec_side.train.config import load_train_config
+    from torchrec_side.train.trainer import run_training
+    import yaml
+
+    tmp: Path = world["tmp"] / "train_admission"
+    tmp.mkdir()
+    n = world["store"].num_items
+    cfg = {
+        "name": "admit", "output_dir": str(tmp / "runs"), "examples_dir": str(world["store"].path.parent),
+        "data": {"dataset": "adsworld", "world_dir": str(world["dir"]), "max_history": 30, "row_group_size": 256},
+        "model": {"arch": "dlrm", "embedding_dim": D, "dense_arch_layer_sizes": [16, D], "over_arch_layer_sizes": [16, 1],
+                  "item_min_count": 3},
+        "train": {"batch_size": 64, "eval_batch_size": 512, "epochs": 1, "max_steps": 4, "checkpoint_every": 0,
+                  "num_workers": 0, "progress": False, "threads": 1},
+    }
+    (tmp / "job.yaml").write_text(yaml.safe_dump(cfg))
+    m = run_training(load_train_config(tmp / "job.yaml"))
+    assert m["steps"] == 4 and np.isfinite(m["test"]["ne"])
+    assert m["learned_params"]["tables"]["t_item_id"] == (n + 1) * D
+    with pytest.raises(ServingError, match="item_min_count"):
+        load_run(tmp / "runs" / "admit" / "seed0")

@@ -195,6 +195,9 @@ class ExampleDataset(torch.utils.data.IterableDataset):  # pyre-ignore[13]
             KJT in the worker (e.g. a SID -> token-id mapper).
         max_history (Optional[int]): keep only the last ``max_history`` events of each history
             (``None``: the store's cap, ``store.max_history``; the smaller of the two applies).
+        item_rows (Optional[np.ndarray]): ``[num_items]`` int64 row of the ``item_id`` feature per
+            item id (id admission, ``torchrec_side.models.builder.admitted_item_rows``); target
+            lookups (:class:`TargetInput`) still use the item id. ``None``: the item id.
 
     Example::
 
@@ -217,8 +220,11 @@ class ExampleDataset(torch.utils.data.IterableDataset):  # pyre-ignore[13]
         shuffle_row_groups: int = 8,
         transform: Optional[Callable[[KeyedJaggedTensor], KeyedJaggedTensor]] = None,
         max_history: Optional[int] = None,
+        item_rows: Optional[npt.NDArray[np.int64]] = None,
     ) -> None:
         super().__init__()
+        if item_rows is not None and (item_rows.ndim != 1 or item_rows.shape[0] != store.num_items):
+            raise ValueError(f"item_rows must be [num_items={store.num_items}], got {list(item_rows.shape)}")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside [0, {world_size})")
         if batch_size < 1:
@@ -249,6 +255,7 @@ class ExampleDataset(torch.utils.data.IterableDataset):  # pyre-ignore[13]
         self.shuffle_row_groups = max(1, shuffle_row_groups)
         self.transform = transform
         self.max_history = max_history
+        self.item_rows = None if item_rows is None else np.asarray(item_rows, dtype=np.int64)
         self.epoch = 0
         self.start_batch = 0
         self.rows: int = store.rows(split)
@@ -322,7 +329,7 @@ class ExampleDataset(torch.utils.data.IterableDataset):  # pyre-ignore[13]
         weights = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
         dense = np.stack([np.log1p(num_prior) / math.log1p(1000.0), (num_prior == 0).astype(np.float32)], axis=1)
         lengths = [np.ones(b, np.int64), np.ones(b, np.int64)]
-        values = [user, item]
+        values = [user, item if self.item_rows is None else self.item_rows[item]]
         lens, index = self.store.windows(user[:n], col("num_prior", np.int64)[:n], self.max_history)
         lens = np.concatenate([lens, np.zeros(pad, np.int64)]) if pad else lens
         ones = np.ones(b, np.int64)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Tuple
 
+import numpy as np
+import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -15,7 +17,7 @@ from torchrec_side.models.din import DINRanker
 from torchrec_side.models.dlrm import combine_pooled, DLRMRanker, id_embedding_bag_collection
 from torchrec_side.models.history import HistoryFeature, HistoryFeatureConfig
 
-__all__ = ["ModelConfig", "RankingModel", "build_ranker", "count_parameters"]
+__all__ = ["ModelConfig", "RankingModel", "admitted_item_rows", "build_ranker", "count_parameters"]
 
 ARCHS: Tuple[str, ...] = ("dlrm", "din")
 
@@ -34,6 +36,10 @@ class ModelConfig:
         over_arch_layer_sizes (List[int]): over MLP, last size 1.
         attention_layer_sizes (List[int]): DIN's attention scoring MLP.
         history (List[HistoryFeatureConfig]): history features (empty: the control variant).
+        item_min_count (int): id admission of the target-item table: items with fewer than this
+            many training impressions (cold items among them) share one learned row, row
+            ``num_items``, as production tables admit ids by frequency; 0 (default): every item its
+            own row, an untrained item keeps its initial row. Serving does not support it yet.
 
     Example (YAML)::
 
@@ -51,8 +57,13 @@ class ModelConfig:
     over_arch_layer_sizes: List[int] = field(default_factory=lambda: [64, 32, 1])
     attention_layer_sizes: List[int] = field(default_factory=lambda: [32])
     history: List[HistoryFeatureConfig] = field(default_factory=list)
+    item_min_count: int = 0
 
     def __post_init__(self) -> None:
+        if self.item_min_count < 0:
+            raise ValueError(f"model.item_min_count must be >= 0, got {self.item_min_count}")
+        if self.item_min_count and "item_id" not in self.id_features:
+            raise ValueError("model.item_min_count admits target-item ids: model.id_features needs 'item_id'")
         if self.arch not in ARCHS:
             raise ValueError(f"model.arch must be one of {ARCHS}, got {self.arch!r}")
         if self.embedding_dim < 1:
@@ -104,6 +115,29 @@ class RankingModel(nn.Module):
         return loss, logits.detach()
 
 
+def admitted_item_rows(train_item_ids: npt.NDArray[np.int64], num_items: int, min_count: int) -> npt.NDArray[np.int64]:
+    """``[num_items]`` int64 target-item table row of every item id under id admission: the item's
+    own row when it has at least ``min_count`` training impressions, else the shared row
+    ``num_items``.
+
+    Args:
+        train_item_ids (np.ndarray): ``[N]`` target item ids of the training impressions.
+        num_items (int): item ids.
+        min_count (int): admission threshold (>= 1).
+
+    Example::
+
+        admitted_item_rows(np.array([0, 0, 2]), 4, 2)   # [0, 4, 4, 4]
+    """
+    if min_count < 1:
+        raise ValueError(f"min_count must be >= 1, got {min_count}")
+    ids = np.asarray(train_item_ids, dtype=np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= num_items):
+        raise ValueError(f"training item ids outside [0, {num_items})")
+    counts = np.bincount(ids, minlength=num_items)
+    return np.where(counts >= min_count, np.arange(num_items, dtype=np.int64), np.int64(num_items))
+
+
 def build_ranker(
     cfg: ModelConfig,
     num_users: int,
@@ -116,7 +150,8 @@ def build_ranker(
     Args:
         cfg (ModelConfig): the model config.
         num_users (int): rows of the user table.
-        num_items (int): rows of the target-item table.
+        num_items (int): item ids; the target-item table has one more row with
+            ``cfg.item_min_count`` (the admission row, see :func:`admitted_item_rows`).
         features (List[HistoryFeature]): instantiated history features, in config order.
         keys (Mapping[str, List[str]]): ``{feature name: its history KJT keys}`` (from the loader
             inputs); a feature with ``target: true`` also reads :meth:`HistoryFeature.target_keys`
@@ -129,7 +164,8 @@ def build_ranker(
 
         ranker = build_ranker(ModelConfig(), 943, 1682, [], {})     # the control variant
     """
-    ids = id_embedding_bag_collection(num_users, num_items, cfg.embedding_dim, list(cfg.id_features))
+    item_rows = num_items + (1 if cfg.item_min_count else 0)  # + the shared row of the rare items
+    ids = id_embedding_bag_collection(num_users, item_rows, cfg.embedding_dim, list(cfg.id_features))
     targets = {f.name: f.target_keys(list(keys[f.name])) for f in features}
     if cfg.arch == "dlrm":
         parts: Dict[str, nn.Module] = {"ids": ids}

@@ -215,6 +215,9 @@ def load_run(run_dir: PathLike, checkpoint: str = "auto") -> LoadedRun:
         cfg = load_train_config(cfg_path)
     except ConfigError as e:
         raise ServingError(f"{cfg_path}: {e}") from e
+    if cfg.model.item_min_count:
+        raise ServingError(f"{cfg_path}: model.item_min_count={cfg.model.item_min_count} (id admission) is not "
+                           f"supported by export/serving yet: the exported model would not know the admitted rows")
     mgr = CheckpointManager(root / "checkpoints")
     ckpt, selection = choose_checkpoint(root, checkpoint, mgr)  # verified once; load reuses the check
     store = open_run_store(root, cfg)

@@ -67,7 +67,7 @@ from torch import nn
 from torchrec_side.config import config_to_dict, ConfigError, save_config
 from torchrec_side.data.loader import ExampleDataset, HistoryInput, make_dataloader
 from torchrec_side.data.store import ExampleStore, prepare_store, StoreError
-from torchrec_side.models.builder import build_ranker, count_parameters, RankingModel
+from torchrec_side.models.builder import admitted_item_rows, build_ranker, count_parameters, RankingModel
 from torchrec_side.models.history import HistoryContext, HistoryFeature, make_history_feature
 from torchrec_side.train.checkpoint import CheckpointManager
 from torchrec_side.train.config import TrainJobConfig
@@ -582,6 +582,11 @@ class _Run:
         transforms = [f for f in (feat.loader_transform() for feat in features) if f is not None]
         transform = _chain(transforms) if transforms else None
         self.store, self.inputs, self.transform = store, inputs, transform
+        k = cfg.model.item_min_count
+        self.item_rows = admitted_item_rows(store.interactions("train")["item_id"], store.num_items, k) if k else None
+        if self.item_rows is not None:
+            logger.info("id admission: %d of %d items have >= %d training impressions; the others share row %d",
+                        int((self.item_rows < store.num_items).sum()), store.num_items, k, store.num_items)
 
         # ---- model
         torch.manual_seed(cfg.seed)
@@ -596,7 +601,8 @@ class _Run:
 
         # ---- data loaders
         train_ds_kw: Dict[str, Any] = dict(rank=env.rank, world_size=env.world_size, seed=cfg.seed,
-                                           transform=transform, shuffle_row_groups=t.shuffle_row_groups)
+                                           transform=transform, shuffle_row_groups=t.shuffle_row_groups,
+                                           item_rows=self.item_rows)
         train_loader = make_dataloader(store, "train", inputs, t.batch_size, shuffle=True,
                                        num_workers=t.num_workers, pin_memory=env.device.type == "cuda", **train_ds_kw)
         train_ds: ExampleDataset = train_loader.dataset  # type: ignore[assignment]
@@ -725,7 +731,8 @@ class _Run:
         t, env = self.cfg.train, self.env
         loader = make_dataloader(self.store, split, self.inputs, t.eval_batch_size, rank=env.rank,
                                  world_size=env.world_size, shuffle=False, num_workers=t.num_workers,
-                                 transform=self.transform, pin_memory=env.device.type == "cuda")
+                                 transform=self.transform, pin_memory=env.device.type == "cuda",
+                                 item_rows=self.item_rows)
         return evaluate(dmp, loader, env.device, t.eval_batch_size, self.store.rows(split),
                         progress=lambda it: self._progress(it, desc=f"eval {split}", leave=False), collect=collect)
 
