@@ -34,8 +34,9 @@ Measured (2-core AMD EPYC VM, torch 2.13.0+cpu, quiet machine, fresh clone, 2026
 ``bash scripts/main.sh`` 23 min 57 s including the install into a fresh virtual environment;
 the demo itself 1,346 s (MovieLens 930 s for 70 runs, control world 102 s, quick world 314 s).
 ``--quick`` 2 min 39 s (demo 156 s). With the permuted-SID ablation added (commit ebd9cc4, venv
-already set up): 21 min 55 s (demo 1,312 s) and ``--quick`` 3 min 37 s. ``--world sim --size full``: about 38 minutes (world 3.5
-minutes, preparation 7.4, training 27). ``demo.json`` has every world's seconds.
+already set up): 21 min 55 s (demo 1,312 s) and ``--quick`` 3 min 37 s. ``--world sim --size
+full``: about 38 minutes (world 3.5 minutes, preparation 7.4, training 27). ``demo.json`` has
+every world's seconds.
 
 Nothing depends on the repository: configs are package data, the launch builds the TorchX
 AppDef in-process (:func:`torchrec_side.components.train`), every path is under ``--out``.
