@@ -39,7 +39,7 @@ import argparse
 import json
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -97,7 +97,7 @@ class ReportConfig:
     sparse_id: str = "sparse_id"
     progress: bool = False
     control_world: Optional[str] = None
-    extra_pairs: Tuple[Tuple[str, str], ...] = (("side", PERMUTED_SIDE),)
+    extra_pairs: Tuple[Tuple[str, str], ...] = field(default_factory=tuple)
 
 
 def _mean(x: Sequence[float]) -> Optional[float]:
@@ -316,7 +316,8 @@ def analyse(data: Dict[str, Any], cfg: ReportConfig) -> Dict[str, Any]:
     if cfg.side in variants and t in variants and c in variants:
         out["ratio"] = boot.ratio((cfg.side, c), (t, c))
         out["contrast_2_4"] = boot.contrast((cfg.side, c), (t, c), 2.4)
-    pairs = [(cfg.side, cfg.raw_content), (cfg.side, t), (cfg.sparse_id, cfg.side), *cfg.extra_pairs]
+    pairs = [(cfg.side, cfg.raw_content), (cfg.side, t), (cfg.sparse_id, cfg.side), (cfg.side, PERMUTED_SIDE),
+             *cfg.extra_pairs]
     pairs = [(a, b) for a, b in pairs if a in variants and b in variants]
     out["pairs"] = {f"{a}_over_{b}": boot.gain(a, b) for a, b in pairs}
     if per_seed:

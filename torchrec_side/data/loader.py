@@ -223,8 +223,9 @@ class ExampleDataset(torch.utils.data.IterableDataset):  # pyre-ignore[13]
         item_rows: Optional[npt.NDArray[np.int64]] = None,
     ) -> None:
         super().__init__()
-        if item_rows is not None and (item_rows.ndim != 1 or item_rows.shape[0] != store.num_items):
-            raise ValueError(f"item_rows must be [num_items={store.num_items}], got {list(item_rows.shape)}")
+        rows_map = None if item_rows is None else np.asarray(item_rows, dtype=np.int64)
+        if rows_map is not None and (rows_map.ndim != 1 or rows_map.shape[0] != store.num_items):
+            raise ValueError(f"item_rows must be [num_items={store.num_items}], got {list(rows_map.shape)}")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside [0, {world_size})")
         if batch_size < 1:
@@ -255,7 +256,7 @@ class ExampleDataset(torch.utils.data.IterableDataset):  # pyre-ignore[13]
         self.shuffle_row_groups = max(1, shuffle_row_groups)
         self.transform = transform
         self.max_history = max_history
-        self.item_rows = None if item_rows is None else np.asarray(item_rows, dtype=np.int64)
+        self.item_rows = rows_map
         self.epoch = 0
         self.start_batch = 0
         self.rows: int = store.rows(split)
