@@ -482,3 +482,55 @@ def test_trainer_with_id_admission_adds_the_shared_row(world: Dict[str, Any]) ->
     assert m["learned_params"]["tables"]["t_item_id"] == (n + 1) * D
     with pytest.raises(ServingError, match="item_min_count"):
         load_run(tmp / "runs" / "admit" / "seed0")
+
+
+# --------------------------------------------------------------------------------------------
+# category ids: the learned category tree every production model carries
+
+
+def test_category_id_tables_pool_the_worlds_category_tree(world: Dict[str, Any]) -> None:
+    import pyarrow.parquet as pq
+
+    torch.manual_seed(0)
+    store: ExampleStore = world["store"]
+    cfg = HistoryFeatureConfig(kind="category_id", column="hist_category", options={"target": True})
+    feats, store, inputs, keys = _features(world, "dlrm", [cfg])
+    f = feats[0]
+    items = pq.read_table(world["dir"] / "items.parquet").to_pydict()
+    want = np.stack([np.asarray(items["category"]), np.asarray(items["subcategory"])], 1).astype(np.int64)
+    assert np.array_equal(store.item_values("hist_category"), want)
+    batch = _batch(store, inputs)
+    kjt = batch.sparse_features
+    hist, tgt = keys[f.name], f.target_keys(keys[f.name])
+    assert hist == ["hist_category_0", "hist_category_1"] and tgt == ["hist_category_0_target", "hist_category_1_target"]
+    d = kjt.to_dict()
+    m = f.pooled(hist, tgt)
+    out = m(kjt).to_dict()
+    cat_w, sub_w = m.embedding_bags["t_hist_category_cat"].weight, m.embedding_bags["t_hist_category_sub"].weight
+    for j, (key, table) in enumerate(((hist[0], cat_w), (hist[1], sub_w))):
+        jt = d[key]
+        rows = torch.split(jt.values(), jt.lengths().tolist())
+        ref = torch.stack([table[r].mean(0) if len(r) else torch.zeros(D) for r in rows])  # plain mean pooling
+        torch.testing.assert_close(out[key], ref.detach(), rtol=1e-5, atol=1e-6)
+    target_items = d["item_id"].values().numpy()
+    torch.testing.assert_close(out[tgt[0]], cat_w[torch.from_numpy(want[target_items, 0])].detach())
+    model_cfg = ModelConfig(embedding_dim=D, dense_arch_layer_sizes=[16, D], history=[cfg])
+    ranker = build_ranker(model_cfg, store.num_users, store.num_items, feats, keys)
+    logits = ranker(batch.dense_features, kjt)
+    assert logits.shape == (64,) and torch.isfinite(logits).all()
+    nc, ns = int(want[:, 0].max()) + 1, int(want[:, 1].max()) + 1
+    assert count_parameters(ranker)["tables"]["t_hist_category_sub"] == ns * D
+    assert f.describe()["learned_params"] == (nc + ns) * D
+
+
+def test_category_id_needs_a_world_and_its_own_column(world: Dict[str, Any]) -> None:
+    store: ExampleStore = world["store"]
+    no_world = HistoryContext(store.num_users, store.num_items, D, "dlrm")
+    f = make_history_feature(HistoryFeatureConfig(kind="category_id", column="hist_category"), no_world)
+    with pytest.raises(ConfigError, match="no data.world_dir"):
+        f.item_table()
+    with pytest.raises(ConfigError, match="writes its own column"):
+        make_history_feature(HistoryFeatureConfig(kind="category_id"), _ctx(store, world["dir"], "dlrm"))
+    wrong = HistoryContext(store.num_users, store.num_items + 3, D, "dlrm", world_dir=str(world["dir"]))
+    with pytest.raises(ConfigError, match="lists"):
+        make_history_feature(HistoryFeatureConfig(kind="category_id", column="hist_category"), wrong)

@@ -83,6 +83,10 @@ __all__ = [
     "make_history_feature",
     "SparseIdHistory",
     "SparseIdOptions",
+    "CategoryIdHistory",
+    "CategoryIdOptions",
+    "CATEGORY_HISTORY_COLUMN",
+    "load_item_categories",
     "hash_item_ids",
     "ITEM_HASH_PRIME",
 ]
@@ -400,3 +404,121 @@ class SparseIdHistory(HistoryFeature):
                 "share_with_target": bool(o.share_with_target),
                 "learned_params": tables * self.num_rows * self.ctx.embedding_dim,
                 "model_bytes_per_event": 8, "min_packed_bytes_per_event": 8}
+
+
+@dataclass
+class CategoryIdOptions:
+    """Options of :class:`CategoryIdHistory`.
+
+    Args:
+        pooling (str): ``"mean"`` (default) or ``"sum"``.
+        target (bool): also look the target item's category and sub-category up in the same
+            tables (the feature a production model carries for its target).
+    """
+
+    pooling: str = "mean"
+    target: bool = False
+
+    def __post_init__(self) -> None:
+        if self.pooling not in ("mean", "sum"):
+            raise ValueError(f"pooling must be 'mean' or 'sum', got {self.pooling!r}")
+
+
+#: The store column of :class:`CategoryIdHistory`: per event ``(category, sub-category)``.
+CATEGORY_HISTORY_COLUMN: str = "hist_category"
+
+
+def load_item_categories(world_dir: Optional[str], num_items: int, where: str) -> npt.NDArray[np.int64]:
+    """``[num_items, 2]`` int64 ``(category, global sub-category)`` of a simulated world's items.
+
+    Raises:
+        ConfigError: not a simulated world, ``items.parquet`` missing or unreadable, or its item
+            count differs from ``num_items``.
+    """
+    if not world_dir:
+        raise ConfigError(f"{where}: category ids come from a simulated world's items.parquet; this store has no "
+                          f"data.world_dir (MovieLens has no category tree)")
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    path = Path(world_dir) / "items.parquet"
+    try:
+        t = pq.read_table(path, columns=["item_id", "category", "subcategory"])
+    except (OSError, ValueError, KeyError) as e:
+        raise ConfigError(f"{where}: cannot read item categories from {path}: {e}") from e
+    ids = t.column("item_id").to_numpy()
+    if len(ids) != num_items or (len(ids) and not np.array_equal(ids, np.arange(num_items))):
+        raise ConfigError(f"{where}: {path} lists {len(ids)} items, not item ids 0..{num_items - 1}")
+    cat = t.column("category").to_numpy().astype(np.int64)
+    sub = t.column("subcategory").to_numpy().astype(np.int64)
+    return np.stack([cat, sub], axis=1)
+
+
+@register_history_feature("category_id")
+class CategoryIdHistory(HistoryFeature):
+    """Learned category and sub-category tables over the history (and the target) items.
+
+    What any production ranking model carries beside its item ids: the category tree of the
+    catalogue as two small learned tables. The store column (default ``hist_category``) holds two
+    values per event, ``(category, sub-category)``, written once from the world's
+    ``items.parquet``; the loader makes them two KJT keys (``<column>_0``, ``<column>_1``), and a
+    stock ``EmbeddingBagCollection`` owns the two tables ``t_<name>_cat`` (``C`` rows) and
+    ``t_<name>_sub`` (``S`` rows), so DMP shards them like any table. With ``target: true`` the
+    target item's category and sub-category are looked up in the same tables.
+
+    Example::
+
+        - kind: category_id
+          column: hist_category
+          options: {pooling: mean, target: true}
+    """
+
+    Options = CategoryIdOptions
+    _cats: Optional[npt.NDArray[np.int64]] = None
+
+    def check(self) -> None:
+        if self.config.column == ITEM_HISTORY_COLUMN:
+            raise ConfigError(f"{self.where}: category_id writes its own column; name one such as "
+                              f"{CATEGORY_HISTORY_COLUMN!r}, not {ITEM_HISTORY_COLUMN!r}")
+        if self.ctx.world_dir:
+            self.categories()
+
+    def categories(self) -> npt.NDArray[np.int64]:
+        if self._cats is None:
+            self._cats = load_item_categories(self.ctx.world_dir, self.ctx.num_items, self.where)
+        return self._cats
+
+    def item_table(self) -> npt.NDArray[np.int64]:
+        return self.categories()
+
+    @property
+    def sizes(self) -> Tuple[int, int]:
+        """Rows of the category and sub-category tables."""
+        c = self.categories()
+        return (int(c[:, 0].max()) + 1, int(c[:, 1].max()) + 1) if len(c) else (1, 1)
+
+    def _tables(self, keys: Sequence[str], target_keys: Sequence[str]) -> List[Tuple[str, int, List[str]]]:
+        if len(keys) != 2 or len(target_keys) not in (0, 2):
+            raise ConfigError(f"{self.where}: expected the keys (category, sub-category), got {list(keys)} / "
+                              f"{list(target_keys)}")
+        nc, ns = self.sizes
+        tk = list(target_keys)
+        return [(f"t_{self.name}_cat", nc, [keys[0]] + tk[:1]), (f"t_{self.name}_sub", ns, [keys[1]] + tk[1:])]
+
+    def pooled(self, keys: List[str], target_keys: Sequence[str] = ()) -> nn.Module:
+        pooling = PoolingType.MEAN if self.options.pooling == "mean" else PoolingType.SUM
+        return EmbeddingBagCollection(tables=[EmbeddingBagConfig(
+            name=n, embedding_dim=self.ctx.embedding_dim, num_embeddings=rows, feature_names=fs, pooling=pooling)
+            for n, rows, fs in self._tables(keys, target_keys)])
+
+    def sequence(self, keys: List[str], target_keys: Sequence[str] = ()) -> nn.Module:
+        return EmbeddingCollection(tables=[EmbeddingConfig(
+            name=n, embedding_dim=self.ctx.embedding_dim, num_embeddings=rows, feature_names=fs)
+            for n, rows, fs in self._tables(keys, target_keys)])
+
+    def describe(self) -> Dict[str, Any]:
+        nc, ns = self.sizes
+        return {"kind": "category_id", "category_rows": nc, "subcategory_rows": ns, "target": self.has_target,
+                "learned_params": (nc + ns) * self.ctx.embedding_dim,
+                "model_bytes_per_event": 16, "min_packed_bytes_per_event": 4}
