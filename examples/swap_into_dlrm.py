@@ -59,7 +59,7 @@ from torchrec_side.modules import (
     SIDTokenConfig,
     TraditionalSIDEmbeddingBagCollection,
 )
-from torchrec_side.modules.sharding import make_optimizer, shard_model
+from torchrec_side.distributed import make_optimizer, shard_model
 from torchrec_side.quantizers import DPCA, DPCAConfig, DPCALevel, KMeansConfig, Quantizer, RQKMeans, RQKMeansConfig
 from torchrec_side.sid import SIDCodec
 

@@ -25,7 +25,7 @@ from torchrec_side.modules import (
     TraditionalSIDEmbeddingBagCollection,
     sparse_id_embedding_bag_collection,
 )
-from torchrec_side.modules.sharding import make_optimizer, shard_model
+from torchrec_side.distributed import make_optimizer, shard_model
 from torchrec_side.sid.codec import SIDCodec
 
 WORLD = 2

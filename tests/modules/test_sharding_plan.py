@@ -6,7 +6,7 @@ from torch import nn
 from torchrec.modules.embedding_configs import EmbeddingBagConfig, PoolingType
 from torchrec.modules.embedding_modules import EmbeddingBagCollection
 
-from torchrec_side.modules.sharding import hand_plan, sharding_constraints
+from torchrec_side.distributed import hand_plan, sharding_constraints
 
 
 class _Two(nn.Module):

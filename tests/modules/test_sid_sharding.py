@@ -51,7 +51,7 @@ def test_sharded_matches_unsharded() -> None:
 def test_hand_plan_and_constraints() -> None:
     from torchrec.distributed.types import ShardingType
 
-    from torchrec_side.modules.sharding import hand_plan, learned_tables, sharding_constraints
+    from torchrec_side.distributed import hand_plan, learned_tables, sharding_constraints
 
     model = sid_sharding_worker.TinyModel()
     tables = learned_tables(model)

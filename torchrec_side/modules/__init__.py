@@ -11,7 +11,7 @@
   builds the sparse-ID baseline.
 * :class:`MultiEmbeddingBagCollection` puts several EBC-like modules behind one EBC interface
   (e.g. a stock EBC for ids plus SIDE for the history, for ``torchrec.models.dlrm``).
-* :mod:`torchrec_side.modules.sharding`: sharders, hand-written plans and DMP helpers.
+* DMP plans, sharders and optimizers live in :mod:`torchrec_side.distributed`.
 * :mod:`torchrec_side.modules.ops`: the SIDE ops the modules call (``sid_pool`` / ``sid_embed``), one
   reference and the fast paths: torch, the C++ op registered with ``torch.library``, FBGEMM's
   table-batched embedding, Triton (docs/design.md, section 5).

@@ -217,7 +217,7 @@ def build_sharded_model(
     from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
     from torchrec.optim.optimizers import in_backward_optimizer_filter
 
-    from torchrec_side.modules.sharding import embedding_sharders, hand_plan, learned_tables, sharding_constraints
+    from torchrec_side.distributed import embedding_sharders, hand_plan, learned_tables, sharding_constraints
 
     o = cfg.optim
     if o.embedding_optimizer == "adam" and env.device.type == "cpu":
@@ -235,7 +235,7 @@ def build_sharded_model(
         fused = {"weight_decay": o.embedding_weight_decay}
     sharders = embedding_sharders(_embedding_optimizer(o.embedding_optimizer), o.embedding_lr, **fused)
     sharding_env = ShardingEnv.from_process_group(dist.group.WORLD)  # pyre-ignore[6]  # pyright: ignore[reportArgumentType]
-    from torchrec_side.modules.sharding import check_mean_pooling_sharding
+    from torchrec_side.distributed import check_mean_pooling_sharding
 
     try:
         check_mean_pooling_sharding(model, {path: {t: choice[t] for t in ts}

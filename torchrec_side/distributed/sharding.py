@@ -1,11 +1,12 @@
 # pyre-strict
-"""Sharding helpers for models holding SID modules.
+"""DMP plans, sharders and optimizers for models holding SID modules.
 
 Learned tables (the stock ``EmbeddingBagCollection`` / ``EmbeddingCollection`` inside
 :class:`~torchrec_side.modules.TraditionalSIDEmbeddingBagCollection`, the sparse-ID baseline, or
 any other EBC in the model) are sharded by ``DistributedModelParallel`` with TorchRec's own
 sharders; SIDE modules hold only buffers (and maybe a small projection) and are replicated with the
-dense part of the model.
+dense part of the model (no sharder is registered for them; they implement TorchRec's collection
+interfaces, which DMP matches by exact type, so they are never mistaken for an EBC).
 
 * :func:`embedding_sharders`: EBC/EC sharders with an explicit fused optimizer (unset, TorchRec
   silently trains with SGD at lr 0.01).
@@ -58,6 +59,7 @@ __all__ = [
     "sharding_constraints",
     "shard_model",
     "make_optimizer",
+    "check_mean_pooling_sharding",
 ]
 
 SHARDING_TYPES: Tuple[str, ...] = (
