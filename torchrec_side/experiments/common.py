@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 __all__ = ["Variant", "log", "resolve_variant_config", "train_overrides", "run_finished", "launch",
-           "check_variants", "train_all", "write_item_counts"]
+           "check_variants", "train_all", "write_item_counts", "TuningSetting", "Tuning", "choose_setting",
+           "tune_and_train"]
 
 
 @dataclass(frozen=True)
@@ -186,12 +187,14 @@ def check_variants(configs: Mapping[str, Path], overrides: List[str]) -> Tuple[L
 
 def train_all(record: Dict[str, Any], out: Path, variants: Sequence[Variant], configs: Mapping[str, Path],
               seeds: Sequence[int], overrides: List[str], max_epochs: int, nproc: int, label: str = "",
-              variant_seeds: Optional[Mapping[str, Sequence[int]]] = None) -> None:
+              variant_seeds: Optional[Mapping[str, Sequence[int]]] = None,
+              record_file: Optional[Path] = None) -> None:
     """Trains every (variant, seed) not finished yet; fills ``record['variants']`` and ``failed``.
 
     One launch per variant (its missing seeds in order); a tqdm bar over runs. Rerunning skips
     finished runs; a run folder finished under another budget is started over. ``variant_seeds``
     gives some variants their own seeds (a subset of ``seeds``, so they stay paired with control).
+    ``record`` is saved to ``record_file`` (default ``<out>/pipeline.json``) as runs finish.
     """
     from tqdm import tqdm
 
@@ -212,7 +215,8 @@ def train_all(record: Dict[str, Any], out: Path, variants: Sequence[Variant], co
         plan.append((v, runs, todo))
     total = sum(len(t) for _, _, t in plan)
     log(f"{label}{total} (variant, seed) runs to train, {sum(len(r) for _, r, _ in plan) - total} already done")
-    write_json(out / "pipeline.json", record)
+    record_file = record_file or out / "pipeline.json"
+    write_json(record_file, record)
     bar = tqdm(total=total, desc=f"{label}train runs", unit="run", file=sys.stdout, dynamic_ncols=True,
                mininterval=0.5 if sys.stdout.isatty() else 30.0)
     for v, runs, todo in plan:
@@ -231,7 +235,7 @@ def train_all(record: Dict[str, Any], out: Path, variants: Sequence[Variant], co
                 record.setdefault("warnings", []).append(f"{v.name}: launch ended with a failure after all seeds "
                                                          f"had finished (logs under {logs})")
             tqdm.write(f"[demo] {label}{v.name}: seeds {todo} done in {time.time() - t:.0f}s")
-        write_json(out / "pipeline.json", record)
+        write_json(record_file, record)
     bar.close()
 
 
@@ -251,3 +255,153 @@ def write_item_counts(out: Path, store: Any) -> Path:
             with open(tmp, "wb") as fh:
                 np.save(fh, counts)
     return dst
+
+
+# --------------------------------------------------------------------------------------------
+# The tuning protocol: the same small budget for every variant, chosen on validation
+
+
+@dataclass(frozen=True)
+class TuningSetting:
+    """One point of a tuning grid: a name and the trainer overrides it adds.
+
+    Args:
+        name (str): short name (a folder name: letters, digits, ``_``, ``-``).
+        overrides (Tuple[str, ...]): ``key=value`` trainer overrides (empty: the config as shipped).
+
+    Example::
+
+        TuningSetting("no_user_table", ("model.id_features=[item_id]",))
+    """
+
+    name: str
+    overrides: Tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.name or not all(c.isalnum() or c in "_-" for c in self.name):
+            raise ValueError(f"TuningSetting.name must be letters, digits, '_' or '-', got {self.name!r}")
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """The tuning budget every variant of a world gets (docs/design.md section 7b).
+
+    Each variant trains once per setting with ``seed`` and ``train.score_test=false`` (the test
+    split is never read), the setting with the lowest best-epoch validation NE is chosen
+    (:func:`choose_setting`; ties go to the earlier setting), and every seed then trains at the
+    chosen setting. Control is tuned like every other variant, so a gain is never the product of
+    one side's tuning.
+
+    Args:
+        settings (Tuple[TuningSetting, ...]): the grid (at least one; the first is the reference).
+        seed (int): the tuning seed.
+
+    Example::
+
+        Tuning((TuningSetting("base"), TuningSetting("emb_lr_low", ("optim.embedding_lr=0.02",))))
+    """
+
+    settings: Tuple[TuningSetting, ...]
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        names = [t.name for t in self.settings]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"Tuning.settings must be non-empty with unique names, got {names}")
+
+    def get(self, name: str) -> TuningSetting:
+        for t in self.settings:
+            if t.name == name:
+                return t
+        raise KeyError(f"no tuning setting {name!r} (have {[t.name for t in self.settings]})")
+
+
+def _validation_of(run: Path) -> Dict[str, Any]:
+    """What the chooser may read of a finished tuning run: its validation results only."""
+    m = json.loads((run / "metrics.json").read_text())
+    hist = [{"epoch": h.get("epoch"), "ne": h.get("ne")} for h in m.get("val_history") or []]
+    return {"val_ne": float(m["val"]["ne"]), "best_epoch": m.get("best_epoch"), "val_history": hist,
+            "stopped_early": bool(m.get("stopped_early")), "epochs": m.get("epochs")}
+
+
+def choose_setting(results: Mapping[str, Mapping[str, Any]], order: Sequence[str]) -> str:
+    """The setting with the lowest validation NE (``results[name]["val_ne"]``); ties: earliest in
+    ``order``. Only validation numbers are passed in (:func:`_validation_of`), never test ones.
+
+    Example::
+
+        choose_setting({"a": {"val_ne": 0.9}, "b": {"val_ne": 0.8}}, ["a", "b"])   # 'b'
+    """
+    ranked = [n for n in order if n in results]
+    if not ranked:
+        raise ValueError("choose_setting: no finished tuning run")
+    return min(ranked, key=lambda n: (float(results[n]["val_ne"]), ranked.index(n)))
+
+
+def tune_and_train(record: Dict[str, Any], out: Path, variants: Sequence[Variant], configs: Mapping[str, Path],
+                   seeds: Sequence[int], overrides: List[str], max_epochs: int, nproc: int, tuning: Tuning,
+                   label: str = "", variant_seeds: Optional[Mapping[str, Sequence[int]]] = None) -> None:
+    """Tunes every variant on validation, then trains its seeds at the chosen setting.
+
+    Tuning runs go to ``<out>/tune/<setting>/<variant config name>/seed<tuning.seed>`` (run with
+    ``train.score_test=false``); the final runs to the ``output_dir`` of ``overrides`` as with
+    :func:`train_all`. ``record["tuning"]`` gets, per variant, every setting's validation NE and
+    best epoch and the ``chosen`` setting; each entry of ``record["variants"]`` gets ``tuned``
+    (the chosen setting's name and overrides). Reruns skip finished tuning and final runs.
+
+    Args:
+        record (Dict[str, Any]): the world's ``pipeline.json`` record (``variants``, ``failed``).
+        out (Path): the world's demo folder.
+        variants (Sequence[Variant]): variants to tune and train.
+        configs (Mapping[str, Path]): resolved config of each variant.
+        seeds (Sequence[int]): final seeds.
+        overrides (List[str]): the world's trainer overrides (:func:`train_overrides`).
+        max_epochs (int): most epochs per run.
+        nproc (int): ranks per launch.
+        tuning (Tuning): the grid.
+        label (str): log prefix.
+        variant_seeds (Optional[Mapping[str, Sequence[int]]]): per-variant seeds (as in :func:`train_all`).
+    """
+    from torchrec_side.io import write_json
+    from torchrec_side.train.config import load_train_config
+
+    tune_rec: Dict[str, Any] = record.setdefault("tuning", {})
+    tune_rec["seed"] = tuning.seed
+    tune_rec["settings"] = {t.name: list(t.overrides) for t in tuning.settings}
+    tune_rec.setdefault("variants", {})
+    for t in tuning.settings:
+        sub: Dict[str, Any] = {"variants": [], "failed": []}
+        tune_over = overrides + [f"output_dir={out / 'tune' / t.name}", "train.score_test=false", *t.overrides]
+        (out / "tune" / t.name).mkdir(parents=True, exist_ok=True)
+        train_all(sub, out, variants, configs, [tuning.seed], tune_over, max_epochs, nproc,
+                  label=f"{label}tuning {t.name}: ", record_file=out / "tune" / t.name / "runs.json")
+        record["failed"].extend({**f, "tuning": t.name} for f in sub["failed"])
+        for v in sub["variants"]:
+            run = Path(v["run_dirs"][str(tuning.seed)])
+            if run_finished(run, max_epochs):
+                tune_rec["variants"].setdefault(v["name"], {"settings": {}})["settings"][t.name] = _validation_of(run)
+    order = [t.name for t in tuning.settings]
+    by_setting: Dict[str, List[Variant]] = {}
+    for v in variants:
+        res = tune_rec["variants"].get(v.name, {}).get("settings", {})
+        if not res:
+            record["failed"].append({"variant": v.name, "seeds": list(seeds), "returncode": 1,
+                                     "log": str(out / "logs" / v.name), "tuning": "no tuning run finished"})
+            continue
+        chosen = choose_setting(res, order)
+        tune_rec["variants"][v.name]["chosen"] = chosen
+        scores = ", ".join(f"{n} {float(r['val_ne']):.5f}" for n, r in res.items())
+        log(f"{label}{v.name}: tuned on validation -> {chosen} (val NE {scores})")
+        by_setting.setdefault(chosen, []).append(v)
+    write_json(out / "pipeline.json", record)
+    for name, group in by_setting.items():
+        t = tuning.get(name)
+        train_all(record, out, group, configs, seeds, overrides + list(t.overrides), max_epochs, nproc,
+                  label=f"{label}{name}: ", variant_seeds=variant_seeds)
+    rank = {v.name: i for i, v in enumerate(variants)}
+    record["variants"].sort(key=lambda e: rank.get(e["name"], len(rank)))
+    for e in record["variants"]:
+        if e["name"] in rank:
+            chosen = tune_rec["variants"][e["name"]]["chosen"]
+            e["tuned"] = {"setting": chosen, "overrides": list(tuning.get(chosen).overrides)}
+    write_json(out / "pipeline.json", record)

@@ -88,9 +88,10 @@ def train_main(argv: Optional[List[str]] = None) -> int:
             if env.is_rank0:
                 v, t = metrics["val"], metrics["test"]
                 stop = ", stopped early" if metrics.get("stopped_early") else ""
+                scored = f"test NE {t['ne']:.5f} AUC {t['auc']:.5f}" if t is not None else "test not scored"
                 print(f"{cfg.name} seed {cfg.seed}: {metrics['steps']} steps{stop}; best epoch "
                       f"{metrics.get('best_epoch')}: val NE {v['ne']:.5f} AUC "
-                      f"{v['auc']:.5f}; test NE {t['ne']:.5f} AUC {t['auc']:.5f}; run folder {cfg.run_path()}",
+                      f"{v['auc']:.5f}; {scored}; run folder {cfg.run_path()}",
                       flush=True)
     finally:
         shutdown_distributed(env)

@@ -138,6 +138,9 @@ class TrainConfig:
             the next batch's input dist overlaps this batch's compute). All give the same parameters.
         write_predictions (bool): write ``predictions_test.parquet`` (best epoch's model) beside
             ``metrics.json``.
+        score_test (bool): score the best epoch's model on the test split (default). ``false``
+            never reads the test split: ``metrics.json`` has ``"test": null`` and no predictions
+            are written (the tuning runs of the experiment driver, which choose on validation).
         progress (bool): tqdm progress bar on rank 0.
         threads (int): ``torch.set_num_threads`` per rank (0: leave as is).
         sleep_per_step (float): seconds to sleep after each step (fault-injection tests, demos).
@@ -157,6 +160,7 @@ class TrainConfig:
     early_stop_patience: int = 2
     pipeline: str = "loop"
     write_predictions: bool = True
+    score_test: bool = True
     progress: bool = True
     threads: int = 0
     sleep_per_step: float = 0.0
@@ -222,7 +226,7 @@ class TrainJobConfig:
         d["data"].pop("root")
         for k in ("epochs", "max_steps", "checkpoint_every", "keep_checkpoints", "log_every", "progress",
                   "num_workers", "threads", "sleep_per_step", "validate_every_epoch", "eval_batch_size", "device",
-                  "early_stop_patience", "pipeline", "write_predictions"):
+                  "early_stop_patience", "pipeline", "write_predictions", "score_test"):
             d["train"].pop(k)
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 

@@ -654,15 +654,21 @@ class _Run:
                         best["ne"], path.name)
             self._load(ckpt, path, dmp, opt)
         collected: List[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-        test = self._evaluate(dmp, "test", collect=collected if t.write_predictions else None)
+        predict = t.write_predictions and t.score_test
+        # score_test=false (tuning runs): the test split is never read
+        test = self._evaluate(dmp, "test", collect=collected if predict else None) if t.score_test else None
         val = {k: v for k, v in best.items() if k not in ("epoch", "step")}
-        logger.info("best epoch %s: val NE %.5f AUC %.5f; test NE %.5f AUC %.5f (exact NE %.5f, %d examples)",
-                    best["epoch"], val["ne"], val["auc"], test["ne"], test["auc"], test["ne_exact"],
-                    int(test["examples"]))
+        if test is not None:
+            logger.info("best epoch %s: val NE %.5f AUC %.5f; test NE %.5f AUC %.5f (exact NE %.5f, %d examples)",
+                        best["epoch"], val["ne"], val["auc"], test["ne"], test["auc"], test["ne_exact"],
+                        int(test["examples"]))
+        else:
+            logger.info("best epoch %s: val NE %.5f AUC %.5f; test not scored (train.score_test=false)",
+                        best["epoch"], val["ne"], val["auc"])
         for split, m in (("val", val), ("test", test)):
-            if not all(math.isfinite(float(m[k])) for k in ("ne", "auc", "log_loss")):
+            if m is not None and not all(math.isfinite(float(m[k])) for k in ("ne", "auc", "log_loss")):
                 raise TrainingDivergedError(f"{split} metrics are not finite ({m}); no metrics.json written")
-        gathered = gather_in_store_order(collected) if t.write_predictions else None
+        gathered = gather_in_store_order(collected) if predict else None
 
         history = []
         for f in features:

@@ -1,0 +1,113 @@
+"""The tuning protocol (issue 15): every variant tuned on validation with one seed, the test
+split never read while tuning, every seed then trained at the chosen setting."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+
+from test_train_trainer import _synthetic, _write  # tests/train is on sys.path (rootdir)
+from torchrec_side.experiments import common
+from torchrec_side.experiments.common import (
+    choose_setting,
+    train_overrides,
+    tune_and_train,
+    Tuning,
+    TuningSetting,
+    Variant,
+)
+from torchrec_side.train.config import load_train_config
+from torchrec_side.train.predictions import PREDICTIONS_FILE
+from torchrec_side.train.trainer import run_training
+
+
+def test_choose_setting_reads_validation_and_breaks_ties_by_order() -> None:
+    order = ["base", "low", "none"]
+    assert choose_setting({"base": {"val_ne": 0.90}, "low": {"val_ne": 0.85}, "none": {"val_ne": 0.87}}, order) == "low"
+    assert choose_setting({"none": {"val_ne": 0.8}, "base": {"val_ne": 0.8}}, order) == "base"
+    assert choose_setting({"none": {"val_ne": 0.8}}, order) == "none"  # a failed setting is skipped
+    with pytest.raises(ValueError, match="no finished tuning run"):
+        choose_setting({}, order)
+    with pytest.raises(ValueError, match="unique names"):
+        Tuning((TuningSetting("a"), TuningSetting("a")))
+    with pytest.raises(ValueError, match="letters"):
+        TuningSetting("a/b")
+
+
+def test_score_test_false_never_reads_the_test_split(tmp_path: Path) -> None:
+    job = _write(tmp_path, _synthetic(tmp_path, **{"train.epochs": 1}))
+    ref = run_training(load_train_config(job, ["run_dir=" + str(tmp_path / "ref")]))
+    assert ref["test"] is not None and (tmp_path / "ref" / PREDICTIONS_FILE).is_file()
+    (test_file,) = list((tmp_path / "examples").glob("*/test/base.parquet"))
+    test_file.write_bytes(b"not parquet")  # reading the test split now fails
+    with pytest.raises(Exception):
+        run_training(load_train_config(job, ["run_dir=" + str(tmp_path / "scored")]))
+    m = run_training(load_train_config(job, ["run_dir=" + str(tmp_path / "tune"), "train.score_test=false"]))
+    assert m["test"] is None and m["val"]["ne"] == pytest.approx(ref["val"]["ne"], rel=1e-6)
+    assert not (tmp_path / "tune" / PREDICTIONS_FILE).exists()
+    assert json.loads((tmp_path / "tune" / "metrics.json").read_text())["test"] is None
+
+
+def _fake_launch(calls: List[Dict[str, Any]]) -> Any:
+    """A stand-in for the TorchX launch: writes each run's metrics.json, validation NE from the
+    setting's learning rate, and a test NE that would rank the settings the other way round."""
+
+    def launch(config: Path, seeds: List[int], overrides: List[str], log_dir: Path, nproc: int = 2,
+               expected: Any = None, progress: Any = None, poll_s: float = 1.0) -> int:
+        calls.append({"config": config.name, "seeds": list(seeds), "overrides": list(overrides)})
+        lr = next((float(o.split("=")[1]) for o in reversed(overrides) if o.startswith("optim.embedding_lr=")), 0.05)
+        scored = "train.score_test=false" not in overrides
+        for s in seeds:
+            cfg = load_train_config(config, overrides + [f"seed={s}"])
+            val = 0.9 - lr if "control" not in config.name else 0.95
+            run = cfg.run_path()
+            run.mkdir(parents=True, exist_ok=True)
+            (run / "metrics.json").write_text(json.dumps({
+                "epochs": 1.0, "stopped_early": True, "best_epoch": 1, "val": {"ne": val},
+                "val_history": [{"epoch": 1, "ne": val}], "test": {"ne": 1.0 + lr} if scored else None}))
+        return 0
+
+    return launch
+
+
+def test_tune_and_train_chooses_on_validation_and_records_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfgs = {}
+    for name in ("control", "side"):
+        cfgs[name] = _write(tmp_path, {**_synthetic(tmp_path), "name": name}, f"{name}.yaml")
+    variants = [Variant("control", str(cfgs["control"]), "control", ""), Variant("side", str(cfgs["side"]), "side", "")]
+    calls: List[Dict[str, Any]] = []
+    monkeypatch.setattr(common, "launch", _fake_launch(calls))
+    monkeypatch.setattr(common, "check_variants", lambda *a, **k: pytest.fail("not used"))
+    tuning = Tuning((TuningSetting("base"), TuningSetting("lr_high", ("optim.embedding_lr=0.2",)),
+                     TuningSetting("lr_low", ("optim.embedding_lr=0.01",))))
+    record: Dict[str, Any] = {"variants": [], "failed": []}
+    over = train_overrides(tmp_path, tmp_path / "train", 3, 2)
+    tune_and_train(record, tmp_path, variants, cfgs, [0, 1, 2], over, 3, 1, tuning)
+
+    tune_calls = [c for c in calls if "train.score_test=false" in c["overrides"]]
+    assert len(tune_calls) == 6 and all(c["seeds"] == [0] for c in tune_calls)  # 3 settings x 2 variants, seed 0
+    final = [c for c in calls if c not in tune_calls]
+    assert sorted(c["config"] for c in final) == ["control.yaml", "side.yaml"]
+    assert all(c["seeds"] == [0, 1, 2] for c in final)
+    # side: validation favours the high learning rate (test would have favoured the low one)
+    assert record["tuning"]["variants"]["side"]["chosen"] == "lr_high"
+    side_final = next(c for c in final if c["config"] == "side.yaml")
+    assert "optim.embedding_lr=0.2" in side_final["overrides"] and "train.score_test=false" not in side_final["overrides"]
+    # control: every setting ties on validation: the first (reference) setting
+    assert record["tuning"]["variants"]["control"]["chosen"] == "base"
+    assert [v["name"] for v in record["variants"]] == ["control", "side"]
+    assert record["variants"][1]["tuned"] == {"setting": "lr_high", "overrides": ["optim.embedding_lr=0.2"]}
+    res = record["tuning"]["variants"]["side"]["settings"]
+    assert set(res) == {"base", "lr_high", "lr_low"} and res["lr_high"]["best_epoch"] == 1
+    assert all("test" not in json.dumps(r) for r in res.values())  # the chooser never saw a test number
+    for s in (0, 1, 2):
+        assert (tmp_path / "train" / "side" / f"seed{s}" / "metrics.json").is_file()
+    assert (tmp_path / "tune" / "lr_low" / "side" / "seed0" / "metrics.json").is_file()
+    assert json.loads((tmp_path / "pipeline.json").read_text())["tuning"]["variants"]["side"]["chosen"] == "lr_high"
+
+    n = len(calls)  # a rerun finds every tuning and final run finished
+    tune_and_train({"variants": [], "failed": []}, tmp_path, variants, cfgs, [0, 1, 2], over, 3, 1, tuning)
+    assert len(calls) == n
