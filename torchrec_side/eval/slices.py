@@ -16,10 +16,10 @@ Two slice families, for every variant:
   (edges configurable).
 
 Per slice: rows, users, each variant's NE and AUC (mean over seeds), the NE gain over control with
-its paired two-level bootstrap interval (:class:`~torchrec_side.eval.stats.PairedBootstrap` over
-the seeds and the users present in the slice; fewer replicates than the overall numbers by
-default), the oracle's NE and every variant's share of the oracle's gain when ``p_true`` is known, and extra pairs (e.g. SIDE over raw
-content on cold items).
+its paired bootstrap interval (:class:`~torchrec_side.eval.stats.PairedBootstrap` over the seeds
+and the users and items present in the slice, two-way as the overall numbers; fewer replicates
+than the overall numbers by default), the oracle's NE and every variant's share of the oracle's
+gain when ``p_true`` is known, and extra pairs (e.g. SIDE over raw content on cold items).
 
 Example::
 
@@ -144,15 +144,16 @@ def _bucket_stats(per_seed: Mapping[int, SeedPredictions], masks: Mapping[int, n
         sc = {v: p.scores[v][m] for v in variants if v in p.scores}
         if oracle and p.p_true is not None:
             sc[ORACLE] = p.p_true[m]
-        arrays[s] = (p.user_id[m], p.label[m], sc)
+        arrays[s] = (p.user_id[m], p.label[m], sc, p.item_id[m])
         for v, x in sc.items():
             aucs[v].append(auc(p.label[m], x))
             if x.size:
                 preds[v].append(float(x.mean()))
         rows = max(rows, int(m.sum()))
-    # the slice's own users (a slice's interval resamples the users present in it)
+    # the slice's own users and items (a slice's interval resamples the users and items present in it)
     present = np.unique(np.concatenate([a[0] for a in arrays.values()])) if arrays else users[:0]
-    out: Dict[str, Any] = {"rows": rows, "users": int(present.size),
+    n_items = int(np.unique(np.concatenate([a[3] for a in arrays.values()])).size) if arrays else 0
+    out: Dict[str, Any] = {"rows": rows, "users": int(present.size), "items": n_items,
                            "positive_rate": float(np.mean(np.concatenate([a[1] for a in arrays.values()])))
                            if rows else None}
     table = UserTable.from_arrays(arrays, variants=names, users=present)
@@ -208,8 +209,9 @@ def slice_report(per_seed: Mapping[int, SeedPredictions], variants: Sequence[str
     Returns:
         Dict[str, Any]: ``{"item_freq": {"definition", "cuts", "source", "buckets": {name: stats}},
         "hist_len": {"definition", "buckets": {...}}}``; each bucket's stats hold ``rows``,
-        ``users``, ``positive_rate``, ``ne``/``auc``/``mean_pred`` (mean predicted click
-        probability, averaged over seeds) per variant, ``gain`` per variant (point, ci95, verdict),
+        ``users``, ``items``, ``positive_rate``, ``ne``/``auc``/``mean_pred`` (mean predicted click
+        probability, averaged over seeds) per variant, ``gain`` per variant (point, ci95, verdict,
+        level: the bootstrap's units),
         ``oracle_share`` when ``p_true`` is known, and ``pairs``.
     """
     cfg = cfg or SliceConfig()
