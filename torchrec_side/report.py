@@ -12,9 +12,11 @@ Definitions (docs/design.md sections 7, 7b and 8):
 * NE is the **test** NE of each run (scored with the model of its best validation epoch; nothing
   is selected on test). NE gain of variant v for seed s: ``100 * (NE_control[s] - NE_v[s]) /
   NE_control[s]``; a variant's gain is the mean over the seeds it shares with control.
-* Intervals: the paired two-level bootstrap of :mod:`torchrec_side.eval.stats` (seeds and test
-  users resampled with replacement, one user resample per replicate shared by all runs), 95%
-  percentile intervals; "not separated" where an interval covers zero. Runs without predictions
+* Intervals: the paired bootstrap of :mod:`torchrec_side.eval.stats`: seeds, and test users and
+  test items independently (two-way, Owen's pigeonhole bootstrap; users only with
+  ``ReportConfig(resample_items=False)``), resampled with replacement, one resample per replicate
+  shared by all runs; 95% percentile intervals; "not separated" where an interval covers zero.
+  ``statistics.level`` names the units (``"seeds x users x items"``). Runs without predictions
   enter at seed level (bootstrap over seeds only), and the report says which.
 * ``side_vs_traditional_ne_gain``: SIDE's gain / traditional SID's gain, same resamples; undefined
   cases as documented in :mod:`torchrec_side.eval.stats`. The ">= 2.4x" target is judged on the
@@ -83,6 +85,7 @@ class ReportConfig:
             dominant) whose ``report.json`` holds the "sparse-ID must win" target; its target line
             is copied into this report. Default: ``pipeline.json``'s ``control_world``.
         extra_pairs (Tuple[Tuple[str, str], ...]): more ``(variant, reference)`` gains to report.
+        resample_items (bool): the two-way bootstrap (users x items); False: users only.
     """
 
     world: Optional[str] = None
@@ -98,6 +101,7 @@ class ReportConfig:
     progress: bool = False
     control_world: Optional[str] = None
     extra_pairs: Tuple[Tuple[str, str], ...] = field(default_factory=tuple)
+    resample_items: bool = True
 
 
 def _mean(x: Sequence[float]) -> Optional[float]:
@@ -289,13 +293,13 @@ def analyse(data: Dict[str, Any], cfg: ReportConfig) -> Dict[str, Any]:
         sc = dict(p.scores)
         if has_oracle and p.p_true is not None:
             sc[ORACLE] = p.p_true
-        arrays[s] = (p.user_id, p.label, sc)
+        arrays[s] = (p.user_id, p.label, sc, p.item_id)
     table = UserTable.from_arrays(arrays, variants=names)
     missing = [(v, s) for v, per in runs.items() for s in per
                if not (s in per_seed and v in per_seed[s].scores)]
     seed_level = {(v, s): float(runs[v][s]["test"]["ne"]) for v, s in missing}
-    boot = PairedBootstrap(table, BootstrapConfig(n_boot=cfg.n_boot, seed=cfg.seed, progress=cfg.progress),
-                           seed_level_ne=seed_level)
+    boot = PairedBootstrap(table, BootstrapConfig(n_boot=cfg.n_boot, seed=cfg.seed, progress=cfg.progress,
+                                                  resample_items=cfg.resample_items), seed_level_ne=seed_level)
     # predictions vs metrics.json: the same model should give the same test NE
     ne_pred = table.ne()
     diffs = []
@@ -324,8 +328,9 @@ def analyse(data: Dict[str, Any], cfg: ReportConfig) -> Dict[str, Any]:
         sv = [v for v in variants if all(v in p.scores for p in per_seed.values())]
         counts_file = data.get("item_counts_file")
         counts = np.load(counts_file) if counts_file else None
-        out["slices"] = slice_report(per_seed, sv, control=c, cfg=SliceConfig(n_boot=cfg.slice_n_boot, seed=cfg.seed),
-                                     item_counts=counts, pairs=pairs, progress=cfg.progress)
+        scfg = SliceConfig(n_boot=cfg.slice_n_boot, seed=cfg.seed, resample_items=cfg.resample_items)
+        out["slices"] = slice_report(per_seed, sv, control=c, cfg=scfg, item_counts=counts, pairs=pairs,
+                                     progress=cfg.progress)
     else:
         out["slices"] = {}
     return out
@@ -499,8 +504,9 @@ def _plots(rows: List[Dict[str, Any]], a: Dict[str, Any], run: Path, label: str,
     ax.axhline(0, color="k", lw=0.8)
     ax.set_ylabel("test NE gain vs control (%)")
     levels = {gains[v].level for v in names}
-    how = ("seeds x users bootstrap" if levels == {"seeds x users"} else "seed-level bootstrap" if levels == {"seeds"}
-           else "seeds x users bootstrap; seed level where predictions are missing")
+    top = a["boot"].level
+    how = (f"{top} bootstrap" if levels == {top} else "seed-level bootstrap" if levels == {"seeds"}
+           else f"{top} bootstrap; seed level where predictions are missing")
     ax.set_title(f"NE gain per variant, 95% interval ({how}){label}", fontsize=10)
     plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
     fig.tight_layout()
@@ -713,7 +719,8 @@ def write_report(run: Path, plots: bool = True, world: Optional[str] = None,
         "side_vs_traditional_ne_gain": ratio,
         "slices": _jsonable(a["slices"]),
         "statistics": {"bootstrap": {"n_boot": cfg.n_boot, "slice_n_boot": cfg.slice_n_boot, "seed": cfg.seed,
-                                     "level": 0.95, "units": "seeds and test users, resampled with replacement"},
+                                     "level": 0.95, "units": _units(a["boot"].level)},
+                       "level": a["boot"].level,
                        "runs_with_predictions": a["prediction_runs"],
                        "runs_without_predictions": [{"variant": v, "seed": s} for v, s in missing],
                        "ne_check": a["ne_check"], "paired_seeds": len(seeds_all)},
@@ -730,6 +737,16 @@ def write_report(run: Path, plots: bool = True, world: Optional[str] = None,
     write_json(run / "report.json", report)
     write_text(run / "report.md", _markdown(report, rows, a, rec, roles, kind, quick, cfg))
     return report
+
+
+def _units(level: str) -> str:
+    """``"seeds x users x items"`` -> words for the report (two-way: Owen's pigeonhole bootstrap)."""
+    parts = level.split(" x ")
+    words = [{"seeds": "seeds", "users": "test users", "items": "test items"}.get(p, p) for p in parts]
+    text = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+    two_way = "users" in parts and "items" in parts
+    return text + (", resampled independently with replacement (two-way pigeonhole bootstrap, Owen 2007)" if two_way
+                   else ", resampled with replacement")
 
 
 def _ci_list(ci: Any, fmt: str = "{:+.3f}") -> str:
@@ -752,9 +769,10 @@ def _markdown(report: Dict[str, Any], rows: List[Dict[str, Any]], a: Dict[str, A
     L.append(f"Seeds {rec.get('seeds')}, {rec.get('epochs')} epoch(s), {rec.get('nproc')} ranks (TorchX local_cwd). "
              f"NE/AUC on the **test** split; each run is scored with the model of its best validation epoch "
              f"(nothing is selected on test). NE gain = (NE_control - NE_variant) / NE_control in %, paired by seed. "
-             f"Intervals: 95% percentile intervals of a paired bootstrap over seeds and test users "
-             f"({cfg.n_boot} replicates; users, not events, are the independent units; one user resample per "
-             f"replicate shared by every run), docs/design.md section 7b. \"not separated\": the interval covers 0. "
+             f"Intervals: 95% percentile intervals of a paired bootstrap over {_units(st['level'])} "
+             f"({cfg.n_boot} replicates, level `{st['level']}`; events are not independent units: a user's rows "
+             f"share the user, an item's rows share the item; one resample per replicate shared by every run), "
+             f"docs/design.md section 7b. \"not separated\": the interval covers 0. "
              f"Bytes per event: history as the model consumes it (int64 KJT values; raw content counted as 384 fp16).")
     L.append("")
     rep_ = (rec.get("world") or {}).get("target_in_history") if isinstance(rec.get("world"), dict) else None

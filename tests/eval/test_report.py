@@ -100,7 +100,7 @@ def test_simulated_world_report_fields_and_numbers(tmp_path: Path) -> None:
     assert rows["side"]["ne_gain_pct_mean"] == pytest.approx(np.mean(direct), rel=1e-5)
     lo, hi = rep["ne_gain_ci95"]["side"]
     assert lo <= rows["side"]["ne_gain_pct_mean"] <= hi
-    assert rep["ne_gain"]["side"]["level"] == "seeds x users"
+    assert rep["ne_gain"]["side"]["level"] == "seeds x users x items" == rep["statistics"]["level"]
     assert set(rep["oracle_share"]) == {"sparse_id", "raw_content", "traditional_sid", "side"}
     sh = rep["oracle_share"]["side"]
     assert 0 < sh["point"] < 1 and sh["ci95"][0] <= sh["point"] <= sh["ci95"][1]
@@ -122,6 +122,7 @@ def test_simulated_world_report_fields_and_numbers(tmp_path: Path) -> None:
     assert "simulated ads world" in md and "oracle share" in md and "By target-item training frequency" in md
     assert "separated" in md and "docs/design.md section 8" in md
     assert "at least 10" in md  # 3 seeds < 10: said
+    assert "test users and test items" in md and "`seeds x users x items`" in md
     assert json.loads((tmp_path / "report.json").read_text())["world"] == "adsworld"
 
 
@@ -132,7 +133,7 @@ def test_movielens_report_and_missing_predictions_fallback(tmp_path: Path) -> No
     miss = rep["statistics"]["runs_without_predictions"]
     assert miss == [{"variant": "raw_content", "seed": 1}]
     assert rep["ne_gain"]["raw_content"]["level"] == "seeds"
-    assert rep["ne_gain"]["side"]["level"] == "seeds x users"
+    assert rep["ne_gain"]["side"]["level"] == "seeds x users x items" == rep["statistics"]["level"]
     # the raw-content slices use the seeds that have its predictions only: it is left out
     assert "raw_content" not in rep["slices"]["item_freq"]["buckets"]["head"]["ne"]
     t = {x["target"]: x for x in rep["targets"]}
@@ -158,7 +159,11 @@ def test_variant_with_fewer_seeds_is_paired_on_its_own(tmp_path: Path) -> None:
                 for s in scores[v]}
         want = np.mean([100 * (ctrl[s] - ne[s]) / ctrl[s] for s in ne])
         assert abs(rows[v]["ne_gain_pct_mean"] - want) < 1e-6, (v, rows[v]["ne_gain_pct_mean"], want)
-    assert rep["ne_gain"]["sparse_id"]["level"] == "seeds x users"
+    assert rep["ne_gain"]["sparse_id"]["level"] == "seeds x users x items"
+    # the users-only bootstrap stays selectable: same points, its own level
+    one = write_report(tmp_path, plots=False, cfg=ReportConfig(n_boot=50, slice_n_boot=0, resample_items=False))
+    assert one["statistics"]["level"] == "seeds x users" == one["ne_gain"]["side"]["level"]
+    assert one["ne_gain"]["side"]["point"] == pytest.approx(rep["ne_gain"]["side"]["point"])
 
 
 def test_side_over_permuted_sid_is_reported(tmp_path: Path) -> None:
@@ -253,5 +258,5 @@ def test_report_from_real_trainer_predictions(tmp_path: Path) -> None:
     st = rep["statistics"]
     assert st["runs_with_predictions"] == 4 and st["runs_without_predictions"] == []
     assert st["ne_check"]["max_abs_diff_predictions_vs_metrics"] < 1e-5
-    assert rep["ne_gain"]["sparse_id"]["level"] == "seeds x users" and rep["world"] == "movielens"
+    assert rep["ne_gain"]["sparse_id"]["level"] == "seeds x users x items" and rep["world"] == "movielens"
     assert sum(b["rows"] for b in rep["slices"]["hist_len"]["buckets"].values()) > 0

@@ -56,6 +56,7 @@ class SliceConfig:
             ``[0, e0)``, ``[e0, e1)``, ..., ``[e_last, inf)``.
         n_boot (int): bootstrap replicates per slice (0: no intervals).
         seed (int): bootstrap RNG seed.
+        resample_items (bool): two-way bootstrap (users x items) in each slice; False: users only.
     """
 
     head_share: float = 0.5
@@ -63,6 +64,7 @@ class SliceConfig:
     hist_edges: Tuple[int, ...] = (1, 10, 100, 1000)
     n_boot: int = 500
     seed: int = 0
+    resample_items: bool = True
 
     def __post_init__(self) -> None:
         if not (0.0 < self.head_share < 1.0 and 0.0 < self.torso_share and self.head_share + self.torso_share < 1.0):
@@ -229,7 +231,7 @@ def slice_report(per_seed: Mapping[int, SeedPredictions], variants: Sequence[str
         source = ("distinct test target items only (the predictions carry no count for items absent from test; "
                   "they are left out of the cumulative shares)")
     head_min, torso_min = frequency_cuts(counts, cfg.head_share, cfg.torso_share)
-    boot_cfg = BootstrapConfig(n_boot=cfg.n_boot, seed=cfg.seed) if cfg.n_boot else None
+    boot_cfg = BootstrapConfig(n_boot=cfg.n_boot, seed=cfg.seed, resample_items=cfg.resample_items) if cfg.n_boot else None
     fam: Dict[str, Dict[int, np.ndarray]] = {
         "item_freq": {s: frequency_bucket(per_seed[s].item_train_freq, head_min, torso_min) for s in seeds},
         "hist_len": {s: history_bucket(per_seed[s].hist_len, cfg.hist_edges) for s in seeds},
