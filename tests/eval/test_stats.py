@@ -308,7 +308,8 @@ def test_levels_and_users_only_selectable() -> None:
     users_only = PairedBootstrap(two, BootstrapConfig(n_boot=30, seed=1, resample_items=False))
     assert users_only.level == "seeds x users" and users_only.gain("v").level == "seeds x users"
     # users-only on a two-way table == the bootstrap of the users-only table (same user draws)
-    plain = PairedBootstrap(UserTable.from_arrays({s: a[:3] for s, a in per.items()}), BootstrapConfig(n_boot=30, seed=1))
+    plain = PairedBootstrap(UserTable.from_arrays({s: a[:3] for s, a in per.items()}),
+                            BootstrapConfig(n_boot=30, seed=1))
     assert plain.level == "seeds x users"
     assert np.allclose(users_only.ne_boot, plain.ne_boot, rtol=1e-12)
     g2 = PairedBootstrap(two, BootstrapConfig(n_boot=30, seed=1)).gain("v")

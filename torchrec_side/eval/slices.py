@@ -137,7 +137,7 @@ def _bucket_stats(per_seed: Mapping[int, SeedPredictions], masks: Mapping[int, n
                   pairs: Sequence[Tuple[str, str]]) -> Dict[str, Any]:
     oracle = all(p.p_true is not None for p in per_seed.values())
     names = list(variants) + ([ORACLE] if oracle else [])
-    arrays: Dict[int, Tuple[np.ndarray, np.ndarray, Dict[str, np.ndarray]]] = {}
+    arrays: Dict[int, Tuple[np.ndarray, np.ndarray, Dict[str, np.ndarray], np.ndarray]] = {}
     aucs: Dict[str, List[float]] = {v: [] for v in names}
     preds: Dict[str, List[float]] = {v: [] for v in names}
     rows = 0
@@ -231,7 +231,8 @@ def slice_report(per_seed: Mapping[int, SeedPredictions], variants: Sequence[str
         source = ("distinct test target items only (the predictions carry no count for items absent from test; "
                   "they are left out of the cumulative shares)")
     head_min, torso_min = frequency_cuts(counts, cfg.head_share, cfg.torso_share)
-    boot_cfg = BootstrapConfig(n_boot=cfg.n_boot, seed=cfg.seed, resample_items=cfg.resample_items) if cfg.n_boot else None
+    boot_cfg = (BootstrapConfig(n_boot=cfg.n_boot, seed=cfg.seed, resample_items=cfg.resample_items)
+                if cfg.n_boot else None)
     fam: Dict[str, Dict[int, np.ndarray]] = {
         "item_freq": {s: frequency_bucket(per_seed[s].item_train_freq, head_min, torso_min) for s in seeds},
         "hist_len": {s: history_bucket(per_seed[s].hist_len, cfg.hist_edges) for s in seeds},

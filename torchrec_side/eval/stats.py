@@ -76,6 +76,7 @@ import numpy as np
 
 __all__ = [
     "EPS",
+    "SeedRows",
     "log_loss",
     "binary_entropy",
     "normalized_entropy",
@@ -91,6 +92,11 @@ __all__ = [
 
 #: Probability clip used in the log loss.
 EPS: float = 1e-7
+
+#: One seed's test rows: ``(user_id [N], label [N], {variant: probability [N]})``, optionally with
+#: ``item_id [N]`` as a fourth element (for the two-way bootstrap).
+SeedRows = Union[Tuple[np.ndarray, np.ndarray, Mapping[str, np.ndarray]],
+                 Tuple[np.ndarray, np.ndarray, Mapping[str, np.ndarray], np.ndarray]]
 
 
 def log_loss(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -310,8 +316,7 @@ class UserTable:
 
     @staticmethod
     def from_arrays(
-        per_seed: Mapping[int, Union[Tuple[np.ndarray, np.ndarray, Mapping[str, np.ndarray]],
-                                     Tuple[np.ndarray, np.ndarray, Mapping[str, np.ndarray], np.ndarray]]],
+        per_seed: Mapping[int, SeedRows],
         variants: Optional[Sequence[str]] = None,
         users: Optional[np.ndarray] = None,
         items: Optional[np.ndarray] = None,
@@ -334,7 +339,12 @@ class UserTable:
                 some seeds only.
         """
         seeds = sorted(int(s) for s in per_seed)
-        with_items = [len(per_seed[s]) == 4 for s in seeds]
+        item_ids: Dict[int, np.ndarray] = {}
+        for s in seeds:
+            r = per_seed[s]
+            if len(r) == 4:
+                item_ids[s] = np.asarray(r[3], dtype=np.int64)
+        with_items = [s in item_ids for s in seeds]
         if any(with_items) and not all(with_items):
             raise ValueError("UserTable.from_arrays: item ids given for some seeds only "
                              f"({[s for s, w in zip(seeds, with_items) if w]} of {seeds})")
@@ -366,7 +376,7 @@ class UserTable:
         cell_user: Optional[np.ndarray] = None
         cell_item: Optional[np.ndarray] = None
         if two_way:
-            iid = [np.asarray(per_seed[s][3], dtype=np.int64) for s in seeds]  # pyre-ignore[misc]
+            iid = [item_ids[s] for s in seeds]
             items = np.unique(np.concatenate(iid)) if items is None else np.asarray(items, dtype=np.int64)
             iidx = {s: locate(items, iid[j], "item", s) for j, s in enumerate(seeds)}
             I = max(int(items.size), 1)
