@@ -81,3 +81,12 @@ def print_table(rows: List[Dict[str, Any]], columns: List[str]) -> None:
     print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
     for row in cells:
         print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+
+
+def load_average() -> Optional[List[float]]:
+    """The machine's 1, 5 and 15 minute load averages (``None`` where the OS has none): a shared
+    machine's numbers are read next to its load."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
