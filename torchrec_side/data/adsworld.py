@@ -61,7 +61,7 @@ import platform
 import resource
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from collections import deque
 from typing import Any, Deque, Dict, Iterator, List, Optional, Tuple, Union
@@ -69,11 +69,11 @@ from typing import Any, Deque, Dict, Iterator, List, Optional, Tuple, Union
 import numpy as np
 
 from torchrec_side.config import ConfigError, config_to_dict, config_to_yaml
-from torchrec_side.data.adsworld_config import AdsWorldConfig, load_world_config
+from torchrec_side.data.adsworld_config import LEGACY, AdsWorldConfig, load_world_config, with_legacy
 from torchrec_side.io import ArtifactError, atomic_dir, write_json
 
-__all__ = ["FORMAT", "VERSION", "DAY", "generate_world", "read_manifest", "target_in_history", "normalized_entropy",
-           "auc", "world_main"]
+__all__ = ["FORMAT", "VERSION", "DAY", "ceilings", "soft_max_pool", "generate_world", "read_manifest", "target_in_history",
+           "normalized_entropy", "auc", "world_main"]
 
 FORMAT: str = "torchrec-side-adsworld"
 VERSION: int = 1
@@ -84,6 +84,9 @@ META_TOP: Tuple[float, float] = (0.001, 0.25)
 META_BOTTOM: Tuple[float, float] = (0.944, 0.25)
 _CONTENT_CHUNK: int = 65_536
 _PILOT_USERS: int = 1_000
+_MATCH_NODES: int = 64
+_CEILING_CHUNK: int = 65_536
+_SHIFT_SAMPLE: int = 10_000
 
 PathLike = Union[str, Path]
 Array = np.ndarray
@@ -111,6 +114,7 @@ class _Catalogue:
     cat_mu: Array  # float32 [C, k]
     sub_mu: Array  # float32 [C * S, k]
     sub_p: Array  # float64 [S], local sub-category probabilities
+    collab: Array  # float32 [N, r], item factors g_i ~ N(0, I_r) (their own stream: independent of all else)
 
 
 def _shares(cfg: AdsWorldConfig) -> Tuple[float, float, float]:
@@ -147,8 +151,10 @@ def _build_catalogue(cfg: AdsWorldConfig) -> _Catalogue:
     quality = rng.standard_normal(n, dtype=np.float32)
     by_cat = np.argsort(category, kind="stable").astype(np.int64)
     bounds = np.searchsorted(category[by_cat], np.arange(nc + 1)).astype(np.int64)
+    # stream 6: nothing about an item's attributes, content, popularity or quality enters here
+    collab = _rng(cfg.seed, 6).standard_normal((n, cfg.collab.rank), dtype=np.float32)
     return _Catalogue(category, subcategory, release_day, quality, weight, attrs, by_cat, bounds,
-                      cat_mu, sub_mu, sub_p)  # fmt: skip
+                      cat_mu, sub_mu, sub_p, collab)  # fmt: skip
 
 
 class _DayTables:
@@ -180,9 +186,20 @@ class _Users:
     taste: Array  # float32 [n, K, k]
     num_events: Array  # int64 [n]
     num_impressions: Array  # int64 [n]
+    factor: Array  # float32 [n, r], uniform on the sphere of radius sqrt(r)
 
 
-def _make_users(cfg: AdsWorldConfig, cat: _Catalogue, n: int, rng: np.random.Generator) -> _Users:
+def _user_factors(cfg: AdsWorldConfig, n: int, rng: np.random.Generator) -> Array:
+    """``float32 [n, r]`` user factors, uniform on the sphere of radius ``sqrt(r)`` (so
+    ``<f_u, g_i> / sqrt(r) ~ N(0, 1)`` exactly for every user when ``g_i ~ N(0, I_r)``)."""
+    r = cfg.collab.rank
+    f = rng.standard_normal((n, r))
+    f *= math.sqrt(r) / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+    return f.astype(np.float32)
+
+
+def _make_users(cfg: AdsWorldConfig, cat: _Catalogue, n: int, rng: np.random.Generator,
+                factor_rng: np.random.Generator) -> _Users:  # fmt: skip
     u, c = cfg.users, cfg.catalogue
     nc, ns, k = c.num_categories, c.subcategories_per_category, c.attr_dim
     kk = min(u.categories_per_user, nc)
@@ -200,14 +217,47 @@ def _make_users(cfg: AdsWorldConfig, cat: _Catalogue, n: int, rng: np.random.Gen
     lengths = np.exp(math.log(u.median_events) + u.events_sigma * rng.standard_normal(n))
     num_events = np.clip(np.rint(lengths), 1, u.max_events).astype(np.int64)
     num_impressions = rng.poisson(u.impressions_per_user, n).astype(np.int64)
-    return _Users(cats, lam0, lam1, taste, num_events, num_impressions)
+    return _Users(cats, lam0, lam1, taste, num_events, num_impressions, _user_factors(cfg, n, factor_rng))
 
 
 @dataclass
 class _Calibration:
+    """Standardization of the matches and the bias, from the pilot (:func:`_calibrate`).
+
+    ``comp_mean`` / ``comp_std``: moments of one interest component's raw match over candidates
+    (``softmax`` pooling); ``match_mean`` / ``match_std``: of the pooled match; ``match_nodes``:
+    64 mid-quantiles of the standardized pooled match over candidates (the id ceiling's prior of
+    the content match)."""
+
     match_mean: float = 0.0
     match_std: float = 1.0
     bias: float = 0.0
+    comp_mean: float = 0.0
+    comp_std: float = 1.0
+    match_nodes: List[float] = field(default_factory=list)
+
+
+@dataclass
+class _Drawn:
+    """What :func:`_draw` returns per row: the item, its click logit without bias ``s = m + x``,
+    the content-visible part ``m`` (``w_match z_match``), the id-only part ``x`` (collaborative
+    term + quality), and what the pick's likelihood needs: ``logr`` (log of the sum of
+    ``exp(sharpness * s_k)`` over the shortlist's other items; -inf when there is none) and
+    ``dup`` (copies of the picked item in the shortlist)."""
+
+    item: Array  # int64 [R]
+    s: Array  # float32 [R]
+    m: Array  # float32 [R]
+    x: Array  # float32 [R]
+    logr: Array  # float64 [R]
+    dup: Array  # int16 [R]
+
+    def take(self, idx: Array) -> "_Drawn":
+        return _Drawn(self.item[idx], self.s[idx], self.m[idx], self.x[idx], self.logr[idx], self.dup[idx])
+
+    def put(self, idx: Array, other: "_Drawn") -> None:
+        for name in ("item", "s", "m", "x", "logr", "dup"):
+            getattr(self, name)[idx] = getattr(other, name)
 
 
 def _times(cfg: AdsWorldConfig) -> Dict[str, int]:
@@ -224,20 +274,30 @@ def _times(cfg: AdsWorldConfig) -> Dict[str, int]:
 
 def _draw(cfg: AdsWorldConfig, cat: _Catalogue, tables: _DayTables, users: _Users, row_user: Array,
           row_t: Array, sharpness: Union[float, Array], cal: _Calibration, rng: np.random.Generator,
-          moments: Optional[List[float]] = None) -> Tuple[Array, Array]:  # fmt: skip
-    """One item per row (user-local index, timestamp): ``(item int64 [R], s float32 [R])``.
+          stats: Optional[Dict[str, Any]] = None, event: Optional[Array] = None) -> _Drawn:  # fmt: skip
+    """One item per row (user-local index, timestamp); see :class:`_Drawn`.
 
-    ``s`` is the picked item's click logit without bias; ``sharpness`` (a float or one per row)
-    multiplies it in the pick. With ``moments`` the raw matches of all
-    shortlisted candidates are accumulated there as ``[count, sum, sum of squares]``.
+    ``sharpness`` (a float or one per row) multiplies the logit in the pick. ``event`` (bool per
+    row): with ``softmax`` pooling an event row picks by the match of the interest component it
+    was drawn from (explore rows: the pooled match). With ``stats`` the raw matches of all
+    shortlisted candidates are accumulated there: ``stats["comp"]`` / ``stats["pooled"]`` as
+    ``[count, sum, sum of squares]`` of the component / pooled raw match, ``stats["z"]`` a list
+    of the standardized pooled matches.
     """
     times = _times(cfg)
     span = float(times["log_end"] - times["log_start"])
     m, explore = cfg.users.shortlist, cfg.users.explore
-    wm, wq = cfg.clicks.w_match, cfg.clicks.w_quality
-    items = np.empty(len(row_user), dtype=np.int64)
-    logits = np.empty(len(row_user), dtype=np.float32)
-    sharp = np.broadcast_to(np.asarray(sharpness, dtype=np.float32), (len(row_user),))
+    ck = cfg.clicks
+    wm, wq, wc = ck.w_match, ck.w_quality, ck.w_collab
+    softmax = ck.interest_pooling == "softmax"
+    temp = ck.interest_temperature
+    inv_sqrt_r = 1.0 / math.sqrt(cfg.collab.rank)
+    n_rows = len(row_user)
+    out = _Drawn(np.empty(n_rows, dtype=np.int64), np.empty(n_rows, dtype=np.float32),
+                 np.empty(n_rows, dtype=np.float32), np.empty(n_rows, dtype=np.float32),
+                 np.empty(n_rows, dtype=np.float64), np.empty(n_rows, dtype=np.int16))  # fmt: skip
+    sharp = np.broadcast_to(np.asarray(sharpness, dtype=np.float32), (n_rows,))
+    is_event = np.zeros(n_rows, dtype=bool) if event is None else event
     days = row_t // DAY
     order = np.argsort(days, kind="stable")
     uniq, starts = np.unique(days[order], return_index=True)
@@ -252,7 +312,6 @@ def _draw(cfg: AdsWorldConfig, cat: _Catalogue, tables: _DayTables, users: _User
         lam = np.cos(ang) * users.lam0[ru] + np.sin(ang) * users.lam1[ru]
         pi = np.exp(lam - lam.max(axis=1, keepdims=True))
         pi /= pi.sum(axis=1, keepdims=True)
-        interest = np.einsum("rj,rjd->rd", pi.astype(np.float32), users.taste[ru])
         j = np.minimum((rng.random(r)[:, None] > np.cumsum(pi, axis=1)).sum(axis=1), pi.shape[1] - 1)
         c = users.cats[ru, j]
         ex = rng.random(r) < explore
@@ -264,16 +323,83 @@ def _draw(cfg: AdsWorldConfig, cat: _Catalogue, tables: _DayTables, users: _User
         u = clo + rng.random((r, m)) * (chi - clo)
         u = np.minimum(u, np.nextafter(chi, -np.inf))  # stay inside the category's mass
         cand = cat.by_cat[np.searchsorted(cs, u, side="right")]
-        raw = np.einsum("rd,rmd->rm", interest, cat.attrs[cand])
-        if moments is not None:
-            moments[0] += raw.size
-            moments[1] += float(raw.sum(dtype=np.float64))
-            moments[2] += float(np.square(raw, dtype=np.float64).sum())
-        s = wm * (raw - cal.match_mean) / cal.match_std + wq * cat.quality[cand]
-        pick = np.argmax(sharp[idx][:, None] * s + rng.gumbel(size=(r, m)), axis=1)
-        items[idx] = cand[np.arange(r), pick]
-        logits[idx] = s[np.arange(r), pick]
-    return items, logits
+        attrs = cat.attrs[cand]  # [r, m, k]
+        zc: Optional[Array] = None
+        if softmax:  # soft maximum over the interest components
+            comp = np.matmul(users.taste[ru], attrs.transpose(0, 2, 1))  # [r, K, m]
+            if stats is not None and "comp" in stats:
+                _accumulate(stats["comp"], comp)
+            zc = (comp - cal.comp_mean) / cal.comp_std
+            raw = soft_max_pool(pi, zc, temp)
+        else:  # the single mixed interest vector
+            interest = np.einsum("rj,rjd->rd", pi.astype(np.float32), users.taste[ru])
+            raw = np.einsum("rd,rmd->rm", interest, attrs)
+        if stats is not None and "pooled" in stats:
+            _accumulate(stats["pooled"], raw)
+        content = wm * (raw - cal.match_mean) / cal.match_std
+        if stats is not None and "z" in stats:
+            stats["z"].append(((raw - cal.match_mean) / cal.match_std).ravel())
+        idpart = wq * cat.quality[cand]
+        if wc > 0:
+            cu = np.matmul(cat.collab[cand], users.factor[ru][:, :, None])[:, :, 0]  # [r, m]
+            idpart = idpart + (wc * inv_sqrt_r) * cu
+        s = content + idpart
+        s_pick = s
+        ev = is_event[idx]
+        if zc is not None and ev.any():  # an event follows the one interest component it was drawn from
+            z_ev = zc[np.arange(r), j]
+            z_ev = np.where(ex[:, None], (raw - cal.match_mean) / cal.match_std, z_ev)
+            s_pick = np.where(ev[:, None], wm * z_ev + idpart, s)
+        sh = sharp[idx][:, None]
+        pick = np.argmax(sh * s_pick + rng.gumbel(size=(r, m)), axis=1)
+        rows = np.arange(r)
+        item = cand[rows, pick]
+        same = cand == item[:, None]
+        others = np.where(same, -np.inf, sh.astype(np.float64) * s_pick)
+        omax = others.max(axis=1)
+        safe = np.where(np.isfinite(omax), omax, 0.0)
+        with np.errstate(divide="ignore"):
+            logr = safe + np.log(np.exp(others - safe[:, None]).sum(axis=1))
+        out.item[idx] = item
+        out.s[idx] = s[rows, pick]
+        out.m[idx] = content[rows, pick]
+        out.x[idx] = idpart[rows, pick]
+        out.logr[idx] = np.where(np.isfinite(omax), logr, -np.inf)
+        out.dup[idx] = same.sum(axis=1)
+    return out
+
+
+def soft_max_pool(pi: Array, z: Array, temperature: float) -> Array:
+    """The multi-interest match: ``T log sum_j pi_j exp(z_j / T)`` over interest components j.
+
+    Args:
+        pi: float [R, K] mixture weights (rows sum to 1).
+        z: float32 [R, K, M] standardized match of component j with candidate m.
+        temperature: ``T`` (> 0); ``T -> 0`` gives ``max_j z_j`` over components with weight,
+            ``T -> inf`` the mixture mean ``sum_j pi_j z_j``.
+
+    Returns:
+        float32 [R, M].
+
+    Example::
+
+        soft_max_pool(np.array([[.5, .5]]), np.array([[[0.], [2.]]], np.float32), 0.25)  # about [[1.83]]
+    """
+    logpi = np.log(np.maximum(pi, 1e-30)).astype(np.float32)[:, :, None]
+    y = logpi + z / np.float32(temperature)
+    ymax = y.max(axis=1, keepdims=True)
+    return (np.float32(temperature) * (ymax[:, 0] + np.log(np.exp(y - ymax).sum(axis=1)))).astype(np.float32)
+
+
+def _accumulate(acc: List[float], x: Array) -> None:
+    acc[0] += x.size
+    acc[1] += float(x.sum(dtype=np.float64))
+    acc[2] += float(np.square(x, dtype=np.float64).sum())
+
+
+def _moments(acc: List[float]) -> Tuple[float, float]:
+    mean = acc[1] / max(acc[0], 1.0)
+    return mean, math.sqrt(max(acc[2] / max(acc[0], 1.0) - mean * mean, 1e-12))
 
 
 def _sigmoid(x: Array) -> Array:
@@ -288,17 +414,27 @@ def _impression_rows(cfg: AdsWorldConfig, users: _Users, rng: np.random.Generato
 
 
 def _calibrate(cfg: AdsWorldConfig, cat: _Catalogue, tables: _DayTables) -> _Calibration:
-    """Match moments and bias from a pilot of separate users (stream 3), deterministic per seed."""
+    """Match moments and bias from a pilot of separate users (stream 3), deterministic per seed.
+
+    Candidate draws do not depend on the calibration (the pick comes after them), so the
+    ``softmax`` pooling's two moment passes (components, then the pooled match) see the same
+    shortlists."""
     n = min(cfg.users.num_users, _PILOT_USERS)
     rng = _rng(cfg.seed, 3)
-    users = _make_users(cfg, cat, n, rng)
+    users = _make_users(cfg, cat, n, rng, _rng(cfg.seed, 8))
     row_user, row_t = _impression_rows(cfg, users, rng)
-    moments = [0.0, 0.0, 0.0]
-    _draw(cfg, cat, tables, users, row_user, row_t, 0.0, _Calibration(), _rng(cfg.seed, 3, 1), moments)
-    mean = moments[1] / max(moments[0], 1.0)
-    std = math.sqrt(max(moments[2] / max(moments[0], 1.0) - mean * mean, 1e-12))
-    cal = _Calibration(mean, std, 0.0)
-    _, s = _draw(cfg, cat, tables, users, row_user, row_t, cfg.clicks.targeting, cal, _rng(cfg.seed, 3, 2))
+    cal = _Calibration()
+    if cfg.clicks.interest_pooling == "softmax":
+        comp = [0.0, 0.0, 0.0]
+        _draw(cfg, cat, tables, users, row_user, row_t, 0.0, cal, _rng(cfg.seed, 3, 1), {"comp": comp})
+        cal.comp_mean, cal.comp_std = _moments(comp)
+    pooled = [0.0, 0.0, 0.0]
+    _draw(cfg, cat, tables, users, row_user, row_t, 0.0, cal, _rng(cfg.seed, 3, 1), {"pooled": pooled})
+    cal.match_mean, cal.match_std = _moments(pooled)
+    zs: Dict[str, Any] = {"z": []}
+    s = _draw(cfg, cat, tables, users, row_user, row_t, cfg.clicks.targeting, cal, _rng(cfg.seed, 3, 2), zs).s
+    z = np.concatenate(zs["z"]) if zs["z"] else np.zeros(1)
+    cal.match_nodes = np.quantile(z.astype(np.float64), (np.arange(_MATCH_NODES) + 0.5) / _MATCH_NODES).tolist()
     lo, hi = -30.0, 30.0
     for _ in range(80):  # bisection: mean sigmoid(bias + s) = base_rate
         mid = 0.5 * (lo + hi)
@@ -329,29 +465,30 @@ def _seen_before(n_items: int, ev_user: Array, ev_t: Array, ev_item: Array, im_u
 
 def _fresh(cfg: AdsWorldConfig, cat: _Catalogue, tables: _DayTables, users: _Users, cal: _Calibration,
            rng: np.random.Generator, ev_user: Array, ev_t: Array, ev_item: Array, im_user: Array, im_t: Array,
-           im_item: Array, s: Array) -> Tuple[Array, Array, Array, Array]:  # fmt: skip
+           drawn: _Drawn) -> Tuple[Array, Array, _Drawn]:  # fmt: skip
     """Impressions redrawn until none repeats an earlier event of its user (``fresh_impressions``)."""
     n_items = len(cat.category)
-    im_item, s = im_item.copy(), s.copy()
-    bad = np.flatnonzero(_seen_before(n_items, ev_user, ev_t, ev_item, im_user, im_t, im_item))
+    drawn = drawn.take(np.arange(len(drawn.item)))  # a copy
+    bad = np.flatnonzero(_seen_before(n_items, ev_user, ev_t, ev_item, im_user, im_t, drawn.item))
     for _ in range(_FRESH_TRIES):
         if bad.size == 0:
             break
-        it, sv = _draw(cfg, cat, tables, users, im_user[bad], im_t[bad], cfg.clicks.targeting, cal, rng)
-        im_item[bad], s[bad] = it, sv
-        still = _seen_before(n_items, ev_user, ev_t, ev_item, im_user[bad], im_t[bad], im_item[bad])
+        again = _draw(cfg, cat, tables, users, im_user[bad], im_t[bad], cfg.clicks.targeting, cal, rng)
+        drawn.put(bad, again)
+        still = _seen_before(n_items, ev_user, ev_t, ev_item, im_user[bad], im_t[bad], drawn.item[bad])
         bad = bad[still]
     keep = np.ones(len(im_user), dtype=bool)
     keep[bad] = False
-    return im_user[keep], im_t[keep], im_item[keep], s[keep]
+    return im_user[keep], im_t[keep], drawn.take(np.flatnonzero(keep))
 
 
 def _chunk(cfg: AdsWorldConfig, cat: _Catalogue, tables: _DayTables, cal: _Calibration, index: int,
-           u0: int, n: int) -> Tuple[Dict[str, Array], Dict[str, Array]]:  # fmt: skip
-    """Events and impressions of users ``u0 .. u0 + n - 1`` (stream 2, chunk ``index``)."""
+           u0: int, n: int) -> Tuple[Dict[str, Array], Dict[str, Array], Array]:  # fmt: skip
+    """Events, impressions and collaborative factors (float32 [n, r]) of users ``u0 .. u0 + n - 1`` (stream 2, chunk ``index``; the user
+    factors: stream 7, chunk ``index``)."""
     rng = _rng(cfg.seed, 2, index)
     times = _times(cfg)
-    users = _make_users(cfg, cat, n, rng)
+    users = _make_users(cfg, cat, n, rng, _rng(cfg.seed, 7, index))
     ev_user = np.repeat(np.arange(n), users.num_events)
     ev_t = rng.integers(times["log_start"], times["log_end"], len(ev_user))
     order = np.lexsort((ev_t, ev_user))
@@ -360,19 +497,117 @@ def _chunk(cfg: AdsWorldConfig, cat: _Catalogue, tables: _DayTables, cal: _Calib
     ne = len(ev_user)
     # one pass over the days for both: events pick by click odds, impressions by the ad system's targeting
     sharp = np.concatenate([np.ones(ne), np.full(len(im_user), cfg.clicks.targeting)]).astype(np.float32)
-    item, s = _draw(cfg, cat, tables, users, np.concatenate([ev_user, im_user]), np.concatenate([ev_t, im_t]),
-                    sharp, cal, rng)  # fmt: skip
-    ev_item, im_item, s = item[:ne], item[ne:], s[ne:]
+    is_event = np.concatenate([np.ones(ne, dtype=bool), np.zeros(len(im_user), dtype=bool)])
+    drawn = _draw(cfg, cat, tables, users, np.concatenate([ev_user, im_user]), np.concatenate([ev_t, im_t]),
+                  sharp, cal, rng, event=is_event)  # fmt: skip
+    ev_item = drawn.item[:ne]
+    im = drawn.take(np.arange(ne, len(drawn.item)))
     if cfg.users.fresh_impressions:
-        im_user, im_t, im_item, s = _fresh(cfg, cat, tables, users, cal, rng, ev_user, ev_t, ev_item,
-                                           im_user, im_t, im_item, s)  # fmt: skip
-    p_true = _sigmoid(cal.bias + s.astype(np.float64)).astype(np.float32)
+        im_user, im_t, im = _fresh(cfg, cat, tables, users, cal, rng, ev_user, ev_t, ev_item, im_user, im_t, im)
+    p_true = _sigmoid(cal.bias + im.s.astype(np.float64)).astype(np.float32)
     label = (rng.random(len(p_true)) < p_true).astype(np.float32)
     split = np.where(im_t < times["val"], 0, np.where(im_t < times["test"], 1, 2)).astype(np.int8)
     events = {"user_id": ev_user.astype(np.int64) + u0, "item_id": ev_item, "timestamp": ev_t.astype(np.int64)}
-    impressions = {"user_id": im_user.astype(np.int64) + u0, "item_id": im_item, "timestamp": im_t.astype(np.int64),
-                   "label": label, "p_true": p_true, "split": split}  # fmt: skip
-    return events, impressions
+    impressions = {"user_id": im_user.astype(np.int64) + u0, "item_id": im.item, "timestamp": im_t.astype(np.int64),
+                   "label": label, "p_true": p_true, "split": split, "logit_content": im.m.astype(np.float32), "logit_id": im.x.astype(np.float32),
+                   "pick_logr": im.logr.astype(np.float32), "pick_dup": im.dup.astype(np.int16)}  # fmt: skip
+    return events, impressions, users.factor
+
+
+def _pick_logw(tau: float, logit: Array, logr: Array, dup: Array) -> Array:
+    """``log P(this item is picked | its logit)`` [R, K] for logits [R, K]: the softmax pick of the
+    shortlist, ``dup e^(tau s) / (dup e^(tau s) + R)``, as ``log sigmoid(tau s + log dup - log R)``."""
+    with np.errstate(over="ignore"):
+        y = tau * logit + np.log(np.maximum(dup, 1).astype(np.float64))[:, None] - logr[:, None]
+        return -np.logaddexp(0.0, -y)
+
+
+def _posterior_mean(bias: float, known: Array, nodes: Array, logprior: Array, tau: float, logr: Array,
+                    dup: Array) -> Array:  # fmt: skip
+    """``E[sigmoid(bias + known + V) | the pick]`` [R], ``V`` on ``nodes`` [K] with prior log-weights
+    ``logprior`` [K], reweighted by the pick's likelihood (:func:`_pick_logw`)."""
+    total = known.astype(np.float64)[:, None] + nodes[None, :]
+    logw = logprior[None, :] + _pick_logw(tau, total, logr.astype(np.float64), dup)
+    w = np.exp(logw - logw.max(axis=1, keepdims=True))
+    return (w * _sigmoid(bias + total)).sum(axis=1) / w.sum(axis=1)
+
+
+def ceilings(cfg: AdsWorldConfig, cal: _Calibration, m: Array, x: Array, logr: Array, dup: Array,
+             shift_x: float = 0.0, shift_m: float = 0.0, nodes: int = 48) -> Tuple[Array, Array]:  # fmt: skip
+    """The content and id ceilings of impressions: ``(p_content [R], p_id [R])``.
+
+    ``p_true = sigmoid(bias + m + x)``, ``m`` the content-visible part of the logit (the match
+    term) and ``x`` the id-only part (collaborative term + item quality). The impression's item was
+    picked from a shortlist with probability ``dup e^(tau s) / (dup e^(tau s) + R)`` (``tau`` =
+    ``clicks.targeting``, ``R`` = ``exp(logr)`` the other items' weights, ``dup`` the item's copies),
+    so given what is known the unknown part is *tilted* by that pick.
+
+    * ``p_content = E[p | m, R, dup]``: ``x`` integrated over its exact prior
+      ``N(0, w_collab^2 + w_quality^2)`` (independent of ``m``, ``R`` and the shortlist) times the
+      pick's likelihood, by probabilists' Gauss-Hermite quadrature with ``nodes`` nodes.
+    * ``p_id = E[p | x, R, dup]``: ``m`` integrated over the pilot's distribution of a candidate's
+      standardized match (64 equal-weight mid-quantiles, ``cal.match_nodes``, times ``w_match``)
+      times the pick's likelihood. This prior is the marginal over users and categories, so
+      ``p_id`` is approximate where ``p_content`` is exact.
+
+    Both condition on ``R`` and ``dup``, which no model sees, so they are slightly sharper than
+    ``E[p | m]`` / ``E[p | x]``. ``shift_x`` / ``shift_m`` move the unknown part's prior mean: the
+    priors are those of the generative process, but one world is one draw of its catalogue (a few
+    head items take much of the traffic), so the realized average of the unknown part differs a
+    little from 0; :func:`_fit_shift` fits it on training impressions, as any model learns its
+    intercept.
+
+    Args:
+        cfg: the world's config.
+        cal: its calibration (bias, match nodes).
+        m, x: float [R] parts of the logit.
+        logr: float [R] log weight of the shortlist's other items (-inf: none).
+        dup: int [R] copies of the item in its shortlist (>= 1).
+        nodes: Gauss-Hermite nodes.
+
+    Example::
+
+        p_content, p_id = ceilings(cfg, cal, drawn.m, drawn.x, drawn.logr, drawn.dup)
+    """
+    ck = cfg.clicks
+    tau = ck.targeting
+    sd_x = math.sqrt(ck.w_quality**2 + (ck.w_collab**2 if ck.w_collab > 0 else 0.0))
+    gh_x, gh_w = np.polynomial.hermite_e.hermegauss(nodes)
+    out_c = np.empty(len(m), dtype=np.float64)
+    out_i = np.empty(len(m), dtype=np.float64)
+    mn = np.asarray(cal.match_nodes or [0.0], dtype=np.float64) * ck.w_match
+    for a in range(0, len(m), _CEILING_CHUNK):
+        sl = slice(a, a + _CEILING_CHUNK)
+        out_c[sl] = _posterior_mean(cal.bias, m[sl], shift_x + sd_x * gh_x, np.log(gh_w), tau, logr[sl], dup[sl])
+        out_i[sl] = _posterior_mean(cal.bias, x[sl], shift_m + mn, np.zeros(len(mn)), tau, logr[sl], dup[sl])
+    return out_c, out_i
+
+
+def _fit_shift(cfg: AdsWorldConfig, cal: _Calibration, imp: Dict[str, Array]) -> Tuple[float, float]:
+    """``(shift_x, shift_m)`` of :func:`ceilings`: each ceiling's mean equals the mean ``p_true`` on
+    a seeded sample of at most 10,000 training impressions (bisection; stream 9)."""
+    rows = np.flatnonzero(imp["split"] == 0)
+    if rows.size == 0:
+        return 0.0, 0.0
+    if rows.size > _SHIFT_SAMPLE:
+        rows = np.sort(_rng(cfg.seed, 9).choice(rows, _SHIFT_SAMPLE, replace=False))
+    m, x = imp["logit_content"][rows], imp["logit_id"][rows]
+    logr, dup = imp["pick_logr"][rows].astype(np.float64), imp["pick_dup"][rows]
+    target = float(imp["p_true"][rows].astype(np.float64).mean())
+    ck = cfg.clicks
+    sd_x = math.sqrt(ck.w_quality**2 + (ck.w_collab**2 if ck.w_collab > 0 else 0.0))
+    gh_x, gh_w = np.polynomial.hermite_e.hermegauss(48)
+    mn = np.asarray(cal.match_nodes or [0.0], dtype=np.float64) * ck.w_match
+    setups = ((m, sd_x * gh_x, np.log(gh_w)), (x, mn, np.zeros(len(mn))))
+    out = []
+    for known, nodes, logprior in setups:
+        lo, hi = -5.0, 5.0
+        for _ in range(30):  # the mean ceiling increases with the shift
+            mid = 0.5 * (lo + hi)
+            got = float(_posterior_mean(cal.bias, known, mid + nodes, logprior, ck.targeting, logr, dup).mean())
+            lo, hi = (mid, hi) if got < target else (lo, mid)
+        out.append(0.5 * (lo + hi))
+    return out[0], out[1]
 
 
 def _write_content(cfg: AdsWorldConfig, cat: _Catalogue, folder: Path, progress: bool) -> None:
@@ -472,10 +707,10 @@ def _init_worker(cfg: AdsWorldConfig, cal: _Calibration) -> None:
     _WORKER.update(cfg=cfg, cat=cat, tables=_DayTables(cat, cfg), cal=cal)
 
 
-def _run_job(job: Tuple[int, int, int]) -> Tuple[Dict[str, Array], Dict[str, Array], float]:
+def _run_job(job: Tuple[int, int, int]) -> Tuple[Dict[str, Array], Dict[str, Array], Array, float]:
     w = _WORKER
-    ev, im = _chunk(w["cfg"], w["cat"], w["tables"], w["cal"], *job)
-    return ev, im, _peak_rss_mb()
+    ev, im, fac = _chunk(w["cfg"], w["cat"], w["tables"], w["cal"], *job)
+    return ev, im, fac, _peak_rss_mb()
 
 
 def _bounded_map(pool: Any, jobs: List[Tuple[int, int, int]], window: int) -> Iterator[Any]:
@@ -531,6 +766,7 @@ def generate_world(cfg: AdsWorldConfig, out: PathLike, progress: bool = True, wo
         lengths: List[Array] = []
         worker_rss = 0.0
         parts: List[Dict[str, Array]] = []
+        factors: List[Array] = []
         jobs = [(ci, u0, min(cfg.chunk_users, n_users - u0)) for ci, u0 in enumerate(range(0, n_users, cfg.chunk_users))]
         workers = max(1, min(workers, len(jobs)))
         pool = None
@@ -545,7 +781,7 @@ def generate_world(cfg: AdsWorldConfig, out: PathLike, progress: bool = True, wo
             results = ((*_chunk(cfg, cat, tables, cal, *job), 0.0) for job in jobs)
         try:
             with pq.ParquetWriter(tmp / "events.parquet", schema) as writer:
-                for (_, u0, n), (ev, im, rss) in zip(jobs, tqdm(results, total=len(jobs), desc="users", unit="chunk",
+                for (_, u0, n), (ev, im, fac, rss) in zip(jobs, tqdm(results, total=len(jobs), desc="users", unit="chunk",
                                                            disable=not progress)):  # fmt: skip
                     writer.write_table(pa.table({k: pa.array(v) for k, v in ev.items()}, schema=schema),
                                        row_group_size=1 << 20)  # fmt: skip
@@ -553,6 +789,7 @@ def generate_world(cfg: AdsWorldConfig, out: PathLike, progress: bool = True, wo
                     train_items[ev["item_id"][ev["timestamp"] < times["val"]]] = True
                     lengths.append(np.bincount(ev["user_id"] - u0, minlength=n))
                     parts.append(im)
+                    factors.append(fac)
                     worker_rss = max(worker_rss, rss)
                     del ev
         finally:
@@ -562,9 +799,17 @@ def generate_world(cfg: AdsWorldConfig, out: PathLike, progress: bool = True, wo
         del parts
         order = np.lexsort((imp["item_id"], imp["user_id"], imp["timestamp"]))
         imp = {k: v[order] for k, v in imp.items()}
+        shift_x, shift_m = _fit_shift(cfg, cal, imp)
+        p_content, p_id = ceilings(cfg, cal, imp["logit_content"], imp["logit_id"],
+                                   imp["pick_logr"].astype(np.float64), imp["pick_dup"], shift_x, shift_m)  # fmt: skip
+        imp["p_content"], imp["p_id"] = p_content.astype(np.float32), p_id.astype(np.float32)
         _write_parquet(tmp / "impressions.parquet", imp)
+        (tmp / "hidden").mkdir()
+        np.save(tmp / "hidden" / "item_collab.npy", cat.collab)
+        np.save(tmp / "hidden" / "user_collab.npy", np.concatenate(factors))
         seconds = time.time() - t_start
         manifest = _manifest(cfg, cat, cal, imp, ev_counts, train_items, np.concatenate(lengths), seconds)
+        manifest["ceilings"]["prior_shift"] = {"id_part": shift_x, "content_part": shift_m}
         manifest["peak_rss_worker_mb"] = round(worker_rss, 1)
         write_json(tmp / "manifest.json", manifest)
     return manifest
@@ -584,9 +829,11 @@ def _manifest(cfg: AdsWorldConfig, cat: _Catalogue, cal: _Calibration, imp: Dict
             "mean_p_true": float(p.mean()) if sel.any() else float("nan"),
             "constant_ne": normalized_entropy(y, np.full(len(y), train_rate)),  # the train base rate as predictor
         }  # fmt: skip
+    ceil = _ceilings_record(cfg, imp, train_rate)
     cold = cat.release_day * DAY >= times["test"]
     test = split == 2
     im_counts = np.bincount(imp["item_id"], minlength=len(cat.category))
+    train_counts = np.bincount(imp["item_id"][split == 0], minlength=len(cat.category))
     train_imp = np.zeros(len(cat.category), dtype=bool)
     train_imp[imp["item_id"][split == 0]] = True
     q = np.percentile(lengths, [50, 90, 99]).tolist() if len(lengths) else [0.0] * 3
@@ -602,6 +849,10 @@ def _manifest(cfg: AdsWorldConfig, cat: _Catalogue, cal: _Calibration, imp: Dict
         "time_range": {"log_start": times["log_start"], "impressions_start": times["impressions_start"],
                        "log_end": times["log_end"], "day_seconds": DAY},
         "oracle": oracle,
+        "ceilings": ceil,
+        "train_impressions_per_item": {
+            "mean": float(train_counts.mean()), "median": float(np.median(train_counts)),
+            "items_with_any": float((train_counts > 0).mean())},
         "skew": {
             "target": {"top_0.1pct_share": META_TOP[1], "bottom_94.4pct_share": META_BOTTOM[1],
                        "source": "Zheng et al., arXiv 2504.02137 (Meta ads catalogue)"},
@@ -619,7 +870,8 @@ def _manifest(cfg: AdsWorldConfig, cat: _Catalogue, cal: _Calibration, imp: Dict
                             "mean": float(lengths.mean()) if len(lengths) else 0.0},
         "num_categories": int(cfg.catalogue.num_categories),
         "num_subcategories": int(cfg.catalogue.num_categories * cfg.catalogue.subcategories_per_category),
-        "calibration": {"bias": cal.bias, "match_mean": cal.match_mean, "match_std": cal.match_std},
+        "calibration": {"bias": cal.bias, "match_mean": cal.match_mean, "match_std": cal.match_std,
+                        "comp_mean": cal.comp_mean, "comp_std": cal.comp_std, "match_nodes": cal.match_nodes},
         "seconds": round(seconds, 2),
         "cpu_seconds": round(sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
                              + sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2]), 2),
@@ -630,8 +882,51 @@ def _manifest(cfg: AdsWorldConfig, cat: _Catalogue, cal: _Calibration, imp: Dict
     }  # fmt: skip
 
 
+_CEILING_NAMES: Tuple[Tuple[str, str], ...] = (("oracle", "p_true"), ("content", "p_content"), ("id", "p_id"))
+
+
+def _ceilings_record(cfg: AdsWorldConfig, imp: Dict[str, Array], train_rate: float) -> Dict[str, Any]:
+    """Per split: NE / AUC of the oracle, content and id ceilings and each one's NE gain (%) over
+    the train base rate as a constant predictor."""
+    out: Dict[str, Any] = {
+        "method": ("p_true = sigmoid(bias + m + x), m = w_match z_match (content-visible), x = w_collab c_ui + "
+                   "w_quality q_i (id-only). content = E[p | m, shortlist]: x over its exact prior "
+                   "N(0, w_collab^2 + w_quality^2) tilted by the ad system's softmax pick (sharpness clicks.targeting) "
+                   "among the shortlist's other items, Gauss-Hermite quadrature, 48 nodes. id = E[p | x, shortlist]: "
+                   "m over the pilot's 64 quantiles of a candidate's standardized match, same tilt (approximate: "
+                   "the marginal over users). Both condition on the shortlist's other items, which no model sees. "
+                   "Not an upper bound where the target repeats a history event: a repeat says the item was "
+                   "clicked before (high x) and content can see repeats."),
+        "columns": {name: col for name, col in _CEILING_NAMES},
+        "logit_std": {"content": cfg.clicks.w_match,
+                      "id": math.sqrt(cfg.clicks.w_quality**2 + cfg.clicks.w_collab**2)},
+    }
+    label, split = imp["label"], imp["split"]
+    for code, name in enumerate(("train", "val", "test")):
+        sel = split == code
+        if not sel.any():
+            continue
+        y = label[sel]
+        const = normalized_entropy(y, np.full(len(y), train_rate))
+        rec: Dict[str, Any] = {"constant_ne": const}
+        for cname, col in _CEILING_NAMES:
+            p = imp[col][sel]
+            ne = normalized_entropy(y, p)
+            rec[cname] = {"ne": ne, "auc": auc(y, p), "mean_p": float(p.mean()),
+                          "ne_gain_over_constant_pct": 100.0 * (const - ne) / const if const == const else float("nan")}
+        og = rec["oracle"]["ne_gain_over_constant_pct"]
+        for cname in ("content", "id"):
+            rec[cname]["oracle_share"] = rec[cname]["ne_gain_over_constant_pct"] / og if og else float("nan")
+        out[name] = rec
+    return out
+
+
 def read_manifest(world: PathLike) -> Dict[str, Any]:
     """Reads and checks ``<world>/manifest.json``.
+
+    A world written before a config option existed lacks its key; ``config`` comes back with it
+    filled as that world was generated (:data:`~torchrec_side.data.adsworld_config.LEGACY`: no
+    collaborative term, mean interest pooling), and ``legacy_keys`` lists what was filled.
 
     Raises:
         ArtifactError: missing, unreadable, or not of this format / version.
@@ -646,6 +941,11 @@ def read_manifest(world: PathLike) -> Dict[str, Any]:
     if m.get("format") != FORMAT or m.get("version") != VERSION:
         raise ArtifactError(f"{path}: format {m.get('format')!r} version {m.get('version')!r}, "
                             f"expected {FORMAT!r} version {VERSION}")  # fmt: skip
+    if isinstance(m.get("config"), dict):
+        filled = with_legacy(m["config"])
+        m["legacy_keys"] = sorted(f"{sec}.{k}" for sec, d in LEGACY.items() for k in d
+                                  if k not in (m["config"].get(sec) or {}))  # fmt: skip
+        m["config"] = filled
     return m
 
 

@@ -9,13 +9,14 @@ marked as an *assumption* with the reasoning, never tuned to make a variant win.
 Sizes (``size=``): ``tiny`` (tests, under 2 s), ``quick`` (the default; 10^5 items, 10^4 users,
 median 200 events, about 3 x 10^5 training impressions) and ``full`` (10^6 items, 2.5 x 10^4
 users, median 1,000 events, about 10^6 training impressions). Presets (``preset=``): ``default``
-and ``id_dominant`` (the item-quality term dominates the click model, the category tree explains
-little and content is mostly noise: the world in which a learned sparse-ID history must beat SIDE).
+and ``id_dominant`` (the collaborative user x item term dominates the click model, content is
+mostly noise and the catalogue is small and dense: the world in which a learned sparse-ID history
+must beat SIDE).
 
 Example::
 
     cfg = load_world_config("quick", ["preset=id_dominant", "seed=3", "users.num_users=5000"])
-    cfg.clicks.w_quality          # 2.0
+    cfg.clicks.w_collab           # 2.0
 """
 
 from __future__ import annotations
@@ -31,12 +32,16 @@ __all__ = [
     "AdsWorldConfig",
     "CatalogueConfig",
     "ClickConfig",
+    "CollabConfig",
+    "LEGACY",
+    "POOLINGS",
     "ContentConfig",
     "PRESETS",
     "SIZES",
     "TimelineConfig",
     "UsersConfig",
     "load_world_config",
+    "with_legacy",
 ]
 
 
@@ -199,23 +204,49 @@ class UsersConfig:
 
 @dataclass
 class ClickConfig:
-    """The logistic click model: ``logit = bias + w_match * z_match + w_quality * q_i``.
+    """The logistic click model: ``logit = bias + w_match z_match + w_collab c_ui + w_quality q_i``.
 
-    ``z_match`` is the match ``<interest_u(t), a_i>`` standardized over retrieved candidates, and
-    ``q_i ~ N(0, 1)`` a per-item quality no content view sees; so the weights are the two terms'
-    logit standard deviations. ``bias`` is solved (on a separate pilot of users) so the mean
-    click probability of impressions equals ``base_rate``. History events are the user's past
-    clicks: among a shortlist the event item is drawn with probability proportional to
-    ``exp(w_match * z + w_quality * q)`` (its click odds, in the rare-click limit).
+    ``z_match`` is the content match of the user's interest and the item's attributes (see
+    ``interest_pooling``), standardized over retrieved candidates; ``c_ui = <f_u, g_i> / sqrt(r)``
+    the collaborative term (:class:`CollabConfig`: ``g_i ~ N(0, I_r)`` per item, ``f_u`` uniform on
+    the sphere of radius ``sqrt(r)`` per user, so ``c_ui ~ N(0, 1)`` exactly for every user), and
+    ``q_i ~ N(0, 1)`` a per-item quality. Neither ``c_ui`` nor ``q_i`` is seen by any content view:
+    they are the *id-only* part of the logit; ``w_match z_match`` is the *content-visible* part.
+    Each weight is its term's logit standard deviation. ``bias`` is solved (on a separate pilot of
+    users) so the mean click probability of impressions equals ``base_rate``. History events are the
+    user's past clicks: among a shortlist the event item is drawn with probability proportional to
+    ``exp(s)``, ``s`` the logit without bias (its click odds, in the rare-click limit); with
+    ``interest_pooling: softmax`` an event's match is that of the one interest component it was
+    drawn from (events follow the interests).
 
     Args:
         base_rate: mean click probability of impressions; 0.1 (assumption: raw ads CTRs are
             about 1-3%; trainers down-sample negatives (He et al., ADKDD 2014), and 10% keeps
             thousands of test positives at quick size).
-        w_match: logit std of the interest match; 1.0 (assumption: equal to ``w_quality``, so the
-            default favours neither content nor ids; sqrt(2) logit std puts the oracle NE near
-            0.8, in the range production click models report).
-        w_quality: logit std of the id-only quality term; 1.0.
+        w_match: logit std of the content match; 1.0 (assumption: the content-visible part and the
+            id-only part have equal variance, so the default favours neither content nor ids;
+            sqrt(2) total logit std puts the oracle NE near 0.8, in the range production click
+            models report).
+        w_quality: logit std of the per-item quality; sqrt(1/2) = 0.7071 (the id-only variance 1
+            split evenly between the item's own quality, which a target-item row learns, and the
+            user x item collaborative term, which only learned history / user rows can learn; a
+            world written before ``w_collab`` existed had 1.0 and no collaborative term).
+        w_collab: logit std of the collaborative term ``c_ui``; sqrt(1/2) = 0.7071 (the other half
+            of the id-only variance, see ``w_quality``; not tuned toward any variant: it gives
+            learned ids a user-specific signal that no content view carries). 0 removes it (the
+            world before this option; old world folders read it as 0).
+        interest_pooling: ``mean`` or ``softmax``; ``softmax`` (multi-interest users: the match is
+            a soft maximum over the user's interest components,
+            ``T log sum_j pi_j exp(z_j / T)``, ``z_j`` component j's standardized match and
+            ``pi_j`` its mixture weight, so a model that attends to the history events near the
+            target can beat one that averages them). ``mean`` is the single mixed interest vector
+            ``sum_j pi_j taste_j`` (``sum_j pi_j z_j`` up to scale; worlds written before this
+            option read it as ``mean``).
+        interest_temperature: ``T`` of the soft maximum, in units of a component's match standard
+            deviation; 0.25 (assumption: the best-matching component decides once the components
+            differ by about half a standard deviation, while a component of weight 0.1 needs to
+            match about 0.6 std better than one of weight 1 to take over; ``T`` to infinity gives
+            the mixture mean).
         targeting: sharpness of the ad system's own choice among the shortlist, as a multiple of
             the true logit; 0.5 (assumption: the ad ranker targets, imperfectly, so impressions
             mix good and poor matches).
@@ -223,14 +254,45 @@ class ClickConfig:
 
     base_rate: float = 0.1
     w_match: float = 1.0
-    w_quality: float = 1.0
+    w_quality: float = 0.7071
+    w_collab: float = 0.7071
+    interest_pooling: str = "softmax"
+    interest_temperature: float = 0.25
     targeting: float = 0.5
 
     def __post_init__(self) -> None:
         _check(0.0 < self.base_rate < 1.0, "0 < clicks.base_rate < 1", self.base_rate)
-        _check(self.w_match >= 0 and self.w_quality >= 0, "clicks.w_match, clicks.w_quality >= 0",
-               (self.w_match, self.w_quality))
+        _check(self.w_match >= 0 and self.w_quality >= 0 and self.w_collab >= 0,
+               "clicks.w_match, clicks.w_quality, clicks.w_collab >= 0", (self.w_match, self.w_quality, self.w_collab))
+        _check(self.interest_pooling in POOLINGS, f"clicks.interest_pooling is one of {list(POOLINGS)}",
+               self.interest_pooling)
+        _check(self.interest_temperature > 0, "clicks.interest_temperature > 0", self.interest_temperature)
         _check(self.targeting >= 0, "clicks.targeting >= 0", self.targeting)
+
+
+#: Interest poolings of :class:`ClickConfig`.
+POOLINGS: Tuple[str, ...] = ("mean", "softmax")
+
+
+@dataclass
+class CollabConfig:
+    """The collaborative (user x item) term of the click logit (``clicks.w_collab``).
+
+    Item factors ``g_i ~ N(0, I_r)`` come from their own random stream, independent of the item's
+    category, attributes, content, popularity and quality, so no content view can see them; user
+    factors ``f_u`` are uniform on the sphere of radius ``sqrt(r)`` (so ``<f_u, g_i> / sqrt(r)`` is
+    exactly standard normal for every user). Both are stored with the world under ``hidden/``.
+
+    Args:
+        rank: r; 8 (assumption: low-rank, as collaborative-filtering factors are; large enough that
+            a handful of history items do not pin a user's factor down, small enough (r <= 16,
+            issue 15) that a learned history of some hundred events can).
+    """
+
+    rank: int = 8
+
+    def __post_init__(self) -> None:
+        _check(1 <= self.rank <= 16, "1 <= collab.rank <= 16", self.rank)
 
 
 @dataclass
@@ -272,7 +334,7 @@ class AdsWorldConfig:
         seed: everything is drawn from ``numpy.random.SeedSequence([seed, stream, chunk])``.
         chunk_users: users generated (and streamed to Parquet) at a time; part of the world's
             identity (the random streams are per chunk). quick 2,000, full 1,000.
-        catalogue / content / users / clicks / timeline: the sections.
+        catalogue / content / users / clicks / collab / timeline: the sections.
     """
 
     size: str = "quick"
@@ -283,6 +345,7 @@ class AdsWorldConfig:
     content: ContentConfig = field(default_factory=ContentConfig)
     users: UsersConfig = field(default_factory=UsersConfig)
     clicks: ClickConfig = field(default_factory=ClickConfig)
+    collab: CollabConfig = field(default_factory=CollabConfig)
     timeline: TimelineConfig = field(default_factory=TimelineConfig)
 
     def __post_init__(self) -> None:
@@ -315,24 +378,61 @@ SIZES: Dict[str, Dict[str, Any]] = {
     },
 }
 
-#: Named override sets. ``id_dominant`` (the world in which a learned sparse-ID history must beat
-#: SIDE): the id-only quality term dominates the click logit (std 2 against the match's 1, which is
-#: unchanged, so a history still has a job); the category tree explains almost nothing of an item
-#: (shares 0.02 / 0.02 / 0.96), so the tokenizer's category heads cannot stand in for content; and
-#: both content views are nearly pure noise (noise-to-signal 40 per coordinate). What a history must
-#: capture is then item-specific and visible to learned id rows only. A first version (shares
-#: 0.1 / 0.1 / 0.8, noise 8) still let content through: over 384 coordinates a linear probe
-#: recovered a fifth of the attributes, and SIDE beat sparse-ID there (docs/benchmarks.md).
-#: The learned rows also need data to win: the demo runs this world with a small catalogue
-#: (:data:`torchrec_side.experiments.sim.CONTROL_WORLD_OVERRIDES`).
+#: Named override sets. ``id_dominant`` is the positive control, the world in which a learned
+#: sparse-ID history must beat SIDE (issue 15):
+#:
+#: * the collaborative user x item term dominates the click logit (``w_collab`` 2 against
+#:   ``w_match`` and ``w_quality`` 0.5: 89% of the logit variance), and it is visible to learned
+#:   ids only (history rows learn the item factors, user / history rows the user's);
+#: * content carries little: the category tree explains almost nothing of an item (shares
+#:   0.02 / 0.02 / 0.96) and both content views are nearly pure noise (noise-to-signal 40 per
+#:   coordinate; a ridge probe recovers nothing of the attributes, tests/data/test_adsworld.py);
+#: * the catalogue is small and dense: 200 items in 10 categories and 100 impressions per user, so
+#:   at the main job's 3,000 users the average item has about
+#:   ``3,000 x 100 x 0.778 / 200 = 1,167`` training impressions (0.778: the share of impressions
+#:   before the validation window) and some 3,000 history occurrences per window; learned rows
+#:   get data to learn from. 200 items is also 5x the SIDE code width (40 digits), so fixed
+#:   per-item codes cannot stand in for learned rows by a linear map.
+#:
+#: Earlier versions made the item-quality term dominate (``w_quality`` 2): there the learned rows'
+#: only job was the target row, and SIDE still won through untrained rows of rare items
+#: (docs/benchmarks.md, "The control world").
 PRESETS: Dict[str, Dict[str, Any]] = {
     "default": {},
     "id_dominant": {
-        "clicks": {"w_quality": 2.0},
-        "catalogue": {"category_share": 0.02, "subcategory_share": 0.02, "item_share": 0.96},
+        "clicks": {"w_collab": 2.0, "w_quality": 0.5, "w_match": 0.5},
+        "catalogue": {"num_items": 200, "num_categories": 10, "category_share": 0.02, "subcategory_share": 0.02,
+                      "item_share": 0.96},
         "content": {"text_noise": 40.0, "image_noise": 40.0},
+        "users": {"impressions_per_user": 100.0},
     },
 }
+
+#: What a world folder written before an option existed did: its manifest lacks the key, and
+#: :func:`torchrec_side.data.adsworld.read_manifest` fills it from here (not from the defaults,
+#: which may have changed since). The collaborative term and the soft-maximum interest pooling
+#: came with issue 15; ``users.fresh_impressions`` (false) predates the rule and equals its default.
+LEGACY: Dict[str, Any] = {
+    "clicks": {"w_collab": 0.0, "interest_pooling": "mean", "interest_temperature": 0.25},
+    "collab": {"rank": 8},
+    "users": {"fresh_impressions": False},
+}
+
+
+def with_legacy(config: Mapping[str, Any]) -> Dict[str, Any]:
+    """``config`` (a manifest's) with every key of :data:`LEGACY` it lacks filled from there.
+
+    Args:
+        config: a world manifest's ``config`` mapping.
+
+    Returns:
+        A new dict; keys present in ``config`` are kept as they are.
+
+    Example::
+
+        with_legacy({"clicks": {"w_match": 1.0}})["clicks"]["w_collab"]     # 0.0
+    """
+    return _merge(LEGACY, config)
 
 
 def _merge(a: Dict[str, Any], b: Mapping[str, Any]) -> Dict[str, Any]:
