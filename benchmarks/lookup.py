@@ -150,8 +150,8 @@ def main() -> None:
 
     def side(q: Any, codec: SIDCodec, compute: str, validate: bool = True) -> SIDEmbeddingBagCollection:
         return SIDEmbeddingBagCollection([SIDEmbeddingBagConfig(
-            name="hist", feature_names=["hist"], codec=codec, tables=SIDTables.from_quantizer(q),
-            compute=compute)], validate=validate)
+            name="hist", feature_names=["hist"], codec=codec, compute=compute)], validate=validate,
+            sid_tables={"hist": SIDTables.from_quantizer(q)})
 
     sparse = sparse_id_embedding_bag_collection(["hist"], SPARSE_ROWS, D)
     ngram_cfg = SIDTokenConfig(name="hist", feature_names=["hist"], codec=rq_codec, embedding_dim=D,

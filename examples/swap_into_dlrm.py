@@ -21,7 +21,7 @@ The swap itself is a dozen lines (:func:`build_dlrm`)::
     tables = SIDTables.load(artifacts / "dpca.safetensors")      # frozen tokenizer tables
     codec = SIDCodec.byte_grouped(tables.radices)                # 40 ternary digits -> 1 int64
     history = SIDEmbeddingBagCollection([SIDEmbeddingBagConfig(
-        name="history", feature_names=["hist_sid"], codec=codec, tables=tables)])
+        name="history", feature_names=["hist_sid"], codec=codec)], sid_tables={"history": tables})
     sparse = MultiEmbeddingBagCollection({"ids": ids_ebc, "history": history})
     model = DLRM(embedding_bag_collection=sparse, dense_in_features=4,
                  dense_arch_layer_sizes=[32, D], over_arch_layer_sizes=[32, 1])
@@ -112,8 +112,8 @@ def build_dlrm(variant: str, setup: Setup) -> DLRM:
         tables = SIDTables.load(setup.dpca_path)  # frozen tokenizer tables, from the artifact
         codec = SIDCodec.byte_grouped(tables.radices)
         history = SIDEmbeddingBagCollection([SIDEmbeddingBagConfig(
-            name="history", feature_names=["hist_sid"], codec=codec, tables=tables,
-            pooling="mean", projection_dim=D)])
+            name="history", feature_names=["hist_sid"], codec=codec, pooling="mean", projection_dim=D)],
+            sid_tables={"history": tables})
         sparse = MultiEmbeddingBagCollection({"ids": ids_ebc, "history": history})
     elif variant == "prefix_ngram":
         rq = Quantizer.load(setup.rq_path)

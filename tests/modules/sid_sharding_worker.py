@@ -37,17 +37,22 @@ DENSE_LR = 0.1
 
 
 class TinyModel(nn.Module):
-    def __init__(self) -> None:
+    """``side_on_meta``: the SIDE collection is built on the meta device from its config alone
+    (``dim``), for DMP to materialize and a state dict to fill."""
+
+    def __init__(self, side_on_meta: bool = False) -> None:
         super().__init__()
         torch.manual_seed(0)
         codec = SIDCodec.byte_grouped(RADICES)
         tables = SIDTables.from_tensors(torch.randn(D), [torch.randn(k, D) for k in RADICES])
+        side_sources = {} if side_on_meta else {"side_hist": tables}
         self.sparse = MultiEmbeddingBagCollection({
             "ids": sparse_id_embedding_bag_collection(["item"], NUM_ITEMS, D, name="item_id"),
             "trad": TraditionalSIDEmbeddingBagCollection([SIDTokenConfig(
                 name="hist", feature_names=["hist_sid"], codec=codec, embedding_dim=D, max_rows=40)]),
             "side": SIDEmbeddingBagCollection([SIDEmbeddingBagConfig(
-                name="side_hist", feature_names=["hist_sid2"], codec=codec, tables=tables, projection_dim=D)]),
+                name="side_hist", feature_names=["hist_sid2"], codec=codec, dim=D, projection_dim=D)],
+                sid_tables=side_sources, device=torch.device("meta") if side_on_meta else None),
         })
         self.over = nn.Linear(3 * D, 1)
 
@@ -84,11 +89,30 @@ def _compare_state(sharded: Dict[str, object], ref: Dict[str, torch.Tensor], wha
             torch.testing.assert_close(v, r, msg=f"{what}: {k}")  # pyre-ignore
 
 
-def run_one(rank: int, sharding: str) -> None:
+def _check_side_unsharded(dmp: nn.Module, what: str) -> None:
+    """The SIDE collection (an EmbeddingBagCollectionInterface with no learned table) stays an
+    unsharded SIDEmbeddingBagCollection; the traditional tables' stock EBC is sharded."""
+    from torchrec.distributed.types import ShardedModule
+    from torchrec.modules.embedding_modules import EmbeddingBagCollectionInterface
+
+    mods = dict(dmp.named_modules())
+    side = [n for n, m in mods.items() if isinstance(m, SIDEmbeddingBagCollection)]
+    assert len(side) == 1, f"{what}: SIDE modules after DMP: {side}"
+    m = mods[side[0]]
+    assert type(m) is SIDEmbeddingBagCollection and isinstance(m, EmbeddingBagCollectionInterface), what
+    assert not isinstance(m, ShardedModule) and not any(isinstance(c, ShardedModule) for c in m.modules()), what
+    sharded = sorted(n for n, x in mods.items() if isinstance(x, ShardedModule))
+    assert any(n.endswith("collections.trad.ebc") for n in sharded), f"{what}: sharded modules {sharded}"
+    assert all(not b.is_meta for b in m.buffers()), f"{what}: SIDE buffers left on meta"
+
+
+def run_one(rank: int, sharding: str, side_on_meta: bool = False) -> None:
     ref = TinyModel()
-    model = TinyModel()
+    model = TinyModel(side_on_meta=side_on_meta)
     env = ShardingEnv.from_process_group(dist.GroupMember.WORLD)
     dmp = shard_model(model, sharding, env, optimizer=EmbOptimType.EXACT_SGD, learning_rate=EMB_LR)
+    sharding = f"{sharding}{' (SIDE built on meta)' if side_on_meta else ''}"
+    _check_side_unsharded(dmp, sharding)
     # DMP initializes sharded tables itself: load the reference's weights (same state-dict names).
     dmp.load_state_dict(copy.deepcopy(ref.state_dict()))
     _compare_state(dmp.state_dict(), ref.state_dict(), f"{sharding} init")
@@ -124,6 +148,9 @@ def worker(rank: int, port: int, shardings: List[str], errors: "torch.multiproce
     try:
         for s in shardings:
             run_one(rank, s)
+        # DMP materializes the meta SIDE buffers (zeros); its module-by-module load (no post hooks)
+        # must rebuild the derived tables, or the forward below differs from the reference.
+        run_one(rank, shardings[0], side_on_meta=True)
         errors.put((rank, None))
     except BaseException:
         errors.put((rank, traceback.format_exc()))

@@ -37,7 +37,8 @@ def test_dlrm_with_side_and_prefix_ngram() -> None:
     sparse = MultiEmbeddingBagCollection({
         "ids": sparse_id_embedding_bag_collection(["user"], 20, D, name="user_id"),
         "side": SIDEmbeddingBagCollection([SIDEmbeddingBagConfig(
-            name="side_hist", feature_names=["hist_side"], codec=codec, tables=tables, pooling="mean")]),
+            name="side_hist", feature_names=["hist_side"], codec=codec, pooling="mean")],
+            sid_tables={"side_hist": tables}),
         "trad": TraditionalSIDEmbeddingBagCollection([SIDTokenConfig(
             name="hist", feature_names=["hist_trad"], codec=codec, embedding_dim=D, max_rows=100)]),
     })

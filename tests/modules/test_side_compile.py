@@ -22,7 +22,8 @@ def build(compute: str, weighted: bool) -> Tuple[DLRM, torch.Tensor, KeyedJagged
     codec = SIDCodec.byte_grouped(radices)
     tables = SIDTables.from_tensors(torch.randn(8, generator=g), [torch.randn(3, 8, generator=g) for _ in radices])
     side = SIDEmbeddingBagCollection([SIDEmbeddingBagConfig(name="h", feature_names=["a", "b"], codec=codec,
-                                                            tables=tables, compute=compute)], is_weighted=weighted)
+                                                            compute=compute)], is_weighted=weighted,
+                                     sid_tables={"h": tables})
     torch.manual_seed(0)
     model = DLRM(embedding_bag_collection=side, dense_in_features=4, dense_arch_layer_sizes=[8, 8],
                  over_arch_layer_sizes=[8, 1])

@@ -151,10 +151,11 @@ def test_side_equals_quantizer_decode(tiny_content: torch.Tensor, tiny_dpca: "DP
         for codec in (SIDCodec.byte_grouped(q.radices), SIDCodec.mixed_radix(q.radices)):
             sids = codec.pack(codes)
             side = SIDEmbeddingBagCollection([SIDEmbeddingBagConfig(
-                name="t", feature_names=["f"], codec=codec, quantizer=q)])
+                name="t", feature_names=["f"], codec=codec)], sid_tables={"t": q})
             kjt = KeyedJaggedTensor.from_lengths_sync(keys=["f"], values=sids, lengths=torch.ones(n, dtype=torch.long))
             torch.testing.assert_close(side(kjt)["f"], expected, atol=1e-5, rtol=1e-5)
-            sec = SIDEmbeddingCollection([SIDEmbeddingConfig(name="t", feature_names=["f"], codec=codec, quantizer=q)])
+            sec = SIDEmbeddingCollection([SIDEmbeddingConfig(name="t", feature_names=["f"], codec=codec)],
+                                         sid_tables={"t": q})
             torch.testing.assert_close(sec(kjt)["f"].values(), expected, atol=1e-5, rtol=1e-5)
         if isinstance(q, DPCA):
             t = SIDTables.from_quantizer(q)
@@ -174,10 +175,9 @@ def test_collection_keys_shapes_and_state_dict() -> None:
     t1 = random_tables([3] * 10, 8, True, 0)
     t2 = random_tables([256, 256], 8, False, 1)
     side = SIDEmbeddingBagCollection([
-        SIDEmbeddingBagConfig(name="a", feature_names=["f1", "f2"], codec=codec, tables=t1),
-        SIDEmbeddingBagConfig(name="b", feature_names=["f3"], codec=codec2, tables=t2, pooling="mean",
-                              projection_dim=4),
-    ])
+        SIDEmbeddingBagConfig(name="a", feature_names=["f1", "f2"], codec=codec),
+        SIDEmbeddingBagConfig(name="b", feature_names=["f3"], codec=codec2, pooling="mean", projection_dim=4),
+    ], sid_tables={"a": t1, "b": t2})
     assert [n for n, _ in side.named_parameters()] == ["tables.b.projection.weight"]
     assert set(side.state_dict()) == {"tables.a.offset", "tables.a.level_tables", "tables.b.offset",
                                       "tables.b.level_tables", "tables.b.projection.weight"}
@@ -194,10 +194,9 @@ def test_collection_keys_shapes_and_state_dict() -> None:
     torch.testing.assert_close(side(kjt_perm).values(), out.values())
     # state dict round trip into a module built from other tables rebuilds the derived tables
     other = SIDEmbeddingBagCollection([
-        SIDEmbeddingBagConfig(name="a", feature_names=["f1", "f2"], codec=codec, tables=random_tables([3] * 10, 8, False, 7)),
-        SIDEmbeddingBagConfig(name="b", feature_names=["f3"], codec=codec2, tables=random_tables([256, 256], 8, False, 8),
-                              pooling="mean", projection_dim=4),
-    ])
+        SIDEmbeddingBagConfig(name="a", feature_names=["f1", "f2"], codec=codec),
+        SIDEmbeddingBagConfig(name="b", feature_names=["f3"], codec=codec2, pooling="mean", projection_dim=4),
+    ], sid_tables={"a": random_tables([3] * 10, 8, False, 7), "b": random_tables([256, 256], 8, False, 8)})
     other.load_state_dict(side.state_dict())
     torch.testing.assert_close(other(kjt).values(), out.values())
     assert other.tables["a"].scalar_values is not None  # rank-1 levels re-detected after load
@@ -207,15 +206,16 @@ def test_weighted_collection_and_unpooled() -> None:
     codec = SIDCodec.byte_grouped([4, 4, 4])
     t = random_tables([4, 4, 4], 6, False, 0)
     kjt = sid_kjt(codec, {"h": [3, 0, 2]}, weights=True)
-    side = SIDEmbeddingBagCollection([SIDEmbeddingBagConfig(name="t", feature_names=["h"], codec=codec, tables=t)],
-                                     is_weighted=True)
+    side = SIDEmbeddingBagCollection([SIDEmbeddingBagConfig(name="t", feature_names=["h"], codec=codec)],
+                                     is_weighted=True, sid_tables={"t": t})
     bag = side.tables["t"]
     ref = bag.pool(kjt.values(), kjt.offsets(), kjt.weights(), compute="reference")
     torch.testing.assert_close(side(kjt)["h"], ref, atol=1e-5, rtol=1e-5)
-    unweighted = SIDEmbeddingBagCollection([SIDEmbeddingBagConfig(name="t", feature_names=["h"], codec=codec, tables=t)])
+    unweighted = SIDEmbeddingBagCollection([SIDEmbeddingBagConfig(name="t", feature_names=["h"], codec=codec)],
+                                           sid_tables={"t": t})
     torch.testing.assert_close(unweighted(kjt)["h"], bag.pool(kjt.values(), kjt.offsets(), None, compute="reference"),
                                atol=1e-5, rtol=1e-5)
-    sec = SIDEmbeddingCollection([SIDEmbeddingConfig(name="t", feature_names=["h"], codec=codec, tables=t)])
+    sec = SIDEmbeddingCollection([SIDEmbeddingConfig(name="t", feature_names=["h"], codec=codec)], sid_tables={"t": t})
     jt = sec(kjt)["h"]
     assert isinstance(jt, JaggedTensor)
     assert jt.lengths().tolist() == [3, 0, 2] and jt.values().shape == (5, 6)
@@ -247,8 +247,8 @@ def test_fx_traceable() -> None:
     from torchrec.fx import symbolic_trace
 
     codec = SIDCodec.byte_grouped([3] * 10)
-    side = SIDEmbeddingBagCollection([SIDEmbeddingBagConfig(
-        name="t", feature_names=["h"], codec=codec, tables=random_tables([3] * 10, 4, True, 0))])
+    side = SIDEmbeddingBagCollection([SIDEmbeddingBagConfig(name="t", feature_names=["h"], codec=codec)],
+                                     sid_tables={"t": random_tables([3] * 10, 4, True, 0)})
     kjt = sid_kjt(codec, {"h": [3, 0, 2]})
     gm = symbolic_trace(side)
     torch.testing.assert_close(gm(kjt).values(), side(kjt).values())

@@ -33,8 +33,8 @@ def tables(radices: List[int]) -> SIDTables:
 def side(codec: SIDCodec, compute: str = "auto", validate: bool = True,
          weighted: bool = False) -> SIDEmbeddingBagCollection:
     return SIDEmbeddingBagCollection([SIDEmbeddingBagConfig(
-        name="t", feature_names=["h"], codec=codec, tables=tables(list(codec.radices)), compute=compute)],
-        validate=validate, is_weighted=weighted)
+        name="t", feature_names=["h"], codec=codec, compute=compute)],
+        validate=validate, is_weighted=weighted, sid_tables={"t": tables(list(codec.radices))})
 
 
 @pytest.mark.parametrize("compute", PATHS)
@@ -84,8 +84,8 @@ def test_missing_keys_and_weights() -> None:
     # wrong-length weights are caught even with validation off (the kernel must not read past them)
     with pytest.raises(SIDInputError):
         side(codec, weighted=True, validate=False)(kjt(sids, [2], weights=torch.ones(1)))
-    sec = SIDEmbeddingCollection([SIDEmbeddingConfig(name="t", feature_names=["h"], codec=codec,
-                                                     tables=tables([4, 4]))])
+    sec = SIDEmbeddingCollection([SIDEmbeddingConfig(name="t", feature_names=["h"], codec=codec)],
+                                 sid_tables={"t": tables([4, 4])})
     with pytest.raises(SIDInputError, match="missing"):
         sec(kjt(sids, [2], keys=["x"]))
     trad = TraditionalSIDEmbeddingBagCollection([SIDTokenConfig(name="t", feature_names=["h"], codec=codec,
@@ -103,11 +103,29 @@ def test_bad_dtype_and_config_errors() -> None:
     with pytest.raises(SIDValueError, match="int64"):
         side(codec)(kjt(torch.tensor([1, 2], dtype=torch.int32), [2]))
     with pytest.raises(ValueError, match="do not match"):
-        SIDEmbeddingBagConfig(name="t", feature_names=["h"], codec=SIDCodec.byte_grouped([4, 5]), tables=tables([4, 4]))
-    with pytest.raises(ValueError, match="quantizer"):
-        SIDEmbeddingBagConfig(name="t", feature_names=["h"], codec=codec)
+        SIDEmbeddingBagCollection([SIDEmbeddingBagConfig(name="t", feature_names=["h"], codec=SIDCodec.byte_grouped([4, 5]))],
+                                  sid_tables={"t": tables([4, 4])})
+    with pytest.raises(ValueError, match="no decoder tables.*sid_tables.*dim"):
+        SIDEmbeddingBagCollection([SIDEmbeddingBagConfig(name="t", feature_names=["h"], codec=codec)])
+    with pytest.raises(ValueError, match="unknown tables"):
+        SIDEmbeddingBagCollection([SIDEmbeddingBagConfig(name="t", feature_names=["h"], codec=codec)],
+                                  sid_tables={"t": tables([4, 4]), "u": tables([4, 4])})
+    with pytest.raises(ValueError, match="dim=3 but the tables have D=4"):
+        SIDEmbeddingBagCollection([SIDEmbeddingBagConfig(name="t", feature_names=["h"], codec=codec, dim=3)],
+                                  sid_tables={"t": tables([4, 4])})
+    with pytest.raises(TypeError, match="metadata only.*sid_tables"):  # the old config-held tensors
+        SIDEmbeddingBagConfig(name="t", feature_names=["h"], codec=codec, tables=tables([4, 4]))
+    with pytest.raises(TypeError, match="no level_tables"):
+        SIDEmbeddingBagCollection([SIDEmbeddingBagConfig(name="t", feature_names=["h"], codec=codec)],
+                                  sid_tables={"t": object()})
+    with pytest.raises(TypeError, match="SIDEmbeddingBagConfig"):
+        SIDEmbeddingBagCollection([SIDEmbeddingConfig(name="t", feature_names=["h"], codec=codec, dim=4)])
     with pytest.raises(ValueError, match="pooling"):
-        SIDEmbeddingBagConfig(name="t", feature_names=["h"], codec=codec, tables=tables([4, 4]), pooling="max")
+        SIDEmbeddingBagConfig(name="t", feature_names=["h"], codec=codec, pooling="max")
+    with pytest.raises(ValueError, match="dim must be a positive int"):
+        SIDEmbeddingBagConfig(name="t", feature_names=["h"], codec=codec, dim=0)
+    with pytest.raises(ValueError, match="unknown SIDE compute"):
+        SIDEmbeddingConfig(name="t", feature_names=["h"], codec=codec, compute="scalar")  # pooled only
     with pytest.raises(ValueError, match="unknown SIDE compute"):
         side(codec, compute="fastest")
     with pytest.raises(ValueError, match="byte-addressable"):

@@ -323,14 +323,16 @@ class SIDEHistoryForTest(HistoryFeature):
 
         self._fit()
         return SIDEmbeddingBagCollection(tables=[SIDEmbeddingBagConfig(
-            name=f"t_{self.name}", feature_names=keys, codec=self.codec, quantizer=self.quantizer, pooling="mean")])
+            name=f"t_{self.name}", feature_names=keys, codec=self.codec, pooling="mean")],
+            sid_tables={f"t_{self.name}": self.quantizer})
 
     def sequence(self, keys: List[str]) -> torch.nn.Module:
         from torchrec_side.modules import SIDEmbeddingCollection, SIDEmbeddingConfig
 
         self._fit()
         return SIDEmbeddingCollection(tables=[SIDEmbeddingConfig(
-            name=f"t_{self.name}", feature_names=keys, codec=self.codec, quantizer=self.quantizer)])
+            name=f"t_{self.name}", feature_names=keys, codec=self.codec)],
+            sid_tables={f"t_{self.name}": self.quantizer})
 
 
 @pytest.mark.parametrize("arch", ["dlrm", "din"])

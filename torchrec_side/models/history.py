@@ -41,7 +41,8 @@ its ``Options`` dataclass, and register it::
 
         def pooled(self, keys):                       # KJT -> KeyedTensor, width ctx.embedding_dim
             return SIDEmbeddingBagCollection(tables=[SIDEmbeddingBagConfig(
-                name=f"t_{self.name}", feature_names=keys, codec=..., tables=..., pooling=...)])
+                name=f"t_{self.name}", feature_names=keys, codec=..., pooling=...)],
+                sid_tables={f"t_{self.name}": ...})
 
 **The target item through the same path** (docs/design.md section 7b). Every kind takes the
 option ``target: bool`` (default ``false``): when true, the target item is also represented through

@@ -342,17 +342,19 @@ class SIDEHistory(_SIDFeature):
         from torchrec_side.modules import SIDEmbeddingBagCollection, SIDEmbeddingBagConfig
 
         s = self.sids()  # one config: history and target share the frozen tables and the projection
+        name = f"side_{self.name}"
         return SIDEmbeddingBagCollection(tables=[SIDEmbeddingBagConfig(
-            name=f"side_{self.name}", feature_names=list(keys) + list(target_keys), codec=s.codec, tables=s.tables,
-            projection_dim=self._projection(), compute=self.options.compute, pooling=self.options.pooling)])
+            name=name, feature_names=list(keys) + list(target_keys), codec=s.codec, projection_dim=self._projection(),
+            compute=self.options.compute, pooling=self.options.pooling)], sid_tables={name: s.tables})
 
     def sequence(self, keys: List[str], target_keys: Sequence[str] = ()) -> nn.Module:
         from torchrec_side.modules import SIDEmbeddingCollection, SIDEmbeddingConfig
 
         s = self.sids()
+        name = f"side_{self.name}"
         return SIDEmbeddingCollection(tables=[SIDEmbeddingConfig(
-            name=f"side_{self.name}", feature_names=list(keys) + list(target_keys), codec=s.codec, tables=s.tables,
-            projection_dim=self._projection())])
+            name=name, feature_names=list(keys) + list(target_keys), codec=s.codec,
+            projection_dim=self._projection())], sid_tables={name: s.tables})
 
     def describe(self) -> Dict[str, Any]:
         return {"kind": "side", **self._sid_describe(), "model_bytes_per_event": 8, "target": self.has_target,

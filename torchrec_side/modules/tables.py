@@ -17,6 +17,7 @@ A quantizer (or tokenizer) with an additive decoder reconstructs an item from it
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, List, Optional, Sequence, Tuple
 
@@ -26,7 +27,7 @@ from torchrec_side.modules.ops.common import BYTE_BINS
 from torchrec_side.modules.ops.reference import decode as _decode
 from torchrec_side.sid.codec import BYTE_GROUPED, MIXED_RADIX, SIDCodec
 
-__all__ = ["SIDTables", "byte_groups"]
+__all__ = ["SIDTables", "byte_groups", "group_max", "level_offsets"]
 
 
 def byte_groups(codec: SIDCodec) -> Optional[List[Tuple[int, int]]]:
@@ -40,6 +41,22 @@ def byte_groups(codec: SIDCodec) -> Optional[List[Tuple[int, int]]]:
     if codec.layout == MIXED_RADIX and all(k == BYTE_BINS for k in codec.radices) and codec.num_levels <= 7:
         return [(level, level + 1) for level in range(codec.num_levels)]
     return None
+
+
+def level_offsets(radices: Sequence[int]) -> torch.Tensor:
+    """int64 ``[L]``: first row of each level when the level tables ``[K_l, D]`` are stacked
+    (``[0, K_1, K_1 + K_2, ...]``); needs only the radices."""
+    r = torch.tensor([0] + [int(k) for k in radices[:-1]], dtype=torch.int64)
+    return torch.cumsum(r, 0)
+
+
+def group_max(codec: SIDCodec) -> torch.Tensor:
+    """uint8 ``[G]``: largest valid value of each byte of a byte-addressable codec,
+    ``prod_{l in g} K_l - 1``; needs only the codec."""
+    groups = byte_groups(codec)
+    if groups is None:
+        raise ValueError(f"codec layout {codec.layout} is not byte-addressable")
+    return torch.tensor([math.prod(codec.radices[s:e]) - 1 for s, e in groups], dtype=torch.uint8)
 
 
 def _group_digits(codec: SIDCodec, group: int, start: int, end: int) -> torch.Tensor:
@@ -184,8 +201,7 @@ class SIDTables:
 
     def level_offsets(self) -> torch.Tensor:
         """int64 ``[L]``: first row of each level in :meth:`stacked`."""
-        r = torch.tensor([0] + self.radices[:-1], dtype=torch.int64)
-        return torch.cumsum(r, 0)
+        return level_offsets(self.radices)
 
     def grouped(self, codec: SIDCodec, with_offset: bool = True) -> torch.Tensor:
         """``[G * 256, D]`` byte-group tables for a byte-addressable codec (see :func:`byte_groups`).
@@ -213,16 +229,8 @@ class SIDTables:
 
     def group_max(self, codec: SIDCodec) -> torch.Tensor:
         """uint8 ``[G]``: largest valid value of each byte, ``prod_{l in g} K_l - 1``."""
-        groups = byte_groups(codec)
-        if groups is None:
-            raise ValueError(f"codec layout {codec.layout} is not byte-addressable")
-        lim = []
-        for s, e in groups:
-            r = 1
-            for k in self.radices[s:e]:
-                r *= k
-            lim.append(r - 1)
-        return torch.tensor(lim, dtype=torch.uint8)
+        self._check_codec(codec)
+        return group_max(codec)
 
     def scalar_factors(self, rtol: float = 1e-5) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
         """``(values [sum_l K_l], dirs [L, D])`` if every level is rank 1 (``m_l = 1``), else None.
