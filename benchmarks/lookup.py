@@ -65,7 +65,7 @@ from torchrec_side.modules import (  # noqa: E402
     TraditionalSIDEmbeddingBagCollection,
     sparse_id_embedding_bag_collection,
 )
-from torchrec_side.modules import _kernels  # noqa: E402  (the ctypes build: the baseline)
+import _ctypes_kernel as _kernels  # noqa: E402  (the ctypes build: the baseline)
 from torchrec_side.modules.ops import cpu_kernel, path_status  # noqa: E402
 from torchrec_side.quantizers import DPCA, RQKMeans, RQKMeansConfig  # noqa: E402
 from torchrec_side.sid import SIDCodec  # noqa: E402

@@ -1,17 +1,23 @@
 # pyre-strict
 """The ctypes build of the CPU SIDE kernels: the baseline the registered op is measured against.
 
-SIDE itself calls the ``torch.library`` op (:mod:`torchrec_side.modules.ops.cpu_kernel`). This module
-compiles the same C++ source (``ops/csrc/side_kernels.cpp``) with ``-DSIDE_NO_TORCH`` into a plain
-shared library (no torch headers, about a second) in ``$TORCHREC_SIDE_KERNEL_DIR`` (default
-``kernels/`` in the project cache), written atomically, and calls it through ``ctypes`` (which
-releases the GIL), as SIDE did before the op was registered. ``benchmarks/lookup.py`` reports the
-ratio of the two in one run. torch.compile and torch.export cannot see into this path, and it has
-no autograd.
+Benchmark-only (``benchmarks/lookup.py`` reports the ratio of the two in one run); SIDE itself calls
+the ``torch.library`` op (:mod:`torchrec_side.modules.ops`). This module compiles the op's C++ source
+(``torchrec_side/modules/ops/csrc/side_kernels.cpp``) with ``-DSIDE_NO_TORCH`` into a plain shared
+library (no torch headers, about a second) in the kernel folder
+(:func:`torchrec_side.modules.ops.cpu_kernel.kernel_dir`), written atomically, and calls its
+``extern "C"`` functions through ``ctypes`` (which releases the GIL), as SIDE did before the op was
+registered. torch.compile and torch.export cannot see into this path, and it has no autograd.
 
 Where torch runs on GNU OpenMP the library is built with ``-fopenmp`` and binds to torch's own
-libgomp (its worker threads), else it uses ``std::thread``. Thread choice: as the op
-(:class:`~torchrec_side.modules.ops.cpu_kernel.ThreadTuner`).
+libgomp, else it runs serially. Threads: ``torch.get_num_threads()`` for calls with at least
+:data:`PARALLEL_MIN_WORK` units of work, one below (fixed, no timing-based choice).
+
+Example::
+
+    import _ctypes_kernel                       # with benchmarks/ on sys.path
+    if _ctypes_kernel.kernels_available():
+        pooled, first_bad = _ctypes_kernel.pool_grouped(sids, offsets, None, grouped, group_max)
 """
 
 from __future__ import annotations
@@ -24,21 +30,15 @@ import shutil
 import subprocess
 import tempfile
 import threading
-import time
 import warnings
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 
-from torchrec_side.modules.ops.cpu_kernel import KERNEL_VERSION, SOURCE_PATH
-from torchrec_side.modules.ops.cpu_kernel import ThreadTuner as _ThreadTuner
-from torchrec_side.modules.ops.cpu_kernel import kernel_dir, kernel_threads, torch_uses_gomp
-
-SOURCE: str = SOURCE_PATH.read_text()
+from torchrec_side.modules.ops.cpu_kernel import SOURCE_PATH, kernel_dir, torch_uses_gomp
 
 __all__ = [
-    "kernel_threads",
     "kernels_available",
     "kernel_status",
     "pool_grouped",
@@ -55,7 +55,7 @@ _lib: Optional[ctypes.CDLL] = None
 _status: str = "not built yet"
 _tried: bool = False
 
-# Tried in order: OpenMP (binds to torch's libgomp; only where torch uses GNU OpenMP), std::thread,
+# Tried in order: OpenMP (binds to torch's libgomp; only where torch uses GNU OpenMP), serial,
 # then without target_clones (compilers or platforms without ifunc multiversioning).
 _FLAG_SETS: List[List[str]] = [
     ["-O3", "-std=c++17", "-shared", "-fPIC", "-pthread", "-DSIDE_NO_TORCH", "-fopenmp"],
@@ -71,29 +71,26 @@ def _compiler() -> Optional[str]:
     return None
 
 
-def _build(cxx: str, flags: List[str]) -> Path:
-    tag = "\0".join([SOURCE, cxx, " ".join(flags), platform.machine(), str(KERNEL_VERSION)])
+def _build(cxx: str, flags: List[str], source: str) -> Path:
+    """Compiles ``source`` once per (source, compiler, flags, machine); the file name carries the digest."""
+    tag = "\0".join([source, cxx, " ".join(flags), platform.machine()])
     digest = hashlib.sha256(tag.encode()).hexdigest()[:16]
     out_dir = kernel_dir()
-    target = out_dir / f"side_kernels_ctypes_v{KERNEL_VERSION}_{digest}.so"
+    target = out_dir / f"side_kernels_ctypes_{digest}.so"
     if target.is_file():
         return target
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out_dir, prefix=".build-") as tmp:
         src = Path(tmp) / "side_kernels.cpp"
-        src.write_text(SOURCE)
+        src.write_text(source)
         so = Path(tmp) / "side_kernels.so"
         proc = subprocess.run(
             [cxx, *flags, "-o", str(so), str(src)], capture_output=True, text=True, timeout=300
         )
         if proc.returncode != 0:
             raise RuntimeError(f"{cxx} failed: {proc.stderr.strip()[-2000:]}")
-        os.replace(so, target)  # atomic: other ranks see either nothing or the whole library
+        os.replace(so, target)  # atomic: other processes see either nothing or the whole library
     return target
-
-
-_pool_tuner = _ThreadTuner()
-_embed_tuner = _ThreadTuner()
 
 
 def _gomp_shared() -> bool:
@@ -118,15 +115,14 @@ def _load() -> Optional[ctypes.CDLL]:
             cxx = _compiler()
             if cxx is None:
                 raise RuntimeError("no C++ compiler found (set $CXX)")
+            source = SOURCE_PATH.read_text()
             errors = []
             lib = None
             threading_kind = ""
             for flags in _FLAG_SETS if torch_uses_gomp() else _FLAG_SETS[1:]:
                 try:
-                    lib = ctypes.CDLL(str(_build(cxx, flags)))
-                    if lib.side_kernel_version() != KERNEL_VERSION:
-                        raise RuntimeError("stale kernel library")
-                    threading_kind = "openmp" if "-fopenmp" in flags else "std::thread"
+                    lib = ctypes.CDLL(str(_build(cxx, flags, source)))
+                    threading_kind = "openmp" if "-fopenmp" in flags else "serial"
                     if "-DSIDE_NO_CLONES" in flags:
                         threading_kind += ", no target_clones"
                     if "-fopenmp" in flags and not _gomp_shared():
@@ -144,33 +140,30 @@ def _load() -> Optional[ctypes.CDLL]:
             lib.side_embed_grouped.argtypes = [ptr, i64, cint, ptr, ptr, i64, ptr, cint, cint, i64]
             _lib = lib
             _status = f"ok ({threading_kind})"
-        except Exception as e:  # any failure means: use the torch paths
+        except Exception as e:  # any failure means: the benchmark leaves this baseline out
             _lib = None
             _status = f"unavailable: {e}"
-            if os.environ.get("TORCHREC_SIDE_DISABLE_KERNELS", "0") in ("", "0"):
-                warnings.warn(
-                    f"torchrec_side: CPU SIDE kernel {_status}; using the pure-torch paths", stacklevel=3
-                )
+            warnings.warn(f"ctypes SIDE kernel {_status}", stacklevel=3)
         _tried = True
         return _lib
 
 
 def kernels_available() -> bool:
-    """True if the compiled CPU kernels can be used (builds them on the first call)."""
+    """True if the ctypes build can be used (builds it on the first call)."""
     return _load() is not None
 
 
 def kernel_status() -> str:
-    """``"ok (openmp)"`` / ``"ok (std::thread)"``, or why the kernels are unavailable
-    (``"not built yet"`` before the first use)."""
+    """``"ok (openmp)"`` / ``"ok (serial)"``, or why the build is unavailable (``"not built yet"``
+    before the first use)."""
     return _status
 
 
 def _check_inputs(sids: torch.Tensor, table: torch.Tensor, limits: torch.Tensor) -> None:
     if sids.device.type != "cpu" or table.device.type != "cpu":
-        raise ValueError("SIDE kernels run on CPU tensors only")
+        raise ValueError("the ctypes SIDE kernels run on CPU tensors only")
     if sids.dtype != torch.int64 or table.dtype != torch.float32 or limits.dtype != torch.uint8:
-        raise TypeError("SIDE kernels need int64 sids, float32 tables and uint8 limits")
+        raise TypeError("the ctypes SIDE kernels need int64 sids, float32 tables and uint8 limits")
 
 
 def pool_grouped(
@@ -181,8 +174,8 @@ def pool_grouped(
     limits: torch.Tensor,
     check: bool = True,
     hist_min: int = HIST_MIN_WORK,
-) -> "tuple[torch.Tensor, int]":
-    """Pooled sum of byte-grouped SIDs over bags (CPU kernel).
+) -> Tuple[torch.Tensor, int]:
+    """Pooled sum of byte-grouped SIDs over bags.
 
     Args:
         sids (torch.Tensor): int64 ``[N]`` packed SIDs (byte ``g`` = group ``g``'s value).
@@ -197,7 +190,8 @@ def pool_grouped(
         Tuple[torch.Tensor, int]: ``[B, D]`` float32 sums and the first invalid event index (-1 if none).
     """
     lib = _load()
-    assert lib is not None, "SIDE kernels unavailable"
+    if lib is None:
+        raise RuntimeError(f"ctypes SIDE kernel {_status}")
     _check_inputs(sids, table, limits)
     sids = sids.contiguous()
     offsets = offsets.to(torch.int64).contiguous()
@@ -211,28 +205,24 @@ def pool_grouped(
     if weights is not None:
         weights = weights.to(torch.float32).contiguous()
         w_ptr = weights.data_ptr()
-    work = sids.numel() * G
-    threads = kernel_threads(work, _pool_tuner, PARALLEL_MIN_WORK)
-    t0 = time.perf_counter()
     bad = lib.side_pool_grouped(
         sids.data_ptr(), sids.numel(), offsets.data_ptr(), B, w_ptr, G, limits.data_ptr(), table.data_ptr(), D,
-        out.data_ptr(), int(check), int(hist_min), threads, PARALLEL_MIN_WORK,
+        out.data_ptr(), int(check), int(hist_min), torch.get_num_threads(), PARALLEL_MIN_WORK,
     )
-    if work >= PARALLEL_MIN_WORK:
-        _pool_tuner.record(threads, time.perf_counter() - t0, work)
     if bad == -2:
-        raise ValueError(f"SIDE kernel: bad arguments (G={G}, D={D}, B={B})")
+        raise ValueError(f"ctypes SIDE kernel: bad arguments (G={G}, D={D}, B={B})")
     if bad == -3:
-        raise ValueError(f"SIDE kernel: bad offsets (must start at 0, never decrease, end at {sids.numel()})")
+        raise ValueError(f"ctypes SIDE kernel: bad offsets (must start at 0, never decrease, end at {sids.numel()})")
     return out, int(bad)
 
 
 def embed_grouped(
     sids: torch.Tensor, table: torch.Tensor, limits: torch.Tensor, check: bool = True
-) -> "tuple[torch.Tensor, int]":
-    """Per-event embeddings ``[N, D]`` of byte-grouped SIDs (CPU kernel); see :func:`pool_grouped`."""
+) -> Tuple[torch.Tensor, int]:
+    """Per-event embeddings ``[N, D]`` of byte-grouped SIDs; see :func:`pool_grouped`."""
     lib = _load()
-    assert lib is not None, "SIDE kernels unavailable"
+    if lib is None:
+        raise RuntimeError(f"ctypes SIDE kernel {_status}")
     _check_inputs(sids, table, limits)
     sids = sids.contiguous()
     table = table.contiguous()
@@ -240,15 +230,10 @@ def embed_grouped(
     N = sids.numel()
     D = table.shape[1]
     out = torch.empty(N, D, dtype=torch.float32)
-    work = N * limits.numel() * D
-    threads = kernel_threads(work, _embed_tuner, PARALLEL_MIN_WORK * 64)
-    t0 = time.perf_counter()
     bad = lib.side_embed_grouped(
         sids.data_ptr(), N, limits.numel(), limits.data_ptr(), table.data_ptr(), D, out.data_ptr(),
-        int(check), threads, PARALLEL_MIN_WORK * 64,
+        int(check), torch.get_num_threads(), PARALLEL_MIN_WORK * 64,
     )
-    if work >= PARALLEL_MIN_WORK * 64:
-        _embed_tuner.record(threads, time.perf_counter() - t0, work)
     if bad == -2:
-        raise ValueError(f"SIDE kernel: bad arguments (G={limits.numel()}, D={D}, N={N})")
+        raise ValueError(f"ctypes SIDE kernel: bad arguments (G={limits.numel()}, D={D}, N={N})")
     return out, int(bad)
