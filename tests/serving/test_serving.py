@@ -41,7 +41,9 @@ def test_dlrm_export_matches_trainer_eval_in_a_fresh_process(dlrm_run: Path, dlr
                          "hist_pn__p3", "hist_sid_rq"]
     assert set(spec.sid_codecs) == {"hist_sid", "hist_sid_rq"} and spec.key_rows["hist_item_id"] == 40
     assert {"model.pt2", "sample.safetensors", "run_config.yaml"} <= set(spec.files)
-    assert all(op.startswith("fbgemm.") for op in spec.ops)  # aten, plus at most fbgemm's jagged ops
+    # aten, plus at most fbgemm's jagged ops and, where SIDE runs the registered op, torchrec_side's
+    kernel = "kernel" in spec.side_compute.values()
+    assert all(op.startswith("fbgemm.") or (kernel and op.startswith("torchrec_side.")) for op in spec.ops)
     scores = _fresh_process_scores(dlrm_export, tmp_path)
     want = _trainer_scores(dlrm_run)  # the trainer's own evaluation (DMP, sharded tables), store order
     assert scores.shape == (len(want),) and len(want) == metrics["test"]["examples"]
@@ -61,7 +63,8 @@ def test_din_export_matches_trainer_eval(din_run: Path, tmp_path: Path) -> None:
 
     res = export_run(din_run, tmp_path / "din_export")
     assert res.spec.arch == "din" and res.spec.fixed_history_length == 20 and res.max_abs_diff <= 1e-6
-    assert all(op.startswith("fbgemm.") for op in res.spec.ops)  # what the loading process must register
+    kernel = "kernel" in res.spec.side_compute.values()  # what the loading process must register:
+    assert all(op.startswith("fbgemm.") or (kernel and op.startswith("torchrec_side.")) for op in res.spec.ops)
     # the program pads to 20 events, the trainer to each batch's longest history: same scores
     out = predict_from_store(tmp_path / "din_export", "test", tmp_path / "din_scores.parquet", progress=False)
     np.testing.assert_allclose(pq.read_table(out.out).column("score").to_numpy(), _trainer_scores(din_run),

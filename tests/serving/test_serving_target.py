@@ -53,7 +53,8 @@ def test_dlrm_target_export_matches_trainer_in_a_fresh_process(dlrm_target_run: 
         ("hist_item_id_h16", "sparse_id", "table", 40), ("hist_sid", "side", "table", 40),
         ("hist_pn", "prefix_ngram", "table", 40)]
     assert sorted(spec.model_keys) == sorted(spec.keys + spec.target_keys)
-    assert all(op.startswith("fbgemm.") for op in spec.ops)
+    kernel = "kernel" in spec.side_compute.values()
+    assert all(op.startswith("fbgemm.") or (kernel and op.startswith("torchrec_side.")) for op in spec.ops)
     # the program's buffers are the store's item tables (the ones the trainer's loader read)
     store = ExampleStore(spec.source["store"])
     scorer = load_exported(res.out_dir)

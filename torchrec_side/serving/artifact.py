@@ -135,6 +135,12 @@ class ServingSpec:
         key_rows (Dict[str, int]): rows of the learned table reading each id-valued key (values
             must lie in ``[0, rows)``).
         sid_codecs (Dict[str, Dict[str, Any]]): codec (``SIDCodec.to_dict``) of each SIDE key.
+        side_compute (Dict[str, str]): the SIDE compute path of each SIDE key inside the program:
+            ``kernel`` (the registered ``torch.ops.torchrec_side`` C++ op, the fastest exportable CPU
+            path; it checks the SIDs in-graph, and the loading process registers it by importing
+            torchrec_side), or ``grouped_bag`` / ``per_level`` (pure torch, chosen where the op is
+            unavailable; the scorer then checks the SIDs before the call). Empty in folders
+            written before this field existed: every SIDE key is then checked by the scorer.
         ops (List[str]): operators of the program outside ``aten`` (e.g. ``fbgemm.*``: the loading
             process must have registered them; ``load_exported`` imports fbgemm_gpu and torchrec).
         versions (Dict[str, str]): torch / torchrec / fbgemm / torchrec-side of the exporting process.
@@ -158,6 +164,7 @@ class ServingSpec:
     fixed_history_length: Optional[int] = None
     key_rows: Dict[str, int] = field(default_factory=dict)
     sid_codecs: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    side_compute: Dict[str, str] = field(default_factory=dict)
     ops: List[str] = field(default_factory=list)
     versions: Dict[str, str] = field(default_factory=dict)
     source: Dict[str, Any] = field(default_factory=dict)

@@ -12,9 +12,17 @@ inputs are plain tensors, because a ``KeyedJaggedTensor`` is not an export input
 backed symbolic sizes, never a data-dependent one, and the stock ``EmbeddingBagCollection`` /
 ``EmbeddingCollection`` trace to ``aten`` embedding-bag / embedding ops over their weights (stored
 in the program). The batch size and each key's number of values are dynamic dimensions. The SIDE
-tables are buffers of the program; their CPU fast path (a ctypes kernel) cannot be traced, so the
-exported copy uses the pure-torch ``grouped_bag`` path (``per_level`` for codecs that are not
-byte-addressable) and the SID validation moves to the scorer (eager, before the call). The
+tables are buffers of the program. Their CPU fast path is the registered C++ op
+(``torch.ops.torchrec_side.*``, :mod:`torchrec_side.modules.ops.cpu_kernel`), which traces through
+its fake kernel: the exported copy keeps it wherever it is available (it also checks the SIDs
+in-graph, fused into the pooling), and falls back to the pure-torch ``grouped_bag`` path
+(``per_level`` for codecs that are not byte-addressable) where it is not, with the SID check
+moved to the scorer (eager, before the call). ``serving.json`` records the path of every SIDE
+key (``side_compute``); :func:`~torchrec_side.serving.load_exported` registers the op before it
+loads a program that calls it. A SIDE module's bias-free projection ``D -> D'`` is folded into its
+frozen tables (:func:`fold_projection`: pooling is linear), so the program pools at the model's
+width ``D'`` instead of the tokenizer's ``D``; export checks the folded copy against the unfolded
+one on the sample batch. The
 target-attention model pads histories to the store's ``max_history`` instead of the batch's
 longest history (masked positions contribute exactly zero, so scores do not change); the scorer
 refuses longer histories. History features with ``target: true`` (docs/design.md section 7b)
@@ -71,7 +79,7 @@ from torchrec_side.serving.rebuild import (
     stock_table_rows,
 )
 
-__all__ = ["quiet_tracing_logs", "TargetTable", "ServingModule", "ExportResult", "export_run", "export_loaded_run", "versions", "EXPORT_ROUTE"]
+__all__ = ["quiet_tracing_logs", "TargetTable", "ServingModule", "serving_compute", "fold_projection", "ExportResult", "export_run", "export_loaded_run", "versions", "EXPORT_ROUTE"]
 
 logger: logging.Logger = logging.getLogger(__name__)
 
@@ -79,7 +87,8 @@ logger: logging.Logger = logging.getLogger(__name__)
 EXPORT_ROUTE: str = (
     "torch.export.export(strict=False) of the unsharded ranker behind ServingModule "
     "(plain tensors in, KJT built inside with fixed keys); stock EBC/EC -> aten embedding ops; "
-    "SIDE tables as buffers (grouped_bag / per_level compute)"
+    "SIDE tables as buffers with their projections folded in; SIDE compute: the registered torchrec_side C++ op where available, else "
+    "grouped_bag / per_level (per key in side_compute)"
 )
 _SAMPLE_ROWS: int = 16
 #: Largest batch a program accepts: a target key has one value per example, and the SIDE pooling
@@ -256,23 +265,117 @@ def quiet_tracing_logs() -> Iterator[None]:
             x.removeFilter(f)
 
 
-def _serving_copy(run: LoadedRun) -> nn.Module:
-    """A copy of the ranker set up for export: traceable SIDE compute, no in-graph SID validation,
-    fixed history padding for the target-attention model (the run's model is left as it is)."""
+def serving_compute(module: nn.Module) -> str:
+    """The SIDE compute path an exported copy of ``module`` (a SIDE table module) uses on CPU.
+
+    The registered C++ op (``compute="kernel"``, :mod:`torchrec_side.modules.ops.cpu_kernel`)
+    exports as a ``torch.ops.torchrec_side.*`` node and is the fastest CPU path, so it is kept
+    whenever it is available for the module's codec; otherwise the pure-torch ``grouped_bag``
+    (byte-addressable codecs) or ``per_level`` path, which need nothing registered at load time.
+
+    Args:
+        module (nn.Module): a SIDE table module (``SIDEmbeddingBag`` / ``SIDEmbedding``).
+
+    Returns:
+        str: ``"kernel"``, ``"grouped_bag"`` or ``"per_level"``.
+
+    Example::
+
+        serving_compute(side_ebc.tables["t_hist_sid"])     # "kernel" where the C++ op built
+    """
+    fallback = "grouped_bag" if getattr(module, "num_groups", 0) > 0 else "per_level"
+    if str(getattr(module, "compute", "auto")) not in ("auto", "kernel"):
+        return fallback if str(getattr(module, "compute")) not in ("grouped_bag", "per_level") \
+            else str(getattr(module, "compute"))
+    try:
+        path = str(module.resolved_compute(torch.device("cpu")))  # pyright: ignore[reportCallIssue]
+    except (ValueError, RuntimeError):  # "kernel" asked for where it did not build
+        return fallback
+    return "kernel" if path == "kernel" else fallback
+
+
+def fold_projection(module: nn.Module) -> bool:
+    """Folds a SIDE table module's learned projection into its frozen tables, in place.
+
+    A SIDE module computes ``P @ pool_e(offset + sum_l T_l[c_{l,e}])`` with a bias-free linear
+    ``P: D -> D'``; sum and mean pooling, per-event weights and the per-event (unpooled) decode are
+    linear, so the same scores come from tables ``offset' = P @ offset``, ``T_l' = T_l @ P^T`` and
+    no projection (equal up to float rounding). The pooling then runs at width ``D'`` (e.g. 16
+    instead of the tokenizer's 64): less work in every SIDE compute path. For inference copies only:
+    the folded module no longer holds the projection as a parameter.
+
+    Args:
+        module (nn.Module): a SIDE table module (``SIDEmbeddingBag`` / ``SIDEmbedding``).
+
+    Returns:
+        bool: whether a projection was folded (False: none, or one with a bias).
+
+    Example::
+
+        bag = copy.deepcopy(side_ebc.tables["t_hist_sid"])
+        fold_projection(bag)         # bag(sids, offsets) equals the original to float rounding
+    """
+    proj = getattr(module, "projection", None)
+    if not isinstance(proj, nn.Linear) or proj.bias is not None:
+        return False
+    with torch.no_grad():
+        w = proj.weight.detach().to(torch.float64)  # [D', D]
+        off = module.get_buffer("offset")
+        lev = module.get_buffer("level_tables")
+        new_off = (w @ off.to(torch.float64)).to(off.dtype)
+        new_lev = (lev.to(torch.float64) @ w.T).to(lev.dtype).contiguous()
+        module.register_buffer("offset", new_off)
+        module.register_buffer("level_tables", new_lev)
+        module.projection = None
+        # derive the fast-path tables (grouped, rank-1 factors, ...) again, as after a state-dict load
+        setattr(module, "_factors", None)
+        getattr(module, "_build_derived")(getattr(module, "sid_tables")())
+        getattr(module, "_resolved").clear()
+        getattr(module, "_op_cache").clear()
+    return True
+
+
+def _serving_copy(run: LoadedRun, fold: bool = True) -> Tuple[nn.Module, Dict[str, str]]:
+    """A copy of the ranker set up for export (the run's model is left as it is): the fastest
+    exportable SIDE compute (:func:`serving_compute`), SIDE projections folded into the frozen
+    tables (:func:`fold_projection`, with ``fold``), fixed history padding for the
+    target-attention model. Returns the copy and ``{SIDE module name: compute path}``.
+
+    The kernel path keeps its SID check (fused into the op, no extra pass over the values); the
+    pure-torch paths drop the in-graph check and the scorer validates SIDs eagerly instead."""
     from torchrec_side.modules.side import _SIDTableBase
 
     ranker = copy.deepcopy(run.model.ranker)
     assert isinstance(ranker, nn.Module)
-    for m in ranker.modules():
+    paths: Dict[str, str] = {}
+    for name, m in ranker.named_modules():
         if isinstance(m, _SIDTableBase):
-            if m.compute in ("auto", "kernel"):
-                m.compute = "grouped_bag" if m.num_groups > 0 else "per_level"
-            m.validate = False
+            if fold:
+                fold_projection(m)
+            path = serving_compute(m)
+            m.compute = path
+            m.validate = path == "kernel"
             m._resolved.clear()
+            paths[name] = path
     if run.cfg.model.arch == "din":
         cap = _fixed_length(run)
         setattr(ranker, "max_len", cap)
-    return ranker
+    return ranker, paths
+
+
+def _side_key_paths(ranker: nn.Module, paths: Dict[str, str]) -> Dict[str, str]:
+    """``{KJT key: compute path}`` of every key a SIDE collection of ``ranker`` reads (``paths``:
+    ``{SIDE table module name: path}`` from :func:`_serving_copy`)."""
+    from torchrec_side.modules import SIDEmbeddingBagCollection, SIDEmbeddingCollection
+
+    out: Dict[str, str] = {}
+    for name, m in ranker.named_modules():
+        if isinstance(m, (SIDEmbeddingBagCollection, SIDEmbeddingCollection)):
+            for c in m.sid_configs():
+                path = paths.get(f"{name}.tables.{c.name}" if name else f"tables.{c.name}", "")
+                for f in c.feature_names:
+                    out[f] = path
+    return out
 
 
 def _fixed_length(run: LoadedRun) -> int:
@@ -441,7 +544,7 @@ def export_loaded_run(run: LoadedRun, out_dir: PathLike) -> ExportResult:
                            f"cannot be part of the exported program (store the transformed column instead)")
     id_features, hist = _spec_inputs(run)
     keys = id_features + [k for h in hist for k in h.keys]
-    ranker = _serving_copy(run)
+    ranker, side_paths = _serving_copy(run)
     targets, target_specs = _target_tables(run)
     model_keys = _model_keys(run)
     _check_target_values(ranker, targets, str(run.run_dir))
@@ -454,6 +557,7 @@ def export_loaded_run(run: LoadedRun, out_dir: PathLike) -> ExportResult:
         fixed_history_length=getattr(ranker, "max_len", None) if run.cfg.model.arch == "din" else None,
         key_rows={k: v for k, v in stock_table_rows(ranker).items() if k in keys},
         sid_codecs={k: v for k, v in side_key_codecs(ranker).items() if k in keys},
+        side_compute={k: v for k, v in _side_key_paths(ranker, side_paths).items() if k in keys},
         versions=versions(),
         source={"run_dir": str(run.run_dir.resolve()), "checkpoint": run.checkpoint.name, "step": run.step,
                 "selection": run.selection, "config_fingerprint": run.cfg.resume_fingerprint(),
@@ -464,6 +568,12 @@ def export_loaded_run(run: LoadedRun, out_dir: PathLike) -> ExportResult:
     dense, values, lengths = _sample(run, spec)
     with torch.no_grad(), quiet_tracing_logs():
         eager = module(dense, values, lengths)
+        unfolded = ServingModule(_serving_copy(run, fold=False)[0], keys, targets, model_keys).eval()
+        fold_diff = float((unfolded(dense, values, lengths) - eager).abs().max())
+        del unfolded
+        if fold_diff > 1e-5:
+            raise ServingError(f"{run.run_dir}: folding the SIDE projections into the tables changed the sample "
+                               f"scores by {fold_diff:.3g}")
         if targets:  # the in-program lookups reproduce the training loader's target keys
             ref = _loader_reference(run, ranker, model_keys, dense, values, lengths, keys)
             ref_diff = float((ref - eager).abs().max())

@@ -61,15 +61,23 @@ class ExportedScorer:
         self.spec = spec
         self.program = program
         self._module: Any = program.module()
-        self._codecs: Dict[str, Any] = {k: SIDCodec.from_dict(d) for k, d in spec.sid_codecs.items()}
+        self._all_codecs: Dict[str, Any] = {k: SIDCodec.from_dict(d) for k, d in spec.sid_codecs.items()}
+        # SIDE keys the program does not check itself (pure-torch paths): validated before the call
+        self._codecs: Dict[str, Any] = {k: c for k, c in self._all_codecs.items()
+                                        if spec.side_compute.get(k) != "kernel"}
 
     @property
     def keys(self) -> List[str]:
         return list(self.spec.keys)
 
-    def check_inputs(self, dense: torch.Tensor, values: List[torch.Tensor], lengths: List[torch.Tensor]) -> None:
+    def check_inputs(self, dense: torch.Tensor, values: List[torch.Tensor], lengths: List[torch.Tensor],
+                     all_sids: bool = False) -> None:
         """Raises :class:`ServingError` naming the key and the problem for inputs the program
-        would reject or score wrongly."""
+        would reject or score wrongly.
+
+        Packed SIDs of keys the program checks itself (``spec.side_compute[key] == "kernel"``: the
+        registered op validates them while pooling) are checked here only with ``all_sids``
+        (:meth:`score_tensors` does that when the program refuses a batch, to name the problem)."""
         spec = self.spec
         if dense.dim() != 2 or dense.shape[1] != spec.dense_width:
             raise ServingError(f"dense features must be [B, {spec.dense_width}] ({spec.dense_features}), "
@@ -106,7 +114,7 @@ class ExportedScorer:
                 if lo < 0 or hi >= rows:
                     raise ServingError(f"key {k!r}: values must lie in [0, {rows}) (the table's rows), "
                                        f"found {lo if lo < 0 else hi}")
-            codec = self._codecs.get(k)
+            codec = (self._all_codecs if all_sids else self._codecs).get(k)
             if codec is not None and v.numel():
                 try:
                     codec.validate_sids(v)
@@ -138,8 +146,15 @@ class ExportedScorer:
             self.check_inputs(dense, values, lengths)
         from torchrec_side.serving.export import quiet_tracing_logs
 
-        with quiet_tracing_logs():
-            return self._module(dense, values, lengths)
+        try:
+            with quiet_tracing_logs():
+                return self._module(dense, values, lengths)
+        except Exception as e:  # the program's own checks (in-graph SID / offsets asserts) and op errors
+            if not check:
+                raise
+            self.check_inputs(dense, values, lengths, all_sids=True)  # names the key and the value
+            raise ServingError(f"the exported program refused the batch: {type(e).__name__}: "
+                               f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}") from e
 
     def score_kjt(self, kjt: Any, dense: torch.Tensor, check: bool = True) -> torch.Tensor:
         """Scores a ``KeyedJaggedTensor`` (it may hold extra keys) with dense features ``[B, F]``.
@@ -185,6 +200,22 @@ class ExportedScorer:
         return diff
 
 
+def _register_side_ops(root: Path, spec: ServingSpec) -> None:
+    """Registers the ``torch.ops.torchrec_side`` ops (building the C++ extension on first use on
+    this machine) when the program calls them; raises :class:`ArtifactError` naming the cause when
+    they cannot be registered here."""
+    side_ops = [op for op in spec.ops if op.startswith("torchrec_side.")]
+    if not side_ops and "kernel" not in spec.side_compute.values():
+        return
+    from torchrec_side.modules.ops import cpu_kernel
+
+    if not cpu_kernel.kernels_available():
+        raise ArtifactError(f"serving artifact {root}: the program calls the SIDE C++ op {side_ops or ['torchrec_side.*']}, "
+                            f"which cannot be registered in this process ({cpu_kernel.kernel_status()}); install a "
+                            f"C++ compiler and ninja, or export the run again here (export falls back to the "
+                            f"pure-torch grouped_bag path where the op is unavailable)")
+
+
 def load_exported(directory: PathLike, verify: bool = True, self_check: bool = True) -> ExportedScorer:
     """Loads an export folder written by :func:`~torchrec_side.serving.export_run`.
 
@@ -212,6 +243,7 @@ def load_exported(directory: PathLike, verify: bool = True, self_check: bool = T
     spec = read_spec(root)
     if verify:
         verify_files(root, spec)
+    _register_side_ops(root, spec)
     from torchrec_side.serving.export import quiet_tracing_logs
 
     try:
