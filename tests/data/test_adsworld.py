@@ -528,3 +528,34 @@ def test_old_world_folders_read_as_generated(tiny: Dict[str, Any], tmp_path: Pat
     cfg = load_config(AdsWorldConfig, None, [], base=got["config"])
     assert cfg.clicks.w_collab == 0.0 and cfg.clicks.w_quality == m["config"]["clicks"]["w_quality"]
     assert read_manifest(tiny["dir"])["config"]["clicks"]["w_collab"] == load_world_config("tiny").clicks.w_collab
+
+
+def test_tokenizer_fits_only_items_released_before_validation(tiny: Dict[str, Any]) -> None:
+    import dataclasses
+
+    from torchrec_side.tokenizer import CollectionConfig, FusionModelConfig, TrainConfig, train_tokenizer
+    from torchrec_side.tokenizer.config import BottleneckConfig
+    from torchrec_side.tokenizer.data import load_world_items, make_synthetic_items, world_fit_mask
+
+    mask = world_fit_mask(str(tiny["dir"]))
+    release = np.asarray(tiny["items"]["release_time"])
+    assert np.array_equal(mask.numpy(), release < tiny["manifest"]["split_times"]["val"])
+    assert 0 < int((~mask).sum()) < len(mask)  # new items exist, and are left out of the fit
+    items = load_world_items(str(tiny["dir"]), ["image"])
+    assert items.fit_mask is not None and torch.equal(items.fit_mask, mask) and len(items) == len(mask)
+    assert torch.equal(items.subset(torch.arange(10)).fit_mask, mask[:10])
+    # the trainer fits (here: the standardize normalizer) on the allowed items only
+    data = make_synthetic_items(num_items=200, dims={"a": 8}, seed=0)
+    allowed = torch.arange(200) < 120
+    data.collections["a"][~allowed] += 50.0  # items outside the fit would move the statistics
+    data = dataclasses.replace(data, fit_mask=allowed)
+    mcfg = FusionModelConfig(collections=[CollectionConfig(name="a", dim=0, proj_dim=8, decoder_hidden=[8],
+                                                           normalize="standardize", loss="mse")],
+                             targets=[], latent_dim=4, encoder_hidden=[8],
+                             bottleneck=BottleneckConfig(kind="dpca", radices=[3] * 4))  # fmt: skip
+    res = train_tokenizer(mcfg, TrainConfig(epochs=1, warmup_epochs=0, batch_size=64, val_fraction=0.2, patience=0,
+                                            device="cpu", progress=False, seed=0), data)  # fmt: skip
+    mean = res.model.normalizers["a"].mean
+    assert float(mean.max()) < 10.0  # the +50 rows were not seen
+    assert float(mean.max()) == pytest.approx(float(data.collections["a"][allowed].mean(0).max()), abs=0.5)
+    assert res.model.tokenize({"a": data.collections["a"]}).shape[0] == 200  # every item is still encoded

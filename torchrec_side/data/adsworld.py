@@ -11,32 +11,47 @@ Generative process (every knob, with its default and reason: :mod:`.adsworld_con
   Zipf-Mandelbrot base popularity fitted to Meta's ads skew; a release day (half the catalogue is
   released during the log, so the catalogue grows and items released in the test window are
   cold); a freshness boost ``floor + (1 - floor) 2^(-age / half_life)``; a quality ``q_i ~ N(0,1)``
-  that no content view sees (the id-only signal a learned item row can pick up).
+  that no content view sees (the id-only signal a learned item row can pick up); a collaborative
+  factor ``g_i ~ N(0, I_r)`` from its own random stream, independent of everything else about the
+  item.
 * **content**: a 384-d "text" and a 128-d "image" view, each a fixed random tanh map of an
   overlapping slice of ``a_i`` plus noise, L2-normalized, float16; category and sub-category labels.
-* **users**: an interest mixing a few categories, ``interest_u(t) = sum_j pi_j(t) taste_uj``, the
-  mixture logits rotating slowly (so their spread stays constant); heavy-tailed log lengths
-  (log-normal, capped).
+* **users**: a few interest components (one category each, a taste vector ``taste_uj``), mixture
+  weights ``pi_j(t)`` whose logits rotate slowly (so their spread stays constant); a collaborative
+  factor ``f_u`` uniform on the sphere of radius ``sqrt(r)``; heavy-tailed log lengths (log-normal,
+  capped).
+* **match**: ``z_j = <taste_uj, a_i>`` standardized; ``clicks.interest_pooling: softmax`` (default)
+  pools the components by a soft maximum ``T log sum_j pi_j exp(z_j / T)`` (multi-interest users),
+  ``mean`` by the mixture mean (the single mixed interest vector of worlds before issue 15).
 * **draws** (events and impressions alike, one day at a time): pick a category (the user's
   mixture, or with prob. ``explore`` any category by popularity), retrieve a shortlist of
   ``shortlist`` items released by that day by freshness-weighted popularity, then pick one by
-  ``softmax(sharpness * s)``, ``s = w_match * z_match + w_quality * q_i`` the click logit without
-  its bias. Events (the user's past clicks) use sharpness 1 (click odds); impressions use
-  ``clicks.targeting``.
+  ``softmax(sharpness * s)``, ``s = m + x`` the click logit without its bias: the content-visible
+  part ``m = w_match z_match`` and the id-only part ``x = w_collab <f_u, g_i> / sqrt(r) +
+  w_quality q_i``. Events (the user's past clicks) use sharpness 1 (click odds) and, with softmax
+  pooling, the match of the component they were drawn from (events follow the interests);
+  impressions use ``clicks.targeting`` and the pooled match.
 * **labels**: ``p_true = sigmoid(bias + s)`` (bias solved on a pilot so the mean is
   ``clicks.base_rate``), ``label ~ Bernoulli(p_true)``; ``p_true`` is kept: the oracle.
+* **ceilings** (:func:`ceilings`), per impression: ``p_content = E[p | m, shortlist]`` (the id-only
+  part integrated over its exact Gaussian prior, tilted by the ad system's pick; Gauss-Hermite)
+  and ``p_id = E[p | x, shortlist]`` (the match over the pilot's candidate distribution; an
+  approximation), with their NE in the manifest (``ceilings``).
 
 Sizes ``tiny`` (tests), ``quick`` (10^5 items, 10^4 users) and ``full`` (10^6 items, 2.5 x 10^4
-users); ``preset=id_dominant`` makes the id-only term dominate and content weak, so the world can
-show SIDE losing to a learned sparse-ID history.
+users); ``preset=id_dominant`` (the positive control) makes the collaborative term dominate, content
+weak and the catalogue small and dense, so the world can show SIDE losing to a learned sparse-ID
+history.
 
 Folder written (atomically) by :func:`generate_world` / ``torchrec-side world``::
 
-    manifest.json        format, version, config, counts, split_times, oracle, skew, seconds
+    manifest.json        format, version, config, counts, split_times, oracle, ceilings, skew, seconds
     items.parquet        item_id, category, subcategory, release_time, quality (hidden)
     content/text.npy     float16 [N, 384]    content/image.npy  float16 [N, 128]
+    hidden/item_collab.npy  float32 [N, r]   hidden/user_collab.npy  float32 [U, r]  (collaborative factors)
     events.parquet       user_id, item_id, timestamp; sorted by (user_id, timestamp)
-    impressions.parquet  user_id, item_id, timestamp, label, p_true, split; sorted by timestamp
+    impressions.parquet  user_id, item_id, timestamp, label, p_true, split, p_content, p_id,
+                         logit_content, logit_id, pick_logr, pick_dup; sorted by timestamp
 
 An impression's history is its user's events with timestamp strictly below its own. Splits by
 global time: train < t_val <= val < t_test <= test; items released at or after t_test are cold
@@ -1048,6 +1063,11 @@ def world_main(argv: Optional[List[str]] = None) -> int:
           f"{m['peak_rss_mb']:.0f} MB (workers {m['peak_rss_worker_mb']:.0f} MB)")
     print(f"oracle NE train/val/test {o['train']['ne']:.4f}/{o['val']['ne']:.4f}/{o['test']['ne']:.4f} "
           f"(AUC test {o['test']['auc']:.4f}, base rate test {o['test']['base_rate']:.4f})")
+    c = m["ceilings"]["test"]
+    print(f"ceilings NE test: oracle {c['oracle']['ne']:.4f}, content {c['content']['ne']:.4f} "
+          f"({c['content']['oracle_share']:.2f} of the oracle's gain), id {c['id']['ne']:.4f} "
+          f"({c['id']['oracle_share']:.2f}); constant {c['constant_ne']:.4f}; training impressions per item "
+          f"{m['train_impressions_per_item']['mean']:.1f}")
     print(f"skew (impressions): top 0.1% {s['top_0.1pct_share']:.3f} (Meta 0.25), bottom 94.4% "
           f"{s['bottom_94.4pct_share']:.3f} (Meta 0.25); cold items {m['cold']['num_items']:,}, "
           f"{m['cold']['test_impression_share']:.3f} of test impressions")  # fmt: skip

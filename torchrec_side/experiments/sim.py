@@ -191,6 +191,7 @@ def fit_world_sids(out: Path, world_dir: Path, budget: SimBudget, needed: Sequen
 
     from torchrec_side.experiments.ml100k import _write_quantizer_sids, run_tokenizer
     from torchrec_side.quantizers import RQKMeans, RQKMeansConfig
+    from torchrec_side.tokenizer.data import world_fit_mask
 
     info: Dict[str, Any] = {"source": "item content and labels only; no interaction of any split"}
     if "fused_dpca" in needed:
@@ -209,11 +210,13 @@ def fit_world_sids(out: Path, world_dir: Path, budget: SimBudget, needed: Sequen
         coll = name.split("_", 1)[1]
         x = torch.from_numpy(np.asarray(np.load(world_dir / "content" / f"{coll}.npy"), dtype=np.float32))
         n = int(x.shape[0])
-        if budget.fit_items and n > budget.fit_items:
-            idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[: budget.fit_items]
+        # fitted on items released before the validation window only (every item is encoded)
+        pool = torch.from_numpy(np.flatnonzero(world_fit_mask(str(world_dir)).numpy()))
+        if budget.fit_items and len(pool) > budget.fit_items:
+            idx = pool[torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))[: budget.fit_items]]
             fit = x[idx.sort().values]
         else:
-            fit = x
+            fit = x[pool]
         t = time.time()
         log(f"quantizer {name}: RQ-KMeans 3x256 of the {coll} vectors, fitted on {fit.shape[0]} of {n} items")
         q = RQKMeans(RQKMeansConfig(radices=[256, 256, 256], seed=seed)).fit(fit)

@@ -25,6 +25,7 @@ __all__ = [
     "make_synthetic_items",
     "load_items_for",
     "load_world_items",
+    "world_fit_mask",
     "split_items",
 ]
 
@@ -40,6 +41,8 @@ class ItemData:
         target_kinds: ``{name: "multi_label" | "single_label"}``.
         num_classes: ``{name: C}``.
         info: free-form provenance (JSON-serializable), copied into the statistics.
+        fit_mask: optional ``bool [N]``: the items the tokenizer may be fitted on (train and
+            validation split); the others are only encoded. ``None``: every item.
 
     Example::
 
@@ -54,9 +57,12 @@ class ItemData:
     target_kinds: Dict[str, str] = field(default_factory=dict)
     num_classes: Dict[str, int] = field(default_factory=dict)
     info: Dict[str, object] = field(default_factory=dict)
+    fit_mask: Optional[torch.Tensor] = None
 
     def __post_init__(self) -> None:
         n = int(self.item_ids.shape[0])
+        if self.fit_mask is not None and tuple(self.fit_mask.shape) != (n,):
+            raise ValueError(f"fit_mask has shape {tuple(self.fit_mask.shape)} but there are {n} item ids")
         for name, x in list(self.collections.items()) + list(self.targets.items()):
             if x.shape[0] != n:
                 raise ValueError(f"{name!r} has {x.shape[0]} rows but there are {n} item ids")
@@ -83,6 +89,7 @@ class ItemData:
             target_kinds=dict(self.target_kinds),
             num_classes=dict(self.num_classes),
             info=dict(self.info),
+            fit_mask=None if self.fit_mask is None else self.fit_mask[index],
         )
 
     def select(self, collections: List[str], targets: List[str]) -> "ItemData":
@@ -101,6 +108,7 @@ class ItemData:
             target_kinds={k: self.target_kinds[k] for k in targets},
             num_classes={k: self.num_classes[k] for k in targets},
             info=dict(self.info),
+            fit_mask=self.fit_mask,
         )
 
 
@@ -204,6 +212,26 @@ def make_synthetic_items(
     )
 
 
+def world_fit_mask(world_dir: str) -> torch.Tensor:
+    """``bool [N]``: the items of a simulated world released before its validation window
+    (``items.parquet`` ``release_time < manifest split_times.val``), the only ones a tokenizer or
+    quantizer is fitted on; the others are encoded by the frozen artifact.
+
+    Example::
+
+        world_fit_mask("runs/world_tiny").float().mean()     # about 0.9
+    """
+    import json
+
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    root = Path(world_dir)
+    t_val = int(json.loads((root / "manifest.json").read_text())["split_times"]["val"])
+    rt = np.array(pq.read_table(root / "items.parquet", columns=["release_time"]).column(0).to_numpy(), dtype=np.int64)
+    return torch.from_numpy(rt < t_val)
+
+
 def load_world_items(world_dir: str, collections: Optional[List[str]] = None) -> ItemData:
     """Items of a simulated ads world folder (docs/design.md section 7c; ``torchrec-side world``).
 
@@ -212,7 +240,9 @@ def load_world_items(world_dir: str, collections: Optional[List[str]] = None) ->
     sub-category's index *within* its category, ``S`` classes: with the category head it names the
     leaf, at a head and an evaluation cost of ``S`` instead of ``C x S`` classes, e.g. 10 instead
     of 3,000 in the quick world) and ``subcategory_global`` (the leaf id, ``C x S`` classes). The
-    hidden ``quality`` and the interactions are not read.
+    hidden ``quality`` and the interactions are not read. ``fit_mask``: the items released before
+    the validation window (``release_time < split_times.val``), the only ones the tokenizer is
+    fitted on (issue 15); newer items are encoded by the frozen tokenizer.
 
     Args:
         world_dir: the world folder.
@@ -245,7 +275,9 @@ def load_world_items(world_dir: str, collections: Optional[List[str]] = None) ->
         out[name] = torch.from_numpy(np.asarray(x, dtype=np.float32))
     cat = torch.from_numpy(np.array(t.column("category").to_numpy(), dtype=np.int64))
     leaf = torch.from_numpy(np.array(t.column("subcategory").to_numpy(), dtype=np.int64))
-    per = int(json.loads(mf.read_text())["config"]["catalogue"]["subcategories_per_category"])
+    manifest = json.loads(mf.read_text())
+    per = int(manifest["config"]["catalogue"]["subcategories_per_category"])
+    fit_mask = world_fit_mask(world_dir)
     local = leaf - cat * per
     if bool((local < 0).any()) or bool((local >= per).any()):
         raise ValueError(f"{root / 'items.parquet'}: subcategory ids are not category * {per} + local index")
@@ -255,7 +287,9 @@ def load_world_items(world_dir: str, collections: Optional[List[str]] = None) ->
         targets={"category": cat, "subcategory": local, "subcategory_global": leaf},
         target_kinds={"category": "single_label", "subcategory": "single_label", "subcategory_global": "single_label"},
         num_classes={"subcategory": per},
-        info={"dataset": "adsworld", "world_dir": str(root), "num_items": int(ids.shape[0])},
+        info={"dataset": "adsworld", "world_dir": str(root), "num_items": int(ids.shape[0]),
+              "fit_items": int(fit_mask.sum()), "fit_rule": "release_time < split_times.val"},
+        fit_mask=fit_mask,
     )
 
 

@@ -155,6 +155,8 @@ def _train(
             raise ValueError(f"target {t.name!r}: data has {data.target_kinds[t.name]}, config says {t.kind}")
     data = data.select([c.name for c in mcfg.collections], [t.name for t in mcfg.targets])
     train_idx, val_idx = split_items(len(data), cfg.val_fraction, cfg.seed)
+    if data.fit_mask is not None:  # fit on the allowed items only (e.g. released before validation)
+        train_idx, val_idx = train_idx[data.fit_mask[train_idx]], val_idx[data.fit_mask[val_idx]]
     train_data, val_data = data.subset(train_idx), data.subset(val_idx)
     model = VQFusionModel(mcfg).to(device)
     model.fit_normalizers(_to_device(train_data.collections, device))
