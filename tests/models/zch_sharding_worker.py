@@ -10,7 +10,8 @@ from the gathered sharded state:
 * admitting over the budget evicts per the policy, and the evicted slot's row is redrawn and its
   fused optimizer state zeroed on CPU before the lookup;
 * the state dict (remapper buffers as row-wise ShardedTensors) loads into a fresh DMP model that
-  then computes the same outputs and slots.
+  then computes the same outputs and slots; rank 0 hands the gathered state and the outputs to the
+  parent, which loads them into an unsharded module (as serving does) and compares.
 
 Importable by spawned children (no pytest needed).
 """
@@ -120,7 +121,7 @@ def zch_out(dmp: DistributedModelParallel, kjt: KeyedJaggedTensor) -> Dict[str, 
     return kt.to_dict()
 
 
-def run(rank: int) -> None:
+def run(rank: int) -> Dict[str, object]:
     env = ShardingEnv.from_process_group(dist.GroupMember.WORLD)
     dmp = shard(TinyModel(), env)
     assert "sparse.collections.zch.mc_ebc._embedding_module.embedding_bags.t_h.weight" in \
@@ -197,15 +198,25 @@ def run(rank: int) -> None:
     torch.testing.assert_close(weight2, weight)
     torch.testing.assert_close(dmp2(probe), logits)
 
+    # ---- for the parent process: the gathered state of the zch module and what it computed
+    from torch.distributed._shard.sharded_tensor import ShardedTensor
+
+    pre = "sparse.collections.zch."
+    sd = dmp.state_dict()  # afresh: loading consumed the one above (its ShardedTensors were unwrapped)
+    full = {k[len(pre):]: (_gather(v) if isinstance(v, ShardedTensor) else v.detach().clone())
+            for k, v in sd.items() if k.startswith(pre)}
+    return {"state": full, "bags": probe_bags, "targets": [0, 21, 38],
+            "h": out["h"].detach().clone(), "h_target": out["h_target"].detach().clone()}
+
 
 def worker(rank: int, port: int, errors: "torch.multiprocessing.Queue") -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=WORLD)
     try:
-        run(rank)
-        errors.put((rank, None))
+        payload = run(rank)
+        errors.put((rank, None, payload if rank == 0 else None))
     except BaseException:
-        errors.put((rank, traceback.format_exc()))
+        errors.put((rank, traceback.format_exc(), None))
     finally:
         dist.destroy_process_group()

@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Type, Union, cast
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Type, cast
 
 import torch
 from torch import nn
@@ -86,6 +86,7 @@ __all__ = [
     "ZCHEmbeddingBagCollection",
     "ZCHEmbeddingBagCollectionSharder",
     "make_eviction_policy",
+    "check_managed_collision_sharding",
     "managed_collision_tables",
     "zch_sharders",
 ]
@@ -164,6 +165,45 @@ class ZCHManagedCollisionEmbeddingBagCollection(ManagedCollisionEmbeddingBagColl
     ) -> None:
         super().__init__(embedding_bag_collection, managed_collision_collection, return_remapped_features=False)
         self.input_hash_size: int = int(input_hash_size)
+        #: ``{table: row-wise shard boundaries}`` of a state dict saved by a sharded model (see
+        #: :meth:`_segments_hook`); empty while the state is the module's own.
+        self._trained_segments: Dict[str, List[int]] = {}
+        self._register_load_state_dict_pre_hook(self._segments_hook)
+
+    def _segments_hook(self, state_dict: Dict[str, Any], prefix: str, *args: Any) -> None:
+        """Reads the shard boundaries a sharded model saved (``_output_segments_tensor``), so that
+        ids not admitted read their own shard's miss slot, as they did in training."""
+        self._trained_segments = {}
+        for table in self._managed_collision_collection._managed_collision_modules:
+            key = f"{prefix}_managed_collision_collection._managed_collision_modules.{table}._output_segments_tensor"
+            seg = state_dict.get(key)
+            if isinstance(seg, torch.Tensor):
+                bounds = [int(x) for x in seg.tolist() if int(x) >= 0]
+                if len(bounds) > 2:
+                    self._trained_segments[table] = bounds
+
+    def _shard_misses(self, features: KeyedJaggedTensor, remapped: KeyedJaggedTensor) -> KeyedJaggedTensor:
+        """Misses sent to the miss slot of the shard that managed their id block (state loaded from
+        a row-wise sharded model: shard ``s`` held ids ``[s b, (s + 1) b)``, ``b = ceil(H / W)``,
+        and its last slot was its miss slot)."""
+        mcc = self._managed_collision_collection
+        values = remapped.values().clone()
+        offset = 0
+        for table, feats in mcc._table_to_features.items():
+            n = sum(int(features[f].values().numel()) for f in feats)
+            bounds = self._trained_segments.get(table)
+            if bounds is not None and n:
+                raw = torch.cat([features[f].values() for f in feats])
+                out = values[offset: offset + n]
+                miss = out == bounds[-1] - 1  # the unsharded miss slot: the last shard's, never admitted
+                w = len(bounds) - 1
+                block = -(-self.input_hash_size // w)
+                shard = torch.clamp(raw // block, max=w - 1)
+                ends = torch.tensor(bounds[1:], dtype=values.dtype, device=values.device)
+                out[miss] = ends[shard[miss]] - 1
+            offset += n
+        return KeyedJaggedTensor(keys=remapped.keys(), values=values, lengths=remapped.lengths(),
+                                 weights=remapped.weights_or_none())
 
     def forward(  # pyre-ignore[14]
         self, features: KeyedJaggedTensor, mutate_miss_lengths: bool = True
@@ -182,6 +222,8 @@ class ZCHManagedCollisionEmbeddingBagCollection(ManagedCollisionEmbeddingBagColl
                 raise ValueError(f"feature {k!r}: ids must lie in [0, {self.input_hash_size}) (input_hash_size), "
                                  f"got [{int(v.min())}, {int(v.max())}]")
         remapped = self._managed_collision_collection(features, mutate_miss_lengths=mutate_miss_lengths)
+        if self._trained_segments:
+            remapped = self._shard_misses(features, remapped)
         ebc = cast(EmbeddingBagCollection, self._embedding_module)
         configs = {c.name: c for c in ebc.embedding_bag_configs()}
         for table, rows in self._managed_collision_collection.evict().items():
@@ -332,6 +374,31 @@ def managed_collision_tables(model: nn.Module) -> Dict[str, List[str]]:
     not be planned on its own)."""
     return {path: [c.name for c in cast(EmbeddingBagCollection, m._embedding_module).embedding_bag_configs()]
             for path, m in model.named_modules() if isinstance(m, ManagedCollisionEmbeddingBagCollection)}
+
+
+def check_managed_collision_sharding(model: nn.Module, per_module: Mapping[str, Mapping[str, str]]) -> None:
+    """Refuses a plan that shards a managed-collision table other than row-wise.
+
+    Args:
+        model (nn.Module): the unsharded model.
+        per_module (Mapping[str, Mapping[str, str]]): ``{module path: {table: sharding type}}``.
+
+    Raises:
+        ValueError: a managed-collision table planned other than ``row_wise``, or its inner
+            ``EmbeddingBagCollection`` planned on its own (its remapper would stay unsharded).
+    """
+    mc = managed_collision_tables(model)
+    for path, tables in mc.items():
+        inner = f"{path}._embedding_module" if path else "_embedding_module"
+        if inner in per_module:
+            raise ValueError(f"module {inner!r} is the table of the managed-collision module {path!r}: plan "
+                             f"{path!r} (with ZCHEmbeddingBagCollectionSharder), not its inner EmbeddingBagCollection")
+        choice = per_module.get(path, {})
+        bad = {t: kind for t, kind in choice.items() if kind != "row_wise"}
+        if bad:
+            raise ValueError(f"module {path!r}: managed-collision tables shard row-wise only (TorchRec's "
+                             f"ManagedCollisionCollectionSharder), got {bad}; set sharding.tables: "
+                             f"{{{', '.join(f'{t}: row_wise' for t in tables)}}}")
 
 
 # --------------------------------------------------------------------------------------------
