@@ -1,5 +1,5 @@
 # pyre-strict
-"""Several EBC-like modules behind one EmbeddingBagCollection interface."""
+"""Several EBC-like modules behind one ``EmbeddingBagCollectionInterface``."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ from typing import Callable, Dict, List, Mapping
 import torch
 from torch import nn
 from torchrec.modules.embedding_configs import EmbeddingBagConfig
+from torchrec.modules.embedding_modules import EmbeddingBagCollectionInterface
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor, KeyedTensor
 
 __all__ = ["MultiEmbeddingBagCollection"]
 
 
-class MultiEmbeddingBagCollection(nn.Module):
+class MultiEmbeddingBagCollection(EmbeddingBagCollectionInterface):
     """Runs several pooled-embedding modules on the same KJT and concatenates their KeyedTensors.
 
     Use it where one ``EmbeddingBagCollection`` is expected (e.g. ``torchrec.models.dlrm.DLRM``'s
@@ -21,7 +22,8 @@ class MultiEmbeddingBagCollection(nn.Module):
     ids, :class:`~torchrec_side.modules.SIDEmbeddingBagCollection` for the SID history,
     :class:`~torchrec_side.modules.TraditionalSIDEmbeddingBagCollection`, ... Each child sees the
     whole KJT and reads its own features. The children stay ordinary submodules, so DMP shards any
-    stock EBC among them and replicates the rest.
+    stock EBC among them and replicates the rest (this module implements TorchRec's
+    ``EmbeddingBagCollectionInterface`` but no sharder matches its type, so DMP looks inside it).
 
     Args:
         collections (Mapping[str, nn.Module]): name -> module with ``forward(kjt) -> KeyedTensor``
@@ -62,7 +64,12 @@ class MultiEmbeddingBagCollection(nn.Module):
         return _concat(outs)
 
     def embedding_bag_configs(self) -> List[EmbeddingBagConfig]:
+        """The children's ``embedding_bag_configs()``, in order (the output's features and widths)."""
         return [c for m in self.collections.values() for c in _bag_configs(m)]
+
+    def is_weighted(self) -> bool:
+        """True if any child reads the KJT's per-event weights."""
+        return any(bool(getattr(m, "is_weighted", lambda: False)()) for m in self.collections.values())
 
 
 def _bag_configs(m: nn.Module) -> List[EmbeddingBagConfig]:

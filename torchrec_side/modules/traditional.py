@@ -31,7 +31,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 from torchrec.modules.embedding_configs import EmbeddingBagConfig, PoolingType
-from torchrec.modules.embedding_modules import EmbeddingBagCollection
+from torchrec.modules.embedding_modules import EmbeddingBagCollection, EmbeddingBagCollectionInterface
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor, KeyedTensor
 
 from torchrec_side.modules.side import SIDInputError, _pooling
@@ -226,7 +226,8 @@ class SIDTokenMapper(nn.Module):
 
     Feature ``f`` of config ``c`` becomes features ``f__{suffix}`` (one per token table, same
     lengths and weights). Run it in the data loader (then the learned module takes
-    ``premapped=True``) or inside the model; it has no parameters or buffers.
+    ``premapped=True``) or inside the model; it has no parameters or buffers. Variable-batch (VBE)
+    KJTs are refused with :class:`~torchrec_side.modules.SIDInputError`.
 
     Args:
         tables (List[SIDTokenConfig]): the traditional-SID configs.
@@ -266,6 +267,11 @@ class SIDTokenMapper(nn.Module):
 @torch.fx.wrap
 def _map_tokens(mapper: SIDTokenMapper, features: KeyedJaggedTensor) -> KeyedJaggedTensor:
     keys = features.keys()
+    if features.variable_stride_per_key():
+        raise SIDInputError(
+            f"SIDTokenMapper: variable-batch (VBE) KeyedJaggedTensors are not supported (stride_per_key "
+            f"{features.stride_per_key()}); give one stride for every key"
+        )
     missing = [f for f in mapper._feature_names if f not in keys]
     if missing:
         raise SIDInputError(f"SIDTokenMapper: features {missing} missing from the KeyedJaggedTensor (keys: {keys})")
@@ -313,13 +319,14 @@ def _map_tokens(mapper: SIDTokenMapper, features: KeyedJaggedTensor) -> KeyedJag
     )
 
 
-class TraditionalSIDEmbeddingBagCollection(nn.Module):
+class TraditionalSIDEmbeddingBagCollection(EmbeddingBagCollectionInterface):
     """Learned traditional-SID embeddings (unigram / bigram / prefix-ngram / full-hash) over an owned EBC.
 
     ``forward`` maps packed SIDs to token ids (:class:`SIDTokenMapper`, skipped with
     ``premapped=True``), looks them up in ``self.ebc`` (a stock ``EmbeddingBagCollection``: DMP
     shards it table-wise, row-wise, column-wise or data-parallel like any other), and combines the
-    per-token pooled embeddings.
+    per-token pooled embeddings. The module itself implements TorchRec's
+    ``EmbeddingBagCollectionInterface`` (it is not an EBC subclass, so DMP shards only its child).
 
     Args:
         tables (List[SIDTokenConfig]): the configs.
