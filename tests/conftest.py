@@ -19,7 +19,7 @@ from torchrec_side.quantizers import DPCA, RQKMeans
 
 @pytest.fixture(scope="session")
 def kernel() -> None:
-    """Skips the test where the registered C++ SIDE op is not built on this machine."""
+    """Skips the test where the C++ CPU kernel of the SIDE ops is not built on this machine."""
     if not cpu_kernel.kernels_available():
         pytest.skip(f"CPU kernel {cpu_kernel.kernel_status()}")
 

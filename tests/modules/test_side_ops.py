@@ -1,6 +1,8 @@
-"""SIDE ops: the registered CPU op (opcheck, weight autograd), offsets checks on every path, float64-
-accurate long bags, FBGEMM weight types, the forced pure-torch fallback, Triton parity, and the
-same parity tests on CUDA where present."""
+"""SIDE compute paths through the modules: the registered op against the ctypes baseline, weight
+autograd on every differentiable path, offsets checks on every path, float64-accurate long bags,
+FBGEMM weight types, the forced pure-torch fallback, Triton parity, and the same parity tests on
+CUDA where present. The operator library itself (schemas, opcheck, registration) is tested in
+test_side_op_library.py."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from torchrec_side.modules import SIDEmbedding, SIDEmbeddingBag, SIDEmbeddingBagCollection, SIDEmbeddingBagConfig, SIDTables
 from torchrec_side.modules.ops import Compute, SIDOffsetsError, check_offsets, path_status
-from torchrec_side.modules.ops import cpu_kernel, fbgemm_ops
+from torchrec_side.modules.ops import cpu_kernel, fbgemm_ops, library
 from torchrec_side.sid.codec import SIDCodec
 
 from factories import random_sids, random_tables
@@ -31,7 +33,7 @@ ALL_POOLED = ["reference", "per_level", "scalar", "grouped_bag", "grouped_hist",
 
 
 def runnable(path: str, device: str) -> bool:
-    if path in ("kernel", "fbgemm", "fbgemm_fp16", "fbgemm_int8", "triton"):
+    if path in ("kernel", "fbgemm", "fbgemm_fp16", "fbgemm_int8"):
         return path_status(path, torch.device(device)).startswith("ok")
     return True
 
@@ -42,34 +44,33 @@ def runnable(path: str, device: str) -> bool:
 # the ``kernel`` fixture (skip without the registered op) is in tests/conftest.py
 
 
-def test_registered_op_opcheck(kernel: None) -> None:
-    """torch.library.opcheck: schema, fake kernel, autograd registration, AOT dispatch."""
-    codec = SIDCodec.byte_grouped([3] * 10)
-    t = random_tables([3] * 10, 8, rank1=True, seed=0)
-    table, limits = t.grouped(codec), t.group_max(codec)
-    sids = random_sids(codec, 40, 1)
-    offsets = torch.tensor([0, 5, 5, 30, 40])
-    w = torch.rand(40, requires_grad=True)
-    op = torch.ops.torchrec_side.sid_pool_grouped
-    for weights in (None, w):
-        torch.library.opcheck(op, (sids, offsets, weights, table, limits, True, 16, 1))
-    torch.library.opcheck(torch.ops.torchrec_side.sid_embed_grouped, (sids, table, limits, True, 1))
+def _ctypes_kernel():  # type: ignore[no-untyped-def]
+    """The old ctypes build of the C++ source (benchmarks/_ctypes_kernel.py), or None."""
+    bench = str(ROOT / "benchmarks")
+    if bench not in sys.path:
+        sys.path.insert(0, bench)
+    try:
+        import _ctypes_kernel  # pyright: ignore[reportMissingImports]
+    except ImportError:
+        return None
+    return _ctypes_kernel
 
 
 def test_ctypes_baseline_equals_registered_op(kernel: None) -> None:
     """The ctypes build of the same source (the benchmark's baseline) gives the op's result."""
-    from torchrec_side.modules import _kernels
-
-    if not _kernels.kernels_available():
-        pytest.skip(f"ctypes build {_kernels.kernel_status()}")
+    ck = _ctypes_kernel()
+    if ck is None:
+        pytest.skip("no benchmarks/_ctypes_kernel.py")
+    if not ck.kernels_available():
+        pytest.skip(f"ctypes build {ck.kernel_status()}")
     codec = SIDCodec.byte_grouped([3] * 40)
     t = random_tables([3] * 40, 16, rank1=True, seed=0)
     sids = random_sids(codec, 3000, 1)
     offsets = torch.tensor([0, 10, 10, 2000, 3000])
     w = torch.rand(3000)
     for weights in (None, w):
-        op = cpu_kernel.pool(sids, offsets, weights, t.grouped(codec), t.group_max(codec))
-        old, bad = _kernels.pool_grouped(sids, offsets, weights, t.grouped(codec), t.group_max(codec))
+        op = torch.ops.torchrec_side.sid_pool(sids, offsets, weights, t.grouped(codec), t.group_max(codec))
+        old, bad = ck.pool_grouped(sids, offsets, weights, t.grouped(codec), t.group_max(codec))
         assert bad == -1
         torch.testing.assert_close(op, old, atol=0, rtol=0)
 
@@ -113,6 +114,7 @@ def test_forced_fallback_without_kernel() -> None:
         "assert not cpu_kernel.kernels_available(), cpu_kernel.kernel_status()\n"
         "assert b.resolved_compute(torch.device('cpu')) == 'grouped_bag'\n"
         "torch.testing.assert_close(b(s, o), b.pool(s, o, compute='reference'), atol=1e-4, rtol=1e-5)\n"
+        "torch.testing.assert_close(b.pool(s, o, compute='kernel'), b(s, o), atol=1e-5, rtol=1e-5)\n"
         "print('fallback ok')\n"
     )
     env = dict(os.environ, TORCHREC_SIDE_DISABLE_KERNELS="1")
@@ -169,19 +171,47 @@ def test_huge_offset_does_not_crash_the_process() -> None:
     assert "all raised" in r.stdout
 
 
-@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("path", ALL_POOLED)
 @pytest.mark.parametrize("validate", [True, False])
-def test_bad_offsets_raise_on_every_path(path: str, device: str, validate: bool) -> None:
-    if not runnable(path, device):
-        pytest.skip(f"{path} on {device}: {path_status(path, torch.device(device))}")
+def test_bad_offsets_raise_on_every_path(path: str, validate: bool) -> None:
+    """CPU: every path raises SIDOffsetsError naming the problem (the op from inside its kernel)."""
+    if not runnable(path, "cpu"):
+        pytest.skip(f"{path} on cpu: {path_status(path, torch.device('cpu'))}")
     codec = SIDCodec.byte_grouped([3] * 10)
-    bag = SIDEmbeddingBag(random_tables([3] * 10, 8, rank1=True, seed=0), codec, validate=validate).to(device)
-    sids = random_sids(codec, 10, 0).to(device)
+    bag = SIDEmbeddingBag(random_tables([3] * 10, 8, rank1=True, seed=0), codec, validate=validate)
+    sids = random_sids(codec, 10, 0)
     for bad, match in (([0, 4, 12], "offsets\\[-1\\] = 12"), ([0, 4, 2, 10], "decrease"), ([2, 10], "start at 0"),
                        ([0, 4, 9], "offsets\\[-1\\] = 9")):
         with pytest.raises(SIDOffsetsError, match=match):
-            bag.pool(sids, torch.tensor(bad, device=device), compute=path)
+            bag.pool(sids, torch.tensor(bad), compute=path)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("path", ["kernel", "grouped_bag"])
+def test_bad_offsets_fail_on_the_device_cuda(path: str) -> None:
+    """CUDA: no host synchronization for the check; bad offsets fail a device-side assert (in a
+    subprocess: the CUDA context is unusable afterwards), good ones pass."""
+    code = (
+        "import sys, torch\n"
+        "sys.path.insert(0, 'tests')\n"
+        "from factories import random_sids, random_tables\n"
+        "from torchrec_side.modules import SIDEmbeddingBag\n"
+        "from torchrec_side.sid.codec import SIDCodec\n"
+        "c = SIDCodec.byte_grouped([3] * 10)\n"
+        "bag = SIDEmbeddingBag(random_tables([3] * 10, 8, rank1=True, seed=0), c).cuda()\n"
+        "s = random_sids(c, 10, 0).cuda()\n"
+        f"bag.pool(s, torch.tensor([0, 4, 10]).cuda(), compute='{path}'); torch.cuda.synchronize()\n"
+        "print('good ok', flush=True)\n"
+        f"bag.pool(s, torch.tensor([0, 4, 2, 10]).cuda(), compute='{path}')\n"
+        "try:\n"
+        "    torch.cuda.synchronize()\n"
+        "except RuntimeError as e:\n"
+        "    print('device assert:', str(e).splitlines()[0]); sys.exit(0)\n"
+        "sys.exit('no device-side error for decreasing offsets')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=str(ROOT))
+    assert r.returncode == 0 and "good ok" in r.stdout and "device assert" in r.stdout, r.stdout + r.stderr[-3000:]
 
 
 def test_negative_kjt_lengths_raise() -> None:
@@ -189,8 +219,8 @@ def test_negative_kjt_lengths_raise() -> None:
     codec = SIDCodec.byte_grouped([3] * 10)
     t = random_tables([3] * 10, 8, rank1=True, seed=0)
     for validate in (True, False):
-        side = SIDEmbeddingBagCollection([SIDEmbeddingBagConfig(name="t", feature_names=["h"], codec=codec, tables=t)],
-                                         validate=validate)
+        side = SIDEmbeddingBagCollection([SIDEmbeddingBagConfig(name="t", feature_names=["h"], codec=codec)],
+                                         validate=validate, sid_tables={"t": t})
         kjt = KeyedJaggedTensor(keys=["h"], values=random_sids(codec, 10, 0), lengths=torch.tensor([-5, 15]))
         with pytest.raises(SIDOffsetsError, match="negative length"):
             side(kjt)
@@ -301,7 +331,13 @@ def test_fbgemm_refuses_weights_that_need_a_gradient() -> None:
 
 
 def test_compute_enum_and_status() -> None:
+    """Compute names algorithms only: ``kernel`` runs on every device (the dispatcher picks C++,
+    Triton or pure torch), there is no device-specific member."""
     assert Compute("kernel") is Compute.KERNEL and str(Compute.FBGEMM_INT8) == "fbgemm_int8"
-    assert path_status("triton", torch.device("cpu")).startswith(("ok", "unavailable"))
+    with pytest.raises(ValueError):
+        Compute("triton")
+    status = path_status("kernel", torch.device("cpu"))
+    assert status.startswith("ok") and (("C++" in status) == (library.implementation(torch.device("cpu")) == "cpp"))
+    assert path_status("kernel", torch.device("meta")).startswith("ok (meta")
     with pytest.raises(ValueError, match="unknown SIDE compute"):
         SIDEmbeddingBag(random_tables([3], 4, rank1=True, seed=0), SIDCodec.byte_grouped([3]), compute="fastest")

@@ -1,5 +1,5 @@
 # pyre-strict
-"""Shared pieces of the SIDE ops: the compute enum, byte indices, bag ids and offset checks.
+"""Shared pieces of the SIDE ops: the compute enum, byte indices, bag ids and offsets checks.
 
 Everything here exists once; the compute paths in this folder import it (docs/design.md, section 5).
 """
@@ -21,6 +21,7 @@ __all__ = [
     "byte_indices",
     "check_offsets",
     "finish",
+    "validate_offsets",
     "sub_bags",
 ]
 
@@ -31,7 +32,10 @@ ACCUMULATE_BLOCK: int = 4096
 
 
 class Compute(str, Enum):
-    """SIDE compute paths (a ``str`` enum: ``Compute("kernel") is Compute.KERNEL``).
+    """SIDE compute algorithms (a ``str`` enum: ``Compute("kernel") is Compute.KERNEL``).
+
+    A member names an algorithm only; the device comes from the inputs (the dispatcher of the
+    registered ops picks the CPU, CUDA or Meta implementation).
 
     ==================  =================================================================================
     ``auto``            chosen per device and codec by measurement (:func:`~.dispatch.resolve_compute`)
@@ -40,11 +44,11 @@ class Compute(str, Enum):
     ``scalar``          rank-1 levels (DPCA ``m_l = 1``): codeword sums per level, one ``[L, D]`` matmul
     ``grouped_bag``     byte-addressable codecs: ``F.embedding_bag`` over the ``[G * 256, D]`` tables
     ``grouped_hist``    byte-addressable codecs: per-bag ``bincount`` of the ``G * 256`` bins, one matmul
-    ``kernel``          byte-addressable, CPU: the registered C++ op ``torchrec_side::sid_pool_grouped``
+    ``kernel``          byte-addressable: the registered ops ``torchrec_side::sid_pool`` / ``sid_embed``
+                        (C++ on CPU, Triton on CUDA where triton is importable, pure torch otherwise)
     ``fbgemm``          byte-addressable: FBGEMM's inference TBE over ``G`` tables of 256 rows, fp32
     ``fbgemm_fp16``     the same with fp16 weights
     ``fbgemm_int8``     the same with int8 row-wise quantized weights
-    ``triton``          byte-addressable, CUDA (or ``TRITON_INTERPRET=1`` on CPU): the Triton kernels
     ==================  =================================================================================
     """
 
@@ -58,7 +62,6 @@ class Compute(str, Enum):
     FBGEMM = "fbgemm"
     FBGEMM_FP16 = "fbgemm_fp16"
     FBGEMM_INT8 = "fbgemm_int8"
-    TRITON = "triton"
 
     def __str__(self) -> str:
         return self.value
@@ -77,37 +80,46 @@ class SIDOffsetsError(ValueError):
     """Bag offsets that do not describe the values: not starting at 0, decreasing, or not ending at N."""
 
 
+def _offsets_ok(off: torch.Tensor, num_values: int) -> torch.Tensor:
+    ok = (off[0] == 0) & (off[-1] == num_values)
+    if off.numel() > 1:
+        ok = ok & (off[1:] >= off[:-1]).all()
+    return ok
+
+
+def _offsets_shape(offsets: torch.Tensor) -> None:
+    if offsets.dim() != 1 or offsets.numel() < 1:
+        raise SIDOffsetsError(f"offsets must be 1-D [B + 1], got shape {tuple(offsets.shape)}")
+    if offsets.dtype.is_floating_point or offsets.dtype == torch.bool or offsets.dtype.is_complex:
+        raise SIDOffsetsError(f"offsets must be an integer tensor, got {offsets.dtype}")
+
+
 def check_offsets(offsets: torch.Tensor, num_values: int) -> None:
     """Checks that ``offsets [B + 1]`` start at 0, never decrease and end at ``num_values``.
 
-    A KJT with negative lengths gives decreasing offsets; offsets past the values' end would read
-    memory out of bounds. Eager mode raises :class:`SIDOffsetsError` naming the first bad entry;
-    under ``torch.compile`` / ``torch.export`` the same check runs as ``torch._assert_async``.
+    A public validation helper (eager; it reads the offsets on the host, so on CUDA it
+    synchronizes). The SIDE ops do not call it on their hot path: the registered ops validate
+    offsets inside their kernels, the pure-torch paths call :func:`validate_offsets`. Under
+    ``torch.compile`` / ``torch.export`` the same check runs as one ``torch._assert_async``.
 
     Args:
         offsets (torch.Tensor): integer ``[B + 1]``.
         num_values (int): ``N``, the number of values the offsets index.
+
+    Raises:
+        SIDOffsetsError: naming the first bad entry.
 
     Example::
 
         check_offsets(torch.tensor([0, 3, 5]), 5)          # fine
         check_offsets(torch.tensor([0, 100000000]), 5)     # SIDOffsetsError
     """
-    if offsets.dim() != 1 or offsets.numel() < 1:
-        raise SIDOffsetsError(f"offsets must be 1-D [B + 1], got shape {tuple(offsets.shape)}")
-    if offsets.dtype.is_floating_point or offsets.dtype == torch.bool:
-        raise SIDOffsetsError(f"offsets must be an integer tensor, got {offsets.dtype}")
+    _offsets_shape(offsets)
     off = offsets.long()
     if torch.compiler.is_compiling():
-        ok = (off[0] == 0) & (off[-1] == num_values)
-        if off.numel() > 1:
-            ok = ok & (off[1:] >= off[:-1]).all()
-        torch._assert_async(ok, "SIDE: bad offsets (must start at 0, never decrease, end at N)")
+        torch._assert_async(_offsets_ok(off, num_values), "SIDE: bad offsets (must start at 0, never decrease, end at N)")
         return
-    ok = (off[0] == 0) & (off[-1] == num_values)
-    if off.numel() > 1:
-        ok = ok & (off[1:] >= off[:-1]).all()
-    if bool(ok):  # one fused check, one sync; the details below only on failure
+    if bool(_offsets_ok(off, num_values)):  # one fused check; the details below only on failure
         return
     first, last = int(off[0]), int(off[-1])
     if first != 0:
@@ -125,6 +137,29 @@ def check_offsets(offsets: torch.Tensor, num_values: int) -> None:
             f"offsets[-1] = {last} but there are {num_values} values; the last offset must equal the "
             "number of values"
         )
+
+
+def validate_offsets(offsets: torch.Tensor, num_values: int) -> None:
+    """The offsets check of the pure-torch paths, without a device synchronization.
+
+    CPU tensors in eager mode: :func:`check_offsets` (the values are in host memory, nothing to
+    wait for; a :class:`SIDOffsetsError` names the problem). Other devices, and traced code: one
+    ``torch._assert_async`` (a device-side check that fails the stream, not a host sync).
+
+    Args:
+        offsets (torch.Tensor): integer ``[B + 1]``.
+        num_values (int): ``N``.
+
+    Example::
+
+        validate_offsets(kjt.offsets(), kjt.values().numel())
+    """
+    if offsets.device.type == "cpu" and not torch.compiler.is_compiling():
+        check_offsets(offsets, num_values)
+        return
+    _offsets_shape(offsets)
+    torch._assert_async(_offsets_ok(offsets.long(), num_values),
+                        "SIDE: bad offsets (must start at 0, never decrease, end at the number of values)")
 
 
 def bag_ids(offsets: torch.Tensor, num_events: int) -> torch.Tensor:

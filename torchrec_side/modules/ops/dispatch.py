@@ -4,25 +4,32 @@
 :func:`sid_pool` (pooled, ``SIDEmbeddingBag``) and :func:`sid_embed` (per event, ``SIDEmbedding``) take
 the packed SIDs, the bag offsets, optional per-event weights, the frozen tables
 (:class:`SIDEOpTables`, built by the modules from their buffers) and a :class:`~.common.Compute`
-path. Every path equals :func:`~.reference.pool_reference` up to float rounding (tests check this);
-docs/design.md, section 5.
+algorithm. Every path equals :func:`~.reference.pool_reference` up to float rounding (tests check
+this); docs/design.md, section 5.
 
-``auto`` (by measurement, ``benchmarks/lookup.py``, docs/benchmarks.md): on CPU the registered C++
-op (``kernel``) for byte-addressable codecs when it built, else ``grouped_bag``; FBGEMM's CPU TBE
-measured several times slower than the kernel (one thread) and is never the CPU default. On CUDA
-``grouped_bag`` (no CUDA measurement has been made yet; ``triton`` and ``fbgemm`` are selectable).
-Codecs that are not byte-addressable use ``per_level``.
+The ``Compute`` value picks the algorithm only; the device comes from the inputs. ``kernel`` calls
+the registered ops ``torch.ops.torchrec_side.sid_pool`` / ``sid_embed`` (:mod:`.library`), whose
+dispatcher runs the C++ kernel on CPU, the Triton kernel on CUDA (where triton is importable) and
+pure torch elsewhere; they validate offsets (and, with ``validate``, SID bytes) inside the kernel.
+The pure-torch paths validate offsets with :func:`~.common.validate_offsets` (an eager check on
+CPU, a device-side assert elsewhere: no host synchronization).
+
+``auto`` (by measurement, ``benchmarks/lookup.py``, docs/benchmarks.md): on CPU ``kernel`` when the
+C++ kernel is built, else ``grouped_bag``; FBGEMM's CPU TBE measured several times slower than the
+kernel (one thread) and is never the CPU default. On CUDA ``grouped_bag`` (no CUDA measurement of
+the Triton kernel has been made yet; ``kernel`` and ``fbgemm`` are selectable). Codecs that are not
+byte-addressable use ``per_level``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, NoReturn, Optional, Tuple, Union
 
 import torch
 
-from torchrec_side.modules.ops import cpu_kernel, fbgemm_ops, reference, torch_ops, triton_ops
-from torchrec_side.modules.ops.common import Compute, check_offsets, finish
+from torchrec_side.modules.ops import cpu_kernel, fbgemm_ops, library, reference, torch_ops, triton_ops
+from torchrec_side.modules.ops.common import Compute, check_offsets, finish, validate_offsets
 from torchrec_side.sid.codec import SIDCodec, sid_bytes
 
 __all__ = [
@@ -106,17 +113,25 @@ class SIDEOpTables:
 
 
 def path_status(compute: Union[str, Compute], device: torch.device) -> str:
-    """``"ok..."`` if the device-specific path ``compute`` can run on ``device``, else why not."""
+    """``"ok..."`` if the path ``compute`` can run on ``device``, else why not.
+
+    For ``kernel`` the text says which implementation the registered ops run there (``C++``,
+    ``triton`` or the pure-torch fallback and why); on CPU this builds the C++ kernel once.
+    """
     c = Compute(compute)
     dev = torch.device(device)
     if c == Compute.KERNEL:
-        if dev.type != "cpu":
-            return "unavailable: compute='kernel' runs on CPU only (use 'triton' or 'grouped_bag')"
-        return cpu_kernel.kernel_status() if cpu_kernel.kernels_available() else cpu_kernel.kernel_status()
+        if dev.type == "meta":
+            return "ok (meta: the fake kernels, shapes only)"
+        impl = library.implementation(dev)
+        if impl == "cpp":
+            return cpu_kernel.kernel_status()
+        if impl == "triton":
+            return "ok (triton)"
+        why = cpu_kernel.kernel_status() if dev.type == "cpu" else triton_ops.triton_status(dev)
+        return f"ok (pure-torch fallback; {why})"
     if c.is_fbgemm:
         return fbgemm_ops.fbgemm_status(dev)
-    if c == Compute.TRITON:
-        return triton_ops.triton_status(dev)
     return "ok"
 
 
@@ -189,14 +204,15 @@ def _unpack(tables: SIDEOpTables, values: torch.Tensor, validate: bool) -> torch
     return tables.codec.unpack(values, validate=validate)
 
 
-def _kernel_errors(tables: SIDEOpTables, values: torch.Tensor, offsets: Optional[torch.Tensor],
-                   err: ValueError) -> None:
-    """Re-raises an error of the C++ op (which checks offsets and SIDs itself) as the Python paths
-    would: :class:`SIDOffsetsError` for bad offsets, the codec's message (level, value) for a SID."""
-    if "bad offsets" in str(err) and offsets is not None:
+def _diagnose(tables: SIDEOpTables, values: torch.Tensor, offsets: Optional[torch.Tensor], validate: bool,
+              err: Exception) -> NoReturn:
+    """After a registered op failed on CPU: re-checks its inputs in Python, which raise the
+    package's error types (:class:`SIDOffsetsError`; the codec's ``SIDValueError`` naming level and
+    value). Runs only on failure; if both checks pass, the op's own error is raised."""
+    if offsets is not None:
         check_offsets(offsets, values.shape[0])
-    if "invalid SID" in str(err):
-        tables.codec.validate_sids(values)  # raises SIDValueError naming group, levels and value
+    if validate:
+        tables.codec.validate_sids(values)
     raise err
 
 
@@ -207,16 +223,21 @@ def sid_pool(values: torch.Tensor, offsets: torch.Tensor, weights: Optional[torc
     Args:
         values (torch.Tensor): int64 ``[N]`` packed SIDs.
         offsets (torch.Tensor): integer ``[B + 1]`` bag offsets; always checked (first 0, never
-            decreasing, last ``N``), whatever ``validate`` says.
+            decreasing, last ``N``), whatever ``validate`` says: inside the kernel for ``kernel``,
+            by :func:`~.common.validate_offsets` for the other paths.
         weights (Optional[torch.Tensor]): ``[N]`` per-event weights or None; differentiable on the
-            ``reference``, ``per_level``, ``scalar``, ``grouped_*``, ``kernel`` and ``triton`` paths.
+            ``reference``, ``per_level``, ``scalar``, ``grouped_*`` and ``kernel`` paths.
         tables (SIDEOpTables): the frozen tables.
-        compute (Union[str, Compute]): a path, or ``auto``.
+        compute (Union[str, Compute]): an algorithm, or ``auto``.
         mean (bool): divide each bag by its number of events (empty bags give zeros).
         validate (bool): check every SID against the codec.
 
     Returns:
         torch.Tensor: ``[B, D]`` float32.
+
+    Raises:
+        SIDOffsetsError: bad offsets (CPU; on CUDA the ``kernel`` path fails a device-side assert).
+        SIDValueError: an invalid SID (with ``validate``).
 
     Example::
 
@@ -226,21 +247,18 @@ def sid_pool(values: torch.Tensor, offsets: torch.Tensor, weights: Optional[torc
     N = values.shape[0]
     if weights is not None and weights.numel() != N:
         raise ValueError(f"weights have {weights.numel()} entries for {N} SIDs")
-    if c == Compute.KERNEL:  # the op checks the offsets (and the SIDs) in C++
+    if c == Compute.KERNEL:  # the op checks the offsets (and the SIDs) inside its kernels
         assert tables.grouped is not None and tables.group_max is not None
-        if torch.compiler.is_compiling():
-            check_offsets(offsets, N)
-            out = cpu_kernel.pool(values, offsets, weights, tables.grouped, tables.group_max, validate)
+        op = torch.ops.torchrec_side.sid_pool.default
+        if torch.compiler.is_compiling() or values.device.type != "cpu":
+            out = op(values, offsets, weights, tables.grouped, tables.group_max, validate)
         else:
-            if offsets.dim() != 1 or offsets.numel() < 1 or offsets.dtype.is_floating_point:
-                check_offsets(offsets, N)  # shape / dtype errors with the Python message
             try:
-                out = cpu_kernel.pool(values, offsets, weights, tables.grouped, tables.group_max, validate)
-            except ValueError as e:
-                _kernel_errors(tables, values, offsets, e)
-                raise
+                out = op(values, offsets, weights, tables.grouped, tables.group_max, validate)
+            except (ValueError, RuntimeError) as e:
+                _diagnose(tables, values, offsets, validate, e)
         return finish(out, offsets, mean)
-    check_offsets(offsets, N)
+    validate_offsets(offsets, N)
     if c in (Compute.REFERENCE, Compute.PER_LEVEL, Compute.SCALAR):
         codes = _unpack(tables, values, validate)
         if c == Compute.REFERENCE:
@@ -263,12 +281,10 @@ def sid_pool(values: torch.Tensor, offsets: torch.Tensor, weights: Optional[torc
         if weights is not None and weights.requires_grad and torch.is_grad_enabled():
             raise ValueError(
                 f"compute={c.value!r}: FBGEMM's inference TBE gives no gradient for per-event weights that "
-                "require one; use 'kernel', 'grouped_bag' or 'triton' to train through the weights"
+                "require one; use 'kernel' or 'grouped_bag' to train through the weights"
             )
         tbe = fbgemm_ops.get_tbe(tables.cache, tables.grouped, G, _FBGEMM_WEIGHTS[c])
         return fbgemm_ops.pool(values, offsets, weights, tbe, G, mean)
-    if c == Compute.TRITON:
-        return finish(triton_ops.pool(values, offsets, weights, tables.grouped, G), offsets, mean)
     raise AssertionError(f"unhandled compute path {c}")  # pragma: no cover
 
 
@@ -292,13 +308,13 @@ def sid_embed(values: torch.Tensor, tables: SIDEOpTables, compute: Union[str, Co
     c = resolve_compute(compute, values.device, tables.byte_addressable, tables.scalar, False)
     if c == Compute.KERNEL:
         assert tables.grouped is not None and tables.group_max is not None
-        if torch.compiler.is_compiling():
-            return cpu_kernel.embed(values, tables.grouped, tables.group_max, validate)
+        op = torch.ops.torchrec_side.sid_embed.default
+        if torch.compiler.is_compiling() or values.device.type != "cpu":
+            return op(values, tables.grouped, tables.group_max, validate)
         try:
-            return cpu_kernel.embed(values, tables.grouped, tables.group_max, validate)
-        except ValueError as e:
-            _kernel_errors(tables, values, None, e)
-            raise
+            return op(values, tables.grouped, tables.group_max, validate)
+        except (ValueError, RuntimeError) as e:
+            _diagnose(tables, values, None, validate, e)
     if c in (Compute.REFERENCE, Compute.PER_LEVEL):
         codes = _unpack(tables, values, validate)
         if c == Compute.REFERENCE:
@@ -313,6 +329,4 @@ def sid_embed(values: torch.Tensor, tables: SIDEOpTables, compute: Union[str, Co
     if c.is_fbgemm:
         tbe = fbgemm_ops.get_tbe(tables.cache, tables.grouped, G, _FBGEMM_WEIGHTS[c])
         return fbgemm_ops.embed(values, tbe, G)
-    if c == Compute.TRITON:
-        return triton_ops.embed(values, tables.grouped, G)
     raise AssertionError(f"unhandled compute path {c}")  # pragma: no cover

@@ -1,28 +1,28 @@
 // SIDE CPU kernels: pooled and per-event embeddings of byte-grouped packed SIDs.
 //
-// One source, two builds (torchrec_side/modules/ops/cpu_kernel.py):
-//   * the default build registers the ops `torchrec_side::sid_pool_grouped` and
-//     `torchrec_side::sid_embed_grouped` with torch.library (TORCH_LIBRARY below); it is built by
-//     torch.utils.cpp_extension.load, and torch.compile / torch.export see the ops through their
-//     fake kernels (registered from Python);
-//   * with -DSIDE_NO_TORCH it is a plain shared library with an extern "C" interface (no torch
-//     headers, compiles in about a second), kept as the ctypes baseline the lookup benchmark
-//     compares against (torchrec_side/modules/_kernels.py).
+// The default build (torch.utils.cpp_extension.load, torchrec_side/modules/ops/cpu_kernel.py) adds
+// the CPU kernels of the ops `torchrec_side::sid_pool` and `torchrec_side::sid_embed`, whose
+// schemas, fake (Meta) kernels, autograd and other-device kernels are registered from Python when
+// `torchrec_side.modules.ops` is imported (ops/library.py). The library only holds
+// TORCH_LIBRARY_IMPL(torchrec_side, CPU): loading it makes the dispatcher route CPU calls here.
+//
+// With -DSIDE_NO_TORCH the same source is a plain shared library with an extern "C" interface (no
+// torch headers), kept as the ctypes baseline of the lookup benchmark.
 //
 // Tables are [G * 256, D] float32 (row g * 256 + v: group g's decoded value v, zero rows for byte
-// values the group never uses). Pooling: bags with n * G >= hist_min events build a per-bag
-// histogram of the G * 256 byte bins in L1 (int32 counts, or float32 weighted), then add
-// count * row for each non-empty bin; shorter bags add rows directly. Bytes are validated on the fly
-// when `check` is set (byte g at most limits[g], unused high bytes zero).
+// values the group never uses). Pooling: bags with n * G >= kHistMin build a per-bag histogram of
+// the G * 256 byte bins in L1 (int32 counts, or float32 weighted), then add count * row for each
+// non-empty bin; shorter bags add rows directly. Bytes are validated on the fly when `check` is set
+// (byte g at most limits[g], unused high bytes zero); offsets are validated before any read.
+// Work is split into chunks of whole bags balanced by events and run with at::parallel_for on
+// torch's intra-op pool (at::get_num_threads()); each bag is pooled by one thread in a fixed order,
+// so results do not depend on the thread count.
 // See docs/design.md, section 5 (SIDE) and section 8 (speed notes).
 
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 #include <cstring>
-#include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(SIDE_NO_CLONES)
@@ -34,6 +34,10 @@
 namespace side {
 
 constexpr int kBins = 256;
+// Bags whose (events x groups) reach this use the per-bag histogram, shorter ones add rows directly.
+constexpr int64_t kHistMin = 192;
+// Below this much work (events x groups for pooling, x D for embedding) a call stays on one thread.
+constexpr int64_t kParallelMinWork = int64_t(1) << 15;
 
 inline void axpy(float* __restrict o, const float* __restrict r, float a, int64_t D) {
   for (int64_t d = 0; d < D; ++d) o[d] += a * r[d];
@@ -69,6 +73,7 @@ int64_t first_bad(const Args& a, int64_t s, int64_t e) {
   return -1;
 }
 
+// Pools bags [b0, b1); returns -1, or the index of the first invalid SID found (then stops).
 template <int G, bool W>
 SIDE_CLONES int64_t pool_range(const Args& a, int64_t b0, int64_t b1) {
   const int64_t D = a.D;
@@ -135,6 +140,7 @@ SIDE_CLONES int64_t pool_range(const Args& a, int64_t b0, int64_t b1) {
   return -1;
 }
 
+// Per-event embeddings of events [i0, i1); returns -1 or the first invalid SID's index.
 template <int G>
 SIDE_CLONES int64_t embed_range(const Args& a, int64_t i0, int64_t i1) {
   const int64_t D = a.D;
@@ -182,71 +188,8 @@ RangeFn embed_fn(int G) {
   return nullptr;
 }
 
-// Chunks [cuts[c], cuts[c+1]) run on the calling thread plus up to nthreads - 1 helpers taking chunks
-// from a shared counter. With OpenMP (-fopenmp, sharing torch's libgomp) an OpenMP loop on torch's
-// worker threads; otherwise detached std::thread helpers, and the caller waits only for chunks that
-// were taken (a helper the OS has not scheduled yet is never waited for).
-// Returns the smallest bad index any chunk reported, or -1.
-struct Job {
-  RangeFn fn;
-  Args a;
-  std::vector<int64_t> cuts;
-  std::vector<int64_t> bad;
-  std::atomic<int> next{0};
-  std::atomic<int> done{0};
-  int C = 0;
-};
-
-inline void work(Job& j) {
-  for (int c = j.next.fetch_add(1); c < j.C; c = j.next.fetch_add(1)) {
-    j.bad[c] = j.fn(j.a, j.cuts[c], j.cuts[c + 1]);
-    j.done.fetch_add(1, std::memory_order_release);
-  }
-}
-
-inline int64_t run_chunks(RangeFn fn, const Args& a, const std::vector<int64_t>& cuts, int nthreads) {
-  const int C = (int)cuts.size() - 1;
-  if (nthreads <= 1 || C <= 1) {
-    int64_t first = -1;
-    for (int c = 0; c < C && first < 0; ++c) first = fn(a, cuts[c], cuts[c + 1]);
-    return first;
-  }
-#ifdef _OPENMP
-  {
-    std::vector<int64_t> bad(C, -1);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
-    for (int c = 0; c < C; ++c) bad[c] = fn(a, cuts[c], cuts[c + 1]);
-    int64_t first = -1;
-    for (int c = 0; c < C; ++c)
-      if (bad[c] >= 0 && (first < 0 || bad[c] < first)) first = bad[c];
-    return first;
-  }
-#else
-  auto j = std::make_shared<Job>();
-  j->fn = fn;
-  j->a = a;
-  j->cuts = cuts;
-  j->C = C;
-  j->bad.assign(C, -1);
-  const int helpers = std::min(nthreads, C) - 1;
-  for (int t = 0; t < helpers; ++t) {
-    try {
-      std::thread([j]() { work(*j); }).detach();
-    } catch (...) {
-      break;  // no thread available: the caller does the rest
-    }
-  }
-  work(*j);
-  while (j->done.load(std::memory_order_acquire) < C) std::this_thread::yield();
-  int64_t first = -1;
-  for (int c = 0; c < C; ++c)
-    if (j->bad[c] >= 0 && (first < 0 || j->bad[c] < first)) first = j->bad[c];
-  return first;
-#endif
-}
-
 // Offsets must start at 0, never decrease and end at N. Returns -1 if they do, else the first bad
-// position (B + 1 for a wrong last offset... reported as B).
+// position: 0 (does not start at 0), b + 1 (offsets[b + 1] < offsets[b]) or B (does not end at N).
 inline int64_t bad_offset(const int64_t* offsets, int64_t B, int64_t N) {
   if (offsets[0] != 0) return 0;
   for (int64_t b = 0; b < B; ++b)
@@ -255,70 +198,82 @@ inline int64_t bad_offset(const int64_t* offsets, int64_t B, int64_t N) {
   return -1;
 }
 
-// -2: bad arguments; -3: bad offsets; -1: all SIDs valid (or check == 0); else first bad SID index.
-inline int64_t pool_grouped(const int64_t* sids, int64_t N, const int64_t* offsets, int64_t B,
-                            const float* weights, int G, const uint8_t* limits, const float* table,
-                            int64_t D, float* out, int check, int64_t hist_min, int nthreads,
-                            int64_t min_work) {
-  RangeFn fn = pool_fn(G, weights != nullptr);
-  if (fn == nullptr || B < 0 || D <= 0) return -2;
-  if (bad_offset(offsets, B, N) >= 0) return -3;
-  Args a{sids, offsets, weights, limits, table, out, D, hist_min, check};
-  const int64_t total = N;
-  int T = std::max(1, nthreads);
-  if (total * G < min_work) T = 1;
-  // 4 chunks per thread, balanced by events (+1 per bag for its fixed cost)
-  const int C = (int)std::min<int64_t>(T == 1 ? 1 : 4 * T, std::max<int64_t>(B, 1));
+// Chunk boundaries over bags: `chunks` chunks of about equal (events + bags).
+inline std::vector<int64_t> bag_cuts(const int64_t* offsets, int64_t B, int64_t N, int64_t chunks) {
+  const int64_t C = std::max<int64_t>(1, std::min<int64_t>(chunks, B));
   std::vector<int64_t> cuts(C + 1, 0);
   cuts[C] = B;
-  for (int c = 1; c < C; ++c) {
-    const int64_t target = (total + B) * c / C;
+  for (int64_t c = 1; c < C; ++c) {
+    const int64_t target = (N + B) * c / C;
     int64_t lo = cuts[c - 1], hi = B;
     while (lo < hi) {
-      int64_t mid = (lo + hi) / 2;
+      const int64_t mid = (lo + hi) / 2;
       if (offsets[mid] + mid < target) lo = mid + 1; else hi = mid;
     }
     cuts[c] = lo;
   }
-  if (B == 0) return -1;
-  return run_chunks(fn, a, cuts, T);
+  return cuts;
 }
 
-inline int64_t embed_grouped(const int64_t* sids, int64_t N, int G, const uint8_t* limits,
-                             const float* table, int64_t D, float* out, int check, int nthreads,
-                             int64_t min_work) {
-  RangeFn fn = embed_fn(G);
-  if (fn == nullptr || N < 0 || D <= 0) return -2;
-  Args a{sids, nullptr, nullptr, limits, table, out, D, 0, check};
-  int T = std::max(1, nthreads);
-  if (N * G * D < min_work) T = 1;
-  const int C = (int)std::min<int64_t>(T == 1 ? 1 : 4 * T, std::max<int64_t>(N, 1));
+inline std::vector<int64_t> even_cuts(int64_t N, int64_t chunks) {
+  const int64_t C = std::max<int64_t>(1, std::min<int64_t>(chunks, N));
   std::vector<int64_t> cuts(C + 1, 0);
-  for (int c = 0; c <= C; ++c) cuts[c] = N * c / C;
-  if (N == 0) return -1;
-  return run_chunks(fn, a, cuts, T);
+  for (int64_t c = 0; c <= C; ++c) cuts[c] = N * c / C;
+  return cuts;
+}
+
+inline int64_t min_bad(const std::vector<int64_t>& bad) {
+  int64_t first = -1;
+  for (int64_t x : bad)
+    if (x >= 0 && (first < 0 || x < first)) first = x;
+  return first;
 }
 
 }  // namespace side
 
 #ifdef SIDE_NO_TORCH
 
+// The ctypes baseline: serial, or an OpenMP loop when built with -fopenmp (sharing torch's libgomp).
+namespace side {
+inline int64_t run_chunks(RangeFn fn, const Args& a, const std::vector<int64_t>& cuts, int nthreads) {
+  const int C = (int)cuts.size() - 1;
+  std::vector<int64_t> bad(C, -1);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads) if (nthreads > 1 && C > 1)
+#endif
+  for (int c = 0; c < C; ++c) bad[c] = fn(a, cuts[c], cuts[c + 1]);
+  (void)nthreads;
+  return min_bad(bad);
+}
+}  // namespace side
+
 extern "C" {
 
-int side_kernel_version() { return 8; }
+int side_kernel_version() { return 9; }
 
+// -2: bad arguments; -3: bad offsets; -1: all SIDs valid (or check == 0); else first bad SID index.
 int64_t side_pool_grouped(const int64_t* sids, int64_t N, const int64_t* offsets, int64_t B,
                           const float* weights, int G, const uint8_t* limits, const float* table,
                           int64_t D, float* out, int check, int64_t hist_min, int nthreads,
                           int64_t min_work) {
-  return side::pool_grouped(sids, N, offsets, B, weights, G, limits, table, D, out, check, hist_min,
-                            nthreads, min_work);
+  side::RangeFn fn = side::pool_fn(G, weights != nullptr);
+  if (fn == nullptr || B < 0 || D <= 0) return -2;
+  if (side::bad_offset(offsets, B, N) >= 0) return -3;
+  if (B == 0) return -1;
+  side::Args a{sids, offsets, weights, limits, table, out, D, hist_min, check};
+  const int T = (N * G < min_work) ? 1 : std::max(1, nthreads);
+  return side::run_chunks(fn, a, side::bag_cuts(offsets, B, N, T == 1 ? 1 : 4 * T), T);
 }
 
 int64_t side_embed_grouped(const int64_t* sids, int64_t N, int G, const uint8_t* limits,
                            const float* table, int64_t D, float* out, int check, int nthreads,
                            int64_t min_work) {
-  return side::embed_grouped(sids, N, G, limits, table, D, out, check, nthreads, min_work);
+  side::RangeFn fn = side::embed_fn(G);
+  if (fn == nullptr || N < 0 || D <= 0) return -2;
+  if (N == 0) return -1;
+  side::Args a{sids, nullptr, nullptr, limits, table, out, D, 0, check};
+  const int T = (N * G * D < min_work) ? 1 : std::max(1, nthreads);
+  return side::run_chunks(fn, a, side::even_cuts(N, T == 1 ? 1 : 4 * T), T);
 }
 
 }  // extern "C"
@@ -333,16 +288,27 @@ int64_t side_embed_grouped(const int64_t* sids, int64_t N, int G, const uint8_t*
 
 namespace side {
 
-constexpr int64_t kParallelMinWork = int64_t(1) << 15;
-
-int resolve_threads(int64_t threads) {
-  return threads > 0 ? (int)threads : std::max(1, at::get_num_threads());
+// Runs fn over the chunks on torch's intra-op thread pool; the smallest bad index, or -1.
+int64_t run_chunks(RangeFn fn, const Args& a, const std::vector<int64_t>& cuts) {
+  const int64_t C = (int64_t)cuts.size() - 1;
+  std::vector<int64_t> bad(C, -1);
+  if (C == 1) {
+    bad[0] = fn(a, cuts[0], cuts[1]);
+  } else {
+    at::parallel_for(0, C, 1, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) bad[c] = fn(a, cuts[c], cuts[c + 1]);
+    });
+  }
+  return min_bad(bad);
 }
 
-std::string sid_error(const at::Tensor& sids, int64_t index, const at::Tensor& limits) {
-  const uint64_t v = (uint64_t)sids.data_ptr<int64_t>()[index];
-  const uint8_t* lim = limits.data_ptr<uint8_t>();
-  const int64_t G = limits.numel();
+int64_t chunks_for(int64_t work) {
+  // 4 chunks per thread balance bags of different lengths; small calls stay on the caller.
+  return work < kParallelMinWork ? 1 : 4 * std::max<int64_t>(1, at::get_num_threads());
+}
+
+std::string sid_error(const int64_t* sids, int64_t index, const uint8_t* lim, int64_t G) {
+  const uint64_t v = (uint64_t)sids[index];
   std::string why;
   for (int64_t g = 0; g < G && why.empty(); ++g) {
     const uint64_t byte = (v >> (8 * g)) & 0xff;
@@ -351,89 +317,97 @@ std::string sid_error(const at::Tensor& sids, int64_t index, const at::Tensor& l
             std::to_string((int)lim[g]);
   }
   if (why.empty()) why = "bytes above group " + std::to_string(G - 1) + " are not zero";
-  return "SIDE: invalid SID " + std::to_string((int64_t)v) + " at index " + std::to_string(index) +
+  return "invalid SID " + std::to_string((int64_t)v) + " at index " + std::to_string(index) +
          ": " + why;
 }
 
 void check_common(const at::Tensor& sids, const at::Tensor& table, const at::Tensor& limits) {
   TORCH_CHECK(sids.device().is_cpu() && table.device().is_cpu() && limits.device().is_cpu(),
-              "SIDE CPU kernel: tensors must be on CPU");
-  TORCH_CHECK(sids.scalar_type() == at::kLong && sids.dim() == 1,
-              "SIDE CPU kernel: sids must be 1-D int64, got ", sids.scalar_type(), " ", sids.sizes());
-  TORCH_CHECK(table.scalar_type() == at::kFloat && table.dim() == 2,
-              "SIDE CPU kernel: table must be 2-D float32, got ", table.scalar_type(), " ", table.sizes());
-  TORCH_CHECK(limits.scalar_type() == at::kByte && limits.dim() == 1 && limits.numel() >= 1 &&
-                  limits.numel() <= 8,
-              "SIDE CPU kernel: limits must be uint8 [G] with 1 <= G <= 8, got ", limits.sizes());
-  TORCH_CHECK(table.size(0) == limits.numel() * kBins, "SIDE CPU kernel: table has ", table.size(0),
-              " rows, expected G * 256 = ", limits.numel() * kBins);
+              "torchrec_side CPU kernel: tensors must be on CPU");
+  TORCH_CHECK_VALUE(sids.scalar_type() == at::kLong && sids.dim() == 1,
+                    "torchrec_side: sids must be 1-D int64, got ", sids.scalar_type(), " ", sids.sizes());
+  TORCH_CHECK_VALUE(table.scalar_type() == at::kFloat && table.dim() == 2 && table.size(1) > 0,
+                    "torchrec_side: table must be 2-D float32 [G * 256, D], got ", table.scalar_type(),
+                    " ", table.sizes());
+  TORCH_CHECK_VALUE(limits.scalar_type() == at::kByte && limits.dim() == 1 && limits.numel() >= 1 &&
+                        limits.numel() <= 8,
+                    "torchrec_side: limits must be uint8 [G] with 1 <= G <= 8, got ",
+                    limits.scalar_type(), " ", limits.sizes());
+  TORCH_CHECK_VALUE(table.size(0) == limits.numel() * kBins, "torchrec_side: table has ", table.size(0),
+                    " rows, expected G * 256 = ", limits.numel() * kBins);
 }
 
 at::Tensor pool_cpu(const at::Tensor& sids_in, const at::Tensor& offsets_in,
                     const std::optional<at::Tensor>& weights_in, const at::Tensor& table_in,
-                    const at::Tensor& limits_in, bool check, int64_t hist_min, int64_t threads) {
+                    const at::Tensor& limits_in, bool check) {
   check_common(sids_in, table_in, limits_in);
-  TORCH_CHECK(offsets_in.dim() == 1 && offsets_in.numel() >= 1,
-              "SIDE CPU kernel: offsets must be 1-D [B + 1], got ", offsets_in.sizes());
+  TORCH_CHECK_VALUE(offsets_in.dim() == 1 && offsets_in.numel() >= 1 &&
+                        at::isIntegralType(offsets_in.scalar_type(), /*includeBool=*/false),
+                    "torchrec_side: offsets must be 1-D integer [B + 1], got ", offsets_in.scalar_type(),
+                    " ", offsets_in.sizes());
   const at::Tensor sids = sids_in.contiguous();
   const at::Tensor offsets = offsets_in.to(at::kLong).contiguous();
   const at::Tensor table = table_in.contiguous();
   const at::Tensor limits = limits_in.contiguous();
   const int64_t N = sids.numel(), B = offsets.numel() - 1, D = table.size(1);
-  const int64_t bad_off = bad_offset(offsets.data_ptr<int64_t>(), B, N);
+  const int64_t* off = offsets.data_ptr<int64_t>();
+  const int64_t bad_off = bad_offset(off, B, N);
   if (bad_off >= 0) {
-    TORCH_CHECK_VALUE(false, "SIDE: bad offsets: offsets[", bad_off, "] = ",
-                      offsets.data_ptr<int64_t>()[bad_off], "; offsets must start at 0, never "
-                      "decrease and end at the number of values (", N, ")");
+    std::string why;
+    if (bad_off == 0 && off[0] != 0) {
+      why = "offsets[0] = " + std::to_string(off[0]) + "; bag offsets must start at 0";
+    } else if (bad_off > 0 && off[bad_off] < off[bad_off - 1]) {
+      why = "offsets decrease at position " + std::to_string(bad_off) + " (" +
+            std::to_string(off[bad_off - 1]) + " -> " + std::to_string(off[bad_off]) +
+            "); a negative length (e.g. a KeyedJaggedTensor built from negative lengths) is not a bag";
+    } else {
+      why = "offsets[-1] = " + std::to_string(off[B]) + " but there are " + std::to_string(N) +
+            " values; the last offset must equal the number of values";
+    }
+    TORCH_CHECK_VALUE(false, "torchrec_side::sid_pool: bad offsets: ", why);
   }
   at::Tensor weights;
   const float* w_ptr = nullptr;
   if (weights_in.has_value()) {
-    TORCH_CHECK_VALUE(weights_in->numel() == N, "SIDE: weights have ", weights_in->numel(),
-                      " entries for ", N, " SIDs");
+    TORCH_CHECK_VALUE(weights_in->dim() == 1 && weights_in->numel() == N, "torchrec_side::sid_pool: weights have ",
+                      weights_in->numel(), " entries for ", N, " SIDs");
     weights = weights_in->to(at::kFloat).contiguous();
     w_ptr = weights.data_ptr<float>();
   }
   at::Tensor out = at::empty({B, D}, table.options());
-  const int64_t bad = pool_grouped(sids.data_ptr<int64_t>(), N, offsets.data_ptr<int64_t>(), B, w_ptr,
-                                   (int)limits.numel(), limits.data_ptr<uint8_t>(),
-                                   table.data_ptr<float>(), D, out.data_ptr<float>(), check ? 1 : 0,
-                                   hist_min, resolve_threads(threads), kParallelMinWork);
-  TORCH_CHECK(bad != -2, "SIDE CPU kernel: bad arguments (G=", limits.numel(), ", D=", D, ")");
-  TORCH_CHECK_VALUE(bad < 0, sid_error(sids, bad, limits));
+  if (B == 0) return out;
+  const int G = (int)limits.numel();
+  RangeFn fn = pool_fn(G, w_ptr != nullptr);
+  Args a{sids.data_ptr<int64_t>(), off, w_ptr, limits.data_ptr<uint8_t>(), table.data_ptr<float>(),
+         out.data_ptr<float>(), D, kHistMin, check ? 1 : 0};
+  const int64_t bad = run_chunks(fn, a, bag_cuts(off, B, N, chunks_for(N * G)));
+  TORCH_CHECK_VALUE(bad < 0, "torchrec_side::sid_pool: ", sid_error(a.sids, bad, a.limits, G));
   return out;
 }
 
 at::Tensor embed_cpu(const at::Tensor& sids_in, const at::Tensor& table_in, const at::Tensor& limits_in,
-                     bool check, int64_t threads) {
+                     bool check) {
   check_common(sids_in, table_in, limits_in);
   const at::Tensor sids = sids_in.contiguous();
   const at::Tensor table = table_in.contiguous();
   const at::Tensor limits = limits_in.contiguous();
   const int64_t N = sids.numel(), D = table.size(1);
   at::Tensor out = at::empty({N, D}, table.options());
-  const int64_t bad = embed_grouped(sids.data_ptr<int64_t>(), N, (int)limits.numel(),
-                                    limits.data_ptr<uint8_t>(), table.data_ptr<float>(), D,
-                                    out.data_ptr<float>(), check ? 1 : 0, resolve_threads(threads),
-                                    kParallelMinWork * 64);
-  TORCH_CHECK(bad != -2, "SIDE CPU kernel: bad arguments (G=", limits.numel(), ", D=", D, ")");
-  TORCH_CHECK_VALUE(bad < 0, sid_error(sids, bad, limits));
+  if (N == 0) return out;
+  const int G = (int)limits.numel();
+  Args a{sids.data_ptr<int64_t>(), nullptr, nullptr, limits.data_ptr<uint8_t>(), table.data_ptr<float>(),
+         out.data_ptr<float>(), D, 0, check ? 1 : 0};
+  const int64_t bad = run_chunks(embed_fn(G), a, even_cuts(N, chunks_for(N * G * D / 64)));
+  TORCH_CHECK_VALUE(bad < 0, "torchrec_side::sid_embed: ", sid_error(a.sids, bad, a.limits, G));
   return out;
 }
 
-int64_t kernel_version() { return 8; }
-
 }  // namespace side
 
-TORCH_LIBRARY(torchrec_side, m) {
-  m.def("sid_pool_grouped(Tensor sids, Tensor offsets, Tensor? weights, Tensor table, Tensor limits, "
-        "bool check, int hist_min, int threads) -> Tensor");
-  m.def("sid_embed_grouped(Tensor sids, Tensor table, Tensor limits, bool check, int threads) -> Tensor");
-}
-
+// The schemas are defined in Python at import (torchrec_side/modules/ops/library.py).
 TORCH_LIBRARY_IMPL(torchrec_side, CPU, m) {
-  m.impl("sid_pool_grouped", &side::pool_cpu);
-  m.impl("sid_embed_grouped", &side::embed_cpu);
+  m.impl("sid_pool", &side::pool_cpu);
+  m.impl("sid_embed", &side::embed_cpu);
 }
 
 #endif  // SIDE_NO_TORCH
