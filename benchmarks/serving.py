@@ -18,7 +18,9 @@ world generator, the example store, the VQ-fusion tokenizer and RQ-KMeans quanti
 fastest exportable SIDE path, recorded in ``serving.json``), loaded with ``load_exported``
 (checksums and the sample self-check); rows record export and load seconds, program bytes, the
 SIDE compute path and the largest difference between the loaded program's scores and the
-trainer's own test-split scores (``predictions_test.parquet``).
+trainer's own test-split scores (``predictions_test.parquet``). The SIDE run is also exported with
+``side_compute="torch"`` (variant ``side_torch``: the pure-torch ``grouped_bag`` route that export
+used before it kept the registered op), so ``x_side_torch`` shows what the op path gains.
 
 **Requests.** ``--requests`` rows (default 1024) taken from the store's test split (user, item,
 ``num_prior``), each with a history of exactly ``E`` events for ``E`` in ``--events`` (10^2,
@@ -69,6 +71,9 @@ VARIANTS: Tuple[Tuple[str, str], ...] = (
     ("raw_content", "adsworld/dlrm_raw_content"),
     ("traditional_sid", "adsworld/dlrm_traditional_sid"),
 )
+#: The SIDE run exported again with the pure-torch path (``side_compute="torch"``, the route before
+#: export kept the registered op): what the op path gains, in the same run.
+SIDE_TORCH: str = "side_torch"
 TARGET_CELL: Dict[str, int] = {"events": 1000, "batch_size": 1024, "threads": 1}
 TARGET_RATIO: float = 2.0
 
@@ -316,10 +321,10 @@ def main(argv: Optional[List[str]] = None) -> int:
                       "epochs": 1, "ranks": 1}
         t_train = time.time() - t_start
         served: List[Served] = []
-        for name, run in runs.items():
+        for name, run in [*runs.items(), (SIDE_TORCH, runs["side"])]:
             t = time.time()
             with quiet_tracing_logs():
-                res = export_run(run, tmp / "export" / name)
+                res = export_run(run, tmp / "export" / name, side_compute="torch" if name == SIDE_TORCH else "auto")
             t_export = time.time() - t
             t = time.time()
             scorer = load_exported(res.out_dir)
@@ -354,7 +359,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                                "end_to_end_requests_per_s": n_req / e2e_t[s.name],
                                "events_per_s": cell[s.name] * e}
                         if s.name == "side":
-                            for ref in ("sparse_id", "raw_content", "traditional_sid"):
+                            for ref in ("sparse_id", "raw_content", "traditional_sid", SIDE_TORCH):
                                 if ref in cell:
                                     row[f"x_{ref}"] = cell["side"] / cell[ref]
                                     row[f"x_{ref}_end_to_end"] = e2e_t[ref] / e2e_t["side"]
@@ -384,7 +389,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         targets["met"] = None
         targets["note"] = "the target cell (10^3 events, batch 1024, 1 thread) was not measured"
     print_table(rows, ["variant", "events", "threads", "batch_size", "scorer_requests_per_s",
-                       "end_to_end_requests_per_s", "x_sparse_id", "x_raw_content", "x_traditional_sid"])
+                       "end_to_end_requests_per_s", "x_sparse_id", "x_raw_content", "x_traditional_sid",
+                       f"x_{SIDE_TORCH}"])
     print_table([s.info for s in served], ["variant", "export_s", "load_s", "program_bytes", "side_compute",
                                            "max_abs_diff_vs_trainer"])
     print_table([{k: v for k, v in b.items() if k != "program_top_ops"} for b in brk],

@@ -55,21 +55,22 @@ def test_export_keeps_the_registered_op_and_records_the_path(dlrm_export: Path) 
 
 
 @pytest.mark.slow
-def test_fallback_export_scores_like_the_kernel_export(dlrm_export: Path, dlrm_run: Path, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    """Where the op is unavailable, export uses grouped_bag / per_level, records it, the scorer
-    validates those SIDs eagerly, and the scores equal the kernel program's."""
-    import torchrec_side.serving.export as ex
+def test_torch_export_scores_like_the_kernel_export(dlrm_export: Path, dlrm_run: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """``side_compute="torch"`` (what export falls back to where the op is unavailable) uses
+    grouped_bag / per_level, records it, the scorer validates those SIDs eagerly, and the scores
+    equal the kernel program's."""
+    from torchrec_side.cli import main
 
-    def fallback(module: torch.nn.Module) -> str:
-        return "grouped_bag" if getattr(module, "num_groups", 0) > 0 else "per_level"
-
-    monkeypatch.setattr(ex, "serving_compute", fallback)
-    res = export_run(dlrm_run, tmp_path / "fallback")
-    assert res.spec.side_compute == {"hist_sid": "grouped_bag", "hist_sid_rq": "per_level"}
-    assert not any(op.startswith("torchrec_side.") for op in res.spec.ops)
+    assert main(["export", str(dlrm_run), "--out", str(tmp_path / "fallback"), "--side-compute", "torch"]) == 0
+    assert "SIDE compute {'hist_sid': 'grouped_bag', 'hist_sid_rq': 'per_level'}" in capsys.readouterr().out
+    spec = read_spec(tmp_path / "fallback")
+    assert spec.side_compute == {"hist_sid": "grouped_bag", "hist_sid_rq": "per_level"}
+    assert not any(op.startswith("torchrec_side.") for op in spec.ops)
+    with pytest.raises(ServingError, match=r"side_compute='fast': expected one of \['auto', 'torch'\]"):
+        export_run(dlrm_run, tmp_path / "bad", side_compute="fast")
     dense, values, lengths = _test_requests(dlrm_export, tmp_path)
-    fast, slow = load_exported(dlrm_export), load_exported(res.out_dir)
+    fast, slow = load_exported(dlrm_export), load_exported(tmp_path / "fallback")
     assert set(slow._codecs) == {"hist_sid", "hist_sid_rq"}
     np.testing.assert_allclose(fast.score_tensors(dense, values, lengths).numpy(),
                                slow.score_tensors(dense, values, lengths).numpy(), atol=1e-5, rtol=0)
@@ -141,7 +142,7 @@ def test_serving_benchmark_quick_json(tmp_path: Path) -> None:
     d = json.loads(out.read_text())
     assert d["benchmark"] == "serving" and d["quick"] is True
     assert {"platform", "cpu_count", "torch"} <= set(d["machine"]) and len(d["load_average"]["before"]) == 3
-    variants = ["side", "sparse_id", "raw_content", "traditional_sid"]
+    variants = ["side", "sparse_id", "raw_content", "traditional_sid", "side_torch"]
     cells = {(r["variant"], r["events"], r["threads"], r["batch_size"]) for r in d["rows"]}
     assert cells == {(v, e, t, b) for v in variants for e in d["events"] for t in d["thread_counts"]
                      for b in d["batch_sizes"]}
@@ -154,6 +155,7 @@ def test_serving_benchmark_quick_json(tmp_path: Path) -> None:
     progs = {p["variant"]: p for p in d["programs"]}
     assert set(progs) == set(variants) and all(p["program_bytes"] > 0 and p["load_s"] > 0 for p in progs.values())
     assert list(progs["side"]["side_compute"].values()) in (["kernel"], ["grouped_bag"])
+    assert list(progs["side_torch"]["side_compute"].values()) == ["grouped_bag"]
     assert all(p["max_abs_diff_vs_trainer"] is not None and p["max_abs_diff_vs_trainer"] < 1e-5
                for p in progs.values())
     assert "synthetic" in d["histories"] and {b["variant"] for b in d["breakdown"]} == set(variants)

@@ -1,7 +1,7 @@
 # pyre-strict
 """``torchrec-side export`` and ``torchrec-side predict``.
 
-    torchrec-side export RUN [--out DIR] [--checkpoint auto|best|latest|step_N]
+    torchrec-side export RUN [--out DIR] [--checkpoint auto|best|latest|step_N] [--side-compute auto|torch]
     torchrec-side predict RUN_OR_EXPORT --input requests.parquet --out scores.parquet [--batch-size N]
     torchrec-side predict RUN_OR_EXPORT --from-store test --out scores.parquet [--input keep_requests.parquet]
 
@@ -41,6 +41,9 @@ def export_main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--out", default=None, help="artifact folder (default RUN/export)")
     p.add_argument("--checkpoint", default="auto",
                    help="auto (best-validation if recorded, else latest), best, latest or a step_<N> folder name")
+    p.add_argument("--side-compute", default="auto", choices=["auto", "torch"],
+                   help="SIDE compute in the program: auto (the registered C++ op where available, the "
+                        "fastest) or torch (pure torch: loads where the op cannot be built)")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     _logging()
     from torchrec_side.io import ArtifactError
@@ -48,14 +51,14 @@ def export_main(argv: Optional[List[str]] = None) -> int:
     from torchrec_side.serving.rebuild import ServingError
 
     try:
-        res = export_run(args.run, args.out, args.checkpoint)
+        res = export_run(args.run, args.out, args.checkpoint, side_compute=args.side_compute)
     except (ServingError, ArtifactError) as e:
         print(f"torchrec-side export: {e}", file=sys.stderr)
         return 2
     s = res.spec
     print(f"exported {s.source['run_dir']} ({s.source['checkpoint']}, {s.source['selection']}) -> {res.out_dir}: "
           f"{s.arch}, keys {s.keys}, program {s.files['model.pt2']['bytes']} bytes, "
-          f"eager vs program max |diff| {res.max_abs_diff:.2g}")
+          f"SIDE compute {s.side_compute or '-'}, eager vs program max |diff| {res.max_abs_diff:.2g}")
     return 0
 
 

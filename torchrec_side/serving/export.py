@@ -79,7 +79,8 @@ from torchrec_side.serving.rebuild import (
     stock_table_rows,
 )
 
-__all__ = ["quiet_tracing_logs", "TargetTable", "ServingModule", "serving_compute", "fold_projection", "ExportResult", "export_run", "export_loaded_run", "versions", "EXPORT_ROUTE"]
+__all__ = ["quiet_tracing_logs", "TargetTable", "ServingModule", "serving_compute", "torch_compute",
+           "fold_projection", "SIDE_COMPUTE_CHOICES", "ExportResult", "export_run", "export_loaded_run", "versions", "EXPORT_ROUTE"]
 
 logger: logging.Logger = logging.getLogger(__name__)
 
@@ -265,6 +266,15 @@ def quiet_tracing_logs() -> Iterator[None]:
             x.removeFilter(f)
 
 
+#: ``side_compute`` choices of :func:`export_run`.
+SIDE_COMPUTE_CHOICES: Tuple[str, ...] = ("auto", "torch")
+
+
+def torch_compute(module: nn.Module) -> str:
+    """The pure-torch SIDE path of ``module``: ``grouped_bag`` (byte-addressable codecs) or ``per_level``."""
+    return "grouped_bag" if getattr(module, "num_groups", 0) > 0 else "per_level"
+
+
 def serving_compute(module: nn.Module) -> str:
     """The SIDE compute path an exported copy of ``module`` (a SIDE table module) uses on CPU.
 
@@ -283,7 +293,7 @@ def serving_compute(module: nn.Module) -> str:
 
         serving_compute(side_ebc.tables["t_hist_sid"])     # "kernel" where the C++ op built
     """
-    fallback = "grouped_bag" if getattr(module, "num_groups", 0) > 0 else "per_level"
+    fallback = torch_compute(module)
     if str(getattr(module, "compute", "auto")) not in ("auto", "kernel"):
         return fallback if str(getattr(module, "compute")) not in ("grouped_bag", "per_level") \
             else str(getattr(module, "compute"))
@@ -335,9 +345,10 @@ def fold_projection(module: nn.Module) -> bool:
     return True
 
 
-def _serving_copy(run: LoadedRun, fold: bool = True) -> Tuple[nn.Module, Dict[str, str]]:
+def _serving_copy(run: LoadedRun, fold: bool = True, side_compute: str = "auto") -> Tuple[nn.Module, Dict[str, str]]:
     """A copy of the ranker set up for export (the run's model is left as it is): the fastest
-    exportable SIDE compute (:func:`serving_compute`), SIDE projections folded into the frozen
+    exportable SIDE compute (:func:`serving_compute`; ``side_compute="torch"``: the pure-torch
+    path, :func:`torch_compute`), SIDE projections folded into the frozen
     tables (:func:`fold_projection`, with ``fold``), fixed history padding for the
     target-attention model. Returns the copy and ``{SIDE module name: compute path}``.
 
@@ -352,7 +363,7 @@ def _serving_copy(run: LoadedRun, fold: bool = True) -> Tuple[nn.Module, Dict[st
         if isinstance(m, _SIDTableBase):
             if fold:
                 fold_projection(m)
-            path = serving_compute(m)
+            path = serving_compute(m) if side_compute == "auto" else torch_compute(m)
             m.compute = path
             m.validate = path == "kernel"
             m._resolved.clear()
@@ -536,15 +547,17 @@ def _sample(run: LoadedRun, spec: ServingSpec) -> Tuple[torch.Tensor, List[torch
     return dense, values, lengths
 
 
-def export_loaded_run(run: LoadedRun, out_dir: PathLike) -> ExportResult:
+def export_loaded_run(run: LoadedRun, out_dir: PathLike, side_compute: str = "auto") -> ExportResult:
     """Exports an already rebuilt run (see :func:`export_run`)."""
+    if side_compute not in SIDE_COMPUTE_CHOICES:
+        raise ServingError(f"side_compute={side_compute!r}: expected one of {list(SIDE_COMPUTE_CHOICES)}")
     if any(f.loader_transform() is not None for f in run.features):
         names = [f.name for f in run.features if f.loader_transform() is not None]
         raise ServingError(f"history features {names} transform the KJT in the loader; a Python transform "
                            f"cannot be part of the exported program (store the transformed column instead)")
     id_features, hist = _spec_inputs(run)
     keys = id_features + [k for h in hist for k in h.keys]
-    ranker, side_paths = _serving_copy(run)
+    ranker, side_paths = _serving_copy(run, side_compute=side_compute)
     targets, target_specs = _target_tables(run)
     model_keys = _model_keys(run)
     _check_target_values(ranker, targets, str(run.run_dir))
@@ -568,7 +581,8 @@ def export_loaded_run(run: LoadedRun, out_dir: PathLike) -> ExportResult:
     dense, values, lengths = _sample(run, spec)
     with torch.no_grad(), quiet_tracing_logs():
         eager = module(dense, values, lengths)
-        unfolded = ServingModule(_serving_copy(run, fold=False)[0], keys, targets, model_keys).eval()
+        unfolded = ServingModule(_serving_copy(run, fold=False, side_compute=side_compute)[0], keys, targets,
+                                 model_keys).eval()
         fold_diff = float((unfolded(dense, values, lengths) - eager).abs().max())
         del unfolded
         if fold_diff > 1e-5:
@@ -616,7 +630,8 @@ def export_loaded_run(run: LoadedRun, out_dir: PathLike) -> ExportResult:
     return ExportResult(out_dir=out, spec=spec, max_abs_diff=diff)
 
 
-def export_run(run_dir: PathLike, out_dir: Optional[PathLike] = None, checkpoint: str = "auto") -> ExportResult:
+def export_run(run_dir: PathLike, out_dir: Optional[PathLike] = None, checkpoint: str = "auto",
+               side_compute: str = "auto") -> ExportResult:
     """Exports a trained run as an inference folder (see the module docstring for the route).
 
     Rebuilds the model unsharded from the run's ``config.yaml`` with the trainer's builder, loads
@@ -628,6 +643,9 @@ def export_run(run_dir: PathLike, out_dir: Optional[PathLike] = None, checkpoint
         run_dir (PathLike): the training run folder.
         out_dir (Optional[PathLike]): the artifact folder (default ``<run_dir>/export``).
         checkpoint (str): ``"auto"``, ``"best"``, ``"latest"`` or a ``step_<N>`` folder name.
+        side_compute (str): ``"auto"``: the fastest exportable SIDE path (the registered C++ op
+            where available); ``"torch"``: the pure-torch path, for a program that loads where the
+            op cannot be built (no compiler) at some speed cost.
 
     Returns:
         ExportResult: folder, spec, eager-vs-program difference on the sample batch.
@@ -641,4 +659,4 @@ def export_run(run_dir: PathLike, out_dir: Optional[PathLike] = None, checkpoint
         scorer = load_exported("serve/dlrm_side")
     """
     run = load_run(run_dir, checkpoint)
-    return export_loaded_run(run, Path(out_dir) if out_dir is not None else Path(run_dir) / "export")
+    return export_loaded_run(run, Path(out_dir) if out_dir is not None else Path(run_dir) / "export", side_compute)
