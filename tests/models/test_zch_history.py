@@ -9,6 +9,7 @@ Sharded (2 gloo ranks, CPU): tests/models/zch_sharding_worker.py.
 from __future__ import annotations
 
 import copy
+import io
 import sys
 from collections import Counter
 from pathlib import Path
@@ -367,7 +368,8 @@ def test_sharded_row_wise_on_two_ranks() -> None:
     assert not failures, "\n".join(failures)
     # serving: the gathered sharded state, loaded unsharded, computes what the sharded model did
     # (ids not admitted read the miss slot of the shard that managed their block)
-    (payload,) = [p for _, _, p in results if p is not None]
+    (blob,) = [p for _, _, p in results if p is not None]
+    payload = torch.load(io.BytesIO(blob))
     w = zch_sharding_worker
     z = ZCHEmbeddingBagCollection([EmbeddingBagConfig(name="t_h", embedding_dim=w.D, num_embeddings=w.ROWS,
                                                       feature_names=["h", "h_target"], pooling=PoolingType.MEAN)],

@@ -18,6 +18,7 @@ Importable by spawned children (no pytest needed).
 
 from __future__ import annotations
 
+import io
 import os
 import traceback
 from typing import Dict, List, Tuple
@@ -215,7 +216,12 @@ def worker(rank: int, port: int, errors: "torch.multiprocessing.Queue") -> None:
     dist.init_process_group("gloo", rank=rank, world_size=WORLD)
     try:
         payload = run(rank)
-        errors.put((rank, None, payload if rank == 0 else None))
+        blob = None
+        if rank == 0:  # as bytes: tensors sent through the queue share memory with this process, which exits
+            buf = io.BytesIO()
+            torch.save(payload, buf)
+            blob = buf.getvalue()
+        errors.put((rank, None, blob))
     except BaseException:
         errors.put((rank, traceback.format_exc(), None))
     finally:
