@@ -51,7 +51,8 @@ Folder written (atomically) by :func:`generate_world` / ``torchrec-side world``:
     hidden/item_collab.npy  float32 [N, r]   hidden/user_collab.npy  float32 [U, r]  (collaborative factors)
     events.parquet       user_id, item_id, timestamp; sorted by (user_id, timestamp)
     impressions.parquet  user_id, item_id, timestamp, label, p_true, split, p_content, p_id,
-                         logit_content, logit_id, pick_logr, pick_dup; sorted by timestamp
+                         p_content_item (NaN on train), logit_content, logit_id, pick_logr,
+                         pick_dup; sorted by timestamp
 
 An impression's history is its user's events with timestamp strictly below its own. Splits by
 global time: train < t_val <= val < t_test <= test; items released at or after t_test are cold
@@ -87,7 +88,7 @@ from torchrec_side.config import ConfigError, config_to_dict, config_to_yaml
 from torchrec_side.data.adsworld_config import LEGACY, AdsWorldConfig, load_world_config, with_legacy
 from torchrec_side.io import ArtifactError, atomic_dir, write_json
 
-__all__ = ["FORMAT", "VERSION", "DAY", "ceilings", "soft_max_pool", "generate_world", "read_manifest", "target_in_history",
+__all__ = ["FORMAT", "VERSION", "DAY", "ceilings", "item_posterior_ceiling", "soft_max_pool", "generate_world", "read_manifest", "target_in_history",
            "normalized_entropy", "auc", "world_main"]
 
 FORMAT: str = "torchrec-side-adsworld"
@@ -598,6 +599,84 @@ def ceilings(cfg: AdsWorldConfig, cal: _Calibration, m: Array, x: Array, logr: A
     return out_c, out_i
 
 
+def item_posterior_ceiling(cfg: AdsWorldConfig, cal: _Calibration, imp: Dict[str, Array], nodes_q: int = 49,
+                           nodes_c: int = 12) -> Array:  # fmt: skip
+    """The content ceiling plus each item's quality as learnable from the training impressions.
+
+    ``p_content_item = E[p | m, shortlist, the item's training labels]``: the item's quality ``q_i``
+    gets a posterior from the labels of its training impressions, prior ``N(0, 1)``, each label's
+    likelihood ``P(y | m, q)`` with the collaborative term ``c ~ N(0, 1)`` integrated under that
+    impression's pick tilt (independent across impressions: a user sees an item a few times at
+    most); then, as for :func:`ceilings`, ``q`` and ``c`` are tilted by the evaluated impression's
+    own pick. The training picks are not used as a likelihood of ``q``: only the shortlists an item
+    won are recorded, not those it lost, so this is the label-only posterior (an approximation; its
+    calibration is checked in the tests). Quadrature: ``q`` on ``nodes_q`` equally spaced points of
+    [-4.5, 4.5] (a head item's posterior is narrow, so a fixed Gauss-Hermite rule would be too coarse
+    there), ``c`` by Gauss-Hermite with ``nodes_c`` nodes. Items without a training impression get the content ceiling under the exact
+    prior (no fitted shift). Training rows get NaN (their own label is in the posterior).
+
+    Args:
+        cfg: the world's config.
+        cal: its calibration (the bias).
+        imp: impression columns ``item_id``, ``label``, ``split``, ``logit_content``, ``pick_logr``,
+            ``pick_dup`` (all [R]).
+        nodes_q: grid points of the quality.
+        nodes_c: of the collaborative term.
+
+    Returns:
+        float64 [R].
+
+    Example::
+
+        p = item_posterior_ceiling(cfg, cal, impressions)
+    """
+    ck = cfg.clicks
+    tau = ck.targeting
+    gq = np.linspace(-4.5, 4.5, nodes_q)
+    wq = np.exp(-0.5 * gq**2)
+    if ck.w_collab > 0:
+        gc, wc = np.polynomial.hermite_e.hermegauss(nodes_c)
+    else:
+        gc, wc = np.zeros(1), np.ones(1)
+    qv, cv = ck.w_quality * gq, ck.w_collab * gc
+    logwc = np.log(wc / wc.sum())
+    grid = qv[:, None] + cv[None, :]  # [G, C]
+    n_items = int(imp["item_id"].max(initial=-1)) + 1
+    item, split = imp["item_id"], imp["split"]
+    m = imp["logit_content"].astype(np.float64)
+    logr, dup = imp["pick_logr"].astype(np.float64), imp["pick_dup"]
+    bias = cal.bias
+    loglik = np.zeros((n_items, len(qv)))
+    train = np.flatnonzero(split == 0)
+    step = max(1, _CEILING_CHUNK // (4 * grid.size // 64 + 1))
+    for a in range(0, len(train), step):
+        rows = train[a : a + step]
+        total = m[rows, None, None] + grid[None]  # [B, G, C]
+        lp = _pick_logw(tau, total.reshape(len(rows), -1), logr[rows], dup[rows]).reshape(total.shape)
+        z = bias + total
+        y = imp["label"][rows].astype(np.float64)[:, None, None]
+        ly = -np.logaddexp(0.0, -z) * y - np.logaddexp(0.0, z) * (1.0 - y)  # log P(label | logit)
+        # P(label | q) with c over its prior tilted by this pick, normalized per q: the picks are not
+        # a likelihood of q here (only the shortlists an item won are recorded, not those it lost)
+        u = logwc + lp
+        umax = u.max(axis=2, keepdims=True)
+        eu = np.exp(u - umax)
+        l_row = np.log((eu * np.exp(ly)).sum(axis=2) / eu.sum(axis=2))  # [B, G]
+        for g in range(len(qv)):
+            loglik[:, g] += np.bincount(item[rows], weights=l_row[:, g], minlength=n_items)
+    logpost = np.log(wq / wq.sum())[None, :] + loglik  # [N, G], unnormalized
+    out = np.full(len(item), np.nan)
+    evals = np.flatnonzero(split > 0)
+    for a in range(0, len(evals), step):
+        rows = evals[a : a + step]
+        total = m[rows, None, None] + grid[None]
+        lp = _pick_logw(tau, total.reshape(len(rows), -1), logr[rows], dup[rows]).reshape(total.shape)
+        w = logpost[item[rows]][:, :, None] + logwc + lp
+        w = np.exp(w - w.max(axis=(1, 2), keepdims=True))
+        out[rows] = (w * _sigmoid(bias + total)).sum(axis=(1, 2)) / w.sum(axis=(1, 2))
+    return out
+
+
 def _fit_shift(cfg: AdsWorldConfig, cal: _Calibration, imp: Dict[str, Array]) -> Tuple[float, float]:
     """``(shift_x, shift_m)`` of :func:`ceilings`: each ceiling's mean equals the mean ``p_true`` on
     a seeded sample of at most 10,000 training impressions (bisection; stream 9)."""
@@ -818,6 +897,7 @@ def generate_world(cfg: AdsWorldConfig, out: PathLike, progress: bool = True, wo
         p_content, p_id = ceilings(cfg, cal, imp["logit_content"], imp["logit_id"],
                                    imp["pick_logr"].astype(np.float64), imp["pick_dup"], shift_x, shift_m)  # fmt: skip
         imp["p_content"], imp["p_id"] = p_content.astype(np.float32), p_id.astype(np.float32)
+        imp["p_content_item"] = item_posterior_ceiling(cfg, cal, imp).astype(np.float32)
         _write_parquet(tmp / "impressions.parquet", imp)
         (tmp / "hidden").mkdir()
         np.save(tmp / "hidden" / "item_collab.npy", cat.collab)
@@ -897,7 +977,8 @@ def _manifest(cfg: AdsWorldConfig, cat: _Catalogue, cal: _Calibration, imp: Dict
     }  # fmt: skip
 
 
-_CEILING_NAMES: Tuple[Tuple[str, str], ...] = (("oracle", "p_true"), ("content", "p_content"), ("id", "p_id"))
+_CEILING_NAMES: Tuple[Tuple[str, str], ...] = (("oracle", "p_true"), ("content", "p_content"), ("id", "p_id"),
+                                               ("content_item", "p_content_item"))
 
 
 def _ceilings_record(cfg: AdsWorldConfig, imp: Dict[str, Array], train_rate: float) -> Dict[str, Any]:
@@ -910,6 +991,9 @@ def _ceilings_record(cfg: AdsWorldConfig, imp: Dict[str, Array], train_rate: flo
                    "among the shortlist's other items, Gauss-Hermite quadrature, 48 nodes. id = E[p | x, shortlist]: "
                    "m over the pilot's 64 quantiles of a candidate's standardized match, same tilt (approximate: "
                    "the marginal over users). Both condition on the shortlist's other items, which no model sees. "
+                   "content_item = E[p | m, shortlist, the item's training labels]: the item quality's Bayes "
+                   "posterior from its training labels (prior N(0, 1); label-only, approximate), c_ui integrated; "
+                   "q on 49 grid points, c by Gauss-Hermite (12 nodes); val / test only. "
                    "Not an upper bound where the target repeats a history event: a repeat says the item was "
                    "clicked before (high x) and content can see repeats."),
         "columns": {name: col for name, col in _CEILING_NAMES},
@@ -925,12 +1009,14 @@ def _ceilings_record(cfg: AdsWorldConfig, imp: Dict[str, Array], train_rate: flo
         const = normalized_entropy(y, np.full(len(y), train_rate))
         rec: Dict[str, Any] = {"constant_ne": const}
         for cname, col in _CEILING_NAMES:
+            if col not in imp or (cname == "content_item" and code == 0):
+                continue  # content_item: no train value (the posterior holds the row's own label)
             p = imp[col][sel]
             ne = normalized_entropy(y, p)
             rec[cname] = {"ne": ne, "auc": auc(y, p), "mean_p": float(p.mean()),
                           "ne_gain_over_constant_pct": 100.0 * (const - ne) / const if const == const else float("nan")}
         og = rec["oracle"]["ne_gain_over_constant_pct"]
-        for cname in ("content", "id"):
+        for cname in [c for c, _ in _CEILING_NAMES[1:] if c in rec]:
             rec[cname]["oracle_share"] = rec[cname]["ne_gain_over_constant_pct"] / og if og else float("nan")
         out[name] = rec
     return out
