@@ -60,7 +60,8 @@ from torchrec.distributed.mc_embeddingbag import (
     ManagedCollisionEmbeddingBagCollectionSharder,
     ShardedManagedCollisionEmbeddingBagCollection,
 )
-from torchrec.distributed.types import ParameterSharding, ShardingEnv
+from torchrec.distributed.embedding_types import EmbeddingComputeKernel
+from torchrec.distributed.types import ParameterSharding, ShardingEnv, ShardingType
 from torchrec.modules.embedding_configs import EmbeddingBagConfig, PoolingType
 from torchrec.modules.embedding_modules import EmbeddingBagCollection
 from torchrec.modules.mc_embedding_modules import ManagedCollisionEmbeddingBagCollection
@@ -329,7 +330,8 @@ class ZCHEmbeddingBagCollectionSharder(ManagedCollisionEmbeddingBagCollectionSha
     type is the project's subclass, and on CPU evicted rows are reset in Python (torchrec 1.8 calls
     ``fbgemm::reset_weight_momentum``, which has no CPU kernel: ``NotImplementedError: Could not
     run 'fbgemm::reset_weight_momentum' with arguments from the 'CPU' backend``). Row-wise is the
-    only sharding type (``ManagedCollisionCollectionSharder``); the kernel must be ``fused``.
+    only sharding type (``ManagedCollisionCollectionSharder``), offered to the planner on CPU too
+    (TorchRec's EBC sharder leaves it out there); the kernel must be ``fused`` on CPU.
 
     Args:
         fused_params (Optional[Dict[str, Any]]): the fused optimizer (as for the EBC sharder).
@@ -350,7 +352,7 @@ class ZCHEmbeddingBagCollectionSharder(ManagedCollisionEmbeddingBagCollectionSha
         device: Optional[torch.device] = None,
         module_fqn: Optional[str] = None,
     ) -> ShardedManagedCollisionEmbeddingBagCollection:
-        bad = {t: p.sharding_type for t, p in params.items() if p.sharding_type != "row_wise"}
+        bad = {t: p.sharding_type for t, p in params.items() if p.sharding_type != ShardingType.ROW_WISE.value}
         if bad:
             raise ValueError(f"managed-collision tables shard row-wise only, got {bad}")
         return _ShardedZCHEmbeddingBagCollection(
@@ -360,6 +362,16 @@ class ZCHEmbeddingBagCollectionSharder(ManagedCollisionEmbeddingBagCollectionSha
     @property
     def module_type(self) -> Type[ManagedCollisionEmbeddingBagCollection]:  # pyre-ignore[15]
         return ZCHManagedCollisionEmbeddingBagCollection
+
+    def sharding_types(self, compute_device_type: str) -> List[str]:
+        # row-wise on every device: TorchRec intersects with the EBC sharder's types, which on CPU
+        # leave row-wise out, although the row-wise EBC and remappers run there (tested on gloo)
+        return [ShardingType.ROW_WISE.value]
+
+    def compute_kernels(self, sharding_type: str, compute_device_type: str) -> List[str]:
+        if compute_device_type == "cpu":  # the UVM / key-value kernels need CUDA or SSD
+            return [EmbeddingComputeKernel.FUSED.value]
+        return super().compute_kernels(sharding_type, compute_device_type)
 
 
 def zch_sharders(**fused_params: Any) -> List[ZCHEmbeddingBagCollectionSharder]:
