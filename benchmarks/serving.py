@@ -45,7 +45,6 @@ content requests/s (``targets`` in the JSON; reported, not asserted).
 
 from __future__ import annotations
 
-import os
 import random
 import statistics
 import sys
@@ -188,19 +187,22 @@ def request_table(store: Any, columns: Sequence[str], events: int, rows: int, se
 # ---------------------------------------------------------------------------------------- timing
 
 
-def score_all(scorer: Any, tensors: Tuple[Any, List[Any], List[Any]], batch: int) -> None:
-    """Scores every request in batches of ``batch`` (checks + program)."""
+def split_batches(tensors: Tuple[Any, List[Any], List[Any]], batch: int) -> List[Tuple[Any, List[Any], List[Any]]]:
+    """The request tensors cut into batches of ``batch`` requests (views: nothing is copied)."""
     dense, values, lengths = tensors
     b = int(dense.shape[0])
-    if batch >= b:
-        scorer.score_tensors(dense, values, lengths)
-        return
-    # per-key value offsets of each batch start, so slicing copies nothing
-    starts = [torch.cat([torch.zeros(1, dtype=torch.int64), n.cumsum(0)]) for n in lengths]
+    starts = [[0] + n.cumsum(0).tolist() for n in lengths]  # per-key value offset of each request
+    out = []
     for i in range(0, b, batch):
         j = min(i + batch, b)
-        vs = [v[int(s[i]):int(s[j])] for v, s in zip(values, starts)]
-        scorer.score_tensors(dense[i:j], vs, [n[i:j] for n in lengths])
+        out.append((dense[i:j], [v[s[i]:s[j]] for v, s in zip(values, starts)], [n[i:j] for n in lengths]))
+    return out
+
+
+def score_all(scorer: Any, batches: List[Tuple[Any, List[Any], List[Any]]]) -> None:
+    """Scores every batch (``ExportedScorer.score_tensors``: input checks + program)."""
+    for dense, values, lengths in batches:
+        scorer.score_tensors(dense, values, lengths)
 
 
 def end_to_end(scorer: Any, table: Any, batch: int) -> None:
@@ -348,7 +350,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             for th in threads:
                 torch.set_num_threads(th)
                 for bs in batches:
-                    scorer_t = round_robin({s.name: (lambda s=s: score_all(s.scorer, s.tensors[e], bs)) for s in served},
+                    cut = {s.name: split_batches(s.tensors[e], bs) for s in served}
+                    scorer_t = round_robin({s.name: (lambda s=s: score_all(s.scorer, cut[s.name])) for s in served},
                                            repeats, args.seed)
                     e2e_t = round_robin({s.name: (lambda s=s: end_to_end(s.scorer, s.tables[e], bs)) for s in served},
                                         repeats, args.seed + 1)

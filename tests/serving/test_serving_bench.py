@@ -113,11 +113,13 @@ def test_projection_fold_keeps_the_scores(dlrm_run: Path, dlrm_export: Path, tmp
 def test_bench_requests_have_the_asked_length_and_aligned_columns(dlrm_export: Path) -> None:
     """Every synthetic request has exactly E events per history column, and the columns describe
     the same events (each SIDE value is the SID of the item at the same position)."""
-    sys.path.insert(0, str(BENCH.parent))
-    try:
-        from serving import request_table  # pyright: ignore[reportMissingImports]
-    finally:
-        sys.path.remove(str(BENCH.parent))
+    import importlib.util
+
+    spec_ = importlib.util.spec_from_file_location("bench_serving", BENCH)
+    assert spec_ is not None and spec_.loader is not None
+    bench = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(bench)
+    request_table = bench.request_table
     from torchrec_side.data import ExampleStore
 
     spec = read_spec(dlrm_export)

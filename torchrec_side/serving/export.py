@@ -336,7 +336,7 @@ def fold_projection(module: nn.Module) -> bool:
         new_lev = (lev.to(torch.float64) @ w.T).to(lev.dtype).contiguous()
         module.register_buffer("offset", new_off)
         module.register_buffer("level_tables", new_lev)
-        module.projection = None
+        setattr(module, "projection", None)
         # derive the fast-path tables (grouped, rank-1 factors, ...) again, as after a state-dict load
         setattr(module, "_factors", None)
         getattr(module, "_build_derived")(getattr(module, "sid_tables")())
