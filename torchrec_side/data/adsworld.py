@@ -639,44 +639,49 @@ def item_posterior_ceiling(cfg: AdsWorldConfig, cal: _Calibration, imp: Dict[str
     else:
         gc, wc = np.zeros(1), np.ones(1)
     qv, cv = ck.w_quality * gq, ck.w_collab * gc
-    logwc = np.log(wc / wc.sum())
-    grid = qv[:, None] + cv[None, :]  # [G, C]
+    wcn = (wc / wc.sum()).astype(np.float32)
+    grid = (qv[:, None] + cv[None, :]).astype(np.float32)  # [G, C]
     item, split = imp["item_id"], imp["split"]
     train = np.flatnonzero(split == 0)
     seen = np.unique(item[train])  # rows of the posterior table: items with a training impression, then the prior
     n_items = len(seen) + 1
     slot = np.full(int(item.max(initial=-1)) + 1, len(seen), dtype=np.int64)
     slot[seen] = np.arange(len(seen))
-    m = imp["logit_content"].astype(np.float64)
-    logr, dup = imp["pick_logr"].astype(np.float64), imp["pick_dup"]
-    bias = cal.bias
+    # per row: the pick's offset log(dup) - log R, so P(pick | s) = sigmoid(tau s + off)
+    off = (np.log(np.maximum(imp["pick_dup"], 1).astype(np.float64)) - imp["pick_logr"].astype(np.float64))
+    off = np.minimum(off, 80.0).astype(np.float32)  # no other item: the pick is certain
+    zb = (imp["logit_content"].astype(np.float64) + cal.bias).astype(np.float32)  # bias + m
+    mt = (tau * imp["logit_content"].astype(np.float64)).astype(np.float32) + off  # tau m + off
+    tg = np.float32(tau) * grid
+    step = max(1, (1 << 22) // grid.size)
+
+    def parts(rows: Array) -> Tuple[Array, Array]:
+        """``(P(click | q, c), wc P(pick | q, c))``, both float32 [B, G, C]."""
+        with np.errstate(over="ignore"):
+            sig = 1.0 / (1.0 + np.exp(-(zb[rows, None, None] + grid[None])))
+            pick = wcn / (1.0 + np.exp(-(mt[rows, None, None] + tg[None])))
+        return sig, pick
+
     loglik = np.zeros((n_items, len(qv)))
-    step = max(1, _CEILING_CHUNK // (4 * grid.size // 64 + 1))
     for a in range(0, len(train), step):
         rows = train[a : a + step]
-        total = m[rows, None, None] + grid[None]  # [B, G, C]
-        lp = _pick_logw(tau, total.reshape(len(rows), -1), logr[rows], dup[rows]).reshape(total.shape)
-        z = bias + total
-        y = imp["label"][rows].astype(np.float64)[:, None, None]
-        ly = -np.logaddexp(0.0, -z) * y - np.logaddexp(0.0, z) * (1.0 - y)  # log P(label | logit)
+        sig, pick = parts(rows)
+        y = imp["label"][rows][:, None, None] > 0.5
         # P(label | q) with c over its prior tilted by this pick, normalized per q: the picks are not
         # a likelihood of q here (only the shortlists an item won are recorded, not those it lost)
-        u = logwc + lp
-        umax = u.max(axis=2, keepdims=True)
-        eu = np.exp(u - umax)
-        l_row = np.log((eu * np.exp(ly)).sum(axis=2) / eu.sum(axis=2))  # [B, G]
+        py = np.where(y, sig, 1.0 - sig)
+        l_row = np.log(np.maximum((pick * py).sum(axis=2), 1e-38) / np.maximum(pick.sum(axis=2), 1e-38))  # [B, G]
         for g in range(len(qv)):
             loglik[:, g] += np.bincount(slot[item[rows]], weights=l_row[:, g], minlength=n_items)
     logpost = np.log(wq / wq.sum())[None, :] + loglik  # [N, G], unnormalized
+    post = np.exp(logpost - logpost.max(axis=1, keepdims=True)).astype(np.float32)
     out = np.full(len(item), np.nan)
     evals = np.flatnonzero(split > 0)
     for a in range(0, len(evals), step):
         rows = evals[a : a + step]
-        total = m[rows, None, None] + grid[None]
-        lp = _pick_logw(tau, total.reshape(len(rows), -1), logr[rows], dup[rows]).reshape(total.shape)
-        w = logpost[slot[item[rows]]][:, :, None] + logwc + lp
-        w = np.exp(w - w.max(axis=(1, 2), keepdims=True))
-        out[rows] = (w * _sigmoid(bias + total)).sum(axis=(1, 2)) / w.sum(axis=(1, 2))
+        sig, pick = parts(rows)
+        w = post[slot[item[rows]]][:, :, None] * pick
+        out[rows] = (w * sig).sum(axis=(1, 2), dtype=np.float64) / np.maximum(w.sum(axis=(1, 2), dtype=np.float64), 1e-300)
     return out
 
 
