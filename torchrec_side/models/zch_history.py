@@ -28,6 +28,9 @@ How the table works (torchrec 1.8 ``torchrec.modules.mc_modules``):
 * Input ids must lie in ``[0, input_hash_size)``; here ``input_hash_size = num_items`` (item ids).
   Row-wise sharding sends id ``i`` to shard ``i // ceil(num_items / W)``, so each shard manages
   a contiguous block of item ids with ``R / W`` slots.
+* Rebuilt unsharded from a ``W``-rank checkpoint (serving), the module reads the shard boundaries
+  saved with the remapper (``_output_segments_tensor``), so an id not admitted still reads the miss
+  slot of the shard that managed its block, and scores match the sharded run's.
 
 The module (:class:`ZCHEmbeddingBagCollection`) keeps the project's pooled contract
 (``KJT -> KeyedTensor`` of width ``D`` per key, ``embedding_bag_configs()``): it wraps a
@@ -229,7 +232,8 @@ class ZCHManagedCollisionEmbeddingBagCollection(ManagedCollisionEmbeddingBagColl
         configs = {c.name: c for c in ebc.embedding_bag_configs()}
         for table, rows in self._managed_collision_collection.evict().items():
             if rows is not None and rows.numel():
-                _reset_rows(ebc.embedding_bags[table].weight.data, rows.long(), configs[table])
+                weight = cast(torch.Tensor, ebc.embedding_bags[table].weight)
+                _reset_rows(weight.data, rows.long(), configs[table])
         return ebc(remapped), None
 
 
