@@ -88,8 +88,8 @@ from torchrec_side.config import ConfigError, config_to_dict, config_to_yaml
 from torchrec_side.data.adsworld_config import LEGACY, AdsWorldConfig, load_world_config, with_legacy
 from torchrec_side.io import ArtifactError, atomic_dir, write_json
 
-__all__ = ["FORMAT", "VERSION", "DAY", "ceilings", "item_posterior_ceiling", "soft_max_pool", "generate_world", "read_manifest", "target_in_history",
-           "normalized_entropy", "auc", "world_main"]
+__all__ = ["FORMAT", "VERSION", "DAY", "ceilings", "item_posterior_ceiling", "soft_max_pool", "generate_world",
+           "read_manifest", "target_in_history", "normalized_entropy", "auc", "world_main"]
 
 FORMAT: str = "torchrec-side-adsworld"
 VERSION: int = 1
@@ -500,8 +500,8 @@ def _fresh(cfg: AdsWorldConfig, cat: _Catalogue, tables: _DayTables, users: _Use
 
 def _chunk(cfg: AdsWorldConfig, cat: _Catalogue, tables: _DayTables, cal: _Calibration, index: int,
            u0: int, n: int) -> Tuple[Dict[str, Array], Dict[str, Array], Array]:  # fmt: skip
-    """Events, impressions and collaborative factors (float32 [n, r]) of users ``u0 .. u0 + n - 1`` (stream 2, chunk ``index``; the user
-    factors: stream 7, chunk ``index``)."""
+    """Events, impressions and collaborative factors (float32 [n, r]) of users ``u0 .. u0 + n - 1``
+    (stream 2, chunk ``index``; the user factors: stream 7, chunk ``index``)."""
     rng = _rng(cfg.seed, 2, index)
     times = _times(cfg)
     users = _make_users(cfg, cat, n, rng, _rng(cfg.seed, 7, index))
@@ -525,8 +525,9 @@ def _chunk(cfg: AdsWorldConfig, cat: _Catalogue, tables: _DayTables, cal: _Calib
     split = np.where(im_t < times["val"], 0, np.where(im_t < times["test"], 1, 2)).astype(np.int8)
     events = {"user_id": ev_user.astype(np.int64) + u0, "item_id": ev_item, "timestamp": ev_t.astype(np.int64)}
     impressions = {"user_id": im_user.astype(np.int64) + u0, "item_id": im.item, "timestamp": im_t.astype(np.int64),
-                   "label": label, "p_true": p_true, "split": split, "logit_content": im.m.astype(np.float32), "logit_id": im.x.astype(np.float32),
-                   "pick_logr": im.logr.astype(np.float32), "pick_dup": im.dup.astype(np.int16)}  # fmt: skip
+                   "label": label, "p_true": p_true, "split": split, "logit_content": im.m.astype(np.float32),
+                   "logit_id": im.x.astype(np.float32), "pick_logr": im.logr.astype(np.float32),
+                   "pick_dup": im.dup.astype(np.int16)}  # fmt: skip
     return events, impressions, users.factor
 
 
@@ -612,8 +613,9 @@ def item_posterior_ceiling(cfg: AdsWorldConfig, cal: _Calibration, imp: Dict[str
     won are recorded, not those it lost, so this is the label-only posterior (an approximation; its
     calibration is checked in the tests). Quadrature: ``q`` on ``nodes_q`` equally spaced points of
     [-4.5, 4.5] (a head item's posterior is narrow, so a fixed Gauss-Hermite rule would be too coarse
-    there), ``c`` by Gauss-Hermite with ``nodes_c`` nodes. Items without a training impression get the content ceiling under the exact
-    prior (no fitted shift). Training rows get NaN (their own label is in the posterior).
+    there), ``c`` by Gauss-Hermite with ``nodes_c`` nodes. Items without a training impression get
+    the content ceiling under the exact prior (no fitted shift). Training rows get NaN (their own
+    label is in the posterior).
 
     Args:
         cfg: the world's config.
@@ -681,7 +683,8 @@ def item_posterior_ceiling(cfg: AdsWorldConfig, cal: _Calibration, imp: Dict[str
         rows = evals[a : a + step]
         sig, pick = parts(rows)
         w = post[slot[item[rows]]][:, :, None] * pick
-        out[rows] = (w * sig).sum(axis=(1, 2), dtype=np.float64) / np.maximum(w.sum(axis=(1, 2), dtype=np.float64), 1e-300)
+        num = (w * sig).sum(axis=(1, 2), dtype=np.float64)
+        out[rows] = num / np.maximum(w.sum(axis=(1, 2), dtype=np.float64), 1e-300)
     return out
 
 
