@@ -1,6 +1,6 @@
 """Pooled history embedding: SIDE versus learned lookups, events per second and bytes per event.
 
-    python benchmarks/lookup.py [--quick] [--json runs/bench/lookup.json]
+    python benchmarks/lookup.py [--quick] [--threads N] [--json runs/bench/lookup.json]
     python benchmarks/lookup.py --device cuda [--quick] [--json $OUT/lookup_cuda.json]
 
 For a batch of users with histories of 10^3 and 10^4 events (D = 64), every method pools each
@@ -25,7 +25,10 @@ would call (input: a KeyedJaggedTensor, output: a KeyedTensor):
 
 Numbers: median wall time of ``repeats`` runs after ``warmup`` runs, all methods in one process,
 repeats taken round-robin over the methods (in a shuffled order each round) so that all see the
-same machine load.
+same machine load. Every method runs on torch's intra-op threads (``--threads`` sets their number
+for all of them; the SIDE kernel uses ``at::parallel_for`` like torch's own ops). On a machine
+shared with other busy processes a multi-threaded call waits for a descheduled worker (about one
+scheduler quantum, ~20 ms, whatever the method): ``--threads 1`` then gives the stable ratios.
 Rows: ``{"method", "history_len", "events_per_s", "bytes_per_event", "learned_params", "device",
 "batch_size", "seconds"}``; bytes per event count what the model consumes (int64 KJT values:
 8 for a packed SID or an item id, 8 per token for prefix-ngram, 768 for raw fp16 D = 384).
@@ -132,8 +135,13 @@ def main() -> None:
     p.add_argument("--dims", type=int, nargs="*", default=None, help="CUDA: embedding dims (default 64 128)")
     p.add_argument("--max-events", type=int, default=60_000_000, help="CUDA: skip (B, H) with more events")
     p.add_argument("--repeats", type=int, default=None, help="timed runs per method (default 7, quick 3)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU: torch.set_num_threads for every method (default: torch's own count); on a "
+                        "machine shared with other busy processes 1 gives the stable numbers")
     p.add_argument("--simulate-on-cpu", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.device == "cuda":
         main_cuda(args)
         return
@@ -306,7 +314,7 @@ def main() -> None:
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     print(f"load average (1, 5, 15 min) before: {load_before}, after: {load}; kernel: {cpu_kernel.kernel_status()}")
     write_json(args.json, rows, targets=targets, quick=quick, batch_size=B, kernel=cpu_kernel.kernel_status(),
-               ctypes_kernel=ctypes_status(), load_average_before=load_before, load_average_after=load,
+               ctypes_kernel=ctypes_status(), torch_threads=torch.get_num_threads(), load_average_before=load_before, load_average_after=load,
                device="cpu")
 
 

@@ -46,7 +46,12 @@ def main(device: str) -> None:
             ref = bag.pool(sids, offsets, w, compute="reference")
             tol = 1e-5 * float(ref.abs().max() + 1) * max(lengths) ** 0.5 * 4
             torch.testing.assert_close(pool(w), ref, atol=tol, rtol=1e-4)
-        if dev.type == "cuda":  # mean pooling through the module
+        if dev.type == "cuda":  # opcheck of the CUDA kernels (schema, fake, autograd, AOT dispatch)
+            w = torch.rand(n, generator=g).to(device).requires_grad_(True)
+            for weights in (None, w):
+                torch.library.opcheck(torch.ops.torchrec_side.sid_pool.default, (sids, offsets, weights, grouped, limits, True))
+            torch.library.opcheck(torch.ops.torchrec_side.sid_embed.default, (sids, grouped, limits, True))
+            # mean pooling through the module
             mbag = SIDEmbeddingBag(tables, codec, pooling="mean").to(device)
             torch.testing.assert_close(mbag.pool(sids, offsets, None, compute="kernel"),
                                        mbag.pool(sids, offsets, None, compute="reference"), atol=1e-4, rtol=1e-4)
