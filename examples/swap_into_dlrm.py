@@ -128,10 +128,12 @@ def build_dlrm(variant: str, setup: Setup) -> DLRM:
 
 
 def sharding_for(variant: str) -> Dict[str, str]:
-    """Hand plan: every sharding type appears somewhere."""
+    """Hand plan: every sharding type appears somewhere. The mean-pooled prefix-ngram tables share one
+    module, so none of them is row-split (torchrec 1.8 divides a module's means twice when row-split
+    and other tables mix: :func:`torchrec_side.distributed.check_mean_pooling_sharding` refuses that)."""
     plan = {"user_id": "table_wise", "item_id": "row_wise"}
     if variant == "prefix_ngram":
-        plan.update({"hist__p1": "data_parallel", "hist__p2": "column_wise", "hist__p3": "row_wise"})
+        plan.update({"hist__p1": "data_parallel", "hist__p2": "column_wise", "hist__p3": "table_wise"})
     return plan
 
 
