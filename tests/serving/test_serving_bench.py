@@ -55,6 +55,23 @@ def test_export_keeps_the_registered_op_and_records_the_path(dlrm_export: Path) 
 
 
 @pytest.mark.slow
+def test_a_program_calling_an_unknown_side_op_is_refused_by_name(dlrm_export: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from torchrec_side.io import ArtifactError
+    from torchrec_side.serving.artifact import SPEC_FILE
+
+    d = tmp_path / "renamed"
+    shutil.copytree(dlrm_export, d)
+    raw = json.loads((d / SPEC_FILE).read_text())
+    raw["ops"] = raw["ops"] + ["torchrec_side.sid_pool_renamed_long_ago.default"]
+    (d / SPEC_FILE).write_text(json.dumps(raw))
+    with pytest.raises(ArtifactError, match=r"calls \['torchrec_side\.sid_pool_renamed_long_ago\.default'\], which "
+                                            r"the torchrec_side here .* does not define; export the run again"):
+        load_exported(d)
+
+
+@pytest.mark.slow
 def test_torch_export_scores_like_the_kernel_export(dlrm_export: Path, dlrm_run: Path, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     """``side_compute="torch"`` (what export falls back to where the op is unavailable) uses

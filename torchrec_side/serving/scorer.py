@@ -200,6 +200,12 @@ class ExportedScorer:
         return diff
 
 
+def _own_version() -> str:
+    import torchrec_side
+
+    return str(torchrec_side.__version__)
+
+
 def _register_side_ops(root: Path, spec: ServingSpec) -> None:
     """Registers the ``torch.ops.torchrec_side`` ops (building the C++ extension on first use on
     this machine) when the program calls them; raises :class:`ArtifactError` naming the cause when
@@ -214,6 +220,11 @@ def _register_side_ops(root: Path, spec: ServingSpec) -> None:
                             f"which cannot be registered in this process ({cpu_kernel.kernel_status()}); install a "
                             f"C++ compiler and ninja, or export the run again here (export falls back to the "
                             f"pure-torch grouped_bag path where the op is unavailable)")
+    unknown = [op for op in side_ops if not hasattr(torch.ops.torchrec_side, op.split(".")[1])]
+    if unknown:
+        raise ArtifactError(f"serving artifact {root}: the program calls {unknown}, which the torchrec_side "
+                            f"here (version {_own_version()}; the program was exported by version "
+                            f"{spec.versions.get('torchrec_side', '?')}) does not define; export the run again")
 
 
 def load_exported(directory: PathLike, verify: bool = True, self_check: bool = True) -> ExportedScorer:
