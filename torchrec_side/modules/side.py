@@ -278,9 +278,10 @@ class _SIDTableBase(nn.Module):
                               error_msgs: List[str]) -> None:
         # Overridden rather than a load_state_dict post hook: DMP loads module by module through
         # this method and never runs post hooks, and its loaded tables must be derived again too.
+        errors_before = len(error_msgs)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                                       error_msgs)
-        if not error_msgs and any(prefix + k in state_dict for k in ("offset", "level_tables")):
+        if len(error_msgs) == errors_before and any(prefix + k in state_dict for k in ("offset", "level_tables")):
             _rebuild_after_load(self)
 
     def _set_buffer(self, name: str, value: Optional[torch.Tensor]) -> None:
@@ -555,11 +556,11 @@ class SIDEmbeddingBagCollection(EmbeddingBagCollectionInterface):
     rows are expanded to the global batch B. Output: ``KeyedTensor`` with keys = feature names
     (table order), ``values()`` of shape ``[B, sum_f D_f]``.
 
-    Compute: ``auto`` uses the registered C++ op on CPU for byte-addressable codecs,
-    ``grouped_bag`` (embedding_bag over precomputed byte-group tables) on CUDA or without a compiler,
-    and ``per_level`` lookups for other codecs; the other paths of
-    :data:`~torchrec_side.modules.ops.POOLED_COMPUTE` are selectable. Bag offsets are always
-    checked; the module compiles with ``torch.compile(fullgraph=True)``, exports with
+    Compute: ``auto`` picks per device and codec (:func:`~torchrec_side.modules.ops.resolve_compute`):
+    for byte-addressable codecs the registered op ``torchrec_side::sid_pool`` (``kernel``) where it
+    runs, else ``grouped_bag`` (embedding_bag over precomputed byte-group tables); ``per_level``
+    lookups for other codecs. The other paths of :data:`~torchrec_side.modules.ops.POOLED_COMPUTE`
+    are selectable. Bag offsets are always checked; the module compiles with ``torch.compile(fullgraph=True)``, exports with
     ``torch.export`` and traces with ``torchrec.fx.symbolic_trace``. DMP leaves it unsharded
     (replicated with the dense part): no sharder matches it.
 
