@@ -17,6 +17,10 @@ Variants (one column each; traditional SID is one RQ SID per content collection,
 
     python benchmarks/store_footprint.py --json runs/bench/store_footprint.json
     python benchmarks/store_footprint.py --world runs/world/tiny --json runs/bench/store_footprint_world.json
+    python benchmarks/store_footprint.py --quick --stores /tmp/stores --json /tmp/sf.json  # tiny synthetic store, seconds
+
+``--quick`` (without ``--world``): a tiny synthetic-ratings store (200 users, 300 items, 5,000 events),
+synthetic 64-d "text" content, RQ 3 x 16 SIDs, 10 loader batches: a smoke run of every step.
 """
 
 from __future__ import annotations
@@ -29,7 +33,10 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# this folder last on the path, not first (where ``python benchmarks/<name>.py`` puts it): its
+# tokenizers.py would shadow HF ``tokenizers``, which transformers imports (through torchmetrics)
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [x for x in sys.path if not x or Path(x).resolve() != _HERE] + [str(_HERE)]
 from _common import base_parser, print_table, write_json  # noqa: E402
 
 
@@ -41,13 +48,13 @@ def _fit_rows(x: torch.Tensor, fit_items: int, seed: int) -> torch.Tensor:
     return x[torch.randperm(x.shape[0], generator=g)[:fit_items]]
 
 
-def _prefix_tokens(x: torch.Tensor, seed: int, fit_items: int) -> Tuple[np.ndarray, float]:
+def _prefix_tokens(x: torch.Tensor, seed: int, fit_items: int, radix: int = 256) -> Tuple[np.ndarray, float]:
     from torchrec_side.modules.traditional import sid_tokens, SIDTokenConfig
     from torchrec_side.quantizers import RQKMeans, RQKMeansConfig
     from torchrec_side.sid import SIDCodec
 
     t0 = time.perf_counter()
-    q = RQKMeans(RQKMeansConfig(radices=[256, 256, 256], seed=seed)).fit(_fit_rows(x, fit_items, seed))
+    q = RQKMeans(RQKMeansConfig(radices=[radix] * 3, seed=seed)).fit(_fit_rows(x, fit_items, seed))
     codes = q.encode(x)
     cfg = SIDTokenConfig(name="t", feature_names=["hist"], codec=SIDCodec.mixed_radix(q.radices), embedding_dim=16)
     return sid_tokens(codes, cfg).t().contiguous().numpy(), time.perf_counter() - t0
@@ -84,6 +91,9 @@ def main() -> None:
     cap = args.max_history or None
     if args.world is not None:
         cfg = ExamplesConfig(dataset="adsworld", world_dir=str(args.world), max_history=cap)
+    elif args.quick:
+        cfg = ExamplesConfig(dataset="synthetic", max_history=cap, synthetic_users=200, synthetic_items=300,
+                             synthetic_events=5000, synthetic_seed=args.seed)
     else:
         cfg = ExamplesConfig(dataset="ml100k", max_history=cap)
     t0 = time.perf_counter()
@@ -95,6 +105,14 @@ def main() -> None:
         text = torch.from_numpy(np.load(args.world / "content" / "text.npy").astype(np.float32))
         image = torch.from_numpy(np.load(args.world / "content" / "image.npy").astype(np.float32))
         collections = {"text": text, "image": image}
+    elif args.quick:
+        from torchrec_side.data import content, synthetic_content
+
+        text = synthetic_content(store.num_items, 64, seed=args.seed).float()
+        tr = store.interactions("train")
+        cf = content.collaborative_embeddings(tr["user_id"], tr["item_id"], store.num_users, store.num_items,
+                                              dim=16, seed=args.seed).float()
+        collections = {"text": text, "cf": cf}
     else:
         from torchrec_side.data import content
 
@@ -105,7 +123,7 @@ def main() -> None:
         collections = {"text": text, "cf": cf}
     tables["side"] = _side_sids(text, args.seed, args.fit_items)
     for name, x in collections.items():
-        tables[f"prefix_rq_{name}"] = _prefix_tokens(x, args.seed, args.fit_items)
+        tables[f"prefix_rq_{name}"] = _prefix_tokens(x, args.seed, args.fit_items, 16 if args.quick else 256)
     if not args.no_raw:
         tables["raw_text_fp16"] = (text.half().numpy(), 0.0)
 

@@ -53,7 +53,10 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# this folder last on the path, not first (where ``python benchmarks/<name>.py`` puts it): its
+# tokenizers.py would shadow HF ``tokenizers``, which transformers imports (through torchmetrics)
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [x for x in sys.path if not x or Path(x).resolve() != _HERE] + [str(_HERE)]
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import base_parser, load_average, print_table, write_json  # noqa: E402
