@@ -568,7 +568,8 @@ def ceilings(cfg: AdsWorldConfig, cal: _Calibration, m: Array, x: Array, logr: A
       ``p_id`` is approximate where ``p_content`` is exact.
 
     Both condition on ``R`` and ``dup``, which no model sees, so they are slightly sharper than
-    ``E[p | m]`` / ``E[p | x]``. ``shift_x`` / ``shift_m`` move the unknown part's prior mean: the
+    ``E[p | m]`` / ``E[p | x]``. With ``users.fresh_impressions`` an impression was redrawn until its
+    item was not among the user's earlier events, which the priors ignore (approximate there). ``shift_x`` / ``shift_m`` move the unknown part's prior mean: the
     priors are those of the generative process, but one world is one draw of its catalogue (a few
     head items take much of the traffic), so the realized average of the unknown part differs a
     little from 0; :func:`_fit_shift` fits it on training impressions, as any model learns its
