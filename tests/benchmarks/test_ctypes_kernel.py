@@ -16,7 +16,10 @@ from torchrec_side.sid.codec import SIDCodec
 
 from factories import offsets_of, random_codes, random_tables
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+# appended, not prepended: benchmarks/tokenizers.py must not shadow the `tokenizers` package
+_BENCH = str(Path(__file__).resolve().parents[2] / "benchmarks")
+if _BENCH not in sys.path:
+    sys.path.append(_BENCH)
 import _ctypes_kernel  # noqa: E402  # pyright: ignore[reportMissingImports]
 
 
