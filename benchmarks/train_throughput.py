@@ -205,21 +205,23 @@ class _Phases:
     def __init__(self, barrier: Callable[[], None]) -> None:
         self.barrier = barrier
         self.now: Dict[str, float] = defaultdict(float)
-        self.depth = 0
+        self.inner: List[float] = []  # per open phase: its nested phases' leading barriers (not its work)
 
     @contextmanager
     def __call__(self, name: str, *also: str) -> Iterator[None]:
+        tb = time.perf_counter()
         self.barrier()
-        self.depth += 1
+        if self.inner:
+            self.inner[-1] += time.perf_counter() - tb
+        self.inner.append(0.0)
         t0 = time.perf_counter()
         try:
             yield
         finally:
             self.barrier()
-            dt = time.perf_counter() - t0
+            dt = time.perf_counter() - t0 - self.inner.pop()
             for n in (name, *also):
                 self.now[n] += dt
-            self.depth -= 1
 
     def take(self) -> Dict[str, float]:
         out, self.now = dict(self.now), defaultdict(float)
@@ -320,14 +322,17 @@ def _backward_split(prof: Any) -> List[Dict[str, float]]:
             c in n for c in ("All2All", "ReduceScatter", "AllGather", "Variable_Batch")),
         "allreduce": lambda n: n.startswith("c10d::allreduce") or n.startswith("c10d::allreduce_coalesced"),
     }
-    if os.environ.get("TT_DEBUG"):
-        agg: Dict[str, float] = defaultdict(float)
-        lo, hi, th = windows[0]
-        for e in events:
-            if e.thread == th and lo <= e.time_range.start and e.time_range.end <= hi:
-                agg[e.name] += e.time_range.end - e.time_range.start
-        for n, us in sorted(agg.items(), key=lambda kv: -kv[1])[:40]:
-            print(f"  bwd {us / 1000:8.2f} ms  {n}", flush=True)
+    if os.environ.get("TT_DEBUG"):  # the first profiled step's heaviest ranges, forward and backward
+        for label in ("tt:forward", "tt:backward"):
+            w = next((e for e in events if e.name == label), None)
+            if w is None:
+                continue
+            agg: Dict[str, float] = defaultdict(float)
+            for e in events:
+                if e.thread == w.thread and w.time_range.start <= e.time_range.start and e.time_range.end <= w.time_range.end:
+                    agg[e.name] += e.time_range.end - e.time_range.start
+            for n, us in sorted(agg.items(), key=lambda kv: -kv[1])[:30]:
+                print(f"  {label} {us / 1000:8.2f} ms  {n}", flush=True)
     out = []
     for lo, hi, th in windows:  # the backward's own thread (gloo's worker threads overlap it)
         inside = [e for e in events if e.thread == th and lo <= e.time_range.start and e.time_range.end <= hi]
@@ -419,7 +424,7 @@ def _worker(rank: int, world: int, port: int, args: Any, store_path: str, out: D
                     t0 = time.perf_counter()
                     with phases("loader"):
                         batch = next(it).to(env.device, non_blocking=True)
-                    with phases("forward"):
+                    with phases("forward"), record_function("tt:forward"):
                         loss, _ = dmp(batch)
                     with phases("backward"), record_function("tt:backward"):
                         opt.zero_grad()  # (a no-op for the fused tables; the dense grads)

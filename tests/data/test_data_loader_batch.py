@@ -53,9 +53,11 @@ def _plain_batch(world: Dict[str, np.ndarray], ex: Dict[str, np.ndarray], rows: 
     return out, keys
 
 
-@settings(max_examples=12, deadline=None)
-@given(st.integers(0, 10_000), st.sampled_from([None, 3]), st.sampled_from([3, 5]), st.booleans(), st.booleans())
-def test_batches_equal_a_plain_per_example_reference(world_writer, seed, cap, b, shuffle, admit) -> None:
+@settings(max_examples=16, deadline=None)
+@given(st.integers(0, 10_000), st.sampled_from([None, 3]), st.sampled_from([3, 5]), st.booleans(), st.booleans(),
+       st.sampled_from([0, 10**9]))
+def test_batches_equal_a_plain_per_example_reference(world_writer, seed, cap, b, shuffle, admit, slice_min) -> None:
+    """``slice_min`` 0: windows copied as log slices; 10^9: gathered through the row index."""
     with tempfile.TemporaryDirectory() as d:
         w = world_writer(Path(d) / "w", seed=seed, num_events=int(np.random.default_rng(seed).integers(1, 120)))
         store = prepare_store(ExamplesConfig(dataset="adsworld", world_dir=str(Path(d) / "w"), max_history=cap,
@@ -81,6 +83,7 @@ def test_batches_equal_a_plain_per_example_reference(world_writer, seed, cap, b,
             for rank in (0, 1):
                 ds = ExampleDataset(store, split, inputs, batch_size=b, rank=rank, world_size=2, shuffle=shuffle,
                                     seed=seed, item_rows=item_rows)
+                ds.slice_min_mean_events = slice_min
                 order = _row_order(ds)
                 for (index, rows), batch in zip(order, ds):
                     want, keys = _plain_batch(w, ex, rows, b, _caps(store.max_history, None), tables, inputs,

@@ -314,15 +314,23 @@ class ExampleDataset(torch.utils.data.IterableDataset):  # pyre-ignore[13]
             part = table.slice(lo, max(0, min(self.batch_size, table.num_rows - lo)))
             yield self._make_batch(part)
 
+    #: Mean events per history window from which a batch's windows are copied as contiguous log
+    #: slices (one copy per example and column, no index array: 3-5x faster at 10^3 events) rather
+    #: than gathered through one ``window_index`` (faster for short windows: no per-example loop).
+    slice_min_mean_events: int = 32
+
     def _make_batch(self, t: Any) -> ExampleBatch:
         """Arrow rows -> ExampleBatch, padded to ``batch_size`` rows (vectorized).
 
-        The KJT's values are written once, into one preallocated int64 buffer: a one-value column
-        is gathered (``np.take``) straight into its key's slice; a ``W``-value column's rows are
-        gathered once (``np.take(axis=0)``, several times faster than fancy indexing ``log[index]``
-        of a 2-D array) and each slot copied into its key's slice; no per-key array is
-        concatenated. The result equals, bit for bit, the per-key values ``log[index][:, j]``
-        concatenated in key order.
+        The KJT's values are written once, into one preallocated int64 buffer, each key into its
+        slice: no per-key array is concatenated. A history window is a contiguous run of log rows,
+        so long windows (mean at least :attr:`slice_min_mean_events`) are copied run by run
+        straight from the log (a ``W``-value column's run transposed into its ``W`` keys' slices,
+        which are consecutive); short ones are
+        gathered through the windows' row index (:func:`~torchrec_side.data.store.window_index`,
+        ``np.take``). Both give, bit for bit, the per-key values ``log[index][:, j]`` concatenated
+        in key order (``tests/data/test_data_loader_batch.py`` checks both against a plain
+        per-example reference).
         """
         b, n = self.batch_size, t.num_rows
         pad = b - n
@@ -337,50 +345,77 @@ class ExampleDataset(torch.utils.data.IterableDataset):  # pyre-ignore[13]
         num_prior = col("num_prior", np.float32)
         weights = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
         dense = np.stack([np.log1p(num_prior) / math.log1p(1000.0), (num_prior == 0).astype(np.float32)], axis=1)
-        lens, index = self.store.windows(user[:n], col("num_prior", np.int64)[:n], self.max_history)
-        lens = np.concatenate([lens, np.zeros(pad, np.int64)]) if pad else lens
-        events = int(index.size)
+        end = col("num_prior", np.int64)[:n]
+        caps = [c for c in (self.store.max_history, self.max_history) if c is not None]
+        keep = end if not caps else np.minimum(end, min(caps))
+        events = int(keep.sum())
+        lens = np.concatenate([keep, np.zeros(pad, np.int64)]) if pad else keep.astype(np.int64, copy=False)
         ones = np.ones(b, np.int64)
+        if self.history and n and events >= self.slice_min_mean_events * n:
+            hi = self.store.log_offsets()[user[:n]] + end
+            runs = list(zip((hi - keep).tolist(), hi.tolist()))  # each window's log rows [lo, hi)
+            index = None
+        else:
+            runs = None
+            index = self.store.windows(user[:n], end, self.max_history)[1]
 
-        # the plan: per KJT key, (lengths [B], its value count, how to fill its slice)
+        def history_rows(src: npt.NDArray[Any]) -> npt.NDArray[Any]:  # [events] or [events, W]
+            if runs is None:
+                return np.take(src, index, axis=0)
+            return np.concatenate([src[a:z] for a, z in runs]) if runs else src[:0]
+
+        def fill_history(src: npt.NDArray[Any], out: npt.NDArray[np.int64]) -> None:  # W == 1
+            if runs is None:
+                if src.dtype == np.int64:  # index holds log rows: in range by construction
+                    np.take(src, index, out=out, mode="clip")
+                else:
+                    out[:] = np.take(src, index)
+                return
+            o = 0
+            for a, z in runs:
+                out[o: o + z - a] = src[a:z]
+                o += z - a
+
+        def fill_slots(src: npt.NDArray[Any], out: npt.NDArray[np.int64]) -> None:  # W > 1, runs
+            view, o = out.reshape(src.shape[1], -1), 0
+            for a, z in runs or ():
+                view[:, o: o + z - a] = src[a:z].T
+                o += z - a
+
+        # the plan: per KJT key (or block of consecutive keys), (lengths [B], its value count, how to fill its slice)
         plan: List[Tuple[npt.NDArray[np.int64], int, Callable[[npt.NDArray[np.int64]], None]]] = []
-
-        def put(src: npt.NDArray[Any], idx: npt.NDArray[np.int64]) -> Callable[[npt.NDArray[np.int64]], None]:
-            if src.dtype == np.int64:  # idx is in range by construction (windows of the log, item ids)
-                return lambda out: np.take(src, idx, out=out, mode="clip")
-            return lambda out: out.__setitem__(slice(None), np.take(src, idx))  # cast to int64
-
-        class _Rows:  # a W-value column's rows of this batch, gathered once for all its slots
-            def __init__(self, src: npt.NDArray[Any], idx: npt.NDArray[np.int64]) -> None:
-                self.src, self.idx, self.rows = src, idx, None
-
-            def get(self) -> npt.NDArray[Any]:
-                if self.rows is None:
-                    self.rows = np.take(self.src, self.idx, axis=0)  # [n, W]
-                return self.rows
-
-        def put_slot(rows: _Rows, j: int) -> Callable[[npt.NDArray[np.int64]], None]:
-            return lambda out: out.__setitem__(slice(None), rows.get()[:, j])
-
-        def put_flat(rows: _Rows) -> Callable[[npt.NDArray[np.int64]], None]:
-            return lambda out: out.__setitem__(slice(None), rows.get().reshape(-1))  # event-major
-
         plan.append((ones, b, lambda out: out.__setitem__(slice(None), user)))
         ids = item if self.item_rows is None else self.item_rows[item]
         plan.append((ones, b, lambda out: out.__setitem__(slice(None), ids)))
         for h, info in zip(self.history, self.infos):
-            target = isinstance(h, TargetInput)  # one event per example: the target's row of the item table
-            src = self.store.item_values(h.column) if target else self.store.log_values(h.column)
-            idx, lengths, count = (item, ones, b) if target else (index, lens, events)
-            if info.width == 1:
-                plan.append((lengths, count, put(src.reshape(-1), idx)))
+            w = info.width
+            if isinstance(h, TargetInput):  # one event per example: the target's row of the item table
+                rows = np.take(self.store.item_values(h.column), item, axis=0)  # [B, W]
+                if w == 1 or h.flatten:
+                    plan.append((ones * (w if h.flatten else 1), b * w,
+                                 lambda out, r=rows: out.__setitem__(slice(None), r.reshape(-1))))
+                else:
+                    for j in range(w):
+                        plan.append((ones, b, lambda out, r=rows, j=j: out.__setitem__(slice(None), r[:, j])))
                 continue
-            rows = _Rows(src, idx)
-            if h.flatten:
-                plan.append((lengths * info.width, count * info.width, put_flat(rows)))
+            src = self.store.log_values(h.column)
+            if w == 1:
+                plan.append((lens, events, lambda out, s=src.reshape(-1): fill_history(s, out)))
+                continue
+            cache: List[npt.NDArray[Any]] = []  # this column's [events, W] rows, built once for its slots
+
+            def get(s: npt.NDArray[Any] = src, c: List[npt.NDArray[Any]] = cache) -> npt.NDArray[Any]:
+                if not c:
+                    c.append(history_rows(s))
+                return c[0]
+
+            if h.flatten:  # W values per event, event-major
+                plan.append((lens * w, events * w, lambda out, g=get: out.__setitem__(slice(None), g().reshape(-1))))
+            elif runs is not None:  # the W keys' slices are consecutive: [W, events], each run transposed in
+                plan.append((np.tile(lens, w), events * w, lambda out, s=src: fill_slots(s, out)))
             else:
-                for j in range(info.width):
-                    plan.append((lengths, count, put_slot(rows, j)))
+                for j in range(w):
+                    plan.append((lens, events, lambda out, g=get, j=j: out.__setitem__(slice(None), g()[:, j])))
         values = np.empty(sum(c for _, c, _ in plan), dtype=np.int64)
         lo = 0
         for _, c, fill in plan:
