@@ -23,11 +23,9 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor, KeyedTensor
 
 from torchrec_side.config import ConfigError
 from torchrec_side.models.history import HistoryContext, HistoryFeatureConfig, make_history_feature
-from torchrec_side.models.zch_history import (
-    managed_collision_tables,
-    ZCHEmbeddingBagCollection,
-    ZCHHistory,
-)
+from torchrec_side.distributed.zch import managed_collision_tables
+from torchrec_side.models.zch_history import ZCHHistory
+from torchrec_side.modules.zch import ZCHEmbeddingBagCollection
 
 D = 4
 

@@ -36,7 +36,8 @@ from torchrec.modules.embedding_modules import EmbeddingBagCollection
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
 from torchrec_side.models.dlrm import combine_pooled
-from torchrec_side.models.zch_history import ZCHEmbeddingBagCollection, zch_sharders
+from torchrec_side.distributed.zch import zch_sharders
+from torchrec_side.modules.zch import ZCHEmbeddingBagCollection
 
 WORLD = 2
 D = 4

@@ -14,6 +14,8 @@ part of the model (docs/design.md, section 5).
   computes wrongly.
 * :func:`shard_model` / :func:`make_optimizer`: DMP with a hand plan, and the fused optimizer
   combined with a dense one.
+* :mod:`.zch`: the row-wise sharder of the managed-collision table (``sparse_id_zch``), with its
+  eviction reset on CPU, and the check that a plan shards it row-wise as one module.
 
 Example::
 
@@ -33,14 +35,24 @@ from torchrec_side.distributed.sharding import (
     shard_model,
     sharding_constraints,
 )
+from torchrec_side.distributed.zch import (
+    check_managed_collision_sharding,
+    managed_collision_tables,
+    ZCHEmbeddingBagCollectionSharder,
+    zch_sharders,
+)
 
 __all__ = [
     "SHARDING_TYPES",
+    "ZCHEmbeddingBagCollectionSharder",
+    "check_managed_collision_sharding",
     "check_mean_pooling_sharding",
     "embedding_sharders",
     "hand_plan",
     "learned_tables",
     "make_optimizer",
+    "managed_collision_tables",
     "shard_model",
     "sharding_constraints",
+    "zch_sharders",
 ]

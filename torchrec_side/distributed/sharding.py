@@ -26,7 +26,7 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, Union, cast
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union, cast
 
 import torch
 from torch import nn
@@ -47,9 +47,12 @@ from torchrec.distributed.sharding_plan import (
 from torchrec.distributed.types import ModuleSharder, ShardingEnv, ShardingPlan, ShardingType
 from torchrec.modules.embedding_configs import PoolingType
 from torchrec.modules.embedding_modules import EmbeddingBagCollection, EmbeddingCollection
+from torchrec.modules.mc_embedding_modules import ManagedCollisionEmbeddingBagCollection
 from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
 from torchrec.optim.optimizers import in_backward_optimizer_filter
 from fbgemm_gpu.split_embedding_configs import EmbOptimType
+
+from torchrec_side.distributed.zch import check_managed_collision_sharding, ZCHEmbeddingBagCollectionSharder
 
 __all__ = [
     "SHARDING_TYPES",
@@ -82,14 +85,23 @@ def embedding_sharders(
     """
     params = {"optimizer": optimizer, "learning_rate": learning_rate, **fused_params}
     return [cast(ModuleSharder[nn.Module], EmbeddingBagCollectionSharder(fused_params=dict(params))),
-            cast(ModuleSharder[nn.Module], EmbeddingCollectionSharder(fused_params=dict(params)))]
+            cast(ModuleSharder[nn.Module], EmbeddingCollectionSharder(fused_params=dict(params))),
+            # managed-collision (sparse_id_zch) tables: row-wise, eviction reset on CPU too
+            cast(ModuleSharder[nn.Module], ZCHEmbeddingBagCollectionSharder(fused_params=dict(params)))]
 
 
 def learned_tables(model: nn.Module) -> Dict[str, List[str]]:
-    """``{module path: [table names]}`` for every stock EBC / EC in ``model`` (what DMP can shard)."""
+    """``{module path: [table names]}`` for every stock EBC / EC in ``model`` (what DMP can shard);
+    a managed-collision EBC (``sparse_id_zch``) is one entry, its inner EBC none."""
     out: Dict[str, List[str]] = {}
+    inner = set()
     for path, m in model.named_modules():
-        if isinstance(m, EmbeddingBagCollection):
+        if path in inner:
+            continue
+        if isinstance(m, ManagedCollisionEmbeddingBagCollection):  # sharded whole, with its remappers
+            out[path] = [c.name for c in cast(EmbeddingBagCollection, m._embedding_module).embedding_bag_configs()]
+            inner.add(f"{path}._embedding_module" if path else "_embedding_module")
+        elif isinstance(m, EmbeddingBagCollection):
             out[path] = [c.name for c in m.embedding_bag_configs()]
         elif isinstance(m, EmbeddingCollection):
             out[path] = [c.name for c in m.embedding_configs()]
@@ -125,6 +137,7 @@ def _per_table(model: nn.Module, sharding: Union[str, Mapping[str, str]]) -> Dic
         choice = {t: sharding.get(t, "table_wise") for t in all_names}
     per_module = {path: {t: choice[t] for t in ts} for path, ts in tables.items()}
     check_mean_pooling_sharding(model, per_module)
+    check_managed_collision_sharding(model, per_module)  # managed-collision tables: row-wise only
     return per_module
 
 

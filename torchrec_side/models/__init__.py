@@ -26,6 +26,7 @@ from torchrec_side.models.history import (
     SparseIdHistory,
 )
 from torchrec_side.models import sid_history  # noqa: F401  (registers side, prefix_ngram, raw_content)
+from torchrec_side.models import zch_history  # noqa: F401  (registers sparse_id_zch)
 
 __all__ = [
     "DINRanker",
