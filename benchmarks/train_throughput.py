@@ -23,11 +23,15 @@ ms/step), then an instrumented pass (barriers between phases; the ranks' phases 
 EBCs), ``lookup`` (sharded EBC kernels, forward), ``history_pool`` (SIDE / raw-content pooling,
 forward: not sharded, runs on each rank), ``output_dist`` (pooled all-to-all, forward),
 ``dense_fwd`` (the rest of the forward), ``emb_bwd`` (FBGEMM backward with the fused row-wise
-Adagrad update), ``output_dist_bwd`` (the pooled all-to-all's backward), ``allreduce`` (DDP gradient
-all-reduce of the dense part and the loss all-reduce), ``dense_bwd`` (the rest of the backward),
-``optimizer`` (``zero_grad`` + the dense Adam step). ``all_to_all`` = input_dist + output_dist +
-output_dist_bwd; ``history_share`` = the history feature's forward (lookup / pooling + its all-to-alls for
-sparse-ID) over the instrumented step.
+Adagrad update), ``output_dist_bwd`` (the pooled output dist's backward: all-to-all, or the
+row-wise reduce-scatter's all-gather), ``allreduce`` (DDP gradient all-reduce of the dense part and
+the loss all-reduce), ``dense_bwd`` (the rest of the backward), ``optimizer`` (``zero_grad`` + the
+dense Adam step); each the median over steps of the slowest rank. ``all_to_all_ms`` = input_dist +
+output_dist + output_dist_bwd. ``history_share`` = the history feature's forward (SIDE / raw
+pooling; for the sharded variants their history module's input dist, lookup and output dist), its
+own time on the slowest rank (no barrier wait), over the plain step; ``history_share_instrumented``
+the same with the phases' barriers, over the instrumented step. ``--num-workers 1`` builds batches
+in a DataLoader worker as the packaged configs do (``loader`` is then the wait for the next batch).
 
     python benchmarks/train_throughput.py --json runs/bench/train_throughput.json   # 10^6 items, 10^3 events, B 1024/rank
     python benchmarks/train_throughput.py --quick --json /tmp/tt.json              # tiny: a smoke run in seconds
@@ -200,11 +204,13 @@ def _inputs(variant: str, t: Dict[str, Any]) -> List[Any]:
 
 class _Phases:
     """Per-step phase times of one rank: ``with phases("name"): ...`` adds the block's wall time,
-    with a barrier before and after (so a phase is not billed for another rank's lateness)."""
+    with a barrier before and after (so a phase is not billed for another rank's lateness) to
+    ``now``, and the block's own time (up to its closing barrier: this rank's work) to ``work``."""
 
     def __init__(self, barrier: Callable[[], None]) -> None:
         self.barrier = barrier
         self.now: Dict[str, float] = defaultdict(float)
+        self.work: Dict[str, float] = defaultdict(float)
         self.inner: List[float] = []  # per open phase: its nested phases' leading barriers (not its work)
 
     @contextmanager
@@ -218,14 +224,18 @@ class _Phases:
         try:
             yield
         finally:
+            tw = time.perf_counter()
             self.barrier()
-            dt = time.perf_counter() - t0 - self.inner.pop()
+            inner = self.inner.pop()
+            dt = time.perf_counter() - t0 - inner
             for n in (name, *also):
                 self.now[n] += dt
+                self.work[n] += tw - t0 - inner
 
-    def take(self) -> Dict[str, float]:
-        out, self.now = dict(self.now), defaultdict(float)
-        return out
+    def take(self) -> Tuple[Dict[str, float], Dict[str, float]]:
+        out, work = dict(self.now), dict(self.work)
+        self.now, self.work = defaultdict(float), defaultdict(float)
+        return out, work
 
 
 class _Done:
@@ -440,7 +450,7 @@ def _worker(rank: int, world: int, port: int, args: Any, store_path: str, out: D
             restore()
             bwd = _backward_split(prof)
             per_step = []
-            for s, b in zip(steps, bwd + [{}] * (len(steps) - len(bwd))):
+            for (s, sw), b in zip(steps, bwd + [{}] * (len(steps) - len(bwd))):
                 fwd_known = sum(s.get(k, 0.0) for k in ("input_dist", "output_dist", "history_pool"))
                 row = {
                     "loader": s.get("loader", 0.0),
@@ -459,8 +469,9 @@ def _worker(rank: int, world: int, port: int, args: Any, store_path: str, out: D
                 }
                 row["step"] = sum(row.values())
                 # the history feature's forward: its pooling, or its sharded lookups with their dists
-                row["history_fwd"] = (s.get("hist:input_dist", 0.0) + s.get("hist:compute_and_output_dist", 0.0)
-                                      + s.get("hist:history_pool", 0.0))
+                hist = ("hist:input_dist", "hist:compute_and_output_dist", "hist:history_pool")
+                row["history_fwd"] = sum(s.get(k, 0.0) for k in hist)
+                row["history_fwd_work"] = sum(sw.get(k, 0.0) for k in hist)  # this rank's own time, no barrier
                 per_step.append(row)
             del dmp, opt, model, loader, it
         except Exception as e:  # noqa: BLE001 - reported per variant on CUDA (e.g. no FBGEMM CUDA kernels)
@@ -477,15 +488,18 @@ def _worker(rank: int, world: int, port: int, args: Any, store_path: str, out: D
         step_s = [max(g["times"][i] for g in gathered) for i in range(len(times))]
         med = statistics.median(step_s)
         breakdown = {p: 1000 * statistics.median(
-            [max(g["per_step"][i][p] for g in gathered) for i in range(len(per_step))]) for p in [*PHASES, "step", "history_fwd"]}
-        hist_ms = breakdown["history_fwd"]
+            [max(g["per_step"][i][p] for g in gathered) for i in range(len(per_step))])
+            for p in [*PHASES, "step", "history_fwd", "history_fwd_work"]}
         ex = B * env.world_size
         row: Dict[str, Any] = {
             "variant": v, "device": str(env.device), "examples_per_s": ex / med, "events_per_s": ex * H / med,
             "step_ms": 1000 * med, "history_bytes_per_event": HIST_BYTES[v], "tables": choice,
             "breakdown_ms": breakdown,
             "all_to_all_ms": breakdown["input_dist"] + breakdown["output_dist"] + breakdown["output_dist_bwd"],
-            "history_share": hist_ms / breakdown["step"] if breakdown["step"] > 0 else None,
+            # the history feature's forward (its own time, slowest rank) over the plain step
+            "history_share": breakdown["history_fwd_work"] / (1000 * med),
+            # the same from the instrumented pass alone (phases closed by barriers, over its step)
+            "history_share_instrumented": breakdown["history_fwd"] / breakdown["step"] if breakdown["step"] > 0 else None,
             "largest_phase": max(PHASES, key=lambda p: breakdown[p]),
         }
         results.append(row)
@@ -511,9 +525,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--items", type=int, default=None, help="default 10^6 (quick 2,000)")
     p.add_argument("--history", type=int, default=None, help="events per history, default 1,000 (quick 20)")
     p.add_argument("--batch-size", type=int, default=None, help="examples per rank per step, default 1024 (quick 32)")
-    p.add_argument("--steps", type=int, default=None, help="timed plain steps (default 5, quick 2)")
-    p.add_argument("--profile-steps", type=int, default=None, help="instrumented steps (default 3, quick 1)")
-    p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 2, quick 1)")
+    p.add_argument("--steps", type=int, default=None, help="timed plain steps (default 10, quick 2)")
+    p.add_argument("--profile-steps", type=int, default=None, help="instrumented steps (default 5, quick 1)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed steps first (default 3, quick 1)")
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {VARIANTS}")
     p.add_argument("--num-workers", type=int, default=0,
                    help="DataLoader workers per rank (0: batches built in the step, timed as 'loader')")
@@ -536,9 +550,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     args.items = args.items or (2_000 if q else 10**6)
     args.history = args.history or (20 if q else 1000)
     args.batch_size = args.batch_size or (32 if q else 1024)
-    args.steps = args.steps or (2 if q else 5)
-    args.profile_steps = args.profile_steps or (1 if q else 3)
-    args.warmup = args.warmup if args.warmup is not None else (1 if q else 2)
+    args.steps = args.steps or (2 if q else 10)
+    args.profile_steps = args.profile_steps or (1 if q else 5)
+    args.warmup = args.warmup if args.warmup is not None else (1 if q else 3)
     load_before = load_average()
     t_start = time.time()
     with tempfile.TemporaryDirectory(prefix="train_throughput_") as tmp:
