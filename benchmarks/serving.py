@@ -11,7 +11,8 @@ world generator, the example store, the VQ-fusion tokenizer and RQ-KMeans quanti
 ``torchrec_side.experiments.sim``, the trainer's ``run_training``): the ``tiny`` world with
 ``--quick``, else the tiny world's users with the quick world's catalogue of 10^5 items
 (``--items``), so that the learned tables have a realistic size; one epoch, tokenizer 1 epoch
-(speed does not depend on quality). With ``--runs DIR``, finished runs are taken from
+(speed does not depend on quality); the store's history cap (``data.max_history``, 1,000 in the
+packaged configs) raised to the longest timed history, since requests are cut to it. With ``--runs DIR``, finished runs are taken from
 ``DIR/dlrm_<variant>/seed<seed>`` (e.g. the main job's ``runs/demo/sim/train``).
 
 **Export and load.** Each run is exported with :func:`torchrec_side.serving.export_run` (the
@@ -97,9 +98,11 @@ class Served:
 # ------------------------------------------------------------------------------------------ runs
 
 
-def train_runs(out: Path, items: Optional[int], quick: bool, seed: int) -> Dict[str, Path]:
+def train_runs(out: Path, items: Optional[int], quick: bool, seed: int, max_history: int) -> Dict[str, Path]:
     """World, store, SID artifacts and one in-process training run per variant (skipped when a
-    finished run is there); returns ``{variant: run folder}``."""
+    finished run is there); returns ``{variant: run folder}``. ``max_history``: the store's history
+    cap (``data.max_history``), at least the longest timed history, since the scorer's request
+    conversion cuts histories to it as the store does."""
     from torchrec_side.data.adsworld import generate_world
     from torchrec_side.data.adsworld_config import load_world_config
     from torchrec_side.data.store import prepare_store
@@ -119,7 +122,8 @@ def train_runs(out: Path, items: Optional[int], quick: bool, seed: int) -> Dict[
     repl = {ARTIFACT_PREFIX: f"{out.as_posix()}/"}
     configs = {name: resolve_variant_config(Variant(name, cfg, name, ""), out, repl) for name, cfg in VARIANTS}
     train_dir = out / "train"
-    ov = train_overrides(out, train_dir, 1, 1, [f"seed={seed}", "train.num_workers=0", "train.log_every=1000000"])
+    ov = train_overrides(out, train_dir, 1, 1, [f"seed={seed}", "train.num_workers=0", "train.log_every=1000000",
+                                                f"data.max_history={max_history}"])
     if quick:
         ov += ["train.batch_size=512"]
     cfg0 = load_train_config(configs["sparse_id"], ov)
@@ -318,7 +322,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             source = {"runs": str(args.runs.resolve())}
         else:
             out = args.out or tmp / "world_runs"
-            runs = train_runs(out, items, quick, args.seed)
+            runs = train_runs(out, items, quick, args.seed, max(1000, max(events)))
             source = {"trained": str(out), "world": "tiny" if items is None else f"tiny, catalogue.num_items={items}",
                       "epochs": 1, "ranks": 1}
         t_train = time.time() - t_start
@@ -341,6 +345,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         for s in served:
             s.info["max_abs_diff_vs_trainer"] = trainer_agreement(s)
         stores = {s.name: ExampleStore(s.scorer.spec.source["store"]) for s in served}
+        for s in served:
+            cap = s.scorer.spec.max_history
+            if cap is not None and max(events) > cap:
+                log(f"WARNING {s.name}: the run's store caps histories at {cap} events; requests are cut to the "
+                    f"last {cap} as the store does (events_scored in the rows); train with data.max_history="
+                    f"{max(events)} to time longer histories")
         for e in events:
             for s in served:
                 s.tables[e] = request_table(stores[s.name], s.scorer.spec.history_columns, e, n_req, args.seed)
@@ -357,7 +367,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                                         repeats, args.seed + 1)
                     cell = {s.name: n_req / scorer_t[s.name] for s in served}
                     for s in served:
+                        cap = s.scorer.spec.max_history
                         row = {"variant": s.name, "events": e, "threads": th, "batch_size": bs, "requests": n_req,
+                               "events_scored": e if cap is None else min(e, int(cap)),
                                "scorer_requests_per_s": cell[s.name],
                                "end_to_end_requests_per_s": n_req / e2e_t[s.name],
                                "events_per_s": cell[s.name] * e}
