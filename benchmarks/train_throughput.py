@@ -426,18 +426,17 @@ def _worker(rank: int, world: int, port: int, args: Any, store_path: str, out: D
             restore = _instrument(dmp, phases)
             from torch.profiler import profile, ProfilerActivity, record_function
 
-            steps: List[Dict[str, float]] = []
-            totals: List[float] = []
+            steps: List[Tuple[Dict[str, float], Dict[str, float]]] = []
             with profile(activities=[ProfilerActivity.CPU]) as prof:
                 for _ in range(args.profile_steps):
                     barrier()
-                    t0 = time.perf_counter()
                     with phases("loader"):
                         batch = next(it).to(env.device, non_blocking=True)
                     with phases("forward"), record_function("tt:forward"):
                         loss, _ = dmp(batch)
+                    with phases("optimizer"):
+                        opt.zero_grad()  # the dense grads (the fused tables update in their backward)
                     with phases("backward"), record_function("tt:backward"):
-                        opt.zero_grad()  # (a no-op for the fused tables; the dense grads)
                         loss.backward()
                     with phases("optimizer"):
                         opt.step()
@@ -445,7 +444,6 @@ def _worker(rank: int, world: int, port: int, args: Any, store_path: str, out: D
                         x = loss.detach().float().reshape(1).clone()
                         dist.all_reduce(x)
                         float(x)
-                    totals.append(time.perf_counter() - t0)
                     steps.append(phases.take())
             restore()
             bwd = _backward_split(prof)
