@@ -53,10 +53,13 @@ def test_sim_configs_share_the_budget() -> None:
         assert c.model.over_arch_layer_sizes == base.model.over_arch_layer_sizes, name
         assert c.train.batch_size == base.train.batch_size, name
         assert c.model.id_features == ["user_id", "item_id"], name  # the target's id row everywhere
-        for h in c.model.history:  # content variants see the target through the same path
-            if h.kind in ("side", "prefix_ngram", "raw_content"):
-                assert h.options.get("target") is True, (name, h.kind)
-    assert cfgs["sparse_id_hashed"].model.history[0].options["num_rows"] == 10_000  # N/10 of the quick world
+        for h in c.model.history:  # every variant sees the target through its history's path
+            assert h.options.get("target") is True, (name, h.kind)
+            if h.kind in ("sparse_id", "sparse_id_zch"):  # in the history's own table
+                assert h.options.get("share_with_target") is True, (name, h.kind)
+    assert {h.options["collection"] for h in cfgs["raw_content"].model.history} == {"text", "image"}
+    for name in ("sparse_id_hashed", "sparse_id_zch"):  # N/10 of the quick world (the driver writes N/10 of its world)
+        assert cfgs[name].model.history[0].options["num_rows"] == 10_000, name
 
 
 @pytest.mark.slow

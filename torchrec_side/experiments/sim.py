@@ -10,11 +10,13 @@ Steps (each skipped when its output exists, so a rerun resumes):
    (packaged ``adsworld/tokenizer_fused_dpca``: ``text`` + ``image`` with category and
    sub-category heads, 40 ternary DPCA digits) and the traditional SID's RQ-KMeans 3 x 256 of each
    collection (fitted on a seeded sample of ``fit_items`` items, every item encoded).
-4. **Training**: the variants (packaged ``adsworld/dlrm_*``): control; sparse-ID history, full table
-   and hashed into N/10 rows; raw content (text + image); traditional SID (prefix-ngram per
-   collection, 65,536-row budget); SIDE. Content variants see the target item through the same
-   path as the history (``target: true``, docs/design.md section 7b). Every run stops on
-   validation and is scored on test with its best validation epoch.
+4. **Training**: the variants (packaged ``adsworld/dlrm_*``): control; sparse-ID history, full table,
+   hashed into N/10 rows and behind a managed-collision remapper at N/10 rows; category ids; raw
+   content (text + image); traditional SID (prefix-ngram per collection, 65,536-row budget); SIDE;
+   SIDE over permuted SIDs. Every variant sees the target item through the same path as the
+   history (``target: true``; the sparse-ID tables look the target up in the history's table,
+   docs/design.md section 7b). Every run stops on validation and is scored on test with its best
+   validation epoch.
 5. **Report**: :func:`torchrec_side.report.write_report` with the world's record (``world``,
    oracle share, slices); the main world links the control world's report (``control_world``).
 
@@ -26,7 +28,8 @@ MovieLens' 90 runs, see :mod:`torchrec_side.experiments`):
   2 ranks train some 10^4 examples/s, so an epoch of one run is some 10 s), 5 seeds
   (the minimum of the brief; 10 would not fit beside MovieLens' 10), at most 2 epochs, patience 1;
   tokenizer 15 epochs (plus 3 warm-up) on 10^5 items, RQ-KMeans fitted on 20,000 items.
-  Control world (``preset=id_dominant``, same users, 1,000 items): control, sparse-ID, SIDE, 5 seeds.
+  Control world (``preset=id_dominant``, same users; the preset's 200-item catalogue): control,
+  sparse-ID, SIDE, 5 seeds.
 * ``full`` (``--size full``): the full world unchanged (10^6 items, 2.5 x 10^4 users, median 1,000
   events, about 10^6 training impressions), 2 seeds, 1 epoch (in the quick world 29 of 30 runs
   chose epoch 1 of 2 on validation, so the second epoch only cost time); tokenizer 3 epochs after
@@ -59,11 +62,16 @@ __all__ = ["VARIANTS", "CONTROL_WORLD_VARIANTS", "SimBudget", "BUDGETS", "run_si
 
 VARIANTS: List[Variant] = [
     Variant("control", "adsworld/dlrm_control", "control", "DLRM, user + target item, no history"),
-    Variant("sparse_id", "adsworld/dlrm_sparse_id", "sparse_id", "learned item-id table over the history, one row per item"),
+    Variant("sparse_id", "adsworld/dlrm_sparse_id", "sparse_id",
+            "learned item-id table over the history, one row per item, the target looked up in it too"),
     Variant("sparse_id_hashed", "adsworld/dlrm_sparse_id_hashed", "sparse_id",
-            "learned item-id history table hashed into N/10 rows"),
+            "learned item-id history table hashed into N/10 rows, the target looked up in it too"),
+    Variant("sparse_id_zch", "adsworld/dlrm_sparse_id_zch", "sparse_id",
+            "learned item-id history table behind TorchRec's managed-collision (zero-collision) remapper, N/10 rows"),
+    Variant("category_id", "adsworld/dlrm_category_id", "sparse_id",
+            "learned category and sub-category tables over the history and the target"),
     Variant("raw_content", "adsworld/dlrm_raw_content", "raw_content",
-            "pooled frozen text vectors (384-d, fp16), target through the same path"),
+            "pooled frozen text (384-d) and image (128-d) vectors, fp16, target through the same paths"),
     Variant("traditional_sid", "adsworld/dlrm_traditional_sid", "traditional",
             "RQ-KMeans 3x256 SID per collection (text, image) + prefix-ngram tables (65,536-row budget)"),
     Variant("side", "adsworld/dlrm_side", "side",
@@ -78,11 +86,11 @@ ARTIFACT_PREFIX: str = "runs/demo/"
 QUANTIZERS: Tuple[str, ...] = ("rq_text", "rq_image")
 
 
-#: What the quick control world changes beyond the preset: a dense catalogue of 1,000 items in 30
-#: categories, so that with 3,000 users every learned row sees some 10^3 history occurrences and
-#: some 90 training impressions (MovieLens-like density). At 10^4 items (about 100 occurrences a
-#: row) SIDE over noise-only content still beat sparse-ID (docs/benchmarks.md).
-CONTROL_WORLD_OVERRIDES: Tuple[str, ...] = ("catalogue.num_items=1000", "catalogue.num_categories=30")
+#: What the control world changes beyond the preset: nothing. ``preset=id_dominant`` sets its own
+#: dense catalogue (200 items, 100 impressions per user: some 1,170 training impressions per item
+#: at the quick budget's 3,000 users), where the collaborative term dominates the logit
+#: (docs/design.md section 7c); an override of the catalogue here would win over the preset.
+CONTROL_WORLD_OVERRIDES: Tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
