@@ -2,10 +2,13 @@
 """``load_exported``: an export folder -> a scorer (no trainer, no run folder, no tokenizer files).
 
 The scorer checks ``serving.json``'s format and every file's SHA-256 before it deserializes the
-program, optionally reruns the recorded sample batch (``self_check``), and checks each request
-batch in eager code before calling the program: the keys and shapes, id values inside their
-tables, packed SIDs valid for their codec (the exported SIDE path does not validate in-graph),
-for the target-attention model, histories no longer than the padded length, and, when the
+program, registers the ``torch.ops.torchrec_side`` ops when the program calls them, optionally
+reruns the recorded sample batch (``self_check``), and checks each request batch in eager code
+before calling the program: the keys and shapes, id values inside their
+tables, packed SIDs valid for their codec where the program's SIDE path does not check them
+itself (``serving.json``'s ``side_compute``: the registered op validates in-graph, fused into the
+pooling; when the program refuses a batch the scorer runs every check to name the key and
+value), for the target-attention model, histories no longer than the padded length, and, when the
 program derives target keys from ``item_id`` (``target: true`` features), item ids inside the
 item tables it carries.
 
