@@ -24,7 +24,8 @@ that a set of fitted events holds nothing else.
 histories are made of) and *impressions* (the examples). For ratings (:func:`ratings_source`)
 both are the same rating events and the split is :func:`time_split`'s. For a simulated-world
 folder (:func:`world_source`, docs/design.md section 7c) they are the folder's
-``events.parquet`` and ``impressions.parquet``, with the generator's split and ``p_true``. In both
+``events.parquet`` and ``impressions.parquet``, with the generator's split, ``p_true`` and the
+ceilings it stores (:data:`REFERENCE_COLUMNS`, carried as written). In both
 an impression's history is the user's events with a timestamp **strictly before** the
 impression's.
 
@@ -56,6 +57,7 @@ from torchrec_side.data.movielens import Ratings
 
 __all__ = [
     "SPLITS",
+    "REFERENCE_COLUMNS",
     "DENSE_FEATURES",
     "ID_FEATURES",
     "ExamplesConfig",
@@ -78,6 +80,13 @@ __all__ = [
 
 #: Split names, in time order.
 SPLITS: Tuple[str, ...] = ("train", "val", "test")
+#: Per-impression reference probabilities a simulated world may store (docs/design.md section 7c),
+#: carried as written from ``impressions.parquet`` to the store's ``base.parquet`` and every run's
+#: ``predictions_test.parquet``, where the report scores them as pseudo-variants: ``p_true`` the
+#: oracle, ``p_content`` the content ceiling, ``p_id`` the id ceiling, ``p_content_item`` the
+#: content ceiling plus each item's Bayes posterior quality (NaN on training rows). A world written
+#: before a column existed simply lacks it.
+REFERENCE_COLUMNS: Tuple[str, ...] = ("p_true", "p_content", "p_id", "p_content_item")
 #: Dense features built by the loader: ``log1p(num_prior) / log1p(1000)`` and ``num_prior == 0``.
 DENSE_FEATURES: Tuple[str, ...] = ("log_num_prior", "no_history")
 #: The id features every batch carries (one value per example), in KJT key order.
@@ -549,6 +558,8 @@ class EventSource:
         t_val (int): first validation timestamp.
         t_test (int): first test timestamp.
         p_true (Optional[npt.NDArray[np.float32]]): ``[R]`` true click probability (simulated data).
+        ceilings (Dict[str, npt.NDArray[np.float32]]): ``{column: [R]}`` the other
+            :data:`REFERENCE_COLUMNS` the world stores (``p_content``, ``p_id``, ``p_content_item``).
         events_are_impressions (bool): the events and the impressions are the same events (ratings):
             the training frequency of an item then counts each training event once.
         info (Dict[str, Any]): provenance.
@@ -574,9 +585,18 @@ class EventSource:
     p_true: Optional[npt.NDArray[np.float32]] = None
     events_are_impressions: bool = False
     info: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    ceilings: Dict[str, npt.NDArray[np.float32]] = dataclasses.field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.user_id.size)
+
+    def references(self) -> Dict[str, npt.NDArray[np.float32]]:
+        """``{column: [R]}`` every reference column present (``p_true`` and the ceilings), in
+        :data:`REFERENCE_COLUMNS` order."""
+        have = dict(self.ceilings)
+        if self.p_true is not None:
+            have["p_true"] = self.p_true
+        return {c: have[c] for c in REFERENCE_COLUMNS if c in have}
 
     @property
     def num_events(self) -> int:
@@ -689,7 +709,8 @@ def world_source(world_dir: Union[str, "os.PathLike[str]"]) -> EventSource:
     The folder holds ``manifest.json`` (``format == "torchrec-side-adsworld"``, ``version == 1``,
     ``num_items``, ``num_users``, ``split_times``), ``events.parquet`` (``user_id``, ``item_id``,
     ``timestamp``: the users' logs) and ``impressions.parquet`` (``user_id``, ``item_id``,
-    ``timestamp``, ``label``, ``p_true``, ``split``). The split and ``p_true`` are used as written;
+    ``timestamp``, ``label``, ``p_true``, ``split``, and the ceilings :data:`REFERENCE_COLUMNS` when the
+    world stores them). The split and the reference columns are used as written;
     the split is checked against ``split_times`` (``train < t_val <= val < t_test <= test``).
 
     Args:
@@ -746,12 +767,12 @@ def world_source(world_dir: Union[str, "os.PathLike[str]"]) -> EventSource:
     if (np.bincount(sp, minlength=3) == 0).any():
         raise SourceError(f"{root / 'impressions.parquet'}: a split has no impressions "
                           f"(train/val/test = {np.bincount(sp, minlength=3).tolist()})")
-    p_true: Optional[npt.NDArray[np.float32]] = None
     import pyarrow.parquet as pq
 
-    if "p_true" in pq.read_schema(root / "impressions.parquet").names:
-        p_true = _read_parquet_columns(root / "impressions.parquet", {"p_true": np.float32})["p_true"]
+    present = [c for c in REFERENCE_COLUMNS if c in pq.read_schema(root / "impressions.parquet").names]
+    refs = _read_parquet_columns(root / "impressions.parquet", {c: np.float32 for c in present}) if present else {}
     order = _lex_order(ts, im["user_id"], im["item_id"])
+    p_true = refs.pop("p_true", None)
     by_user = _lex_order(ev["user_id"], ev["timestamp"], ev["item_id"])
     return EventSource(
         num_users=nu, num_items=ni,
@@ -760,6 +781,7 @@ def world_source(world_dir: Union[str, "os.PathLike[str]"]) -> EventSource:
         label=im["label"][order], split=sp[order], t_val=t_val, t_test=t_test,
         p_true=None if p_true is None else p_true[order], events_are_impressions=False,
         info={"source": str(root), "world_config": m.get("config", {}), "oracle": m.get("oracle", {})},
+        ceilings={c: x[order] for c, x in refs.items()},
     )
 
 

@@ -9,6 +9,7 @@ user's log once and each example only says where its window ends::
                                           user_id int64, item_id int64 (target), label float32,
                                           timestamp int64, num_prior int64, hist_len int32,
                                           item_train_freq int64 [, p_true float32]
+                                          [, p_content, p_id, p_content_item float32]
     <store>/log/offsets.npy               int64 [U + 1]: user u's events are rows
                                           offsets[u]:offsets[u + 1] of every log column
     <store>/log/timestamp.parquet         int64 [E]: the events' timestamps
@@ -23,7 +24,9 @@ user's log once and each example only says where its window ends::
   num_prior]`` (:func:`window_index` builds these indices for a whole batch at once);
   ``hist_len = min(num_prior, max_history)``;
 * ``item_train_freq`` = the target item's count in the training split (0: a cold item), for
-  slices by frequency; ``p_true`` (simulated worlds only) = the true click probability.
+  slices by frequency; ``p_true`` (simulated worlds only) = the true click probability, followed by
+  the world's stored ceilings (``p_content``, ``p_id``, ``p_content_item``) when it has them: the
+  reference columns :data:`~torchrec_side.data.protocol.REFERENCE_COLUMNS`, copied as written.
 
 The item-id log ``hist_item_id`` is written with the store. Any other per-event representation is
 derived from it with :meth:`ExampleStore.add_history_column`: an item -> value table
@@ -84,7 +87,8 @@ __all__ = [
 
 logger: logging.Logger = logging.getLogger(__name__)
 
-#: Columns of ``<split>/base.parquet`` (``p_true`` follows when the source has it).
+#: Columns of ``<split>/base.parquet`` (the reference columns ``p_true``, ``p_content``, ... follow when
+#: the source has them).
 BASE_COLUMNS: Tuple[str, ...] = (
     "user_id", "item_id", "label", "timestamp", "num_prior", "hist_len", "item_train_freq",
 )
@@ -301,6 +305,13 @@ class ExampleStore:
         return bool(self.manifest.get("has_p_true", False))
 
     @property
+    def reference_columns(self) -> List[str]:
+        """The reference columns ``base.parquet`` carries (``p_true`` and the world's ceilings; a
+        store written before ceilings were carried lists ``p_true`` only)."""
+        default = [P_TRUE_COLUMN] if self.has_p_true else []
+        return list(self.manifest.get("reference_columns", default))
+
+    @property
     def log_events(self) -> int:
         """``E``: events stored in the log (each once)."""
         return int(self.manifest["log"]["events"])
@@ -440,7 +451,8 @@ class ExampleStore:
 
     def examples(self, split: str) -> Dict[str, npt.NDArray[Any]]:
         """Per-example columns of a split in store order (``user_id``, ``item_id``, ``label``,
-        ``timestamp``, ``num_prior``, ``hist_len``, ``item_train_freq`` and ``p_true`` if present)."""
+        ``timestamp``, ``num_prior``, ``hist_len``, ``item_train_freq`` and the reference columns
+        ``p_true``, ``p_content``, ... if present)."""
         t = _pq().read_table(self.file(split))
         return {c: t.column(c).to_numpy() for c in t.column_names}
 
@@ -603,6 +615,7 @@ def write_store(
         raise StoreError("window ends outside the users' logs (events not sorted by user and time?)")
     hist_len = end if config.max_history is None else np.minimum(end, config.max_history)
     freq = source.item_train_freq()
+    refs = source.references()
     splits: Dict[str, Any] = {}
     with atomic_dir(target) as tmp:
         for k, s in enumerate(SPLITS):
@@ -611,9 +624,9 @@ def write_store(
             cols: List[Any] = [source.user_id[idx], source.item_id[idx], source.label[idx].astype(np.float32),
                                source.timestamp[idx], end[idx], hist_len[idx].astype(np.int32), freq[idx]]
             names = list(BASE_COLUMNS)
-            if source.p_true is not None:
-                cols.append(source.p_true[idx].astype(np.float32))
-                names.append(P_TRUE_COLUMN)
+            for rc, values in refs.items():
+                cols.append(values[idx].astype(np.float32))
+                names.append(rc)
             base = pa.Table.from_arrays([pa.array(c) for c in cols], names=names)
             pq.write_table(base, tmp / s / "base.parquet", row_group_size=config.row_group_size,
                            compression=_compression(config.compression))
@@ -642,6 +655,7 @@ def write_store(
             "t_val": int(source.t_val),
             "t_test": int(source.t_test),
             "has_p_true": source.p_true is not None,
+            "reference_columns": list(refs),
             "splits": splits,
             "log": {"events": int(source.num_events), "users_with_events": int((log_len > 0).sum()),
                     "max_len": int(log_len.max()) if log_len.size else 0,

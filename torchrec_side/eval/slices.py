@@ -19,7 +19,9 @@ Per slice: rows, users, each variant's NE and AUC (mean over seeds), the NE gain
 its paired bootstrap interval (:class:`~torchrec_side.eval.stats.PairedBootstrap` over the seeds
 and the users and items present in the slice, two-way as the overall numbers; fewer replicates
 than the overall numbers by default), the oracle's NE and every variant's share of the oracle's
-gain when ``p_true`` is known, and extra pairs (e.g. SIDE over raw content on cold items).
+gain when ``p_true`` is known, and extra pairs (e.g. SIDE over raw content on cold items). Every
+reference column the predictions carry (``p_true`` and a world's ceilings) is scored as a
+pseudo-variant (:data:`REFERENCE_NAMES`: ``oracle``, ``ceiling_content``, ...).
 
 Example::
 
@@ -34,15 +36,20 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from torchrec_side.eval.predictions import SeedPredictions
+from torchrec_side.eval.predictions import REFERENCE_VARIANTS, SeedPredictions, shared_references
 from torchrec_side.eval.stats import BootstrapConfig, PairedBootstrap, UserTable, auc
 
 __all__ = ["FREQ_BUCKETS", "SliceConfig", "frequency_cuts", "frequency_bucket", "history_bucket",
-           "history_labels", "slice_report", "ORACLE"]
+           "history_labels", "slice_report", "ORACLE",
+           "CEILING_CONTENT", "REFERENCE_NAMES"]
 
 FREQ_BUCKETS: Tuple[str, ...] = ("head", "torso", "tail", "cold")
 #: Name of the oracle pseudo-variant (scores = ``p_true``).
-ORACLE: str = "oracle"
+ORACLE: str = REFERENCE_VARIANTS["p_true"]
+#: Name of the content-ceiling pseudo-variant (scores = ``p_content``).
+CEILING_CONTENT: str = REFERENCE_VARIANTS["p_content"]
+#: Every pseudo-variant name (oracle and ceilings), in reference-column order.
+REFERENCE_NAMES: Tuple[str, ...] = tuple(REFERENCE_VARIANTS.values())
 
 
 @dataclass(frozen=True)
@@ -135,8 +142,9 @@ def history_bucket(hist_len: np.ndarray, edges: Sequence[int] = (1, 10, 100, 100
 def _bucket_stats(per_seed: Mapping[int, SeedPredictions], masks: Mapping[int, np.ndarray], variants: Sequence[str],
                   control: str, users: np.ndarray, boot_cfg: Optional[BootstrapConfig],
                   pairs: Sequence[Tuple[str, str]]) -> Dict[str, Any]:
-    oracle = all(p.p_true is not None for p in per_seed.values())
-    names = list(variants) + ([ORACLE] if oracle else [])
+    refs = shared_references(per_seed)
+    oracle = "p_true" in refs
+    names = list(variants) + [REFERENCE_VARIANTS[c] for c in refs]
     arrays: Dict[int, Tuple[np.ndarray, np.ndarray, Dict[str, np.ndarray], np.ndarray]] = {}
     aucs: Dict[str, List[float]] = {v: [] for v in names}
     preds: Dict[str, List[float]] = {v: [] for v in names}
@@ -144,8 +152,7 @@ def _bucket_stats(per_seed: Mapping[int, SeedPredictions], masks: Mapping[int, n
     for s, p in per_seed.items():
         m = masks[s]
         sc = {v: p.scores[v][m] for v in variants if v in p.scores}
-        if oracle and p.p_true is not None:
-            sc[ORACLE] = p.p_true[m]
+        sc.update(p.reference_scores(refs, m))
         arrays[s] = (p.user_id[m], p.label[m], sc, p.item_id[m])
         for v, x in sc.items():
             aucs[v].append(auc(p.label[m], x))

@@ -9,6 +9,9 @@ scored by the model of the best validation epoch::
     hist_len int32           history events the model saw
     item_train_freq int64    the target item's count in the training split (0 = cold)
     p_true float32           true click probability (only when the data has an oracle)
+    p_content, p_id, p_content_item float32
+                             the world's ceilings, when it stores them (the reference columns
+                             ``torchrec_side.data.protocol.REFERENCE_COLUMNS``, copied from the store)
 
 Runs of different variants with the same seed on the same data share the store and its test
 split, so their files have identical ``user_id`` / ``item_id`` / ``label`` columns in identical
@@ -32,6 +35,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 import torch.distributed as dist
+
+from torchrec_side.data.protocol import REFERENCE_COLUMNS
 
 __all__ = ["PREDICTIONS_FILE", "PAIR_COLUMNS", "gather_in_store_order", "order_rows", "example_columns", "write_predictions",
            "read_predictions", "check_paired", "PredictionsError"]
@@ -90,7 +95,8 @@ def order_rows(full: torch.Tensor) -> Tuple[npt.NDArray[np.float32], npt.NDArray
 
 def example_columns(store: Any, split: str = "test") -> Dict[str, npt.NDArray[Any]]:
     """Per-example columns of ``split`` in store order: ``user_id``, ``item_id``, ``label``,
-    ``hist_len``, ``item_train_freq`` and ``p_true`` when the data has an oracle.
+    ``hist_len``, ``item_train_freq`` and the reference columns the store has (``p_true`` and the
+    world's ceilings, :data:`~torchrec_side.data.protocol.REFERENCE_COLUMNS`).
 
     The one place that knows where these come from: the store's per-example table when it has
     one (``store.examples(split)``), else the base file (``hist_len`` = ``min(num_prior,
@@ -119,8 +125,9 @@ def example_columns(store: Any, split: str = "test") -> Dict[str, npt.NDArray[An
         train_items = np.asarray(store.interactions("train")["item_id"], dtype=np.int64)
         counts = np.bincount(train_items, minlength=int(store.num_items)).astype(np.int64)
         out["item_train_freq"] = counts[out["item_id"]]
-    if "p_true" in ex:
-        out["p_true"] = np.asarray(ex["p_true"], dtype=np.float32)
+    for c in REFERENCE_COLUMNS:
+        if c in ex:
+            out[c] = np.asarray(ex[c], dtype=np.float32)
     return out
 
 
@@ -160,8 +167,7 @@ def write_predictions(
         ("label", columns["label"], pa.float32()), ("score", scores.astype(np.float32), pa.float32()),
         ("hist_len", columns["hist_len"], pa.int32()), ("item_train_freq", columns["item_train_freq"], pa.int64()),
     ]
-    if "p_true" in columns:
-        fields.append(("p_true", columns["p_true"], pa.float32()))
+    fields += [(c, columns[c], pa.float32()) for c in REFERENCE_COLUMNS if c in columns]
     table = pa.Table.from_arrays([pa.array(v, type=t) for _, v, t in fields], names=[f for f, _, _ in fields])
     target = Path(path)
     with atomic_path(target) as tmp:
