@@ -5,7 +5,9 @@ Reads ``RUN/pipeline.json`` (variants, their run folders, the mode, optionally t
 run's ``metrics.json`` and, where the trainer wrote it, ``predictions_test.parquet``
 (:mod:`torchrec_side.eval.predictions`). Writes ``RUN/report.json``, ``RUN/report.md`` and the
 plots ``ne_gain.png`` (gain with 95% intervals per variant), ``gain_by_item_freq.png``,
-``oracle_share.png`` (worlds with an oracle) and ``bytes_per_event.png``.
+``oracle_share.png`` (worlds with an oracle), ``gain_vs_ceilings.png`` (worlds that store their
+ceilings: each variant's gain with the content, content + item, id and oracle gains as lines) and
+``bytes_per_event.png``.
 
 Definitions (docs/design.md sections 7, 7b and 8):
 
@@ -23,6 +25,19 @@ Definitions (docs/design.md sections 7, 7b and 8):
   point ratio and shown with the interval of the contrast ``gain_SIDE - 2.4 gain_traditional``.
 * ``oracle_share`` (worlds with ``p_true``): a variant's gain / the oracle's gain (the oracle scores
   every impression with its true click probability).
+* ``ceilings`` and ``ceiling_share`` (worlds that store their ceilings, docs/design.md section 7c):
+  every reference column the predictions carry (``p_content``, ``p_content_item``, ``p_id``,
+  ``p_true``) is scored as a pseudo-variant (``ceiling_content``, ...), paired and resampled like
+  a variant; ``ceilings`` gives each one's NE and NE gain over control, a row's ``ceiling_share`` is
+  its gain / the content ceiling's gain. Older worlds, stores and predictions without the columns
+  report no ceilings.
+* ``control_world``: ``verdict`` ``passed`` when sparse-ID beats SIDE, separated, in the control
+  world (id-only term dominant; its own report, or the one ``pipeline.json``'s ``control_world``
+  names), ``failed`` when measured otherwise, ``missing`` without one. The markdown opens with it;
+  in a simulated world every SIDE target is marked "not validated" (``validated: false``) unless
+  it passed.
+* per row: ``best_epochs`` (each seed's best validation epoch) and ``tuned`` (the setting
+  ``tune_and_train`` chose, from ``pipeline.json``; None when the world was not tuned).
 * Slices: :mod:`torchrec_side.eval.slices` (item training frequency head/torso/tail/cold and
   history length).
 * bytes per event: the history as the TorchRec model consumes it (int64 KJT values: 8 for a packed
@@ -50,6 +65,7 @@ import numpy as np
 from torchrec_side.io import save_figure, write_json, write_text
 
 __all__ = ["ReportConfig", "collect", "summarize", "side_vs_traditional", "analyse", "targets", "write_report",
+           "control_world_verdict",
            "report_main", "world_kind"]
 
 #: The ablation variant with the SIDE SIDs dealt to random items (``experiments.sim``).
@@ -184,7 +200,9 @@ def summarize(runs: Dict[str, Dict[int, Dict[str, Any]]], control: str = "contro
                                            if per[s].get("train_examples_per_s")]),
             "arch": per[seeds[0]].get("arch") if seeds else None,
             "epochs": per[seeds[0]].get("epochs") if seeds else None,
-            "best_epochs": sorted({int(per[s]["best_epoch"]) for s in seeds if per[s].get("best_epoch") is not None}),
+            # each seed's best validation epoch (None where metrics.json has none)
+            "best_epochs": {str(s): (None if per[s].get("best_epoch") is None else int(per[s]["best_epoch"]))
+                            for s in seeds},
         })
     return rows
 
@@ -268,12 +286,16 @@ def analyse(data: Dict[str, Any], cfg: ReportConfig) -> Dict[str, Any]:
         cfg (ReportConfig): report settings.
 
     Returns:
-        Dict[str, Any]: ``gains`` (vs control), ``gains_vs_traditional``, ``oracle_share``,
-        ``ratio``, ``contrast_2_4``, ``pairs``, ``slices``, ``missing_predictions``,
-        ``prediction_runs``, ``has_oracle``, ``ne_check`` and the ``boot`` object.
+        Dict[str, Any]: ``gains`` (vs control; the oracle and ceiling pseudo-variants included),
+        ``gains_vs_traditional``, ``oracle_share``, ``ceiling_share`` (gain / the content
+        ceiling's gain, when the predictions carry ``p_content``), ``ratio``, ``contrast_2_4``,
+        ``pairs``, ``slices``, ``missing_predictions``, ``prediction_runs``, ``has_oracle``,
+        ``references`` (the reference columns scored), ``reference_ne`` (their test NE, mean over
+        seeds), ``ne_check`` and the ``boot`` object.
     """
     from torchrec_side.eval import BootstrapConfig, PairedBootstrap, SliceConfig, UserTable, pair_runs, slice_report
-    from torchrec_side.eval.slices import ORACLE
+    from torchrec_side.eval.predictions import REFERENCE_VARIANTS, shared_references
+    from torchrec_side.eval.slices import CEILING_CONTENT, ORACLE
 
     runs: Dict[str, Dict[int, Dict[str, Any]]] = data["runs"]
     dirs: Dict[str, Dict[int, Path]] = data["dirs"]
@@ -285,14 +307,15 @@ def analyse(data: Dict[str, Any], cfg: ReportConfig) -> Dict[str, Any]:
         if p is not None:
             per_seed[s] = p
             warnings.extend(p.warnings)
-    has_oracle = bool(per_seed) and all(p.p_true is not None for p in per_seed.values())
+    # reference columns every seed has (p_true, the world's ceilings) are scored as pseudo-variants
+    refs = shared_references(per_seed)
+    has_oracle = "p_true" in refs
     variants = list(runs)
-    names = variants + ([ORACLE] if has_oracle else [])
+    names = variants + [REFERENCE_VARIANTS[c] for c in refs]
     arrays = {}
     for s, p in per_seed.items():
         sc = dict(p.scores)
-        if has_oracle and p.p_true is not None:
-            sc[ORACLE] = p.p_true
+        sc.update(p.reference_scores(refs))
         arrays[s] = (p.user_id, p.label, sc, p.item_id)
     table = UserTable.from_arrays(arrays, variants=names)
     missing = [(v, s) for v, per in runs.items() for s in per
@@ -307,8 +330,13 @@ def analyse(data: Dict[str, Any], cfg: ReportConfig) -> Dict[str, Any]:
         for j, s in enumerate(table.seeds):
             if table.has[i, j] and v in runs and s in runs[v]:
                 diffs.append(abs(float(ne_pred[i, j]) - float(runs[v][s]["test"]["ne"])))
+    ref_ne: Dict[str, float] = {}
+    for col in refs:
+        i = table.variants.index(REFERENCE_VARIANTS[col])
+        ref_ne[REFERENCE_VARIANTS[col]] = float(ne_pred[i][table.has[i]].mean())
     out: Dict[str, Any] = {"boot": boot, "has_oracle": has_oracle, "missing_predictions": missing,
-                           "prediction_runs": int(table.has.sum()) - (len(table.seeds) if has_oracle else 0),
+                           "references": refs, "reference_ne": ref_ne,
+                           "prediction_runs": int(table.has.sum()) - len(table.seeds) * len(refs),
                            "ne_check": {"max_abs_diff_predictions_vs_metrics": max(diffs) if diffs else None,
                                         "runs_compared": len(diffs)},
                            "warnings": warnings}
@@ -317,6 +345,8 @@ def analyse(data: Dict[str, Any], cfg: ReportConfig) -> Dict[str, Any]:
     out["gains_vs_traditional"] = {v: boot.gain(v, t) for v in names if v not in (t, c) and t in variants}
     if has_oracle and c in variants:
         out["oracle_share"] = {v: boot.ratio((v, c), (ORACLE, c)) for v in variants if v != c}
+    if "p_content" in refs and c in variants:
+        out["ceiling_share"] = {v: boot.ratio((v, c), (CEILING_CONTENT, c)) for v in variants if v != c}
     if cfg.side in variants and t in variants and c in variants:
         out["ratio"] = boot.ratio((cfg.side, c), (t, c))
         out["contrast_2_4"] = boot.contrast((cfg.side, c), (t, c), 2.4)
@@ -418,6 +448,15 @@ def targets(a: Dict[str, Any], rows: List[Dict[str, Any]], kind: str, cfg: Repor
         else:
             out.append(_met_line("SIDE captures >= 80% of the oracle's NE gain (simulated world)",
                                  "not measured: no p_true in the predictions (or no SIDE run)", None))
+        cs = (a.get("ceiling_share") or {}).get(side)
+        if cs is not None:  # worlds that store their ceilings (docs/design.md section 7c)
+            met = None if cs.point is None else bool(cs.point >= 0.8)
+            out.append(_met_line("SIDE captures >= 80% of the content ceiling's NE gain (simulated world)",
+                                 (f"share {cs.point:.3f}" if cs.point is not None else "share undefined")
+                                 + (f" [{cs.lo:.3f}, {cs.hi:.3f}]" if cs.lo is not None else f" ({cs.status})")
+                                 + f"; content ceiling gain {_ci(cs.denominator)}",
+                                 met, [cs.lo, cs.hi] if cs.lo is not None else None,
+                                 None if cs.lo is None or met is None else (cs.lo >= 0.8 if met else cs.hi < 0.8)))
         cold = ((a.get("slices") or {}).get("item_freq", {}).get("buckets", {}).get("cold") or {})
         cp = (cold.get("pairs") or {}).get(f"{side}_over_{raw}")
         if cp is not None and cp.get("point") is not None:
@@ -480,6 +519,63 @@ def _control_world_target(folder: Path) -> Dict[str, Any]:
         if "sparse-ID beats SIDE" in str(t.get("target")):
             return {**t, "target": f"{t['target']} (from {f})"}
     return _met_line(name, f"not measured: {f} has no such target (world {rep.get('world')!r})", None)
+
+
+def _linked_pair(folder: Path, cfg: ReportConfig) -> Optional[Dict[str, Any]]:
+    """The control world's ``pairs["<sparse_id>_over_<side>"]`` record, or None if unreadable."""
+    try:
+        rep = json.loads((folder / "report.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    p = (rep.get("pairs") or {}).get(f"{cfg.sparse_id}_over_{cfg.side}")
+    return p if isinstance(p, dict) else None
+
+
+def _is_side_claim(target: str) -> bool:
+    """Targets that state what SIDE does in a world (gated by the control world); not the control
+    line itself, nor footprints (bytes, not a property of the world)."""
+    return "SIDE" in target and "sparse-ID beats SIDE" not in target and not target.startswith("footprint")
+
+
+def control_world_verdict(kind: str, tgt: List[Dict[str, Any]], a: Dict[str, Any], cfg: ReportConfig,
+                          folder: Optional[str]) -> Dict[str, Any]:
+    """``report.json``'s ``control_world`` block: did sparse-ID beat SIDE in the control world?
+
+    Args:
+        kind (str): this world's kind (:func:`world_kind`); ``id_dominant`` reads its own target.
+        tgt (List[Dict[str, Any]]): this report's targets (holding the control-world line: its own,
+            or the one :func:`_control_world_target` copied from the linked control world).
+        a (Dict[str, Any]): :func:`analyse`'s output.
+        cfg (ReportConfig): variant names.
+        folder (Optional[str]): the linked control world's demo folder (None: none linked).
+
+    Returns:
+        Dict[str, Any]: ``verdict`` -- ``passed`` (sparse-ID's gain over SIDE is positive and its
+        95% interval clears 0), ``failed`` (measured, not so), ``missing`` (no control world, or
+        it measured nothing); ``sparse_over_side`` (point, %) and ``sparse_over_side_ci95``;
+        ``measured`` (the target line's text) and ``source``.
+
+    Example::
+
+        control_world_verdict("simulated", tgt, a, cfg, "runs/demo/adsworld_id_dominant")["verdict"]
+    """
+    line = next((t for t in tgt if "sparse-ID beats SIDE" in str(t.get("target"))), None)
+    pair: Optional[Dict[str, Any]] = None
+    source: Optional[str] = None
+    if kind == "id_dominant":
+        e = a.get("pairs", {}).get(f"{cfg.sparse_id}_over_{cfg.side}")
+        pair, source = (e.to_dict() if e is not None else None), "this report"
+    elif folder:
+        pair, source = _linked_pair(Path(folder), cfg), str(Path(folder) / "report.json")
+    if line is None or line.get("met") is None:
+        verdict = "missing"
+    else:
+        verdict = "passed" if line["met"] and line.get("confident") else "failed"
+    return {"verdict": verdict,
+            "sparse_over_side": (pair or {}).get("point"),
+            "sparse_over_side_ci95": (pair or {}).get("ci95") or (line or {}).get("interval"),
+            "measured": (line or {}).get("measured") or "no control world linked (pipeline.json `control_world`)",
+            "source": source}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -565,6 +661,34 @@ def _plots(rows: List[Dict[str, Any]], a: Dict[str, Any], run: Path, label: str,
         save_figure(fig, run / "oracle_share.png")
         plt.close(fig)
         files.append("oracle_share.png")
+
+    ceilings = {k: c for k, c in (_ceilings(a) or {}).items() if c.get("ne_gain_pct") is not None}
+    vn = [v for v in names if v in {r["variant"] for r in rows}]
+    if ceilings and vn:
+        # each variant's gain against what is reachable: the ceilings' gains as horizontal lines
+        pts = np.array([gains[v].point for v in vn])
+        lo = np.array([gains[v].lo if gains[v].lo is not None else gains[v].point for v in vn])
+        hi = np.array([gains[v].hi if gains[v].hi is not None else gains[v].point for v in vn])
+        fig, ax = plt.subplots(figsize=(9, 4.5))
+        ax.bar(vn, pts, yerr=np.vstack([pts - lo, hi - pts]), capsize=4, color="tab:blue", label="variant (95% CI)")
+        style = {"content": ("tab:green", "-"), "content_item": ("tab:olive", "--"), "id": ("tab:purple", "-."),
+                 "oracle": ("k", ":")}
+        words = {"content": "content ceiling", "content_item": "content + item posterior", "id": "id ceiling",
+                 "oracle": "oracle"}
+        for k, c in ceilings.items():
+            color, ls = style[k]
+            ax.axhline(c["ne_gain_pct"], color=color, ls=ls, lw=1.2, label=f"{words[k]} {c['ne_gain_pct']:+.2f}%")
+            if c.get("ne_gain_ci95"):
+                ax.axhspan(c["ne_gain_ci95"][0], c["ne_gain_ci95"][1], color=color, alpha=0.08)
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_ylabel("test NE gain vs control (%)")
+        ax.set_title(f"NE gain against the ceilings, 95% intervals{label}", fontsize=10)
+        ax.legend(fontsize=7, loc="upper left")
+        plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
+        fig.tight_layout()
+        save_figure(fig, run / "gain_vs_ceilings.png")
+        plt.close(fig)
+        files.append("gain_vs_ceilings.png")
 
     rb = [r for r in rows if r["bytes_per_event"]]
     fig, ax = plt.subplots(figsize=(8, 4))
@@ -662,6 +786,7 @@ def write_report(run: Path, plots: bool = True, world: Optional[str] = None,
     wname = world or _world_name(cfg, rec, a["has_oracle"])
     kind = world_kind(wname, a["has_oracle"], rec)
     gains: Dict[str, Any] = a["gains"]
+    tuned_of = {v["name"]: v.get("tuned") for v in rec.get("variants", [])}
     # rows: the gain the intervals belong to (the same numbers as before when there are no predictions)
     for r in rows:
         e = gains.get(r["variant"])
@@ -676,6 +801,10 @@ def write_report(run: Path, plots: bool = True, world: Optional[str] = None,
         r["ne_gain_vs_traditional"] = t.to_dict() if t is not None else None
         sh = (a.get("oracle_share") or {}).get(r["variant"])
         r["oracle_share"] = sh.to_dict() if sh is not None else None
+        cs = (a.get("ceiling_share") or {}).get(r["variant"])
+        r["ceiling_share"] = cs.to_dict() if cs is not None else None
+        # the setting tune_and_train chose on validation (None: the world was not tuned)
+        r["tuned"] = tuned_of.get(r["variant"])
     extra: Dict[str, Any] = {}
     tp_path = run / "train_throughput.json"
     if tp_path.is_file():
@@ -691,6 +820,11 @@ def write_report(run: Path, plots: bool = True, world: Optional[str] = None,
     cw = cfg.control_world or rec.get("control_world")
     if cw and kind != "id_dominant":
         tgt.append(_control_world_target(Path(cw)))
+    control_world = control_world_verdict(kind, tgt, a, cfg, cw)
+    if kind == "simulated":  # the control world gates every SIDE claim of a simulated world
+        for t in tgt:
+            if _is_side_claim(str(t["target"])):
+                t["validated"] = control_world["verdict"] == "passed"
     ratio = _ratio_record(a, rows, cfg)
     roles = {v["name"]: v for v in rec.get("variants", [])}
     seeds_all = sorted({s for r in rows for s in r["seeds"]})
@@ -706,8 +840,11 @@ def write_report(run: Path, plots: bool = True, world: Optional[str] = None,
         "seeds": rec.get("seeds"),
         "epochs": rec.get("epochs"),
         "nproc": rec.get("nproc"),
+        "control_world": control_world,
+        "ceilings": _ceilings(a),
         "rows": [{k: r[k] for k in ("variant", "seeds", "ne_mean", "ne_std", "ne_gain_pct_mean", "ne_gain_pct_std",
-                                     "auc_mean", "bytes_per_event", "learned_params", "train_examples_per_s")}
+                                     "auc_mean", "bytes_per_event", "learned_params", "train_examples_per_s",
+                                     "ceiling_share", "best_epochs", "tuned")}
                  for r in rows],
         "details": rows,
         "ne_gain_ci95": {v: ([e.lo, e.hi] if e.lo is not None else None) for v, e in gains.items()},
@@ -715,6 +852,7 @@ def write_report(run: Path, plots: bool = True, world: Optional[str] = None,
         "ne_gain_vs_traditional": {v: e.to_dict() for v, e in a["gains_vs_traditional"].items()},
         "oracle_share": ({v: e.to_dict() for v, e in a["oracle_share"].items()} if "oracle_share" in a else None),
         "oracle_ne_gain": og.to_dict() if og is not None else None,
+        "ceiling_share": ({v: e.to_dict() for v, e in a["ceiling_share"].items()} if "ceiling_share" in a else None),
         "pairs": {k: e.to_dict() for k, e in a["pairs"].items()},
         "side_vs_traditional_ne_gain": ratio,
         "slices": _jsonable(a["slices"]),
@@ -739,6 +877,32 @@ def write_report(run: Path, plots: bool = True, world: Optional[str] = None,
     return report
 
 
+#: ``report.json`` ``ceilings`` keys -> reference column (docs/design.md section 7c), in display order.
+CEILING_KEYS: Tuple[Tuple[str, str], ...] = (("content", "p_content"), ("content_item", "p_content_item"),
+                                             ("id", "p_id"), ("oracle", "p_true"))
+
+
+def _ceilings(a: Dict[str, Any]) -> Optional[Dict[str, Any]]:
+    """``report.json``'s ``ceilings``: per reference the world stores, its test NE (mean over seeds)
+    and its paired NE gain over control with the 95% interval; None when the predictions carry no
+    content ceiling (worlds, stores or runs written before the ceilings were carried)."""
+    from torchrec_side.eval.predictions import REFERENCE_VARIANTS
+
+    refs = a.get("references") or []
+    if "p_content" not in refs:
+        return None
+    out: Dict[str, Any] = {}
+    for key, col in CEILING_KEYS:
+        if col not in refs:
+            continue
+        name = REFERENCE_VARIANTS[col]
+        e = a["gains"].get(name)
+        out[key] = {"variant": name, "column": col, "ne": a["reference_ne"].get(name),
+                    "ne_gain_pct": e.point if e is not None else None,
+                    "ne_gain_ci95": [e.lo, e.hi] if e is not None and e.lo is not None else None}
+    return out
+
+
 def _units(level: str) -> str:
     """``"seeds x users x items"`` -> words for the report (two-way: Owen's pigeonhole bootstrap)."""
     parts = level.split(" x ")
@@ -760,6 +924,8 @@ def _markdown(report: Dict[str, Any], rows: List[Dict[str, Any]], a: Dict[str, A
              "id_dominant": "simulated ads world, id-only term dominant (control world)"}[kind]
     L: List[str] = []
     L.append(f"# torchrec-side benchmark report: {title} (`{wname}`){' — QUICK RUN (not the benchmark)' if quick else ''}")
+    L.append("")
+    L.append(_control_line(report["control_world"], kind))
     L.append("")
     if quick:
         L.append("**Quick mode**: fewer variants, seeds and epochs than the benchmark; the numbers below are a "
@@ -804,10 +970,12 @@ def _markdown(report: Dict[str, Any], rows: List[Dict[str, Any]], a: Dict[str, A
                  f"{[round(x, 5) for x in sw['mean_val_ne_per_epoch']]} -> {sw['epochs']} epoch(s).")
         L.append("")
     oracle = report.get("oracle_share") is not None
+    ceil = report.get("ceiling_share") is not None
     L.append("## Variants")
     L.append("")
     head = ("| variant | arch | seeds | best epoch | test NE mean ± std | NE gain % [95% CI] | vs 0 | "
             "gain over trad. SID % [95% CI] |" + (" oracle share [95% CI] |" if oracle else "")
+            + (" content-ceiling share [95% CI] |" if ceil else "")
             + " AUC | bytes/event (consumed) | bytes/event (file) | learned params | train ex/s |")
     L.append(head)
     L.append("|" + " --- |" * (head.count("|") - 1))
@@ -817,7 +985,8 @@ def _markdown(report: Dict[str, Any], rows: List[Dict[str, Any]], a: Dict[str, A
         gain_txt = ("0 (reference)" if r["variant"] == cfg.control else
                     f"{_f(r['ne_gain_pct_mean'], '{:+.3f}')} {_ci_list(r.get('ne_gain_ci95'))}")
         cells = [r["variant"], str(r["arch"]), str(len(r["seeds"])),
-                 ",".join(str(b) for b in r.get("best_epochs") or []) or "n/a",
+                 ",".join(str(b) for b in sorted({b for b in (r.get("best_epochs") or {}).values() if b is not None}))
+                 or "n/a",
                  f"{_f(r['ne_mean'], '{:.5f}')} ± {_f(r['ne_std'], '{:.5f}')}", gain_txt,
                  (r.get("ne_gain_verdict") or "–") if r["variant"] != cfg.control else "–",
                  (f"{_f(gv.get('point'), '{:+.3f}')} {_ci_list(gv.get('ci95'))} ({gv.get('verdict')})"
@@ -825,12 +994,19 @@ def _markdown(report: Dict[str, Any], rows: List[Dict[str, Any]], a: Dict[str, A
         if oracle:
             cells.append(f"{_f(sh.get('point'), '{:.3f}')} {_ci_list(sh.get('ci95'), '{:.3f}')}"
                          if sh.get("point") is not None else "–")
+        if ceil:
+            cs = r.get("ceiling_share") or {}
+            cells.append(f"{_f(cs.get('point'), '{:.3f}')} {_ci_list(cs.get('ci95'), '{:.3f}')}"
+                         if cs.get("point") is not None else "–")
         cells += [_f(r["auc_mean"]), _f(r["bytes_per_event"], "{:.0f}"), _f(r.get("file_bytes_per_event"), "{:.2f}"),
                   str(r["learned_params"]) if r["learned_params"] is not None else "n/a",
                   _f(r["train_examples_per_s"], "{:.0f}")]
         L.append("| " + " | ".join(cells) + " |")
     og = report.get("oracle_ne_gain")
-    if og:
+    if report.get("ceilings"):
+        L.append("")
+        L.append(_ceilings_line(report["ceilings"]))
+    elif og:
         L.append("")
         L.append(f"Oracle (true click probabilities): NE gain over control {_f(og.get('point'), '{:+.3f}')}% "
                  f"{_ci_list(og.get('ci95'))}.")
@@ -840,8 +1016,13 @@ def _markdown(report: Dict[str, Any], rows: List[Dict[str, Any]], a: Dict[str, A
         if d:
             L.append(f"- **{r['variant']}**: {d}")
     L.append("")
+    L.append(_protocol_table(rows))
     L.append("## SIDE vs traditional SID")
     L.append("")
+    if kind == "simulated" and report["control_world"]["verdict"] != "passed":
+        L.append(f"**Not validated**: the control world's verdict is {report['control_world']['verdict']} "
+                 f"(see the top), so the SIDE results below are not validated.")
+        L.append("")
     ratio = report["side_vs_traditional_ne_gain"]
     if ratio.get("ratio") is not None:
         L.append(f"`side_vs_traditional_ne_gain` = {ratio['ratio']:.2f} (SIDE {ratio['side_gain_pct_mean']:+.3f}% / "
@@ -937,6 +1118,8 @@ def _markdown(report: Dict[str, Any], rows: List[Dict[str, Any]], a: Dict[str, A
     L.append("| --- | --- | --- | --- |")
     for t in report["targets"]:
         met = "n/a" if t["met"] is None else ("met" if t["met"] else "**not met**")
+        if t.get("validated") is False:
+            met += " (**not validated**: control world)"
         conf = "n/a" if t.get("confident") is None else ("yes" if t["confident"] else "no")
         L.append(f"| {t['target']} | {t['measured']} | {met} | {conf} |")
     if rec.get("failed"):
@@ -950,11 +1133,55 @@ def _markdown(report: Dict[str, Any], rows: List[Dict[str, Any]], a: Dict[str, A
         for w in report["warnings"]:
             L.append(f"- {w}")
     for png, alt in (("ne_gain.png", "NE gain with 95% intervals"), ("gain_by_item_freq.png", "gain by item frequency"),
-                     ("oracle_share.png", "share of the oracle's gain"), ("bytes_per_event.png", "bytes per event")):
+                     ("oracle_share.png", "share of the oracle's gain"),
+                     ("gain_vs_ceilings.png", "NE gain against the ceilings"), ("bytes_per_event.png", "bytes per event")):
         if png in (report.get("plots") or []):
             L.append("")
             L.append(f"![{alt}]({png})")
     L.append("")
+    return "\n".join(L) + "\n"
+
+
+def _control_line(cw: Dict[str, Any], kind: str) -> str:
+    """The report's opening line: the control world's verdict, and what it gates."""
+    pt = cw.get("sparse_over_side")
+    num = (f"sparse-ID over SIDE {pt:+.3f}% {_ci_list(cw.get('sparse_over_side_ci95'))}" if pt is not None
+           else str(cw.get("measured")))
+    where = "this world" if kind == "id_dominant" else f"`{cw['source']}`" if cw.get("source") else "none linked"
+    text = (f"**Control world verdict: {cw['verdict']}** ({where}): {num}. The control world (the id-only term "
+            f"dominates) must show sparse-ID beating SIDE, separated, or the instrument cannot show SIDE losing.")
+    if kind == "simulated" and cw["verdict"] != "passed":
+        text += " This world's SIDE claims are therefore **not validated**."
+    elif kind == "movielens":
+        text += " (It gates the simulated worlds; MovieLens is real data.)"
+    return text
+
+
+def _ceilings_line(ceilings: Dict[str, Any]) -> str:
+    """``Ceilings (NE gain over control): content ..., content + item ..., id ..., oracle ...``."""
+    words = {"content": "content", "content_item": "content + item posterior", "id": "id", "oracle": "oracle"}
+    parts = [f"{words[k]} {_f(c.get('ne_gain_pct'), '{:+.3f}')}% {_ci_list(c.get('ne_gain_ci95'))} "
+             f"(NE {_f(c.get('ne'), '{:.5f}')})" for k, c in ceilings.items()]
+    return ("Ceilings, NE gain over control % [95% CI] (docs/design.md section 7c; exact for the content "
+            "ceiling, approximate for the id ceiling): " + "; ".join(parts) + ". The content-ceiling share "
+            "is a variant's gain / the content ceiling's gain, same resamples.")
+
+
+def _protocol_table(rows: List[Dict[str, Any]]) -> str:
+    """Markdown: each variant's best validation epoch per seed and the setting tuning chose."""
+    L = ["## Training protocol", "", "Best validation epoch of each seed (the model scored on test) and the "
+         "setting chosen on validation with one seed (`tune_and_train`; \"not tuned\": this world ran one "
+         "setting).", "", "| variant | best epoch per seed | tuned setting |", "| --- | --- | --- |"]
+    for r in rows:
+        be = r.get("best_epochs") or {}
+        epochs = ", ".join(f"s{s}: {'n/a' if b is None else b}" for s, b in be.items()) or "n/a"
+        tu = r.get("tuned")
+        if isinstance(tu, dict):
+            ov = tu.get("overrides") or []
+            tuned = f"`{tu.get('setting')}`" + (f" ({', '.join(str(o) for o in ov)})" if ov else "")
+        else:
+            tuned = "not tuned" if tu is None else str(tu)
+        L.append(f"| {r['variant']} | {epochs} | {tuned} |")
     return "\n".join(L) + "\n"
 
 
