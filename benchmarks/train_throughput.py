@@ -575,6 +575,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "side_vs_raw_content": ratio("side", "raw_content"),
         "examples_per_s": {v: by[v]["examples_per_s"] for v in by},
         "side_history_share": by["side"]["history_share"] if "side" in by else None,
+        "side_history_share_instrumented": by["side"]["history_share_instrumented"] if "side" in by else None,
         "largest_phase": {v: by[v]["largest_phase"] for v in by},
         "errors": {r["variant"]: r["error"] for r in rows if "error" in r},
         "device": args.device,
