@@ -65,8 +65,7 @@ import numpy as np
 from torchrec_side.io import save_figure, write_json, write_text
 
 __all__ = ["ReportConfig", "collect", "summarize", "side_vs_traditional", "analyse", "targets", "write_report",
-           "control_world_verdict",
-           "report_main", "world_kind"]
+           "control_world_verdict", "report_main", "world_kind"]
 
 #: The ablation variant with the SIDE SIDs dealt to random items (``experiments.sim``).
 PERMUTED_SIDE: str = "side_permuted_sid"
