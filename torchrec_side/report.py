@@ -668,21 +668,24 @@ def _plots(rows: List[Dict[str, Any]], a: Dict[str, Any], run: Path, label: str,
         pts = np.array([gains[v].point for v in vn])
         lo = np.array([gains[v].lo if gains[v].lo is not None else gains[v].point for v in vn])
         hi = np.array([gains[v].hi if gains[v].hi is not None else gains[v].point for v in vn])
-        fig, ax = plt.subplots(figsize=(9, 4.5))
-        ax.bar(vn, pts, yerr=np.vstack([pts - lo, hi - pts]), capsize=4, color="tab:blue", label="variant (95% CI)")
+        fig, ax = plt.subplots(figsize=(11, 4.5))
+        ax.bar(vn, pts, yerr=np.vstack([pts - lo, hi - pts]), capsize=4, color="tab:blue", alpha=0.75,
+               label="variant (95% CI)")
         style = {"content": ("tab:green", "-"), "content_item": ("tab:olive", "--"), "id": ("tab:purple", "-."),
                  "oracle": ("k", ":")}
         words = {"content": "content ceiling", "content_item": "content + item posterior", "id": "id ceiling",
                  "oracle": "oracle"}
         for k, c in ceilings.items():
             color, ls = style[k]
-            ax.axhline(c["ne_gain_pct"], color=color, ls=ls, lw=1.2, label=f"{words[k]} {c['ne_gain_pct']:+.2f}%")
-            if c.get("ne_gain_ci95"):
-                ax.axhspan(c["ne_gain_ci95"][0], c["ne_gain_ci95"][1], color=color, alpha=0.08)
+            ax.axhline(c["ne_gain_pct"], color=color, ls=ls, lw=1.4, zorder=3,
+                       label=f"{words[k]} {c['ne_gain_pct']:+.2f}% {_ci_list(c.get('ne_gain_ci95'), '{:+.2f}')}")
+            if k == "content" and c.get("ne_gain_ci95"):  # the reference of ceiling_share: its interval shaded
+                ax.axhspan(c["ne_gain_ci95"][0], c["ne_gain_ci95"][1], color=color, alpha=0.12, zorder=0,
+                           label="content ceiling's 95% interval")
         ax.axhline(0, color="k", lw=0.8)
         ax.set_ylabel("test NE gain vs control (%)")
         ax.set_title(f"NE gain against the ceilings, 95% intervals{label}", fontsize=10)
-        ax.legend(fontsize=7, loc="upper left")
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
         plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
         fig.tight_layout()
         save_figure(fig, run / "gain_vs_ceilings.png")
@@ -1117,7 +1120,7 @@ def _markdown(report: Dict[str, Any], rows: List[Dict[str, Any]], a: Dict[str, A
     L.append("| --- | --- | --- | --- |")
     for t in report["targets"]:
         met = "n/a" if t["met"] is None else ("met" if t["met"] else "**not met**")
-        if t.get("validated") is False:
+        if t.get("validated") is False and t["met"] is not None:
             met += " (**not validated**: control world)"
         conf = "n/a" if t.get("confident") is None else ("yes" if t["confident"] else "no")
         L.append(f"| {t['target']} | {t['measured']} | {met} | {conf} |")

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from torchrec_side.eval.stats import normalized_entropy
-from torchrec_side.report import ReportConfig, report_main, world_kind, write_report
+from torchrec_side.report import control_world_verdict, ReportConfig, report_main, world_kind, write_report
 
 HIST: Dict[str, List[Dict[str, Any]]] = {
     "control": [],
@@ -36,26 +36,36 @@ def _rows(n: int = 800) -> Dict[str, np.ndarray]:
     logit = rng.normal(-0.5, 1.2, n)
     p = 1 / (1 + np.exp(-logit))
     y = (rng.random(n) < p).astype(np.float32)
+    # ceilings: the oracle's logit seen through noise (more noise = less reachable)
+    ceil = {c: (1 / (1 + np.exp(-(logit + rng.normal(0, sd, n))))).astype(np.float32)
+            for c, sd in (("p_content", 0.45), ("p_content_item", 0.35), ("p_id", 0.9))}
     return {"user_id": uid, "item_id": item, "label": y, "hist_len": rng.integers(0, 300, n).astype(np.int32),
-            "item_train_freq": freq[item], "p_true": p.astype(np.float32), "logit": logit}
+            "item_train_freq": freq[item], "p_true": p.astype(np.float32), "logit": logit, **ceil}
 
 
-def _write_preds(d: Path, base: Dict[str, np.ndarray], variant: str, seed: int, oracle: bool) -> np.ndarray:
+def _write_preds(d: Path, base: Dict[str, np.ndarray], variant: str, seed: int, oracle: bool,
+                 ceilings: bool = False, noise: Optional[Dict[str, float]] = None) -> np.ndarray:
     rng = np.random.default_rng(1000 * seed + sum(map(ord, variant)))
-    score = 1 / (1 + np.exp(-(base["logit"] + rng.normal(0, NOISE[variant], base["logit"].size))))
+    sd = {**NOISE, **(noise or {})}[variant]
+    score = 1 / (1 + np.exp(-(base["logit"] + rng.normal(0, sd, base["logit"].size))))
     cols: Dict[str, Any] = {k: base[k] for k in ("user_id", "item_id", "label")}
     cols["score"] = score.astype(np.float32)
     cols["hist_len"] = (base["hist_len"] if variant != "control" else np.zeros_like(base["hist_len"]))
     cols["item_train_freq"] = base["item_train_freq"]
     if oracle:
         cols["p_true"] = base["p_true"]
+    if ceilings:
+        for c in ("p_content", "p_id", "p_content_item"):
+            cols[c] = base[c]
     pq.write_table(pa.table(cols), d / "predictions_test.parquet")
     return score
 
 
 def _fabricate(tmp: Path, variants: List[str], seeds: List[int], oracle: bool, world: Optional[str] = None,
                skip: Optional[List[tuple]] = None,
-               seeds_of: Optional[Dict[str, List[int]]] = None) -> Dict[str, Dict[int, np.ndarray]]:
+               seeds_of: Optional[Dict[str, List[int]]] = None, ceilings: bool = False,
+               noise: Optional[Dict[str, float]] = None, tuned: Optional[Dict[str, Any]] = None,
+               control_world: Optional[str] = None) -> Dict[str, Dict[int, np.ndarray]]:
     base = _rows()
     recs = []
     scores: Dict[str, Dict[int, np.ndarray]] = {}
@@ -64,20 +74,24 @@ def _fabricate(tmp: Path, variants: List[str], seeds: List[int], oracle: bool, w
         for s in (seeds_of or {}).get(v, seeds):
             d = tmp / "train" / v / f"seed{s}"
             d.mkdir(parents=True)
-            sc = _write_preds(d, base, v, s, oracle)
+            sc = _write_preds(d, base, v, s, oracle, ceilings, noise)
             ne = normalized_entropy(base["label"], np.clip(sc.astype(np.float32), 1e-7, 1 - 1e-7))
             if skip and (v, s) in skip:
                 (d / "predictions_test.parquet").unlink()
             scores.setdefault(v, {})[s] = sc
-            m = {"name": v, "seed": s, "arch": "dlrm", "epochs": 3.0, "best_epoch": 2, "test": {"ne": ne, "auc": 0.7},
+            m = {"name": v, "seed": s, "arch": "dlrm", "epochs": 3.0, "best_epoch": 2 + s % 2, "test": {"ne": ne, "auc": 0.7},
                  "val": {"ne": ne, "auc": 0.7}, "learned_params": {"total": 100}, "train_examples_per_s": 1000.0,
                  "history": HIST[v]}
             (d / "metrics.json").write_text(json.dumps(m))
             dirs[str(s)] = str(d)
         recs.append({"name": v, "config": "", "role": v, "description": v, "run_dirs": dirs})
+        if tuned and v in tuned:
+            recs[-1]["tuned"] = tuned[v]
     rec: Dict[str, Any] = {"mode": "full", "seeds": seeds, "epochs": 3, "nproc": 2, "variants": recs, "failed": []}
     if world:
         rec["world"] = world
+    if control_world:
+        rec["control_world"] = control_world
     (tmp / "pipeline.json").write_text(json.dumps(rec))
     return scores
 
@@ -260,3 +274,153 @@ def test_report_from_real_trainer_predictions(tmp_path: Path) -> None:
     assert st["ne_check"]["max_abs_diff_predictions_vs_metrics"] < 1e-5
     assert rep["ne_gain"]["sparse_id"]["level"] == "seeds x users x items" and rep["world"] == "movielens"
     assert sum(b["rows"] for b in rep["slices"]["hist_len"]["buckets"].values()) > 0
+
+
+def _ne(y: np.ndarray, p: np.ndarray) -> float:
+    return normalized_entropy(y, np.clip(p.astype(np.float32), 1e-7, 1 - 1e-7))
+
+
+def test_ceilings_share_protocol_table_and_plot(tmp_path: Path) -> None:
+    """A world that stores its ceilings: each one scored as a pseudo-variant, paired like a variant."""
+    tuned = {"side": {"setting": "lr_x3", "overrides": ["train.embedding_lr=0.03"]},
+             "control": {"setting": "reference", "overrides": []}}
+    scores = _fabricate(tmp_path, ALL, [0, 1, 2], oracle=True, world="adsworld", ceilings=True, tuned=tuned)
+    rep = write_report(tmp_path, cfg=ReportConfig(n_boot=200, slice_n_boot=30))
+    base = _rows()
+    y = base["label"]
+    c = rep["ceilings"]
+    assert list(c) == ["content", "content_item", "id", "oracle"]
+    for key, col in (("content", "p_content"), ("content_item", "p_content_item"), ("id", "p_id"), ("oracle", "p_true")):
+        ne = _ne(y, base[col])
+        assert c[key]["ne"] == pytest.approx(ne, rel=1e-6)
+        # the paired gain over control, computed directly from the files
+        want = np.mean([100 * (_ne(y, scores["control"][s]) - ne) / _ne(y, scores["control"][s]) for s in (0, 1, 2)])
+        assert c[key]["ne_gain_pct"] == pytest.approx(want, rel=1e-6)
+        lo, hi = c[key]["ne_gain_ci95"]
+        assert lo <= c[key]["ne_gain_pct"] <= hi
+    assert c["oracle"]["ne_gain_pct"] > c["content_item"]["ne_gain_pct"] > c["content"]["ne_gain_pct"] > c["id"]["ne_gain_pct"]
+    assert c["oracle"]["ne_gain_pct"] == pytest.approx(rep["oracle_ne_gain"]["point"])
+    rows = {r["variant"]: r for r in rep["rows"]}
+    for v in ("side", "raw_content", "traditional_sid", "sparse_id"):
+        cs = rows[v]["ceiling_share"]
+        assert cs["point"] == pytest.approx(rep["ne_gain"][v]["point"] / c["content"]["ne_gain_pct"], rel=1e-9)
+        assert cs["ci95"][0] <= cs["point"] <= cs["ci95"][1]
+        assert rep["ceiling_share"][v]["point"] == cs["point"]
+    assert rows["control"]["ceiling_share"] is None
+    # best epochs per seed and the tuned setting
+    assert rows["side"]["best_epochs"] == {"0": 2, "1": 3, "2": 2}
+    assert rows["side"]["tuned"] == tuned["side"] and rows["raw_content"]["tuned"] is None
+    # slices score the ceilings too
+    assert "ceiling_content" in rep["slices"]["item_freq"]["buckets"]["head"]["ne"]
+    names = [t["target"] for t in rep["targets"]]
+    assert any("content ceiling" in n for n in names)
+    assert "gain_vs_ceilings.png" in rep["plots"] and (tmp_path / "gain_vs_ceilings.png").is_file()
+    md = (tmp_path / "report.md").read_text()
+    assert "content-ceiling share [95% CI]" in md and "Ceilings, NE gain over control" in md
+    assert "content + item posterior" in md and "## Training protocol" in md
+    assert "`lr_x3` (train.embedding_lr=0.03)" in md and "not tuned" in md and "s1: 3" in md
+    assert "![NE gain against the ceilings](gain_vs_ceilings.png)" in md
+
+
+def test_no_ceilings_without_the_columns(tmp_path: Path) -> None:
+    """Old predictions (p_true only), or a seed whose files all lack the ceilings: no ceilings."""
+    _fabricate(tmp_path, ["control", "side"], [0, 1], oracle=True, world="adsworld", ceilings=True)
+    for v in ("control", "side"):  # seed 1 written before the ceilings were carried
+        f = tmp_path / "train" / v / "seed1" / "predictions_test.parquet"
+        pq.write_table(pq.read_table(f).drop(["p_content", "p_id", "p_content_item"]), f)
+    rep = write_report(tmp_path, cfg=ReportConfig(n_boot=50, slice_n_boot=0))
+    assert rep["ceilings"] is None and rep["ceiling_share"] is None
+    assert rep["oracle_share"]["side"]["point"] is not None  # the oracle still is
+    assert {r["variant"]: r for r in rep["rows"]}["side"]["ceiling_share"] is None
+    assert "gain_vs_ceilings.png" not in rep["plots"] and not (tmp_path / "gain_vs_ceilings.png").exists()
+    md = (tmp_path / "report.md").read_text()
+    assert "content-ceiling share" not in md and "Ceilings," not in md and "Oracle (true click" in md
+    assert "ceiling_content" not in rep["ne_gain"]
+    # a ceiling in only one variant's file of a seed is the seed's (pairing takes it from any file)
+    f = tmp_path / "train" / "side" / "seed1" / "predictions_test.parquet"
+    t = pq.read_table(f)
+    pq.write_table(t.append_column("p_content", pa.array(_rows()["p_content"])), f)
+    rep2 = write_report(tmp_path, plots=False, cfg=ReportConfig(n_boot=50, slice_n_boot=0))
+    assert list(rep2["ceilings"]) == ["content", "oracle"]
+
+
+def _control_folder(tmp: Path, sparse_wins: bool) -> Path:
+    ctrl = tmp / ("ctrl_pass" if sparse_wins else "ctrl_fail")
+    ctrl.mkdir()
+    noise = {"sparse_id": 0.2, "side": 1.1} if sparse_wins else None
+    _fabricate(ctrl, ["control", "sparse_id", "side"], [0, 1], oracle=True, world="adsworld_id_dominant",
+               noise=noise)
+    write_report(ctrl, plots=False, cfg=ReportConfig(n_boot=100, slice_n_boot=0))
+    return ctrl
+
+
+def _side_targets(rep: Dict[str, Any]) -> List[Dict[str, Any]]:
+    return [t for t in rep["targets"] if "SIDE" in t["target"] and "sparse-ID beats SIDE" not in t["target"]
+            and not t["target"].startswith("footprint")]
+
+
+def test_control_world_verdict_passed_failed_missing(tmp_path: Path) -> None:
+    cfg = ReportConfig(n_boot=100, slice_n_boot=0)
+    # passed: sparse-ID beats SIDE, separated, in the control world
+    ctrl = _control_folder(tmp_path, sparse_wins=True)
+    own = json.loads((ctrl / "report.json").read_text())["control_world"]
+    assert own["verdict"] == "passed" and own["source"] == "this report"
+    assert own["sparse_over_side"] > 0 and own["sparse_over_side_ci95"][0] > 0
+    assert (ctrl / "report.md").read_text().splitlines()[2].startswith("**Control world verdict: passed** (this world)")
+    main = tmp_path / "main_pass"
+    main.mkdir()
+    _fabricate(main, ALL, [0, 1], oracle=True, world="adsworld", control_world=str(ctrl))
+    rep = write_report(main, plots=False, cfg=cfg)
+    cw = rep["control_world"]
+    assert cw["verdict"] == "passed" and cw["sparse_over_side"] == own["sparse_over_side"]
+    assert cw["sparse_over_side_ci95"] == own["sparse_over_side_ci95"] and str(ctrl) in cw["source"]
+    assert _side_targets(rep) and all(t["validated"] is True for t in _side_targets(rep))
+    md = (main / "report.md").read_text()
+    assert md.splitlines()[2].startswith("**Control world verdict: passed**") and "not validated" not in md
+
+    # failed: in this control world SIDE's predictions are the better ones
+    bad = _control_folder(tmp_path, sparse_wins=False)
+    assert json.loads((bad / "report.json").read_text())["control_world"]["verdict"] == "failed"
+    main2 = tmp_path / "main_fail"
+    main2.mkdir()
+    _fabricate(main2, ALL, [0, 1], oracle=True, world="adsworld", control_world=str(bad))
+    rep = write_report(main2, plots=False, cfg=cfg)
+    assert rep["control_world"]["verdict"] == "failed" and rep["control_world"]["sparse_over_side"] < 0
+    assert all(t["validated"] is False for t in _side_targets(rep))
+    md = (main2 / "report.md").read_text()
+    first = md.splitlines()[2]
+    assert first.startswith("**Control world verdict: failed**") and "**not validated**" in first
+    assert "**Not validated**" in md.split("## SIDE vs traditional SID")[1]
+    table = md.split("docs/design.md section 8 targets")[1]
+    assert table.count("(**not validated**: control world)") == sum(t["met"] is not None for t in _side_targets(rep)) > 0
+
+    # missing: no control world linked, or its report absent
+    main3 = tmp_path / "main_none"
+    main3.mkdir()
+    _fabricate(main3, ["control", "side", "traditional_sid"], [0, 1], oracle=True, world="adsworld")
+    rep = write_report(main3, plots=False, cfg=cfg)
+    assert rep["control_world"]["verdict"] == "missing" and rep["control_world"]["sparse_over_side"] is None
+    assert all(t["validated"] is False for t in _side_targets(rep))
+    assert "Control world verdict: missing" in (main3 / "report.md").read_text().splitlines()[2]
+    rep = write_report(main3, plots=False, cfg=ReportConfig(n_boot=50, slice_n_boot=0,
+                                                            control_world=str(tmp_path / "nope")))
+    assert rep["control_world"]["verdict"] == "missing"
+
+
+def test_movielens_report_is_not_gated(tmp_path: Path) -> None:
+    _fabricate(tmp_path, ["control", "side", "traditional_sid"], [0, 1], oracle=False)
+    rep = write_report(tmp_path, plots=False, cfg=ReportConfig(n_boot=50, slice_n_boot=0))
+    assert rep["control_world"]["verdict"] == "missing" and rep["ceilings"] is None
+    assert all("validated" not in t for t in rep["targets"])
+    assert "not validated" not in (tmp_path / "report.md").read_text()
+
+
+@pytest.mark.parametrize("met,confident,verdict", [(True, True, "passed"), (True, False, "failed"),
+                                                   (False, True, "failed"), (False, False, "failed"),
+                                                   (None, None, "missing")])
+def test_verdict_rule(met: Optional[bool], confident: Optional[bool], verdict: str) -> None:
+    line = {"target": "control world (id-only term dominates): sparse-ID beats SIDE", "measured": "x",
+            "met": met, "interval": [0.1, 0.3], "confident": confident}
+    cfg = ReportConfig()
+    assert control_world_verdict("simulated", [line], {"pairs": {}}, cfg, None)["verdict"] == verdict
+    assert control_world_verdict("simulated", [], {"pairs": {}}, cfg, None)["verdict"] == "missing"
