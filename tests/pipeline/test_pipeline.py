@@ -179,7 +179,8 @@ def test_report_statistics(tmp_path: Path) -> None:
     assert rows["side"]["bytes_per_event"] == 8 and rows["traditional_sid"]["bytes_per_event"] == 48
     assert rows["sparse_id"]["bytes_per_event"] == 8 and rows["raw_content"]["bytes_per_event"] == 768
     assert set(rows["side"]) == {"variant", "seeds", "ne_mean", "ne_std", "ne_gain_pct_mean", "ne_gain_pct_std",
-                                 "auc_mean", "bytes_per_event", "learned_params", "train_examples_per_s"}
+                                 "auc_mean", "bytes_per_event", "learned_params", "train_examples_per_s",
+                                 "ceiling_share", "best_epochs", "tuned"}
     trad = [100 * (c - s) / c for c, s in zip(nes["control"], nes["traditional_sid"])]
     ratio = rep["side_vs_traditional_ne_gain"]
     assert ratio["ratio"] == pytest.approx(np.mean(gains) / np.mean(trad))
