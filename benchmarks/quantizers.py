@@ -26,7 +26,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 
 # this folder last on the path, not first (where ``python benchmarks/<name>.py`` puts it): its
-# tokenizers.py would shadow HF ``tokenizers``, which transformers imports (through torchmetrics)
+# appended, not prepended: a script here must never shadow an installed package
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [x for x in sys.path if not x or Path(x).resolve() != _HERE] + [str(_HERE)]
 from _common import base_parser, machine, median_time, print_table, write_json  # noqa: E402

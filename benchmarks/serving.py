@@ -59,7 +59,7 @@ import numpy as np
 import torch
 
 # this folder last on the path, not first (where ``python benchmarks/serving.py`` puts it): its
-# tokenizers.py would shadow HF ``tokenizers``, which the trainer's metrics import (torchmetrics)
+# appended, not prepended: a script here must never shadow an installed package
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [x for x in sys.path if not x or Path(x).resolve() != _HERE] + [str(_HERE)]
 from _common import base_parser, load_average, machine, print_table, write_json  # noqa: E402

@@ -58,7 +58,7 @@ import numpy as np
 import torch
 
 # this folder last on the path, not first (where ``python benchmarks/<name>.py`` puts it): its
-# tokenizers.py would shadow HF ``tokenizers``, which transformers imports (through torchmetrics)
+# appended, not prepended: a script here must never shadow an installed package
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [x for x in sys.path if not x or Path(x).resolve() != _HERE] + [str(_HERE)]
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))

@@ -66,7 +66,7 @@ def _check_store_footprint(d: Dict[str, Any]) -> None:
     assert d["loader"] and all(x["examples_per_s"] > 0 for x in d["loader"])
 
 
-def _check_tokenizers(d: Dict[str, Any]) -> None:
+def _check_tokenizer_quality(d: Dict[str, Any]) -> None:
     names = [r["tokenizer"] for r in d["rows"]]
     assert "fused_dpca_40x3" in names and len(names) == len(set(names))
     for r in d["rows"]:
@@ -82,7 +82,7 @@ CHECKS: Dict[str, Callable[[Dict[str, Any]], None]] = {
     "train_throughput": _check_train_throughput,
     "quantizers": _check_quantizers,
     "store_footprint": _check_store_footprint,
-    "tokenizers": _check_tokenizers,
+    "tokenizer_quality": _check_tokenizer_quality,
 }
 
 

@@ -16,7 +16,7 @@ from torchrec_side.sid.codec import SIDCodec
 
 from factories import offsets_of, random_codes, random_tables
 
-# appended, not prepended: benchmarks/tokenizers.py must not shadow the `tokenizers` package
+# appended, not prepended: a benchmark script must never shadow an installed package
 _BENCH = str(Path(__file__).resolve().parents[2] / "benchmarks")
 if _BENCH not in sys.path:
     sys.path.append(_BENCH)

@@ -23,8 +23,8 @@ is fitted on the first 80% of rating events by time). On the held-out items it r
 
 Usage::
 
-    python benchmarks/tokenizers.py --quick --json runs/bench/tokenizers_quick.json
-    python benchmarks/tokenizers.py --json runs/bench/tokenizers.json          # 3 seeds
+    python benchmarks/tokenizer_quality.py --quick --json runs/bench/tokenizer_quality_quick.json
+    python benchmarks/tokenizer_quality.py --json runs/bench/tokenizer_quality.json          # 3 seeds
 
 One JSON row per tokenizer: ``{"tokenizer", "bits", "recon_cos": {collection: value},
 "genre_auc", "utilization", "collision_rate", ...}`` (means over seeds, plus ``*_std``).
@@ -46,7 +46,7 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 # this folder last on the path, not first (where ``python benchmarks/<name>.py`` puts it): its
-# tokenizers.py would shadow HF ``tokenizers``, which transformers imports (through torchmetrics)
+# appended, not prepended: a script here must never shadow an installed package
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [x for x in sys.path if not x or Path(x).resolve() != _HERE] + [str(_HERE)]
 from _common import write_json  # noqa: E402
