@@ -345,8 +345,9 @@ def _draw(cfg: AdsWorldConfig, cat: _Catalogue, tables: _DayTables, users: _User
             comp = np.matmul(users.taste[ru], attrs.transpose(0, 2, 1))  # [r, K, m]
             if stats is not None and "comp" in stats:
                 _accumulate(stats["comp"], comp)
-            zc = (comp - cal.comp_mean) / cal.comp_std
-            raw = soft_max_pool(pi, zc, temp)
+            z: Array = (comp - cal.comp_mean) / cal.comp_std
+            zc = z
+            raw = soft_max_pool(pi, z, temp)
         else:  # the single mixed interest vector
             interest = np.einsum("rj,rjd->rd", pi.astype(np.float32), users.taste[ru])
             raw = np.einsum("rd,rmd->rm", interest, attrs)
