@@ -500,7 +500,7 @@ def targets(a: Dict[str, Any], rows: List[Dict[str, Any]], kind: str, cfg: Repor
                   "tokenizer encode throughput within 2x of faiss ResidualQuantizer",
                   "test suite < 10 min on a 2-core CPU"):
             out.append(_met_line(t, "not measured by this job (benchmarks/lookup.py, benchmarks/quantizers.py, "
-                                    "benchmarks/tokenizers.py, .ci/run)", None))
+                                    "benchmarks/tokenizer_quality.py, .ci/run)", None))
     return out
 
 
