@@ -38,7 +38,7 @@ __all__ = [
     "torch_uses_gomp",
 ]
 
-KERNEL_VERSION: int = 9
+KERNEL_VERSION: int = 10
 SOURCE_PATH: Path = Path(__file__).resolve().parent / "csrc" / "side_kernels.cpp"
 
 _lock = threading.Lock()

@@ -11,13 +11,16 @@
 //
 // Tables are [G * 256, D] float32 (row g * 256 + v: group g's decoded value v, zero rows for byte
 // values the group never uses). Pooling: bags with n >= kHistMinEvents build a per-bag histogram of
-// the G * 256 byte bins in L1 (int32 counts, or float32 weighted), then add count * row for each
-// non-empty bin, four rows per pass; shorter bags add each event's G rows in one pass. Bytes are
+// the G * 256 byte bins (int32 counts, or float32 weighted) into one row of a dense float block of
+// kPoolRows bags; each full block (and the last, partial one) is multiplied by the table in one
+// register-blocked product, out[bags] = counts[bags, bins] @ table (bins above a group's limit are
+// skipped). Shorter bags add each event's G rows in one pass. Bytes are
 // validated on the fly when `check` is set (byte g at most limits[g], unused high bytes zero);
 // offsets are validated before any read.
 // Work is split into chunks of whole bags balanced by events and run with at::parallel_for on
-// torch's intra-op pool (at::get_num_threads()); each bag is pooled by one thread in a fixed order,
-// so results do not depend on the thread count.
+// torch's intra-op pool (at::get_num_threads()); each bag is pooled by one thread in a fixed order
+// (a block product sums each output element over the bins in ascending order whatever the block's
+// other bags are), so results do not depend on the thread count.
 // See docs/design.md, section 5 (SIDE) and section 8 (speed notes).
 
 #include <algorithm>
@@ -64,24 +67,63 @@ inline void add_event(float* __restrict o, const float* __restrict table, uint64
   }
 }
 
-// o += sum_j c[bins[j]] * table[bins[j]] over n bins, four rows per pass over o.
-template <typename T>
-inline void add_bins(float* __restrict o, const float* __restrict table, const T* __restrict c,
-                     const int32_t* __restrict bins, int n, int64_t D) {
-  int j = 0;
-  for (; j + 4 <= n; j += 4) {
-    const float* __restrict r0 = table + (int64_t)bins[j] * D;
-    const float* __restrict r1 = table + (int64_t)bins[j + 1] * D;
-    const float* __restrict r2 = table + (int64_t)bins[j + 2] * D;
-    const float* __restrict r3 = table + (int64_t)bins[j + 3] * D;
-    const float c0 = (float)c[bins[j]], c1 = (float)c[bins[j + 1]], c2 = (float)c[bins[j + 2]],
-                c3 = (float)c[bins[j + 3]];
-    for (int64_t d = 0; d < D; ++d) o[d] += (c0 * r0[d] + c1 * r1[d]) + (c2 * r2[d] + c3 * r3[d]);
+// Rows of the dense counts block of pool_range: long bags are pooled kPoolRows at a time.
+constexpr int kPoolRows = 8;
+// Output columns per pass of the block product (one AVX-512 register of floats).
+constexpr int kPoolCols = 16;
+
+// out[m][d0 : d0 + w] = sum over the bins k of c[m][k] * table[k][d0 : d0 + w] for the M bags of a
+// block (w <= kPoolCols); the bins of group g are g * 256 .. g * 256 + lim[g]. Every element is summed
+// over the bins in ascending order, one multiply and one add per bin (no fused multiply-add, see
+// above), so its value depends neither on M, nor on w, nor on the vector width of the build.
+template <int G, int M, bool Full>
+inline void block_cols(const float* __restrict c, const float* __restrict table, const uint8_t* lim, int64_t D,
+                       int64_t d0, int w, float* const* outs) {
+  constexpr int K = G * kBins;
+  float acc[M][kPoolCols];
+  for (int m = 0; m < M; ++m)
+    for (int j = 0; j < kPoolCols; ++j) acc[m][j] = 0.0f;
+  for (int g = 0; g < G; ++g) {
+    const int kend = g * kBins + (int)lim[g] + 1;
+    for (int k = g * kBins; k < kend; ++k) {
+      const float* __restrict t = table + (int64_t)k * D + d0;
+      if (Full) {
+        for (int m = 0; m < M; ++m) {
+          const float cm = c[m * K + k];
+          for (int j = 0; j < kPoolCols; ++j) acc[m][j] += cm * t[j];
+        }
+      } else {
+        for (int m = 0; m < M; ++m) {
+          const float cm = c[m * K + k];
+          for (int j = 0; j < w; ++j) acc[m][j] += cm * t[j];
+        }
+      }
+    }
   }
-  for (; j < n; ++j) {
-    const float* __restrict r = table + (int64_t)bins[j] * D;
-    const float cj = (float)c[bins[j]];
-    for (int64_t d = 0; d < D; ++d) o[d] += cj * r[d];
+  for (int m = 0; m < M; ++m)
+    for (int j = 0; j < (Full ? kPoolCols : w); ++j) outs[m][d0 + j] = acc[m][j];
+}
+
+template <int G, int M>
+inline void block_product(const float* c, const float* table, const uint8_t* lim, int64_t D, float* const* outs) {
+  int64_t d0 = 0;
+  for (; d0 + kPoolCols <= D; d0 += kPoolCols) block_cols<G, M, true>(c, table, lim, D, d0, kPoolCols, outs);
+  if (d0 < D) block_cols<G, M, false>(c, table, lim, D, d0, (int)(D - d0), outs);
+}
+
+// out rows `outs[0 .. m)` = counts rows `c[0 .. m)` (each G * 256 floats) @ table, 1 <= m <= kPoolRows.
+template <int G>
+inline void pool_block(const float* c, int m, const float* table, const uint8_t* lim, int64_t D, float* const* outs) {
+  static_assert(kPoolRows == 8, "pool_block dispatches 1..8 rows");
+  switch (m) {
+    case 1: block_product<G, 1>(c, table, lim, D, outs); break;
+    case 2: block_product<G, 2>(c, table, lim, D, outs); break;
+    case 3: block_product<G, 3>(c, table, lim, D, outs); break;
+    case 4: block_product<G, 4>(c, table, lim, D, outs); break;
+    case 5: block_product<G, 5>(c, table, lim, D, outs); break;
+    case 6: block_product<G, 6>(c, table, lim, D, outs); break;
+    case 7: block_product<G, 7>(c, table, lim, D, outs); break;
+    case 8: block_product<G, 8>(c, table, lim, D, outs); break;
   }
 }
 
@@ -112,45 +154,36 @@ int64_t first_bad(const Args& a, int64_t s, int64_t e) {
   return -1;
 }
 
-// Writes the indices of the non-zero entries of a G * 256 histogram to `bins` (ascending) and
-// returns their number. Branch-free: which bins a short bag touches is random, and a branch per
-// bin mispredicted about half the time (measured: 4x slower at 200 events per bag).
-template <int G, typename T>
-inline int nonzero_bins(const T* cnt, int32_t* bins) {
-  int n = 0;
-  for (int k = 0; k < G * kBins; ++k) {
-    bins[n] = k;
-    n += cnt[k] != T(0);
-  }
-  return n;
-}
-
 // Pools bags [b0, b1); returns -1, or the index of the first invalid SID found (then stops).
+// Long bags fill the rows of a dense counts block (kPoolRows x G * 256 floats, thread-local), which is
+// multiplied by the table when full and at the end of the range.
 template <int G, bool W>
 SIDE_CLONES int64_t pool_range(const Args& a, int64_t b0, int64_t b1) {
   const int64_t D = a.D;
-  alignas(64) int32_t icnt[G * kBins];
-  alignas(64) float fcnt[G * kBins];
-  alignas(64) int32_t bins[G * kBins];  // the non-empty bins of a histogram, ascending
+  constexpr int K = G * kBins;
+  alignas(64) int32_t icnt[K];
+  thread_local std::vector<float> block_buf;
+  if (block_buf.size() < (size_t)(kPoolRows * K)) block_buf.assign((size_t)kPoolRows * 8 * kBins, 0.0f);
+  float* const cblk = block_buf.data();
+  float* outs[kPoolRows];
+  int m = 0;  // rows of the block in use
   for (int64_t b = b0; b < b1; ++b) {
     const int64_t s = a.offsets[b], e = a.offsets[b + 1];
     float* o = a.out + b * D;
-    std::memset(o, 0, sizeof(float) * D);
-    if (e <= s) continue;
-    if ((e - s) * G >= a.hist_min) {
+    if ((e - s) * G >= a.hist_min && e > s) {
+      float* __restrict crow = cblk + (int64_t)m * K;
       if (W) {
         if (a.check) {
           uint64_t acc = 0;
           for (int64_t i = s; i < e; ++i) acc |= bad_sid<G>((uint64_t)a.sids[i], a.limits);
           if (acc) return first_bad<G>(a, s, e);
         }
-        std::memset(fcnt, 0, sizeof(fcnt));
+        std::memset(crow, 0, sizeof(float) * K);
         for (int64_t i = s; i < e; ++i) {
           const uint64_t v = (uint64_t)a.sids[i];
           const float w = a.weights[i];
-          for (int g = 0; g < G; ++g) fcnt[g * kBins + ((v >> (8 * g)) & 0xff)] += w;
+          for (int g = 0; g < G; ++g) crow[g * kBins + ((v >> (8 * g)) & 0xff)] += w;
         }
-        add_bins(o, a.table, fcnt, bins, nonzero_bins<G>(fcnt, bins), D);
       } else {
         // Validation folded into the histogram: an invalid byte lands in a bin above its group's
         // limit, a stray high byte shows in `orv`.
@@ -167,18 +200,26 @@ SIDE_CLONES int64_t pool_range(const Args& a, int64_t b0, int64_t b1) {
             for (int k = (int)a.limits[g] + 1; k < kBins; ++k) bad |= icnt[g * kBins + k] != 0;
           if (bad) return first_bad<G>(a, s, e);
         }
-        add_bins(o, a.table, icnt, bins, nonzero_bins<G>(icnt, bins), D);
+        for (int k = 0; k < K; ++k) crow[k] = (float)icnt[k];
       }
-    } else {
-      if (a.check) {
-        bool bad = false;
-        for (int64_t i = s; i < e; ++i) bad |= bad_sid<G>((uint64_t)a.sids[i], a.limits);
-        if (bad) return first_bad<G>(a, s, e);
+      outs[m++] = o;
+      if (m == kPoolRows) {
+        pool_block<G>(cblk, m, a.table, a.limits, D, outs);
+        m = 0;
       }
-      for (int64_t i = s; i < e; ++i)
-        add_event<G, W>(o, a.table, (uint64_t)a.sids[i], W ? a.weights[i] : 1.0f, D);
+      continue;
     }
+    std::memset(o, 0, sizeof(float) * D);
+    if (e <= s) continue;
+    if (a.check) {
+      bool bad = false;
+      for (int64_t i = s; i < e; ++i) bad |= bad_sid<G>((uint64_t)a.sids[i], a.limits);
+      if (bad) return first_bad<G>(a, s, e);
+    }
+    for (int64_t i = s; i < e; ++i)
+      add_event<G, W>(o, a.table, (uint64_t)a.sids[i], W ? a.weights[i] : 1.0f, D);
   }
+  if (m > 0) pool_block<G>(cblk, m, a.table, a.limits, D, outs);
   return -1;
 }
 
@@ -295,7 +336,7 @@ inline int64_t run_chunks(RangeFn fn, const Args& a, const std::vector<int64_t>&
 
 extern "C" {
 
-int side_kernel_version() { return 9; }
+int side_kernel_version() { return 10; }
 
 // -2: bad arguments; -3: bad offsets; -1: all SIDs valid (or check == 0); else first bad SID index.
 int64_t side_pool_grouped(const int64_t* sids, int64_t N, const int64_t* offsets, int64_t B,
