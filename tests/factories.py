@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ from torchrec_side.quantizers import DPCA, RQKMeans, RQKMeansConfig
 from torchrec_side.sid.codec import SIDCodec
 
 __all__ = [
+    "spawn_ranks",
     "random_tables",
     "random_codes",
     "random_sids",
@@ -221,3 +222,33 @@ def plain_history(world: Mapping[str, np.ndarray], user: int, t: int, cap: Optio
     ev = sorted((int(ts), int(i)) for uu, i, ts in zip(world["eu"], world["ei"], world["et"]) if uu == user and ts < t)
     items = [i for _, i in ev]
     return items if cap is None else items[max(0, len(items) - cap):]
+
+
+def spawn_ranks(worker: Callable[..., None], world: int, *args: Any, timeout_s: float = 200.0) -> List[Tuple[Any, ...]]:
+    """Runs ``worker(rank, port, *args, queue)`` on ``world`` spawned processes (a gloo group on a
+    free local port) and returns what each put on the queue, failing the test with every rank's
+    error when any rank reported one (a result is ``(rank, error_or_None, ...)``)."""
+    import pytest
+    import torch.multiprocessing as mp
+
+    from torchrec_side.train.dist import free_port
+
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    port = free_port()
+    procs = [ctx.Process(target=worker, args=(r, port, *args, q)) for r in range(world)]
+    for p in procs:
+        p.start()
+    results: List[Tuple[Any, ...]] = []
+    try:
+        for _ in procs:
+            results.append(q.get(timeout=timeout_s))
+    finally:
+        for p in procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.kill()
+    failures = [f"rank {r[0]}:\n{r[1]}" for r in results if r[1] is not None]
+    if failures:
+        pytest.fail("\n".join(failures))
+    return results

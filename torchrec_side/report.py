@@ -383,6 +383,17 @@ def _met_line(target: str, measured: str, met: Optional[bool], interval: Optiona
     return {"target": target, "measured": measured, "met": met, "interval": interval, "confident": confident}
 
 
+def _share_line(reference: str, sh: Any, target: float = 0.8) -> Dict[str, Any]:
+    """The target line "SIDE captures >= 80% of the <reference>'s NE gain" for a bootstrap ratio."""
+    met = None if sh.point is None else bool(sh.point >= target)
+    return _met_line(f"SIDE captures >= {target:.0%} of the {reference}'s NE gain (simulated world)",
+                     (f"share {sh.point:.3f}" if sh.point is not None else "share undefined")
+                     + (f" [{sh.lo:.3f}, {sh.hi:.3f}]" if sh.lo is not None else f" ({sh.status})")
+                     + f"; {reference} gain {_ci(sh.denominator)}",
+                     met, [sh.lo, sh.hi] if sh.lo is not None else None,
+                     None if sh.lo is None or met is None else (sh.lo >= target if met else sh.hi < target))
+
+
 def targets(a: Dict[str, Any], rows: List[Dict[str, Any]], kind: str, cfg: ReportConfig,
             extra: Optional[Dict[str, Any]] = None) -> List[Dict[str, Any]]:
     """docs/design.md section 8 targets of this world: measured number, interval, ``met``.
@@ -437,25 +448,13 @@ def targets(a: Dict[str, Any], rows: List[Dict[str, Any]], kind: str, cfg: Repor
     if kind == "simulated":
         sh = a.get("oracle_share", {}).get(side)
         if sh is not None:
-            met = None if sh.point is None else bool(sh.point >= 0.8)
-            out.append(_met_line("SIDE captures >= 80% of the oracle's NE gain (simulated world)",
-                                 (f"share {sh.point:.3f}" if sh.point is not None else "share undefined")
-                                 + (f" [{sh.lo:.3f}, {sh.hi:.3f}]" if sh.lo is not None else f" ({sh.status})")
-                                 + f"; oracle gain {_ci(sh.denominator)}",
-                                 met, [sh.lo, sh.hi] if sh.lo is not None else None,
-                                 None if sh.lo is None or met is None else (sh.lo >= 0.8 if met else sh.hi < 0.8)))
+            out.append(_share_line("oracle", sh))
         else:
             out.append(_met_line("SIDE captures >= 80% of the oracle's NE gain (simulated world)",
                                  "not measured: no p_true in the predictions (or no SIDE run)", None))
         cs = (a.get("ceiling_share") or {}).get(side)
         if cs is not None:  # worlds that store their ceilings (docs/design.md section 7c)
-            met = None if cs.point is None else bool(cs.point >= 0.8)
-            out.append(_met_line("SIDE captures >= 80% of the content ceiling's NE gain (simulated world)",
-                                 (f"share {cs.point:.3f}" if cs.point is not None else "share undefined")
-                                 + (f" [{cs.lo:.3f}, {cs.hi:.3f}]" if cs.lo is not None else f" ({cs.status})")
-                                 + f"; content ceiling gain {_ci(cs.denominator)}",
-                                 met, [cs.lo, cs.hi] if cs.lo is not None else None,
-                                 None if cs.lo is None or met is None else (cs.lo >= 0.8 if met else cs.hi < 0.8)))
+            out.append(_share_line("content ceiling", cs))
         cold = ((a.get("slices") or {}).get("item_freq", {}).get("buckets", {}).get("cold") or {})
         cp = (cold.get("pairs") or {}).get(f"{side}_over_{raw}")
         if cp is not None and cp.get("point") is not None:

@@ -340,30 +340,12 @@ def test_out_of_range_ids_are_refused() -> None:
 def test_sharded_row_wise_on_two_ranks() -> None:
     if not torch.distributed.is_gloo_available():
         pytest.skip("gloo backend unavailable")
-    import torch.multiprocessing as mp
-
-    from torchrec_side.train.dist import free_port
+    from factories import spawn_ranks
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import zch_sharding_worker  # noqa: E402
 
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    port = free_port()
-    procs = [ctx.Process(target=zch_sharding_worker.worker, args=(r, port, q)) for r in range(zch_sharding_worker.WORLD)]
-    for p in procs:
-        p.start()
-    results = []
-    try:
-        for _ in procs:
-            results.append(q.get(timeout=200))
-    finally:
-        for p in procs:
-            p.join(timeout=30)
-            if p.is_alive():
-                p.kill()
-    failures = [f"rank {r}:\n{e}" for r, e, _ in results if e is not None]
-    assert not failures, "\n".join(failures)
+    results = spawn_ranks(zch_sharding_worker.worker, zch_sharding_worker.WORLD)
     # serving: the gathered sharded state, loaded unsharded, computes what the sharded model did
     # (ids not admitted read the miss slot of the shard that managed their block)
     (blob,) = [p for _, _, p in results if p is not None]

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from torchrec_side.train.dist import free_port
+from factories import spawn_ranks
 import torch
-import torch.multiprocessing as mp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sid_sharding_worker  # noqa: E402
@@ -28,24 +27,7 @@ SHARDINGS = ["table_wise", "row_wise", "column_wise", "data_parallel"]
 def test_sharded_matches_unsharded() -> None:
     if not torch.distributed.is_gloo_available():
         pytest.skip("gloo backend unavailable")
-    ctx = mp.get_context("spawn")
-    errors = ctx.Queue()
-    port = free_port()
-    procs = [ctx.Process(target=sid_sharding_worker.worker, args=(r, port, SHARDINGS, errors))
-             for r in range(sid_sharding_worker.WORLD)]
-    for p in procs:
-        p.start()
-    results = []
-    try:
-        for _ in procs:
-            results.append(errors.get(timeout=200))
-    finally:
-        for p in procs:
-            p.join(timeout=30)
-            if p.is_alive():
-                p.kill()
-    failures = [f"rank {r}:\n{e}" for r, e in results if e is not None]
-    assert not failures, "\n".join(failures)
+    spawn_ranks(sid_sharding_worker.worker, sid_sharding_worker.WORLD, SHARDINGS)
 
 
 def test_hand_plan_and_constraints() -> None:

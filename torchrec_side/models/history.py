@@ -89,6 +89,7 @@ __all__ = [
     "CATEGORY_HISTORY_COLUMN",
     "load_item_categories",
     "hash_item_ids",
+    "id_tables",
     "ITEM_HASH_PRIME",
 ]
 
@@ -309,6 +310,23 @@ def hash_item_ids(ids: Union[npt.NDArray[Any], torch.Tensor], num_rows: int) -> 
     return ((_HASH_A * (x % ITEM_HASH_PRIME) + _HASH_B) % ITEM_HASH_PRIME) % int(num_rows)
 
 
+def id_tables(name: str, keys: Sequence[str], target_keys: Sequence[str],
+              share_with_target: bool) -> List[Tuple[str, List[str]]]:
+    """``[(table name, feature names)]`` of an item-id history table and its target's lookups: one
+    table ``t_<name>`` over the history keys, with the target keys in it (``share_with_target``)
+    or in a table of their own ``t_<name>_target``.
+
+    Example::
+
+        id_tables("hist", ["hist"], ["hist_target"], True)     # [('t_hist', ['hist', 'hist_target'])]
+    """
+    if not target_keys:
+        return [(f"t_{name}", list(keys))]
+    if share_with_target:
+        return [(f"t_{name}", list(keys) + list(target_keys))]
+    return [(f"t_{name}", list(keys)), (f"t_{name}_target", list(target_keys))]
+
+
 @dataclass
 class SparseIdOptions:
     """Options of :class:`SparseIdHistory`.
@@ -380,11 +398,7 @@ class SparseIdHistory(HistoryFeature):
         return hash_item_ids(np.arange(self.ctx.num_items, dtype=np.int64), self.options.num_rows)[:, None]
 
     def _tables(self, keys: Sequence[str], target_keys: Sequence[str]) -> List[Tuple[str, List[str]]]:
-        if not target_keys:
-            return [(f"t_{self.name}", list(keys))]
-        if self.options.share_with_target:
-            return [(f"t_{self.name}", list(keys) + list(target_keys))]
-        return [(f"t_{self.name}", list(keys)), (f"t_{self.name}_target", list(target_keys))]
+        return id_tables(self.name, keys, target_keys, self.options.share_with_target)
 
     def pooled(self, keys: List[str], target_keys: Sequence[str] = ()) -> nn.Module:
         pooling = PoolingType.MEAN if self.options.pooling == "mean" else PoolingType.SUM

@@ -60,7 +60,7 @@ from torchrec.modules.embedding_configs import EmbeddingBagConfig, PoolingType
 
 from torchrec_side.config import ConfigError
 from torchrec_side.data.store import ITEM_HISTORY_COLUMN
-from torchrec_side.models.history import HistoryFeature, register_history_feature
+from torchrec_side.models.history import HistoryFeature, id_tables, register_history_feature
 from torchrec_side.modules.zch import EVICTION_POLICIES, ZCHEmbeddingBagCollection
 
 __all__ = ["ZCHOptions", "ZCHHistory"]
@@ -147,11 +147,7 @@ class ZCHHistory(HistoryFeature):
         return int(self.options.num_rows or max(self.ctx.num_items // 10, 2))
 
     def _tables(self, keys: Sequence[str], target_keys: Sequence[str]) -> List[Tuple[str, List[str]]]:
-        if not target_keys:
-            return [(f"t_{self.name}", list(keys))]
-        if self.options.share_with_target:
-            return [(f"t_{self.name}", list(keys) + list(target_keys))]
-        return [(f"t_{self.name}", list(keys)), (f"t_{self.name}_target", list(target_keys))]
+        return id_tables(self.name, keys, target_keys, self.options.share_with_target)
 
     def pooled(self, keys: List[str], target_keys: Sequence[str] = ()) -> nn.Module:
         o = self.options
