@@ -1,4 +1,4 @@
-"""Traditional SID modules: token ids per scheme, the owned EBC lookup, the sparse-ID helper."""
+"""Traditional SID modules: token ids per scheme, the owned EBC lookup, the per-event (EC) form, the sparse-ID helper."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from torchrec_side.modules import (
     SIDTokenConfig,
     SIDTokenMapper,
     TraditionalSIDEmbeddingBagCollection,
+    TraditionalSIDEmbeddingCollection,
     sparse_id_embedding_bag_collection,
 )
 from torchrec_side.modules.traditional import sid_tokens
@@ -139,3 +140,73 @@ def test_sparse_id_helper() -> None:
     out = ebc(kjt)
     W = ebc.embedding_bags["item_id"].weight
     torch.testing.assert_close(out["item"], torch.stack([W[1] + W[5], W[99]]))
+
+
+def _per_event_reference(trad: TraditionalSIDEmbeddingCollection, cfg: SIDTokenConfig, codes: torch.Tensor) -> torch.Tensor:
+    """Plain reference: per event, the sum over token tables of the row its token picks ``[N, D]``
+    (tokens from the brute-force digit tuples where exact; :func:`sid_tokens` where hashed)."""
+    radices = list(cfg.codec.radices)
+    exact = brute_tokens(codes, radices, cfg.scheme, cfg.max_rows)
+    hashed = sid_tokens(codes, cfg)
+    out = torch.zeros(codes.shape[0], cfg.embedding_dim)
+    for t, (spec, table) in enumerate(zip(cfg.token_specs(), cfg.table_names())):
+        W = trad.ec.embeddings[table].weight
+        for e in range(codes.shape[0]):
+            out[e] += W[int(hashed[t, e]) if spec.hashed else exact[t][e]]
+    return out
+
+
+@settings(max_examples=20, deadline=None)
+@given(radices=st.lists(st.integers(2, 6), min_size=1, max_size=4), max_rows=st.sampled_from([5, 30, 10**6]),
+       lengths=st.lists(st.integers(0, 5), min_size=1, max_size=5), seed=st.integers(0, 99))
+def test_sequence_module_matches_per_event_token_sum(radices, max_rows, lengths, seed) -> None:
+    """TraditionalSIDEmbeddingCollection: one vector per event, the sum of its token rows; the
+    target feature (one event per example) through the same tables; premapped and fx-traced alike."""
+    from torchrec.fx import symbolic_trace
+    from torchrec.modules.embedding_modules import EmbeddingCollection, EmbeddingCollectionInterface
+
+    codec = SIDCodec.mixed_radix(radices)
+    cfg = SIDTokenConfig(name="hist", feature_names=["h", "h_target"], codec=codec, embedding_dim=4, max_rows=max_rows)
+    b = len(lengths)
+    all_lengths = torch.tensor(lengths + [1] * b)
+    codes = random_codes(radices, int(all_lengths.sum()), seed)
+    kjt = KeyedJaggedTensor.from_lengths_sync(keys=["h", "h_target"], values=codec.pack(codes), lengths=all_lengths)
+    torch.manual_seed(seed)
+    trad = TraditionalSIDEmbeddingCollection([cfg])
+    assert isinstance(trad, EmbeddingCollectionInterface) and isinstance(trad.ec, EmbeddingCollection)
+    assert [c.num_embeddings for c in trad.ec.embedding_configs()] == [s.rows for s in cfg.token_specs()]
+    out = trad(kjt)
+    assert list(out) == ["h", "h_target"]
+    n = sum(lengths)
+    ref = _per_event_reference(trad, cfg, codes)
+    torch.testing.assert_close(out["h"].values(), ref[:n])
+    torch.testing.assert_close(out["h_target"].values(), ref[n:])
+    assert out["h"].lengths().tolist() == lengths and out["h_target"].lengths().tolist() == [1] * b
+    pre = TraditionalSIDEmbeddingCollection([cfg], premapped=True)
+    pre.load_state_dict(trad.state_dict())
+    tokens = SIDTokenMapper([cfg])(kjt)
+    torch.testing.assert_close(pre(tokens)["h"].values(), ref[:n])
+    traced = symbolic_trace(trad)
+    torch.testing.assert_close(traced(kjt)["h_target"].values(), ref[n:])
+    assert pre.output_names(tokens.keys()) == ["h", "h_target"]
+    assert pre.output_names(cfg.token_feature_names("h_target")) == ["h_target"]
+
+
+def test_sequence_module_interface_and_gradients() -> None:
+    codec = SIDCodec.byte_grouped([4, 4, 4])
+    cfg = SIDTokenConfig(name="hist", feature_names=["a"], codec=codec, embedding_dim=6, max_rows=20)
+    trad = TraditionalSIDEmbeddingCollection([cfg])
+    assert trad.embedding_dim() == 6 and not trad.need_indices()
+    assert trad.embedding_names_by_table() == [["a"]]
+    (c,) = trad.embedding_configs()
+    assert c.feature_names == ["a"] and c.embedding_dim == 6 and c.num_embeddings == 4 + 16 + 20
+    codes = torch.tensor([[0, 1, 2], [3, 3, 3]])
+    kjt = KeyedJaggedTensor.from_lengths_sync(keys=["a"], values=codec.pack(codes), lengths=torch.tensor([2]))
+    trad(kjt)["a"].values().sum().backward()
+    g = trad.ec.embeddings["hist__p1"].weight.grad
+    assert g is not None and g[0].abs().sum() > 0 and g[3].abs().sum() > 0 and g[1].abs().sum() == 0
+    with pytest.raises(KeyError, match="neither a token key"):
+        trad.output_names(["b__p1"])
+    other = SIDTokenConfig(name="o", feature_names=["b"], codec=codec, embedding_dim=8)
+    with pytest.raises(ValueError, match="one embedding_dim"):
+        TraditionalSIDEmbeddingCollection([cfg, other])

@@ -8,8 +8,10 @@ Registered kinds (see :mod:`torchrec_side.models.history` for the plug-in API):
                     (``SIDEmbeddingBagCollection``) or per event (``SIDEmbeddingCollection``) for
                     the target-attention model. Column: one int64 per event.
 ``prefix_ngram``    traditional SID: prefix-ngram token ids (``(c1)``, ``(c1,c2)``, ...) stored
-                    per event, looked up in learned tables (``TraditionalSIDEmbeddingBagCollection``,
-                    premapped). Column: one int64 token id per prefix length.
+                    per event, looked up in learned tables, pooled
+                    (``TraditionalSIDEmbeddingBagCollection``) or per event, the sum of the event's
+                    token rows (``TraditionalSIDEmbeddingCollection``), premapped. Column: one
+                    int64 token id per prefix length.
 ``raw_content``     pooled frozen raw content vectors, the quality reference: MiniLM 384-d on
                     MovieLens (``collection: minilm``), a simulated world's ``text`` (384-d) or
                     ``image`` (128-d) view (``<world>/content/<collection>.npy``). The loader reads
@@ -367,8 +369,9 @@ class SIDEHistory(_SIDFeature):
 @register_history_feature("prefix_ngram")
 class PrefixNgramHistory(_SIDFeature):
     """Traditional SID: per-event prefix-ngram token ids (stored) -> learned tables, summed over
-    prefix lengths and pooled over events. The tables are a stock EBC owned by
-    ``TraditionalSIDEmbeddingBagCollection``, so DMP shards them."""
+    prefix lengths and pooled over events (DLRM) or kept per event (DIN). The tables are a stock
+    EBC owned by ``TraditionalSIDEmbeddingBagCollection`` (an EC owned by
+    ``TraditionalSIDEmbeddingCollection``), so DMP shards them."""
 
     Options = PrefixNgramOptions
 
@@ -404,6 +407,17 @@ class PrefixNgramHistory(_SIDFeature):
         if list(keys) != cfg.token_feature_names(self.name) or list(target_keys) != self.target_keys(list(keys)):
             raise ConfigError(f"{self.where}: unexpected KJT keys {keys} / target keys {list(target_keys)}")
         return TraditionalSIDEmbeddingBagCollection([cfg], premapped=True)
+
+    def sequence(self, keys: List[str], target_keys: Sequence[str] = ()) -> nn.Module:
+        """Per-event token sums (``TraditionalSIDEmbeddingCollection``, premapped) for the DIN
+        model: outputs ``<name>`` (one vector per history event) and, with ``target: true``,
+        ``<name>_target`` (the target's tokens through the same learned tables)."""
+        from torchrec_side.modules import TraditionalSIDEmbeddingCollection
+
+        cfg = self.token_config()
+        if list(keys) != cfg.token_feature_names(self.name) or list(target_keys) != self.target_keys(list(keys)):
+            raise ConfigError(f"{self.where}: unexpected KJT keys {keys} / target keys {list(target_keys)}")
+        return TraditionalSIDEmbeddingCollection([cfg], premapped=True)
 
     def describe(self) -> Dict[str, Any]:
         cfg = self.token_config()

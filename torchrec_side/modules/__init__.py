@@ -10,7 +10,9 @@
 * Traditional SID embeddings (learned baselines): :class:`SIDTokenMapper` maps packed SIDs to
   unigram / bigram / prefix-ngram / full-hash token ids, and
   :class:`TraditionalSIDEmbeddingBagCollection` looks them up in a stock TorchRec
-  ``EmbeddingBagCollection`` it owns (so DMP shards it); :func:`sparse_id_embedding_bag_collection`
+  ``EmbeddingBagCollection`` it owns (so DMP shards it), and
+  :class:`TraditionalSIDEmbeddingCollection` its per-event form over an owned stock
+  ``EmbeddingCollection`` (for attention); :func:`sparse_id_embedding_bag_collection`
   builds the sparse-ID baseline.
 * :class:`MultiEmbeddingBagCollection` puts several EBC-like modules behind one
   ``EmbeddingBagCollectionInterface``
@@ -36,6 +38,7 @@ from torchrec_side.modules.traditional import (
     SIDTokenConfig,
     SIDTokenMapper,
     TraditionalSIDEmbeddingBagCollection,
+    TraditionalSIDEmbeddingCollection,
     sparse_id_embedding_bag_collection,
 )
 
@@ -52,5 +55,6 @@ __all__ = [
     "SIDTokenConfig",
     "SIDTokenMapper",
     "TraditionalSIDEmbeddingBagCollection",
+    "TraditionalSIDEmbeddingCollection",
     "sparse_id_embedding_bag_collection",
 ]

@@ -20,6 +20,9 @@ in the data loader (then pass ``premapped=True``) and TorchRec's train pipeline 
 ``EmbeddingBagCollection`` input coming straight from the batch. The learned tables live in a stock
 ``EmbeddingBagCollection`` owned by :class:`TraditionalSIDEmbeddingBagCollection` (attribute
 ``ebc``), so ``DistributedModelParallel`` shards them with TorchRec's own sharders.
+:class:`TraditionalSIDEmbeddingCollection` is the unpooled form (one vector per event: the sum of
+the event's token rows, for the target-attention model); its tables are a stock
+``EmbeddingCollection`` (attribute ``ec``), sharded the same way.
 """
 
 from __future__ import annotations
@@ -30,9 +33,14 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
-from torchrec.modules.embedding_configs import EmbeddingBagConfig, PoolingType
-from torchrec.modules.embedding_modules import EmbeddingBagCollection, EmbeddingBagCollectionInterface
-from torchrec.sparse.jagged_tensor import KeyedJaggedTensor, KeyedTensor
+from torchrec.modules.embedding_configs import EmbeddingBagConfig, EmbeddingConfig, PoolingType
+from torchrec.modules.embedding_modules import (
+    EmbeddingBagCollection,
+    EmbeddingBagCollectionInterface,
+    EmbeddingCollection,
+    EmbeddingCollectionInterface,
+)
+from torchrec.sparse.jagged_tensor import JaggedTensor, KeyedJaggedTensor, KeyedTensor
 
 from torchrec_side.modules.side import SIDInputError, _pooling
 from torchrec_side.sid.codec import SIDCodec
@@ -42,6 +50,7 @@ __all__ = [
     "SIDTokenConfig",
     "SIDTokenMapper",
     "TraditionalSIDEmbeddingBagCollection",
+    "TraditionalSIDEmbeddingCollection",
     "sparse_id_embedding_bag_collection",
     "sid_tokens",
 ]
@@ -181,6 +190,13 @@ class SIDTokenConfig:
                 feature_names=[f"{f}__{spec.suffix}" for f in self.feature_names],
                 pooling=_pooling(self.pooling), init_fn=self.init_fn))
         return out
+
+    def embedding_configs(self) -> List[EmbeddingConfig]:
+        """The stock TorchRec unpooled table configs (one per token; ``pooling`` does not apply)."""
+        return [EmbeddingConfig(num_embeddings=spec.rows, embedding_dim=self.embedding_dim, name=table,
+                                feature_names=[f"{f}__{spec.suffix}" for f in self.feature_names],
+                                init_fn=self.init_fn)
+                for spec, table in zip(self.token_specs(), self.table_names())]
 
 
 def sid_tokens(codes: torch.Tensor, config: SIDTokenConfig) -> torch.Tensor:
@@ -415,6 +431,118 @@ def _sum_tokens(pooled: KeyedTensor, features: List[str], groups: List[List[str]
             acc = acc + d[k]
         outs.append(acc)
     return KeyedTensor(keys=features, length_per_key=dims, values=torch.cat(outs, dim=1), key_dim=1)
+
+
+class TraditionalSIDEmbeddingCollection(EmbeddingCollectionInterface):
+    """Per-event (unpooled) learned traditional-SID embeddings over an owned stock ``EmbeddingCollection``.
+
+    Each event of feature ``f`` becomes the sum of its token rows, ``e = sum_t W_t[token_t(sid)]``
+    (prefix-ngram: ``W_1[(c1)] + W_2[(c1, c2)] + ...``), one vector per event, for the
+    target-attention model (:class:`~torchrec_side.models.DINRanker`); the pooled form is
+    :class:`TraditionalSIDEmbeddingBagCollection`. ``forward`` maps packed SIDs to token ids
+    (:class:`SIDTokenMapper`, skipped with ``premapped=True``) and looks them up in ``self.ec``, a
+    stock ``EmbeddingCollection`` (DMP shards it table-wise, row-wise, column-wise or data-parallel).
+    The module implements TorchRec's ``EmbeddingCollectionInterface`` (it is not an EC subclass, so
+    DMP shards only its child). Per-event weights are not used (an EC does not weight events).
+
+    Args:
+        tables (List[SIDTokenConfig]): the configs (their ``pooling`` does not apply).
+        device (Optional[torch.device]): device of the tables (``"meta"`` to let DMP materialize).
+        premapped (bool): the input already holds token features ``f__{suffix}`` (mapped in the
+            data loader).
+        validate (bool): check SIDs against the codec when mapping.
+
+    Input: ``KeyedJaggedTensor`` of packed SIDs (or token ids if ``premapped``). Output:
+    ``Dict[str, JaggedTensor]`` keyed by the configs' feature names, values ``[N_f, D]`` (one row
+    per event of ``f``), lengths as the input's.
+
+    Example::
+
+        trad = TraditionalSIDEmbeddingCollection([SIDTokenConfig(
+            name="hist", feature_names=["hist_sid"], codec=codec, embedding_dim=16)])
+        trad(kjt)["hist_sid"].values().shape   # [N, 16]: one vector per history event
+        trad.ec                                # the stock EC DMP shards
+    """
+
+    def __init__(self, tables: List[SIDTokenConfig], device: Optional[torch.device] = None,
+                 premapped: bool = False, validate: bool = True) -> None:
+        super().__init__()
+        if not tables:
+            raise ValueError("TraditionalSIDEmbeddingCollection needs at least one table")
+        names = [t.name for t in tables]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate table names: {names}")
+        dims = sorted({t.embedding_dim for t in tables})
+        if len(dims) != 1:
+            raise ValueError(f"TraditionalSIDEmbeddingCollection: every table needs one embedding_dim "
+                             f"(a stock EmbeddingCollection requires it), got {dims}")
+        self._configs = list(tables)
+        self.premapped = premapped
+        self.mapper = SIDTokenMapper(tables, validate=validate)
+        self.ec = EmbeddingCollection(tables=[c for t in tables for c in t.embedding_configs()], device=device)
+        self._feature_names: List[str] = [f for t in tables for f in t.feature_names]
+        self._token_groups: List[List[str]] = [t.token_feature_names(f) for t in tables for f in t.feature_names]
+        self._token_to_feature: Dict[str, str] = {k: f for f, g in zip(self._feature_names, self._token_groups)
+                                                  for k in g}
+
+    def forward(self, features: KeyedJaggedTensor) -> Dict[str, JaggedTensor]:
+        """
+        Args:
+            features (KeyedJaggedTensor): packed SIDs (or token ids if ``premapped``).
+
+        Returns:
+            Dict[str, JaggedTensor]: per feature, one ``[D]`` row per event (see the class docstring).
+        """
+        tokens = features if self.premapped else self.mapper(features)
+        return _sum_token_events(self.ec(tokens), self._feature_names, self._token_groups)
+
+    def sid_configs(self) -> List[SIDTokenConfig]:
+        return self._configs
+
+    def output_names(self, keys: Sequence[str]) -> List[str]:
+        """The output features that token keys ``f__{suffix}`` (or feature names) feed, in order,
+        without repeats (e.g. a target's token keys -> its one output feature)."""
+        out: List[str] = []
+        for k in keys:
+            f = self._token_to_feature.get(k, k if k in self._feature_names else None)
+            if f is None:
+                raise KeyError(f"{k!r} is neither a token key nor a feature of this collection "
+                               f"(features {self._feature_names})")
+            if f not in out:
+                out.append(f)
+        return out
+
+    def embedding_configs(self) -> List[EmbeddingConfig]:
+        """Configs describing the *output* (what the DIN ranker reads): one entry per
+        :class:`SIDTokenConfig` (its features, ``embedding_dim``, total rows). The learned tables
+        themselves are ``self.ec.embedding_configs()``."""
+        return [EmbeddingConfig(num_embeddings=sum(s.rows for s in t.token_specs()), embedding_dim=t.embedding_dim,
+                                name=t.name, feature_names=list(t.feature_names)) for t in self._configs]
+
+    def need_indices(self) -> bool:
+        """False: an output event is a sum over several tables' rows, not one row index."""
+        return False
+
+    def embedding_dim(self) -> int:
+        return self._configs[0].embedding_dim
+
+    def embedding_names_by_table(self) -> List[List[str]]:
+        """Output keys per config: its feature names."""
+        return [list(t.feature_names) for t in self._configs]
+
+
+@torch.fx.wrap
+def _sum_token_events(per_token: Dict[str, JaggedTensor], features: List[str],
+                      groups: List[List[str]]) -> Dict[str, JaggedTensor]:
+    """Per feature, the event-wise sum of its token features' rows (they share the lengths)."""
+    out: Dict[str, JaggedTensor] = {}
+    for f, toks in zip(features, groups):
+        first = per_token[toks[0]]
+        acc = first.values()
+        for k in toks[1:]:
+            acc = acc + per_token[k].values()
+        out[f] = JaggedTensor(values=acc, lengths=first.lengths(), offsets=first.offsets())
+    return out
 
 
 def sparse_id_embedding_bag_collection(
