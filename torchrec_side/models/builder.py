@@ -35,6 +35,11 @@ class ModelConfig:
         dense_arch_layer_sizes (List[int]): dense MLP; for DLRM the last size must be ``D``.
         over_arch_layer_sizes (List[int]): over MLP, last size 1.
         attention_layer_sizes (List[int]): DIN's attention scoring MLP.
+        max_events (int): DIN attends over each history's last ``max_events`` events only (0,
+            default: the whole window of ``data.max_history``). The store's window stays the
+            same for every variant (one example store per world); the trainer's loaders cut the
+            windows to ``max_events`` and the ranker cuts them again (serving feeds the store's
+            window). DLRM refuses it (it pools the whole window).
         history (List[HistoryFeatureConfig]): history features (empty: the control variant).
         item_min_count (int): id admission of the target-item table: items with fewer than this
             many training impressions (cold items among them) share one learned row, row
@@ -56,10 +61,16 @@ class ModelConfig:
     dense_arch_layer_sizes: List[int] = field(default_factory=lambda: [32, 16])
     over_arch_layer_sizes: List[int] = field(default_factory=lambda: [64, 32, 1])
     attention_layer_sizes: List[int] = field(default_factory=lambda: [32])
+    max_events: int = 0
     history: List[HistoryFeatureConfig] = field(default_factory=list)
     item_min_count: int = 0
 
     def __post_init__(self) -> None:
+        if self.max_events < 0:
+            raise ValueError(f"model.max_events must be >= 0 (0: the whole window), got {self.max_events}")
+        if self.max_events and self.arch != "din":
+            raise ValueError(f"model.max_events caps the attention of arch din; arch {self.arch!r} pools the "
+                             f"whole window (set data.max_history instead)")
         if self.item_min_count < 0:
             raise ValueError(f"model.item_min_count must be >= 0, got {self.item_min_count}")
         if self.item_min_count and "item_id" not in self.id_features:
@@ -178,7 +189,7 @@ def build_ranker(
                           else f.sequence(list(keys[f.name]))) for f in features}
     return DINRanker(ids, sequences, len(DENSE_FEATURES), list(cfg.dense_arch_layer_sizes),
                      list(cfg.attention_layer_sizes), list(cfg.over_arch_layer_sizes),
-                     targets={n: tk for n, tk in targets.items() if tk})
+                     targets={n: tk for n, tk in targets.items() if tk}, max_events=cfg.max_events or None)
 
 
 def count_parameters(model: nn.Module) -> Dict[str, Any]:

@@ -19,6 +19,13 @@ the same space as the events it is compared with, which is what lets a content f
 cold target whose id row is untrained), and ``c_f`` is also fed to the over MLP as a feature of
 its own (as DLRM interacts it). Adding was chosen over concatenating because concatenation would
 widen the query to ``2D`` and need a learned projection back to the events' width.
+
+**The last K events** (``max_events``, config ``model.max_events``). Attention costs about ``K``
+times a pooled lookup per example, so a DIN variant may attend over only the last ``K`` events of
+each history (the store's window can be longer: every variant of a world shares one example store).
+The ranker cuts every history feature to its last ``K`` events itself (so serving and export, which
+feed the store's window, see what training saw); the trainer also has the loader cut the windows,
+so nothing beyond them is read or embedded during training.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from torchrec.sparse.jagged_tensor import JaggedTensor, KeyedJaggedTensor
 
 from torchrec_side.models.dlrm import pooled_feature_dims
 
-__all__ = ["TargetAttention", "DINRanker", "sequence_feature_dims"]
+__all__ = ["TargetAttention", "DINRanker", "sequence_feature_dims", "last_events"]
 
 
 def sequence_feature_dims(module: nn.Module) -> Dict[str, int]:
@@ -105,10 +112,14 @@ class DINRanker(nn.Module):
         attention_layer_sizes (List[int]): hidden sizes of the attention scoring MLP.
         over_arch_layer_sizes (List[int]): over MLP, last size 1 (no activation on the output).
         max_len (Optional[int]): pad histories to this length (default: per batch).
+        max_events (Optional[int]): attend over each history's last ``max_events`` events only
+            (None: all; see the module docstring). Padding then stops at ``min(max_len, max_events)``.
         targets (Optional[Mapping[str, List[str]]]): per sequence module, which of its keys hold the
             target item through that module's path (one event per example); each is added to the
             target id row to form the query of the module's history features' attention and fed to
-            the over MLP (see the module docstring).
+            the over MLP (see the module docstring). A module whose outputs are not keyed like its
+            inputs (e.g. ``TraditionalSIDEmbeddingCollection``: token keys in, one feature out)
+            maps them with its ``output_names(keys)``.
 
     Call Args:
         dense_features (torch.Tensor): ``[B, dense_in_features]``.
@@ -136,6 +147,7 @@ class DINRanker(nn.Module):
         over_arch_layer_sizes: List[int],
         max_len: Optional[int] = None,
         targets: Optional[Mapping[str, List[str]]] = None,
+        max_events: Optional[int] = None,
     ) -> None:
         super().__init__()
         id_dims = pooled_feature_dims(ids)
@@ -156,6 +168,8 @@ class DINRanker(nn.Module):
         for name, m in self.sequences.items():
             dims = sequence_feature_dims(m)
             tk = list(targets.get(name, []))
+            if any(k not in dims for k in tk) and hasattr(m, "output_names"):
+                tk = list(getattr(m, "output_names")(tk))  # input keys -> the module's output features
             missing = [k for k in tk if k not in dims]
             if missing:
                 raise ValueError(f"sequence module {name!r}: target keys {missing} are not among its features {list(dims)}")
@@ -172,7 +186,10 @@ class DINRanker(nn.Module):
         if over_arch_layer_sizes[-1] != 1:
             raise ValueError(f"over_arch_layer_sizes must end in 1, got {over_arch_layer_sizes}")
         self.embedding_dim = d
+        if max_events is not None and max_events < 1:
+            raise ValueError(f"max_events must be >= 1 or None, got {max_events}")
         self.max_len = max_len
+        self.max_events = max_events
         self.dense_arch = MLP(dense_in_features, list(dense_arch_layer_sizes), bias=True, activation="relu")
         self.attention = nn.ModuleDict({f: TargetAttention(d, list(attention_layer_sizes)) for f in self.sequence_features})
         over_in = dense_arch_layer_sizes[-1] + sum(id_dims.values()) + d * len(served)
@@ -195,8 +212,42 @@ class DINRanker(nn.Module):
                 query = query + c
                 contents.append(c)
             for f in self._sequence_keys[name]:
-                parts.append(self.attention[f](seq[f], query, self.max_len))
+                events = seq[f]
+                pad = self.max_len
+                if self.max_events is not None:
+                    events = last_events(events, self.max_events)
+                    pad = None if pad is None else min(pad, self.max_events)  # a fixed length (export) stays fixed
+                parts.append(self.attention[f](events, query, pad))
         return self.over_arch(torch.cat(parts + contents, dim=1)).squeeze(-1)
+
+
+@torch.fx.wrap
+def last_events(jt: JaggedTensor, k: int) -> JaggedTensor:
+    """Each bag's last ``k`` events (all of a shorter bag), as a new ``JaggedTensor``.
+
+    Args:
+        jt (JaggedTensor): values ``[N, D]`` (or ``[N]``), lengths ``[B]``.
+        k (int): events to keep per bag (>= 1).
+
+    Returns:
+        JaggedTensor: values ``[sum_b min(len_b, k), ...]``, lengths ``min(len_b, k)``; ``jt`` itself
+        when no bag is longer than ``k``.
+
+    Example::
+
+        jt = JaggedTensor(values=torch.arange(5.0), lengths=torch.tensor([3, 2]))
+        last_events(jt, 2).values()        # tensor([1., 2., 3., 4.])
+    """
+    lengths = jt.lengths()
+    if lengths.numel() == 0 or int(lengths.max().item()) <= k:
+        return jt
+    keep = lengths.clamp(max=k)
+    ends = jt.offsets()[1:]
+    new_offsets = torch.ops.fbgemm.asynchronous_complete_cumsum(keep)
+    total = int(new_offsets[-1].item())
+    pos = torch.arange(total, device=lengths.device) - torch.repeat_interleave(new_offsets[:-1], keep, output_size=total)
+    index = torch.repeat_interleave(ends - keep, keep, output_size=total) + pos
+    return JaggedTensor(values=jt.values()[index], lengths=keep, offsets=new_offsets)
 
 
 def _first_event(jt: JaggedTensor) -> torch.Tensor:

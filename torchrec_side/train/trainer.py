@@ -603,7 +603,7 @@ class _Run:
         # ---- data loaders
         train_ds_kw: Dict[str, Any] = dict(rank=env.rank, world_size=env.world_size, seed=cfg.seed,
                                            transform=transform, shuffle_row_groups=t.shuffle_row_groups,
-                                           item_rows=self.item_rows)
+                                           item_rows=self.item_rows, max_history=cfg.model.max_events or None)
         train_loader = make_dataloader(store, "train", inputs, t.batch_size, shuffle=True,
                                        num_workers=t.num_workers, pin_memory=env.device.type == "cuda", **train_ds_kw)
         train_ds: ExampleDataset = train_loader.dataset  # type: ignore[assignment]
@@ -739,7 +739,7 @@ class _Run:
         loader = make_dataloader(self.store, split, self.inputs, t.eval_batch_size, rank=env.rank,
                                  world_size=env.world_size, shuffle=False, num_workers=t.num_workers,
                                  transform=self.transform, pin_memory=env.device.type == "cuda",
-                                 item_rows=self.item_rows)
+                                 item_rows=self.item_rows, max_history=self.cfg.model.max_events or None)
         return evaluate(dmp, loader, env.device, t.eval_batch_size, self.store.rows(split),
                         progress=lambda it: self._progress(it, desc=f"eval {split}", leave=False), collect=collect)
 
