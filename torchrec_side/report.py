@@ -70,6 +70,27 @@ __all__ = ["ReportConfig", "collect", "summarize", "side_vs_traditional", "analy
 #: The ablation variant with the SIDE SIDs dealt to random items (``experiments.sim``).
 PERMUTED_SIDE: str = "side_permuted_sid"
 
+#: The tokenizer x embedding ablation grid (docs/design.md section 7b; ``experiments.sim``): one row per
+#: tokenizer, ``(key, label, (prefix-ngram variant, SIDE variant))``; ``traditional_sid`` and ``side``
+#: are two of its six cells.
+ABLATION_ROWS: Tuple[Tuple[str, str, Tuple[str, str]], ...] = (
+    ("rq_kmeans", "RQ-KMeans 3x256 per collection (text, image)", ("traditional_sid", "side_rq")),
+    ("fusion_nolabels", "VQ fusion (text + image), no label heads", ("prefix_fused_nolabels", "side_fused_nolabels")),
+    ("fusion_labels", "VQ fusion (text + image) + category heads", ("prefix_fused", "side")),
+)
+#: The grid's columns (embeddings), ``(key, label)``, in the order of :data:`ABLATION_ROWS`' variant pairs.
+ABLATION_COLUMNS: Tuple[Tuple[str, str], ...] = (("prefix_ngram", "prefix-ngram (learned tables)"),
+                                                 ("side", "SIDE (parameter-free)"))
+#: SIDE's lead over traditional SID split along the grid, ``(key, what it isolates, variant, reference)``:
+#: each a paired gain of ``variant`` over ``reference`` (also in ``pairs``); the three differences of
+#: gains over control add up to ``side``'s gain minus ``traditional_sid``'s exactly.
+ABLATION_CONTRASTS: Tuple[Tuple[str, str, str, str], ...] = (
+    ("labels", "the tokenizer's label heads (VQ fusion, SIDE fixed)", "side", "side_fused_nolabels"),
+    ("fusion", "fusing text + image without labels over per-collection RQ-KMeans (SIDE fixed)",
+     "side_fused_nolabels", "side_rq"),
+    ("embedding", "SIDE over prefix-ngram tables (RQ-KMeans SIDs fixed)", "side_rq", "traditional_sid"),
+)
+
 #: Optional ``[num_items]`` int64 training count per item id (``np.save``) in the demo folder; when
 #: present the head/torso/tail cuts rank all items, not only the test targets.
 ITEM_COUNTS_FILE: str = "item_train_counts.npy"
@@ -350,9 +371,12 @@ def analyse(data: Dict[str, Any], cfg: ReportConfig) -> Dict[str, Any]:
         out["ratio"] = boot.ratio((cfg.side, c), (t, c))
         out["contrast_2_4"] = boot.contrast((cfg.side, c), (t, c), 2.4)
     pairs = [(cfg.side, cfg.raw_content), (cfg.side, t), (cfg.sparse_id, cfg.side), (cfg.side, PERMUTED_SIDE),
-             *cfg.extra_pairs]
-    pairs = [(a, b) for a, b in pairs if a in variants and b in variants]
+             *[(v, r) for _, _, v, r in ABLATION_CONTRASTS], *cfg.extra_pairs]
+    pairs = [(a, b) for a, b in dict.fromkeys(pairs) if a in variants and b in variants]
     out["pairs"] = {f"{a}_over_{b}": boot.gain(a, b) for a, b in pairs}
+    # the same steps as differences of gains over control (points; they add up to side - traditional)
+    out["ablation_points"] = {f"{a}_over_{b}": boot.contrast((a, c), (b, c)) for _, _, a, b in ABLATION_CONTRASTS
+                              if a in variants and b in variants and c in variants}
     if per_seed:
         sv = [v for v in variants if all(v in p.scores for p in per_seed.values())]
         counts_file = data.get("item_counts_file")
@@ -855,6 +879,8 @@ def write_report(run: Path, plots: bool = True, world: Optional[str] = None,
         "oracle_ne_gain": og.to_dict() if og is not None else None,
         "ceiling_share": ({v: e.to_dict() for v, e in a["ceiling_share"].items()} if "ceiling_share" in a else None),
         "pairs": {k: e.to_dict() for k, e in a["pairs"].items()},
+        "ablation_grid": _ablation_grid(gains),
+        "ablation_contrasts": _ablation_contrasts(a),
         "side_vs_traditional_ne_gain": ratio,
         "slices": _jsonable(a["slices"]),
         "statistics": {"bootstrap": {"n_boot": cfg.n_boot, "slice_n_boot": cfg.slice_n_boot, "seed": cfg.seed,
@@ -876,6 +902,72 @@ def write_report(run: Path, plots: bool = True, world: Optional[str] = None,
     write_json(run / "report.json", report)
     write_text(run / "report.md", _markdown(report, rows, a, rec, roles, kind, quick, cfg))
     return report
+
+
+def _ablation_grid(gains: Dict[str, Any]) -> Dict[str, Dict[str, Dict[str, Any]]]:
+    """``report.json``'s ``ablation_grid``: ``{tokenizer: {embedding: {"variant", "gain"}}}`` over
+    :data:`ABLATION_ROWS` x :data:`ABLATION_COLUMNS`; ``gain`` is the variant's NE gain over control
+    (``Estimate.to_dict``), None for a cell whose variant did not run."""
+    out: Dict[str, Dict[str, Dict[str, Any]]] = {}
+    for key, _, cells in ABLATION_ROWS:
+        out[key] = {}
+        for (col, _), v in zip(ABLATION_COLUMNS, cells):
+            e = gains.get(v)
+            out[key][col] = {"variant": v, "gain": e.to_dict() if e is not None else None}
+    return out
+
+
+def _ablation_contrasts(a: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+    """``report.json``'s ``ablation_contrasts``: per :data:`ABLATION_CONTRASTS` step, the paired gain
+    of its variant over its reference (``gain``, % of the reference's NE; the ``pairs`` entry) and the
+    difference of their gains over control (``points``; the three add up to SIDE's gain minus
+    traditional SID's); both None when a side did not run."""
+    out: Dict[str, Dict[str, Any]] = {}
+    for key, what, v, r in ABLATION_CONTRASTS:
+        k = f"{v}_over_{r}"
+        g, pts = a["pairs"].get(k), (a.get("ablation_points") or {}).get(k)
+        out[key] = {"isolates": what, "variant": v, "reference": r, "pair": k,
+                    "gain": g.to_dict() if g is not None else None,
+                    "points": pts.to_dict() if pts is not None else None}
+    return out
+
+
+def _ablation_markdown(report: Dict[str, Any]) -> List[str]:
+    """The "Tokenizer x embedding ablation" section: the 3 x 2 grid (NE gain % over control with its
+    95% interval; "not run" where the cell's variant did not run) and the contrasts. Empty when none of
+    the cells beyond ``traditional_sid`` and ``side`` ran (the grid would say nothing new)."""
+    grid = report.get("ablation_grid") or {}
+    extra = {v for _, _, cells in ABLATION_ROWS for v in cells} - {"traditional_sid", "side"}
+    if not any(c["gain"] is not None for row in grid.values() for c in row.values() if c["variant"] in extra):
+        return []
+    L = ["## Tokenizer x embedding ablation", "",
+         "NE gain over control, % [95% CI] (same resamples as the variant table), of each tokenizer (rows) "
+         "under each embedding (columns); 'not run': the cell's variant was not trained in this world.", "",
+         "| tokenizer | " + " | ".join(lab for _, lab in ABLATION_COLUMNS) + " |",
+         "|" + " --- |" * (1 + len(ABLATION_COLUMNS))]
+    for key, label, _ in ABLATION_ROWS:
+        cells = []
+        for col, _ in ABLATION_COLUMNS:
+            c = grid[key][col]
+            g = c["gain"]
+            cells.append(f"`{c['variant']}` not run" if g is None or g.get("point") is None else
+                         f"`{c['variant']}` {g['point']:+.3f} {_ci_list(g.get('ci95'))}")
+        L.append(f"| {label} | " + " | ".join(cells) + " |")
+    L += ["", "SIDE's lead over traditional SID, step by step along the grid: the paired NE gain of each step's variant "
+          "over its reference (% of the reference's NE), and the difference of their gains over control (points; "
+          "the three add up to SIDE's gain minus traditional SID's).", "",
+          "| step | isolates | pair | paired NE gain % [95% CI] | verdict | points [95% CI] |",
+          "| --- | --- | --- | --- | --- | --- |"]
+    for key, c in (report.get("ablation_contrasts") or {}).items():
+        g, pts = c.get("gain"), c.get("points")
+        if g is None or g.get("point") is None:
+            L.append(f"| {key} | {c['isolates']} | `{c['pair']}` | not run | – | – |")
+            continue
+        ptxt = (f"{pts['point']:+.3f} {_ci_list(pts.get('ci95'))}" if pts and pts.get("point") is not None else "n/a")
+        L.append(f"| {key} | {c['isolates']} | `{c['pair']}` | {g['point']:+.3f} {_ci_list(g.get('ci95'))} | "
+                 f"{g['verdict']} | {ptxt} |")
+    L.append("")
+    return L
 
 
 #: ``report.json`` ``ceilings`` keys -> reference column (docs/design.md section 7c), in display order.
@@ -1055,6 +1147,10 @@ def _markdown(report: Dict[str, Any], rows: List[Dict[str, Any]], a: Dict[str, A
     L.append("Undefined ratios: when the denominator's point gain is not positive the ratio is not reported; when "
              "its 95% interval covers 0 the point ratio is given without an interval (the replicate ratios are "
              "unbounded); the contrast above is always defined.")
+    abl = _ablation_markdown(report)
+    if abl:
+        L.append("")
+        L += abl[:-1]
     slices = report.get("slices") or {}
     if slices:
         L.append("")

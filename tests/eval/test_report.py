@@ -22,10 +22,16 @@ HIST: Dict[str, List[Dict[str, Any]]] = {
     "raw_content": [{"kind": "raw_content", "model_bytes_per_event": 768}],
     "sparse_id": [{"kind": "sparse_id", "footprint": {"value_bytes_per_event": 8.0}}],
     "side_permuted_sid": [{"kind": "side", "model_bytes_per_event": 8, "footprint": {"file_bytes_per_event": 3.0}}],
+    # the tokenizer x embedding ablation grid's other four cells
+    "side_rq": [{"kind": "side", "model_bytes_per_event": 8}] * 2,
+    "side_fused_nolabels": [{"kind": "side", "model_bytes_per_event": 8}],
+    "prefix_fused": [{"kind": "prefix_ngram", "model_bytes_per_event": 120}],
+    "prefix_fused_nolabels": [{"kind": "prefix_ngram", "model_bytes_per_event": 120}],
 }
 #: prediction noise per variant (smaller = better); oracle = p_true
 NOISE = {"control": 1.2, "sparse_id": 1.0, "raw_content": 0.6, "traditional_sid": 0.8, "side": 0.5,
-         "side_permuted_sid": 0.9}
+         "side_permuted_sid": 0.9, "side_rq": 0.7, "side_fused_nolabels": 0.6, "prefix_fused": 0.65,
+         "prefix_fused_nolabels": 0.75}
 
 
 def _rows(n: int = 800) -> Dict[str, np.ndarray]:
@@ -186,6 +192,79 @@ def test_side_over_permuted_sid_is_reported(tmp_path: Path) -> None:
     p = rep["pairs"]["side_over_side_permuted_sid"]
     assert p["point"] is not None and len(p["ci95"]) == 2
     assert "SIDE on permuted SIDs" in (tmp_path / "report.md").read_text()
+
+
+GRID = ["traditional_sid", "side_rq", "prefix_fused_nolabels", "side_fused_nolabels", "prefix_fused", "side"]
+
+
+def _paired_gain(y: np.ndarray, scores: Dict[str, Dict[int, np.ndarray]], a: str, b: str, seeds: List[int]) -> float:
+    """Mean over seeds of ``100 (NE_b - NE_a) / NE_b``, straight from the prediction arrays."""
+    ne = {v: {s: _ne(y, scores[v][s]) for s in seeds} for v in (a, b)}
+    return float(np.mean([100 * (ne[b][s] - ne[a][s]) / ne[b][s] for s in seeds]))
+
+
+def test_ablation_grid_and_contrasts(tmp_path: Path) -> None:
+    """The tokenizer x embedding grid: every cell the variant's own gain over control, and the three
+    steps of SIDE's lead (labels, fusion, embedding) as paired gains that match the files, whose
+    differences of control gains add up to SIDE's gain minus traditional SID's."""
+    seeds = [0, 1, 2]
+    scores = _fabricate(tmp_path, ["control", *GRID], seeds, oracle=True, world="adsworld")
+    rep = write_report(tmp_path, plots=False, cfg=ReportConfig(n_boot=200, slice_n_boot=0))
+    y = _rows()["label"]
+    grid = rep["ablation_grid"]
+    assert list(grid) == ["rq_kmeans", "fusion_nolabels", "fusion_labels"]
+    cells = {(r, c): grid[r][c]["variant"] for r in grid for c in grid[r]}
+    assert cells == {("rq_kmeans", "prefix_ngram"): "traditional_sid", ("rq_kmeans", "side"): "side_rq",
+                     ("fusion_nolabels", "prefix_ngram"): "prefix_fused_nolabels",
+                     ("fusion_nolabels", "side"): "side_fused_nolabels",
+                     ("fusion_labels", "prefix_ngram"): "prefix_fused", ("fusion_labels", "side"): "side"}
+    for (r, c), v in cells.items():
+        g = grid[r][c]["gain"]
+        assert g == rep["ne_gain"][v]
+        assert g["point"] == pytest.approx(_paired_gain(y, scores, v, "control", seeds), rel=1e-6)
+        assert g["ci95"][0] <= g["point"] <= g["ci95"][1]
+    con = rep["ablation_contrasts"]
+    assert [(k, c["variant"], c["reference"]) for k, c in con.items()] == [
+        ("labels", "side", "side_fused_nolabels"), ("fusion", "side_fused_nolabels", "side_rq"),
+        ("embedding", "side_rq", "traditional_sid")]
+    for c in con.values():
+        assert c["gain"] == rep["pairs"][c["pair"]]
+        assert c["gain"]["point"] == pytest.approx(_paired_gain(y, scores, c["variant"], c["reference"], seeds), rel=1e-6)
+        # points: the difference of the two gains over control, seed by seed
+        assert c["points"]["point"] == pytest.approx(rep["ne_gain"][c["variant"]]["point"]
+                                                     - rep["ne_gain"][c["reference"]]["point"], rel=1e-6)
+    lead = rep["ne_gain"]["side"]["point"] - rep["ne_gain"]["traditional_sid"]["point"]
+    assert sum(c["points"]["point"] for c in con.values()) == pytest.approx(lead, rel=1e-6)
+    # noise 0.5 (side) < 0.6 (side_fused_nolabels) < 0.7 (side_rq) < 0.8 (traditional): every step helps here
+    assert all(c["gain"]["point"] > 0 for c in con.values())
+    md = (tmp_path / "report.md").read_text()
+    assert "## Tokenizer x embedding ablation" in md
+    g = grid["fusion_nolabels"]["side"]["gain"]
+    row = next(line for line in md.splitlines() if line.startswith("| VQ fusion (text + image), no label heads |"))
+    assert f"`side_fused_nolabels` {g['point']:+.3f} [{g['ci95'][0]:+.3f}, {g['ci95'][1]:+.3f}]" in row
+    assert "`prefix_fused_nolabels`" in row and "` not run" not in md and "| not run |" not in md
+    assert md.count("| labels | ") == 1 and "`side_rq_over_traditional_sid`" in md
+
+
+def test_ablation_grid_cells_not_run(tmp_path: Path) -> None:
+    """Cells whose variant did not run say so; a world without any of the four ablation-only cells
+    has no grid section (the JSON still names every cell, with no gain)."""
+    _fabricate(tmp_path, ["control", "traditional_sid", "side", "side_rq"], [0, 1], oracle=True, world="adsworld")
+    rep = write_report(tmp_path, plots=False, cfg=ReportConfig(n_boot=100, slice_n_boot=0))
+    assert rep["ablation_grid"]["fusion_labels"]["prefix_ngram"] == {"variant": "prefix_fused", "gain": None}
+    assert rep["ablation_grid"]["rq_kmeans"]["side"]["gain"]["point"] is not None
+    con = rep["ablation_contrasts"]
+    assert con["labels"]["gain"] is None and con["fusion"]["gain"] is None and con["labels"]["points"] is None
+    assert con["embedding"]["gain"]["point"] is not None
+    md = (tmp_path / "report.md").read_text()
+    assert "`prefix_fused` not run" in md and "`side_fused_nolabels` not run" in md
+    assert "| labels | " in md and "`side_over_side_fused_nolabels` | not run |" in md
+    other = tmp_path / "other"
+    other.mkdir()
+    _fabricate(other, ["control", "traditional_sid", "side"], [0, 1], oracle=True, world="adsworld")
+    rep = write_report(other, plots=False, cfg=ReportConfig(n_boot=50, slice_n_boot=0))
+    assert rep["ablation_grid"]["rq_kmeans"]["prefix_ngram"]["gain"]["point"] is not None
+    assert "Tokenizer x embedding ablation" not in (other / "report.md").read_text()
 
 
 def test_slice_calibration_table(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ installed wheel, argument checks, and a tiny simulated world end to end through 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -60,6 +61,50 @@ def test_sim_configs_share_the_budget() -> None:
     assert {h.options["collection"] for h in cfgs["raw_content"].model.history} == {"text", "image"}
     for name in ("sparse_id_hashed", "sparse_id_zch"):  # N/10 of the quick world (the driver writes N/10 of its world)
         assert cfgs[name].model.history[0].options["num_rows"] == 10_000, name
+
+
+def test_sim_ablation_grid_variants_and_artifacts(tmp_path: Path) -> None:
+    """The tokenizer x embedding grid: six variants, each cell's history reads the tokenizer and
+    embedding its row and column name; the driver fits exactly the artifacts each one names; the
+    report's grid is the driver's; the no-label tokenizer is the labelled one without targets."""
+    from torchrec_side.config import load_config
+    from torchrec_side.experiments.common import resolve_variant_config
+    from torchrec_side.experiments.sim import ABLATION_GRID, ARTIFACT_PREFIX, needed_artifacts, VARIANTS
+    from torchrec_side.report import ABLATION_COLUMNS, ABLATION_ROWS
+    from torchrec_side.tokenizer import TokenizeJobConfig
+    from torchrec_side.train.config import load_train_config
+
+    assert {k: dict(zip([c for c, _ in ABLATION_COLUMNS], cells)) for k, _, cells in ABLATION_ROWS} == ABLATION_GRID
+    by_name = {v.name: v for v in VARIANTS}
+    want_kind = {"prefix_ngram": "prefix_ngram", "side": "side"}
+    want_source = {"rq_kmeans": ["quantizers/rq_text.", "quantizers/rq_image."],
+                   "fusion_nolabels": ["tokenize/fused_dpca_nolabels"], "fusion_labels": ["tokenize/fused_dpca"]}
+    want_needed = {"rq_kmeans": ["rq_text", "rq_image"], "fusion_nolabels": ["fused_dpca_nolabels"],
+                   "fusion_labels": ["fused_dpca"]}
+    for row, cols in ABLATION_GRID.items():
+        for col, name in cols.items():
+            v = by_name[name]
+            if name not in ("traditional_sid", "side"):
+                assert v.role == "ablation" and v.description.startswith("ablation cell"), name
+            hist = load_train_config(v.config).model.history
+            assert len(hist) == len(want_source[row]), name  # one feature per collection for RQ-KMeans
+            for h, src in zip(hist, want_source[row]):
+                assert h.kind == want_kind[col], name
+                assert src in str(h.options.get("artifact") or h.options.get("quantizer")), name
+                assert h.options["target"] is True and h.options["pooling"] == "mean", name
+            text = resolve_variant_config(v, tmp_path / name, {ARTIFACT_PREFIX: "/w/"}).read_text()
+            assert needed_artifacts(text) == want_needed[row], name
+    # prefix-ngram over the 40-digit SID: prefix lengths 1..15 in traditional_sid's 65,536-row budget
+    trad = load_train_config(by_name["traditional_sid"].config).model.history[0].options
+    for name in ("prefix_fused", "prefix_fused_nolabels"):
+        o = load_train_config(by_name[name].config).model.history[0].options
+        assert o["num_tokens"] == 15 and o["max_rows"] == trad["max_rows"] == 65536, name
+    assert needed_artifacts("artifact: /w/tokenize/fused_dpca_perm\n") == ["fused_dpca_perm", "fused_dpca"]
+    lab = load_config(TokenizeJobConfig, "adsworld/tokenizer_fused_dpca", [])
+    nolab = load_config(TokenizeJobConfig, "adsworld/tokenizer_fused_dpca_nolabels", [])
+    assert [t.name for t in lab.model.targets] == ["category", "subcategory"] and nolab.model.targets == []
+    assert nolab.name == "fused_dpca_nolabels"
+    assert dataclasses.replace(nolab, name=lab.name, model=dataclasses.replace(nolab.model, targets=lab.model.targets)) == lab
 
 
 @pytest.mark.slow

@@ -8,12 +8,18 @@ Steps (each skipped when its output exists, so a rerun resumes):
 2. **Examples**: the example store built from the world folder (``<out>/examples``).
 3. **SIDs, from item content only** (no interaction of any split): the VQ-fusion tokenizer
    (packaged ``adsworld/tokenizer_fused_dpca``: ``text`` + ``image`` with category and
-   sub-category heads, 40 ternary DPCA digits) and the traditional SID's RQ-KMeans 3 x 256 of each
-   collection (fitted on a seeded sample of ``fit_items`` items, every item encoded).
+   sub-category heads, 40 ternary DPCA digits), the same tokenizer without label heads
+   (``adsworld/tokenizer_fused_dpca_nolabels``, for the ablation grid) and the traditional SID's
+   RQ-KMeans 3 x 256 of each collection (fitted on a seeded sample of ``fit_items`` items, every
+   item encoded). Only what the chosen variants' configs name is fitted.
 4. **Training**: the variants (packaged ``adsworld/dlrm_*``): control; sparse-ID history, full table,
    hashed into N/10 rows and behind a managed-collision remapper at N/10 rows; category ids; raw
    content (text + image); traditional SID (prefix-ngram per collection, 65,536-row budget); SIDE;
-   SIDE over permuted SIDs. Every variant sees the target item through the same path as the
+   SIDE over permuted SIDs; the tokenizer x embedding ablation grid (:data:`ABLATION_GRID`:
+   tokenizer {RQ-KMeans per collection, VQ fusion without label heads, VQ fusion with label heads}
+   x embedding {prefix-ngram learned tables, SIDE}; traditional SID and SIDE are two of its cells,
+   ``side_rq``, ``prefix_fused``, ``side_fused_nolabels`` and ``prefix_fused_nolabels`` the other
+   four). Every variant sees the target item through the same path as the
    history (``target: true``; the sparse-ID tables look the target up in the history's table,
    docs/design.md section 7b). Every run stops on validation and is scored on test with its best
    validation epoch.
@@ -58,7 +64,8 @@ from torchrec_side.experiments.common import (
     write_item_counts,
 )
 
-__all__ = ["VARIANTS", "CONTROL_WORLD_VARIANTS", "SimBudget", "BUDGETS", "run_sim", "fit_world_sids"]
+__all__ = ["VARIANTS", "ABLATION_GRID", "CONTROL_WORLD_VARIANTS", "SimBudget", "BUDGETS", "run_sim", "fit_world_sids",
+           "needed_artifacts"]
 
 VARIANTS: List[Variant] = [
     Variant("control", "adsworld/dlrm_control", "control", "DLRM, user + target item, no history"),
@@ -78,7 +85,23 @@ VARIANTS: List[Variant] = [
             "VQ-fusion DPCA SID of text + image (category/sub-category heads) + SIDE pooling"),
     Variant("side_permuted_sid", "adsworld/dlrm_side_permuted_sid", "ablation",
             "ablation: SIDE over the same SIDs dealt to random items (no content): what the fixed codes give alone"),
+    # the tokenizer x embedding grid (ABLATION_GRID); traditional_sid and side are two of its six cells
+    Variant("side_rq", "adsworld/dlrm_side_rq", "ablation",
+            "ablation cell RQ-KMeans per collection x SIDE: SIDE pooling over traditional_sid's RQ 3x256 SIDs (text, image)"),
+    Variant("prefix_fused", "adsworld/dlrm_prefix_fused", "ablation",
+            "ablation cell VQ fusion with label heads x prefix-ngram: prefix lengths 1..15 of side's SID (65,536-row budget)"),
+    Variant("side_fused_nolabels", "adsworld/dlrm_side_fused_nolabels", "ablation",
+            "ablation cell VQ fusion without label heads x SIDE: side over a tokenizer trained without category heads"),
+    Variant("prefix_fused_nolabels", "adsworld/dlrm_prefix_fused_nolabels", "ablation",
+            "ablation cell VQ fusion without label heads x prefix-ngram: prefix_fused over the no-label tokenizer's SID"),
 ]
+#: The ablation grid that separates the tokenizer from the embedding (issue 15, Deliver 2):
+#: ``{tokenizer row: {embedding column: variant}}``; the report's 3 x 2 table (``report.ABLATION_ROWS``).
+ABLATION_GRID: Dict[str, Dict[str, str]] = {
+    "rq_kmeans": {"prefix_ngram": "traditional_sid", "side": "side_rq"},
+    "fusion_nolabels": {"prefix_ngram": "prefix_fused_nolabels", "side": "side_fused_nolabels"},
+    "fusion_labels": {"prefix_ngram": "prefix_fused", "side": "side"},
+}
 #: The control world (id-only term dominant): what must show sparse-ID beating SIDE.
 CONTROL_WORLD_VARIANTS: List[str] = ["control", "sparse_id", "side"]
 
@@ -192,8 +215,10 @@ def _permuted_tokenizer(src: Path, dst: Path, seed: int) -> Dict[str, Any]:
 
 
 def fit_world_sids(out: Path, world_dir: Path, budget: SimBudget, needed: Sequence[str], seed: int = 0) -> Dict[str, Any]:
-    """The world's SID artifacts, from item content only: tokenizer ``fused_dpca`` and the
-    RQ-KMeans 3 x 256 quantizers ``rq_text`` / ``rq_image`` (each skipped when it exists)."""
+    """The world's SID artifacts, from item content only: tokenizer ``fused_dpca`` (with label
+    heads), ``fused_dpca_nolabels`` (the same, without: the ablation grid), ``fused_dpca_perm`` and
+    the RQ-KMeans 3 x 256 quantizers ``rq_text`` / ``rq_image``; only those in ``needed``, each
+    skipped when it exists."""
     import numpy as np
     import torch
 
@@ -205,6 +230,11 @@ def fit_world_sids(out: Path, world_dir: Path, budget: SimBudget, needed: Sequen
     if "fused_dpca" in needed:
         info["tokenizer_fused_dpca"] = run_tokenizer(
             "adsworld/tokenizer_fused_dpca", out / "tokenize", "fused_dpca",
+            [f"data.world_dir={world_dir}", f"train.epochs={budget.tokenizer_epochs}",
+             f"train.warmup_epochs={budget.tokenizer_warmup}", "train.progress=false"])
+    if "fused_dpca_nolabels" in needed:  # the ablation grid's VQ fusion without label heads
+        info["tokenizer_fused_dpca_nolabels"] = run_tokenizer(
+            "adsworld/tokenizer_fused_dpca_nolabels", out / "tokenize", "fused_dpca_nolabels",
             [f"data.world_dir={world_dir}", f"train.epochs={budget.tokenizer_epochs}",
              f"train.warmup_epochs={budget.tokenizer_warmup}", "train.progress=false"])
     if "fused_dpca_perm" in needed:
@@ -231,6 +261,37 @@ def fit_world_sids(out: Path, world_dir: Path, budget: SimBudget, needed: Sequen
         _write_quantizer_sids(q, x, qdir, name, "mixed_radix")
         info[name] = {"fit_items": int(fit.shape[0]), "items": n, "seconds": round(time.time() - t, 1)}
     return info
+
+
+#: The SID artifacts :func:`fit_world_sids` can fit: tokenizers (``<out>/tokenize/<name>``) and quantizers
+#: (``<out>/quantizers/<name>.safetensors``).
+ARTIFACTS: Tuple[str, ...] = ("fused_dpca", "fused_dpca_nolabels", "fused_dpca_perm", *QUANTIZERS)
+
+
+def needed_artifacts(texts: str) -> List[str]:
+    """The artifacts of :data:`ARTIFACTS` that resolved variant configs name (their text, joined).
+
+    A tokenizer is named as ``tokenize/<name>,`` or at a line end, a quantizer as
+    ``quantizers/<name>.``; so ``tokenize/fused_dpca,`` does not match ``tokenize/fused_dpca_nolabels,``.
+    ``fused_dpca_perm`` is dealt from ``fused_dpca``, which it then needs too.
+
+    Args:
+        texts (str): the configs' text.
+
+    Returns:
+        List[str]: the names, in :data:`ARTIFACTS` order (``fused_dpca`` appended when only the
+        permuted one was named).
+
+    Example::
+
+        needed_artifacts("options: {artifact: /w/tokenize/fused_dpca_nolabels, codec: ...}")
+        # ['fused_dpca_nolabels']
+    """
+    needed = [n for n in ARTIFACTS
+              if f"tokenize/{n}," in texts or f"tokenize/{n}\n" in texts or f"quantizers/{n}." in texts]
+    if "fused_dpca_perm" in needed and "fused_dpca" not in needed:
+        needed.append("fused_dpca")
+    return needed
 
 
 def run_sim(out: Path, budget: SimBudget, preset: Optional[str] = None, variants: Optional[List[str]] = None,
@@ -283,11 +344,7 @@ def run_sim(out: Path, budget: SimBudget, preset: Optional[str] = None, variants
     cfg0 = load_train_config(configs["control"], overrides)
     store = prepare_store(cfg0.data, cfg0.examples_dir)
     log(f"example store {store.path}: train/val/test = {store.rows('train')}/{store.rows('val')}/{store.rows('test')}")
-    texts = "".join(configs[v.name].read_text() for v in chosen)
-    needed = [n for n in ("fused_dpca", "fused_dpca_perm", *QUANTIZERS)
-              if f"tokenize/{n}," in texts or f"tokenize/{n}\n" in texts or f"quantizers/{n}." in texts]
-    if "fused_dpca_perm" in needed and "fused_dpca" not in needed:
-        needed.append("fused_dpca")
+    needed = needed_artifacts("".join(configs[v.name].read_text() for v in chosen))
     fitted = fit_world_sids(out, wdir, budget, needed)
     write_item_counts(out, store)
     from torchrec_side.data.adsworld import target_in_history
