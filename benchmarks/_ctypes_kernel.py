@@ -45,8 +45,9 @@ __all__ = [
     "embed_grouped",
 ]
 
-# Bags whose (events x groups) reach this use the per-bag histogram, shorter ones add rows directly.
-HIST_MIN_WORK: int = 192
+# hist_min of the op (the kernel's own rule, hist_min_events(D) * G): bags whose events x groups reach
+# it are pooled through histograms, shorter ones add rows directly.
+HIST_MIN_WORK: int = -1
 # Below this much work (events x groups) the kernel stays on one thread.
 PARALLEL_MIN_WORK: int = 1 << 15
 
@@ -184,7 +185,8 @@ def pool_grouped(
         table (torch.Tensor): float32 ``[G * 256, D]`` group tables, stacked.
         limits (torch.Tensor): uint8 ``[G]``: largest valid value of byte ``g``.
         check (bool): validate the bytes while pooling.
-        hist_min (int): bags with ``n * G >= hist_min`` use the histogram method.
+        hist_min (int): bags with ``n * G >= hist_min`` use the histogram method; negative (default):
+            the registered op's threshold, so both give the same bits.
 
     Returns:
         Tuple[torch.Tensor, int]: ``[B, D]`` float32 sums and the first invalid event index (-1 if none).

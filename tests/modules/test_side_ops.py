@@ -66,7 +66,7 @@ def test_ctypes_baseline_equals_registered_op(kernel: None) -> None:
     codec = SIDCodec.byte_grouped([3] * 40)
     t = random_tables([3] * 40, 16, rank1=True, seed=0)
     sids = random_sids(codec, 3000, 1)
-    offsets = torch.tensor([0, 10, 10, 2000, 3000])
+    offsets = torch.tensor([0, 10, 10, 160, 360, 2000, 3000])  # direct sums and histograms (threshold 192)
     w = torch.rand(3000)
     for weights in (None, w):
         op = torch.ops.torchrec_side.sid_pool(sids, offsets, weights, t.grouped(codec), t.group_max(codec))

@@ -10,7 +10,7 @@
 // torch headers), kept as the ctypes baseline of the lookup benchmark.
 //
 // Tables are [G * 256, D] float32 (row g * 256 + v: group g's decoded value v, zero rows for byte
-// values the group never uses). Pooling: bags with n >= kHistMinEvents build a per-bag histogram of
+// values the group never uses). Pooling: bags with n >= hist_min_events(D) build a per-bag histogram of
 // the G * 256 byte bins (int32 counts, or float32 weighted) into one row of a dense float block of
 // kPoolRows bags; each full block (and the last, partial one) is multiplied by the table in one
 // register-blocked product, out[bags] = counts[bags, bins] @ table (bins above a group's limit are
@@ -55,10 +55,11 @@
 namespace side {
 
 constexpr int kBins = 256;
-// Bags of at least this many events use the per-bag histogram, shorter ones add rows directly
-// (measured crossover, D = 64, one thread: about 350 events for 8 groups of 243 values, 200 for 3
-// groups of 256; the direct sums read G rows per event, the histogram scans G * 256 bins per bag).
-constexpr int64_t kHistMinEvents = 256;
+// Bags of at least hist_min_events(D) events are pooled through histograms and the block product,
+// shorter ones add rows directly (measured crossover, one thread, 8 groups of 243 values: about 180
+// events at D = 16, 130-190 at D = 5 and 8, under 100 at D = 32 and 64; the direct sums read G rows
+// per event, the block product reads G * 256 table rows per block of kPoolRows bags).
+inline int64_t hist_min_events(int64_t D) { return D >= 32 ? 128 : 192; }
 // Below this much work (events x groups for pooling, x D for embedding) a call stays on one thread.
 constexpr int64_t kParallelMinWork = int64_t(1) << 15;
 
@@ -77,17 +78,16 @@ inline void add_event(float* __restrict o, const float* __restrict table, uint64
 
 // Rows of the dense counts block of pool_range: long bags are pooled kPoolRows at a time.
 constexpr int kPoolRows = 8;
-// Output columns per pass of the block product: 32 when D allows (two AVX-512 registers per bag, half
-// the passes over the counts), then 16, then the tail.
-constexpr int kPoolCols = 32;
+// Output columns per pass of the block product: 32 while D allows (two AVX-512 registers per bag, half
+// the passes over the counts), then 16, 8, 4 and single columns (every pass has a compile-time width).
 
-// out[m][d0 : d0 + w] = sum over the bins k of c[m][k] * table[k][d0 : d0 + w] for the M bags of a
-// block (w <= C); the bins of group g are g * 256 .. g * 256 + lim[g]. Every element is summed over
-// the bins in ascending order, one multiply and one add per bin (no fused multiply-add, see above),
-// so its value depends neither on M, nor on C or w, nor on the vector width of the build.
-template <int G, int M, int C, bool Full>
+// out[m][d0 : d0 + C] = sum over the bins k of c[m][k] * table[k][d0 : d0 + C] for the M bags of a
+// block; the bins of group g are g * 256 .. g * 256 + lim[g]. Every element is summed over the bins
+// in ascending order, one multiply and one add per bin (no fused multiply-add, see above), so its
+// value depends neither on M, nor on C, nor on the vector width of the build.
+template <int G, int M, int C>
 SIDE_INLINE void block_cols(const float* __restrict c, const float* __restrict table, const uint8_t* lim, int64_t D,
-                       int64_t d0, int w, float* const* outs) {
+                            int64_t d0, float* const* outs) {
   constexpr int K = G * kBins;
   float acc[M][C];
   for (int m = 0; m < M; ++m)
@@ -96,29 +96,25 @@ SIDE_INLINE void block_cols(const float* __restrict c, const float* __restrict t
     const int kend = g * kBins + (int)lim[g] + 1;
     for (int k = g * kBins; k < kend; ++k) {
       const float* __restrict t = table + (int64_t)k * D + d0;
-      if (Full) {
-        for (int m = 0; m < M; ++m) {
-          const float cm = c[m * K + k];
-          for (int j = 0; j < C; ++j) acc[m][j] += cm * t[j];
-        }
-      } else {
-        for (int m = 0; m < M; ++m) {
-          const float cm = c[m * K + k];
-          for (int j = 0; j < w; ++j) acc[m][j] += cm * t[j];
-        }
+      for (int m = 0; m < M; ++m) {
+        const float cm = c[m * K + k];
+        for (int j = 0; j < C; ++j) acc[m][j] += cm * t[j];
       }
     }
   }
   for (int m = 0; m < M; ++m)
-    for (int j = 0; j < (Full ? C : w); ++j) outs[m][d0 + j] = acc[m][j];
+    for (int j = 0; j < C; ++j) outs[m][d0 + j] = acc[m][j];
 }
 
 template <int G, int M>
-SIDE_INLINE void block_product(const float* c, const float* table, const uint8_t* lim, int64_t D, float* const* outs) {
+SIDE_INLINE void block_product(const float* c, const float* table, const uint8_t* lim, int64_t D,
+                               float* const* outs) {
   int64_t d0 = 0;
-  for (; d0 + 32 <= D; d0 += 32) block_cols<G, M, 32, true>(c, table, lim, D, d0, 32, outs);
-  for (; d0 + 16 <= D; d0 += 16) block_cols<G, M, 16, true>(c, table, lim, D, d0, 16, outs);
-  if (d0 < D) block_cols<G, M, 16, false>(c, table, lim, D, d0, (int)(D - d0), outs);
+  for (; d0 + 32 <= D; d0 += 32) block_cols<G, M, 32>(c, table, lim, D, d0, outs);
+  if (d0 + 16 <= D) { block_cols<G, M, 16>(c, table, lim, D, d0, outs); d0 += 16; }
+  if (d0 + 8 <= D) { block_cols<G, M, 8>(c, table, lim, D, d0, outs); d0 += 8; }
+  if (d0 + 4 <= D) { block_cols<G, M, 4>(c, table, lim, D, d0, outs); d0 += 4; }
+  for (; d0 < D; ++d0) block_cols<G, M, 1>(c, table, lim, D, d0, outs);
 }
 
 // out rows `outs[0 .. m)` = counts rows `c[0 .. m)` (each G * 256 floats) @ table, 1 <= m <= kPoolRows.
@@ -349,6 +345,7 @@ extern "C" {
 int side_kernel_version() { return 10; }
 
 // -2: bad arguments; -3: bad offsets; -1: all SIDs valid (or check == 0); else first bad SID index.
+// hist_min < 0: the op's threshold (hist_min_events(D) * G).
 int64_t side_pool_grouped(const int64_t* sids, int64_t N, const int64_t* offsets, int64_t B,
                           const float* weights, int G, const uint8_t* limits, const float* table,
                           int64_t D, float* out, int check, int64_t hist_min, int nthreads,
@@ -357,6 +354,7 @@ int64_t side_pool_grouped(const int64_t* sids, int64_t N, const int64_t* offsets
   if (fn == nullptr || B < 0 || D <= 0) return -2;
   if (side::bad_offset(offsets, B, N) >= 0) return -3;
   if (B == 0) return -1;
+  if (hist_min < 0) hist_min = side::hist_min_events(D) * G;  // the op's rule
   side::Args a{sids, offsets, weights, limits, table, out, D, hist_min, check};
   const int T = (N * G < min_work) ? 1 : std::max(1, nthreads);
   return side::run_chunks(fn, a, side::bag_cuts(offsets, B, N, T == 1 ? 1 : 4 * T), T);
@@ -476,7 +474,7 @@ at::Tensor pool_cpu(const at::Tensor& sids_in, const at::Tensor& offsets_in,
   const int G = (int)limits.numel();
   RangeFn fn = pool_fn(G, w_ptr != nullptr);
   Args a{sids.data_ptr<int64_t>(), off, w_ptr, limits.data_ptr<uint8_t>(), table.data_ptr<float>(),
-         out.data_ptr<float>(), D, kHistMinEvents * G, check ? 1 : 0};
+         out.data_ptr<float>(), D, hist_min_events(D) * G, check ? 1 : 0};
   const int64_t bad = run_chunks(fn, a, bag_cuts(off, B, N, chunks_for(N * G)));
   TORCH_CHECK_VALUE(bad < 0, "torchrec_side::sid_pool: ", sid_error(a.sids, bad, a.limits, G));
   return out;
