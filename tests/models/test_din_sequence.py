@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from torchrec.sparse.jagged_tensor import JaggedTensor, KeyedJaggedTensor
 
 from torchrec_side.models import DINRanker, HistoryFeatureConfig, ModelConfig, build_ranker
-from torchrec_side.models.din import last_events
+from torchrec_side.models.din import TargetAttention
 from torchrec_side.models.history import HistoryContext, make_history_feature
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -24,17 +24,36 @@ U, I, D = 7, 40, 8
 
 
 @settings(max_examples=40, deadline=None)
-@given(lengths=st.lists(st.integers(0, 7), min_size=1, max_size=6), k=st.integers(1, 8), seed=st.integers(0, 99))
-def test_last_events_keeps_each_bags_tail(lengths: List[int], k: int, seed: int) -> None:
-    values = torch.randn(sum(lengths), 3, generator=torch.Generator().manual_seed(seed))
-    got = last_events(JaggedTensor(values=values, lengths=torch.tensor(lengths)), k)
+@given(lengths=st.lists(st.integers(0, 7), min_size=1, max_size=6), k=st.integers(1, 8),
+       max_len=st.sampled_from([None, 3, 9]), hidden=st.sampled_from([[], [6], [6, 4]]), seed=st.integers(0, 99))
+def test_attention_over_the_last_k_events_equals_pre_cut_histories(lengths: List[int], k: int, max_len: Any,
+                                                                    hidden: List[int], seed: int) -> None:
+    """``last=k`` attends over each bag's last k events (also at a fixed padded length, as export
+    runs it), and the factored scores equal the MLP on ``[h, t, h*t, h-t]``."""
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    att = TargetAttention(4, hidden)
+    values = torch.randn(sum(lengths), 4, generator=g)
+    target = torch.randn(len(lengths), 4, generator=g)
     rows, start = [], 0
     for n in lengths:
         rows.extend(range(start + max(0, n - k), start + n))
         start += n
-    assert got.lengths().tolist() == [min(n, k) for n in lengths]
-    torch.testing.assert_close(got.values(), values[rows])
-    assert got.offsets().tolist()[1:] == torch.cumsum(torch.tensor([min(n, k) for n in lengths]), 0).tolist()
+    cut = JaggedTensor(values=values[rows], lengths=torch.tensor([min(n, k) for n in lengths]))
+    got = att(JaggedTensor(values=values, lengths=torch.tensor(lengths)), target, max_len, last=k)
+    if max_len is not None and max_len < k:  # the fixed length bounds the window too
+        return
+    want = []  # plain per-user reference on the pre-cut events
+    off = cut.offsets()
+    for b in range(len(lengths)):
+        h = cut.values()[off[b]: off[b + 1]]
+        if h.shape[0] == 0:
+            want.append(torch.zeros(4))
+            continue
+        t = target[b].expand_as(h)
+        s = att.score(torch.cat([h, t, h * t, h - t], dim=-1)).squeeze(-1)
+        want.append((torch.softmax(s, 0)[:, None] * h).sum(0))
+    torch.testing.assert_close(got, torch.stack(want), rtol=1e-5, atol=1e-6)
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +121,7 @@ def test_din_over_per_event_prefix_ngram_matches_a_plain_reference(pn_source: Di
     def event(item: int) -> torch.Tensor:
         return sum(ec.embeddings[n].weight[table[item, t]] for t, n in enumerate(tables))
 
-    (events, query, _), out = seen[0]
+    (events, query, *_), out = seen[0]
     ref_events = torch.stack([event(i) for hh in hist for i in hh])
     torch.testing.assert_close(events.values(), ref_events)
     assert events.lengths().tolist() == [len(hh) for hh in hist]
@@ -144,3 +163,56 @@ def test_din_sequence_sharded_matches_unsharded() -> None:
     from factories import spawn_ranks
 
     spawn_ranks(din_sequence_worker.worker, din_sequence_worker.WORLD, ["table_wise", "row_wise"])
+
+
+def test_packaged_sequence_configs_mirror_their_dlrm_configs() -> None:
+    """adsworld/seq_*.yaml: DIN over the last K events, every history feature through the target
+    path, and otherwise the DLRM config's data, sizes, optimizer and training (one shared store)."""
+    import torchrec_side
+    from torchrec_side.train.config import load_train_config
+
+    root = Path(torchrec_side.__file__).parent / "configs"
+
+    def resolve_config_path(name: str) -> Path:
+        return root / name
+
+    pairs = {"seq_sparse_id": "dlrm_sparse_id", "seq_traditional_sid": "dlrm_traditional_sid",
+             "seq_raw_content": "dlrm_raw_content", "seq_side": "dlrm_side"}
+    histories = set()
+    for seq, dlrm in pairs.items():
+        s = load_train_config(resolve_config_path(f"adsworld/{seq}.yaml"))
+        d = load_train_config(resolve_config_path(f"adsworld/{dlrm}.yaml"))
+        assert s.name == seq and s.model.arch == "din" and s.model.max_events >= 1
+        assert s.data == d.data and s.optim == d.optim and s.train == d.train and s.sharding == d.sharding
+        for k in ("embedding_dim", "id_features", "dense_arch_layer_sizes", "over_arch_layer_sizes", "item_min_count"):
+            assert getattr(s.model, k) == getattr(d.model, k), k
+        assert [(h.kind, h.column, h.name) for h in s.model.history] == [(h.kind, h.column, h.name) for h in d.model.history]
+        for hs, hd in zip(s.model.history, d.model.history):
+            assert hs.options.get("target") is True
+            assert {k: v for k, v in hs.options.items() if k != "pooling"} == \
+                {k: v for k, v in hd.options.items() if k != "pooling"}
+        histories.add(s.data.max_history)
+    assert len(histories) == 1
+    assert load_train_config(resolve_config_path("adsworld/seq_sparse_id.yaml")).model.history[0].options["share_with_target"]
+
+
+def test_raw_content_sequence_projects_distinct_items_once_in_training() -> None:
+    """Training (each distinct item projected once) and eval (once per event) give the same
+    per-event vectors and the same projection gradient."""
+    from torchrec_side.models.sid_history import RawContentSequence
+
+    g = torch.Generator().manual_seed(0)
+    seq = RawContentSequence(torch.randn(20, 12, generator=g).half(), ["h", "h_target"], D)
+    ids = torch.randint(0, 20, (30,), generator=g)  # repeats
+    kjt = KeyedJaggedTensor.from_lengths_sync(keys=["h", "h_target"], values=ids, lengths=torch.tensor([9, 0, 18, 1, 1, 1]))
+    grads = []
+    for train in (True, False):
+        seq.train(train)
+        seq.proj.weight.grad = None
+        out = seq(kjt)
+        want = seq.proj(seq.vectors[kjt[next(iter(out))].values()].float())
+        torch.testing.assert_close(out["h"].values(), want)
+        assert out["h"].lengths().tolist() == [9, 0, 18] and out["h_target"].values().shape == (3, D)
+        (out["h"].values() ** 2).sum().backward()
+        grads.append(seq.proj.weight.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1])

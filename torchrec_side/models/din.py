@@ -23,9 +23,10 @@ widen the query to ``2D`` and need a learned projection back to the events' widt
 **The last K events** (``max_events``, config ``model.max_events``). Attention costs about ``K``
 times a pooled lookup per example, so a DIN variant may attend over only the last ``K`` events of
 each history (the store's window can be longer: every variant of a world shares one example store).
-The ranker cuts every history feature to its last ``K`` events itself (so serving and export, which
-feed the store's window, see what training saw); the trainer also has the loader cut the windows,
-so nothing beyond them is read or embedded during training.
+The attention reads every history feature's last ``K`` events itself (``TargetAttention(...,
+last=K)``, a static-shape gather, so serving and export, which feed the store's window, see what
+training saw); the trainer also has the loader cut the windows, so nothing beyond them is read or
+embedded during training.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from torchrec.sparse.jagged_tensor import JaggedTensor, KeyedJaggedTensor
 
 from torchrec_side.models.dlrm import pooled_feature_dims
 
-__all__ = ["TargetAttention", "DINRanker", "sequence_feature_dims", "last_events"]
+__all__ = ["TargetAttention", "DINRanker", "sequence_feature_dims"]
 
 
 def sequence_feature_dims(module: nn.Module) -> Dict[str, int]:
@@ -56,15 +57,22 @@ def sequence_feature_dims(module: nn.Module) -> Dict[str, int]:
 class TargetAttention(nn.Module):
     """Target attention pooling of a jagged sequence (DIN's activation unit, softmax-normalized).
 
+    Each event ``h`` is scored by an MLP on ``[h, t, h * t, h - t]``. The first layer is computed
+    factored, which is the same function: ``W [h, t, h*t, h-t] = h (W_h + W_d + diag(t) W_p) +
+    t (W_t - W_d)``, one ``[D, H]`` matrix per example and one ``[H]`` vector per example instead
+    of a ``4D``-wide product per event (4x fewer multiply-adds, no ``[B, L, 4D]`` concatenation).
+
     Args:
         embedding_dim (int): ``D`` of the events and the target.
         layer_sizes (List[int]): hidden sizes of the scoring MLP (ReLU), followed by a linear
             layer to one score.
 
     Call Args:
-        events (JaggedTensor): values ``[N, D]``, lengths ``[B]``.
+        events (JaggedTensor): values ``[N, D]``, lengths ``[B]`` (oldest event first).
         target (torch.Tensor): ``[B, D]``.
-        max_len (Optional[int]): pad to this length (default: the batch's longest history).
+        max_len (Optional[int]): pad to this length (default: the batch's longest history, at most
+            ``last``); a fixed length (export) keeps the shapes static.
+        last (Optional[int]): attend over each history's last ``last`` events only (None: all).
 
     Returns:
         torch.Tensor: ``[B, D]`` attention-weighted sums (zeros for empty histories).
@@ -73,6 +81,7 @@ class TargetAttention(nn.Module):
 
         att = TargetAttention(16, [32])
         interest = att(ec(kjt)["hist_item_id"], target_embedding)     # [B, 16]
+        recent = att(ec(kjt)["hist_item_id"], target_embedding, last=50)
     """
 
     def __init__(self, embedding_dim: int, layer_sizes: List[int]) -> None:
@@ -84,19 +93,56 @@ class TargetAttention(nn.Module):
         layers.append(nn.Linear(layer_sizes[-1] if layer_sizes else 4 * embedding_dim, 1))
         self.score = nn.Sequential(*layers)
 
-    def forward(self, events: JaggedTensor, target: torch.Tensor, max_len: Optional[int] = None) -> torch.Tensor:
+    def scores(self, padded: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """``[B, L]`` scores of padded events ``[B, L, D]`` against ``target [B, D]`` (factored
+        first layer, see the class docstring); equals ``score(cat([h, t, h*t, h-t]))``."""
+        first = self.score[0]
+        if not isinstance(first, MLP):  # no hidden layer: the final linear layer, factored the same way
+            w, bias = self.score[-1].weight, self.score[-1].bias  # [1, 4D], [1]
+            wh, wt, wp, wd = w.split(self.embedding_dim, dim=1)
+            m = (wh + wd) + target * wp  # [B, D]
+            return torch.bmm(padded, m[:, :, None]).squeeze(-1) + (target @ (wt - wd).t() + bias)  # [B, L]
+        mlp: nn.Sequential = getattr(first, "_mlp")
+        lin: nn.Linear = getattr(mlp[0], "_linear")
+        wh, wt, wp, wd = lin.weight.split(self.embedding_dim, dim=1)  # each [H, D]
+        per_example = (wh + wd).t()[None] + target[:, :, None] * wp.t()[None]  # [B, D, H]
+        x = torch.bmm(padded, per_example) + (target @ (wt - wd).t() + lin.bias)[:, None, :]  # [B, L, H]
+        x = torch.relu(x)
+        for layer in list(mlp)[1:]:
+            x = layer(x)
+        return self.score[-1](x).squeeze(-1)
+
+    def forward(self, events: JaggedTensor, target: torch.Tensor, max_len: Optional[int] = None,
+                last: Optional[int] = None) -> torch.Tensor:
         lengths = events.lengths()
         b, d = target.shape
-        length = int(lengths.max().item()) if max_len is None and lengths.numel() else (max_len or 0)
+        if max_len is None:
+            length = int(lengths.max().item()) if lengths.numel() else 0
+            length = length if last is None else min(length, last)
+        else:
+            length = max_len if last is None else min(max_len, last)
         if length == 0:
             return target.new_zeros(b, d)
-        padded = torch.ops.fbgemm.jagged_to_padded_dense(events.values(), [events.offsets()], [length], 0.0)  # [B, L, D]
-        mask = torch.arange(length, device=target.device)[None, :] < lengths[:, None]  # [B, L]
-        t = target[:, None, :].expand(b, length, d)
-        scores = self.score(torch.cat([padded, t, padded * t, padded - t], dim=-1)).squeeze(-1)  # [B, L]
-        scores = scores.masked_fill(~mask, -1e9)
+        if last is None:
+            padded = torch.ops.fbgemm.jagged_to_padded_dense(events.values(), [events.offsets()], [length], 0.0)
+            keep = lengths
+        else:
+            keep = lengths.clamp(max=length)
+            padded = _tail_padded(events.values(), events.offsets(), keep, length)  # [B, L, D]
+        mask = torch.arange(length, device=target.device)[None, :] < keep[:, None]  # [B, L]
+        scores = self.scores(padded, target).masked_fill(~mask, -1e9)
         weights = torch.softmax(scores, dim=1) * mask
         return torch.bmm(weights[:, None, :], padded).squeeze(1)
+
+
+def _tail_padded(values: torch.Tensor, offsets: torch.Tensor, keep: torch.Tensor, length: int) -> torch.Tensor:
+    """``[B, length, D]``: bag ``b``'s last ``keep[b]`` events (oldest first), zero-padded after;
+    static shapes (a gather through a ``[B, length]`` index), so it exports."""
+    j = torch.arange(length, device=values.device)[None, :]  # [1, L]
+    idx = (offsets[1:] - keep)[:, None] + j  # [B, L]
+    idx = torch.where(j < keep[:, None], idx, values.shape[0])  # padding -> the appended zero row
+    ext = torch.cat([values, values.new_zeros(1, values.shape[1])])
+    return ext[idx]
 
 
 class DINRanker(nn.Module):
@@ -212,42 +258,8 @@ class DINRanker(nn.Module):
                 query = query + c
                 contents.append(c)
             for f in self._sequence_keys[name]:
-                events = seq[f]
-                pad = self.max_len
-                if self.max_events is not None:
-                    events = last_events(events, self.max_events)
-                    pad = None if pad is None else min(pad, self.max_events)  # a fixed length (export) stays fixed
-                parts.append(self.attention[f](events, query, pad))
+                parts.append(self.attention[f](seq[f], query, self.max_len, self.max_events))
         return self.over_arch(torch.cat(parts + contents, dim=1)).squeeze(-1)
-
-
-@torch.fx.wrap
-def last_events(jt: JaggedTensor, k: int) -> JaggedTensor:
-    """Each bag's last ``k`` events (all of a shorter bag), as a new ``JaggedTensor``.
-
-    Args:
-        jt (JaggedTensor): values ``[N, D]`` (or ``[N]``), lengths ``[B]``.
-        k (int): events to keep per bag (>= 1).
-
-    Returns:
-        JaggedTensor: values ``[sum_b min(len_b, k), ...]``, lengths ``min(len_b, k)``; ``jt`` itself
-        when no bag is longer than ``k``.
-
-    Example::
-
-        jt = JaggedTensor(values=torch.arange(5.0), lengths=torch.tensor([3, 2]))
-        last_events(jt, 2).values()        # tensor([1., 2., 3., 4.])
-    """
-    lengths = jt.lengths()
-    if lengths.numel() == 0 or int(lengths.max().item()) <= k:
-        return jt
-    keep = lengths.clamp(max=k)
-    ends = jt.offsets()[1:]
-    new_offsets = torch.ops.fbgemm.asynchronous_complete_cumsum(keep)
-    total = int(new_offsets[-1].item())
-    pos = torch.arange(total, device=lengths.device) - torch.repeat_interleave(new_offsets[:-1], keep, output_size=total)
-    index = torch.repeat_interleave(ends - keep, keep, output_size=total) + pos
-    return JaggedTensor(values=jt.values()[index], lengths=keep, offsets=new_offsets)
 
 
 def _first_event(jt: JaggedTensor) -> torch.Tensor:

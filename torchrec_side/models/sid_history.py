@@ -490,7 +490,9 @@ class RawContentBag(nn.Module):
 
 class RawContentSequence(nn.Module):
     """Per-event frozen item vectors through a learned ``Linear(d, D)`` (EC-like, for DIN); several
-    features (history, target) share the table and the projection."""
+    features (history, target) share the table and the projection. In training each distinct item
+    of a batch is projected once (the same values; histories repeat popular items), in eval once
+    per event (static shapes for export)."""
 
     vectors: torch.Tensor
 
@@ -506,8 +508,13 @@ class RawContentSequence(nn.Module):
         out: Dict[str, JaggedTensor] = {}
         for f in self.features:
             jt = features[f]
-            out[f] = JaggedTensor(values=self.proj(self.vectors[jt.values()].float()), lengths=jt.lengths(),
-                                  offsets=jt.offsets())
+            ids = jt.values()
+            if self.training:  # project each distinct item once (histories repeat popular items); same values
+                uniq, inverse = torch.unique(ids, return_inverse=True)
+                values = self.proj(self.vectors[uniq].float())[inverse]
+            else:  # static shapes for export: one projection per event
+                values = self.proj(self.vectors[ids].float())
+            out[f] = JaggedTensor(values=values, lengths=jt.lengths(), offsets=jt.offsets())
         return out
 
     def embedding_configs(self) -> List[EmbeddingConfig]:
