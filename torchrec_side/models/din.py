@@ -98,7 +98,8 @@ class TargetAttention(nn.Module):
         first layer, see the class docstring); equals ``score(cat([h, t, h*t, h-t]))``."""
         first = self.score[0]
         if not isinstance(first, MLP):  # no hidden layer: the final linear layer, factored the same way
-            w, bias = self.score[-1].weight, self.score[-1].bias  # [1, 4D], [1]
+            last: nn.Linear = getattr(self.score, str(len(self.score) - 1))
+            w, bias = last.weight, last.bias  # [1, 4D], [1]
             wh, wt, wp, wd = w.split(self.embedding_dim, dim=1)
             m = (wh + wd) + target * wp  # [B, D]
             return torch.bmm(padded, m[:, :, None]).squeeze(-1) + (target @ (wt - wd).t() + bias)  # [B, L]
