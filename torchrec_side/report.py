@@ -70,6 +70,14 @@ __all__ = ["ReportConfig", "collect", "summarize", "side_vs_traditional", "analy
 #: The ablation variant with the SIDE SIDs dealt to random items (``experiments.sim``).
 PERMUTED_SIDE: str = "side_permuted_sid"
 
+#: Sequence-model pairs ``(variant, reference)``: DIN against DLRM on the same features, and the
+#: DIN variants against each other (``experiments.sim``; reported when both ran).
+SEQUENCE_PAIRS: Tuple[Tuple[str, str], ...] = (
+    ("seq_side", "side"), ("seq_sparse_id", "sparse_id"), ("seq_traditional_sid", "traditional_sid"),
+    ("seq_raw_content", "raw_content"), ("seq_side", "seq_traditional_sid"), ("seq_side", "seq_raw_content"),
+    ("seq_sparse_id", "seq_side"),
+)
+
 #: The tokenizer x embedding ablation grid (docs/design.md section 7b; ``experiments.sim``): one row per
 #: tokenizer, ``(key, label, (prefix-ngram variant, SIDE variant))``; ``traditional_sid`` and ``side``
 #: are two of its six cells.
@@ -371,7 +379,7 @@ def analyse(data: Dict[str, Any], cfg: ReportConfig) -> Dict[str, Any]:
         out["ratio"] = boot.ratio((cfg.side, c), (t, c))
         out["contrast_2_4"] = boot.contrast((cfg.side, c), (t, c), 2.4)
     pairs = [(cfg.side, cfg.raw_content), (cfg.side, t), (cfg.sparse_id, cfg.side), (cfg.side, PERMUTED_SIDE),
-             *[(v, r) for _, _, v, r in ABLATION_CONTRASTS], *cfg.extra_pairs]
+             *[(v, r) for _, _, v, r in ABLATION_CONTRASTS], *SEQUENCE_PAIRS, *cfg.extra_pairs]
     pairs = [(a, b) for a, b in dict.fromkeys(pairs) if a in variants and b in variants]
     out["pairs"] = {f"{a}_over_{b}": boot.gain(a, b) for a, b in pairs}
     # the same steps as differences of gains over control (points; they add up to side - traditional)
@@ -493,6 +501,12 @@ def targets(a: Dict[str, Any], rows: List[Dict[str, Any]], kind: str, cfg: Repor
         else:
             out.append(_met_line("cold items: SIDE >= raw-content history (NE on cold target items)",
                                  "not measured: no cold target items with predictions of both variants", None))
+    seq = a.get("pairs", {}).get(f"seq_{side}_over_{side}") if kind == "simulated" else None
+    if seq is not None and seq.point is not None:  # the multi-interest world's sequence target
+        out.append(_met_line("sequence models: DIN over SIDE beats DLRM over SIDE (separated)",
+                             f"NE gain of seq_{side} over {side} {_ci(seq)} ({seq.verdict})", bool(seq.point > 0),
+                             [seq.lo, seq.hi] if seq.lo is not None else None,
+                             None if seq.lo is None else (seq.lo > 0 if seq.point > 0 else seq.hi < 0)))
     if kind == "id_dominant":
         p = a.get("pairs", {}).get(f"{sparse}_over_{side}")
         if p is not None and p.point is not None:
@@ -970,6 +984,25 @@ def _ablation_markdown(report: Dict[str, Any]) -> List[str]:
     return L
 
 
+def _sequence_markdown(report: Dict[str, Any]) -> List[str]:
+    """The "Sequence models" section: the paired gain of each :data:`SEQUENCE_PAIRS` pair that ran
+    (DIN over DLRM on the same features; DIN variants against each other). Empty when none ran."""
+    rows = [(v, r, report["pairs"].get(f"{v}_over_{r}")) for v, r in SEQUENCE_PAIRS]
+    rows = [(v, r, g) for v, r, g in rows if g is not None and g.get("point") is not None]
+    if not rows:
+        return []
+    L = ["## Sequence models", "",
+         "Paired NE gain of the target-attention (DIN) variants over the pooled (DLRM) variant with the same "
+         "history feature, and of the DIN variants against each other (% of the reference's NE, same "
+         "resamples as the variant table). The world's users are multi-interest (docs/design.md section 7c), "
+         "so attending to the events near the target can beat averaging them; DIN reads only the last "
+         "`model.max_events` events of each history, DLRM the whole window.", "",
+         "| variant | over | paired NE gain % [95% CI] | verdict |", "| --- | --- | --- | --- |"]
+    L += [f"| `{v}` | `{r}` | {g['point']:+.3f} {_ci_list(g.get('ci95'))} | {g['verdict']} |" for v, r, g in rows]
+    L.append("")
+    return L
+
+
 #: ``report.json`` ``ceilings`` keys -> reference column (docs/design.md section 7c), in display order.
 CEILING_KEYS: Tuple[Tuple[str, str], ...] = (("content", "p_content"), ("content_item", "p_content_item"),
                                              ("id", "p_id"), ("oracle", "p_true"))
@@ -1147,10 +1180,10 @@ def _markdown(report: Dict[str, Any], rows: List[Dict[str, Any]], a: Dict[str, A
     L.append("Undefined ratios: when the denominator's point gain is not positive the ratio is not reported; when "
              "its 95% interval covers 0 the point ratio is given without an interval (the replicate ratios are "
              "unbounded); the contrast above is always defined.")
-    abl = _ablation_markdown(report)
-    if abl:
-        L.append("")
-        L += abl[:-1]
+    for section in (_ablation_markdown(report), _sequence_markdown(report)):
+        if section:
+            L.append("")
+            L += section[:-1]
     slices = report.get("slices") or {}
     if slices:
         L.append("")

@@ -27,11 +27,14 @@ HIST: Dict[str, List[Dict[str, Any]]] = {
     "side_fused_nolabels": [{"kind": "side", "model_bytes_per_event": 8}],
     "prefix_fused": [{"kind": "prefix_ngram", "model_bytes_per_event": 120}],
     "prefix_fused_nolabels": [{"kind": "prefix_ngram", "model_bytes_per_event": 120}],
+    # the DIN sequence variants
+    "seq_side": [{"kind": "side", "model_bytes_per_event": 8}],
+    "seq_sparse_id": [{"kind": "sparse_id", "footprint": {"value_bytes_per_event": 8.0}}],
 }
 #: prediction noise per variant (smaller = better); oracle = p_true
 NOISE = {"control": 1.2, "sparse_id": 1.0, "raw_content": 0.6, "traditional_sid": 0.8, "side": 0.5,
          "side_permuted_sid": 0.9, "side_rq": 0.7, "side_fused_nolabels": 0.6, "prefix_fused": 0.65,
-         "prefix_fused_nolabels": 0.75}
+         "prefix_fused_nolabels": 0.75, "seq_side": 0.45, "seq_sparse_id": 1.1}
 
 
 def _rows(n: int = 800) -> Dict[str, np.ndarray]:
@@ -503,3 +506,27 @@ def test_verdict_rule(met: Optional[bool], confident: Optional[bool], verdict: s
     cfg = ReportConfig()
     assert control_world_verdict("simulated", [line], {"pairs": {}}, cfg, None)["verdict"] == verdict
     assert control_world_verdict("simulated", [], {"pairs": {}}, cfg, None)["verdict"] == "missing"
+
+
+def test_sequence_pairs_section_and_target(tmp_path: Path) -> None:
+    """DIN against DLRM on the same features: the paired gains match the files, the markdown has the
+    section, and the simulated world's target line reads DIN over SIDE against DLRM over SIDE."""
+    seeds = [0, 1, 2]
+    scores = _fabricate(tmp_path, ["control", "sparse_id", "side", "seq_sparse_id", "seq_side"], seeds, oracle=True,
+                        world="adsworld")
+    rep = write_report(tmp_path, plots=False, cfg=ReportConfig(n_boot=200, slice_n_boot=0))
+    y = _rows()["label"]
+    for v, r in (("seq_side", "side"), ("seq_sparse_id", "sparse_id"), ("seq_sparse_id", "seq_side")):
+        g = rep["pairs"][f"{v}_over_{r}"]
+        assert g["point"] == pytest.approx(_paired_gain(y, scores, v, r, seeds), rel=1e-6)
+    assert "seq_traditional_sid_over_traditional_sid" not in rep["pairs"]  # not run: not reported
+    md = (tmp_path / "report.md").read_text()
+    assert "## Sequence models" in md and "| `seq_side` | `side` |" in md and "`seq_raw_content`" not in md
+    line = next(t for t in rep["targets"] if t["target"].startswith("sequence models: DIN over SIDE"))
+    g = rep["pairs"]["seq_side_over_side"]
+    assert line["met"] == (g["point"] > 0) and f"{g['point']:+.3f}" in line["measured"]
+    (tmp2 := tmp_path / "no_seq").mkdir()
+    _fabricate(tmp2, ["control", "side"], seeds, oracle=True, world="adsworld")
+    rep2 = write_report(tmp2, plots=False, cfg=ReportConfig(n_boot=50, slice_n_boot=0))
+    assert "## Sequence models" not in (tmp2 / "report.md").read_text()
+    assert not any(t["target"].startswith("sequence models") for t in rep2["targets"])

@@ -94,6 +94,15 @@ VARIANTS: List[Variant] = [
             "ablation cell VQ fusion without label heads x SIDE: side over a tokenizer trained without category heads"),
     Variant("prefix_fused_nolabels", "adsworld/dlrm_prefix_fused_nolabels", "ablation",
             "ablation cell VQ fusion without label heads x prefix-ngram: prefix_fused over the no-label tokenizer's SID"),
+    # the target-attention (DIN) sequence model over the last 50 events (docs/design.md section 6)
+    Variant("seq_sparse_id", "adsworld/seq_sparse_id", "sequence",
+            "DIN over the last 50 events: per-event item-id rows (one per item), the target looked up in the same table"),
+    Variant("seq_traditional_sid", "adsworld/seq_traditional_sid", "sequence",
+            "DIN over the last 50 events: per-event prefix-ngram sums of the RQ 3x256 SIDs (text, image), 65,536-row budget"),
+    Variant("seq_raw_content", "adsworld/seq_raw_content", "sequence",
+            "DIN over the last 50 events: per-event frozen text (384-d) and image (128-d) vectors, fp16, projected"),
+    Variant("seq_side", "adsworld/seq_side", "sequence",
+            "DIN over the last 50 events: per-event SIDE embeddings of the VQ-fusion DPCA SID"),
 ]
 #: The ablation grid that separates the tokenizer from the embedding (issue 15, Deliver 2):
 #: ``{tokenizer row: {embedding column: variant}}``; the report's 3 x 2 table (``report.ABLATION_ROWS``).
