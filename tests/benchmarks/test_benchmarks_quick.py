@@ -77,18 +77,45 @@ def _check_tokenizer_quality(d: Dict[str, Any]) -> None:
     assert d["quick"] is True
 
 
+def _check_serving(d: Dict[str, Any]) -> None:
+    assert d["benchmark"] == "serving" and d["quick"] is True
+    assert {"platform", "cpu_count", "torch"} <= set(d["machine"]) and len(d["load_average"]["before"]) == 3
+    variants = ["side", "sparse_id", "raw_content", "traditional_sid", "side_torch"]
+    cells = {(r["variant"], r["events"], r["threads"], r["batch_size"]) for r in d["rows"]}
+    assert cells == {(v, e, t, b) for v in variants for e in d["events"] for t in d["thread_counts"]
+                     for b in d["batch_sizes"]}
+    assert all(r["scorer_requests_per_s"] > 0 and r["end_to_end_requests_per_s"] > 0 for r in d["rows"])
+    assert all(r["events_scored"] == r["events"] for r in d["rows"])  # no history cut by the store's cap
+    for r in d["rows"]:
+        if r["variant"] == "side":
+            ref = next(x for x in d["rows"] if x["variant"] == "sparse_id"
+                       and (x["events"], x["threads"], x["batch_size"]) == (r["events"], r["threads"], r["batch_size"]))
+            assert r["x_sparse_id"] == pytest.approx(r["scorer_requests_per_s"] / ref["scorer_requests_per_s"])
+    progs = {p["variant"]: p for p in d["programs"]}
+    assert set(progs) == set(variants) and all(p["program_bytes"] > 0 and p["load_s"] > 0 for p in progs.values())
+    assert list(progs["side"]["side_compute"].values()) in (["kernel"], ["grouped_bag"])
+    assert list(progs["side_torch"]["side_compute"].values()) == ["grouped_bag"]
+    assert all(p["max_abs_diff_vs_trainer"] is not None and p["max_abs_diff_vs_trainer"] < 1e-5
+               for p in progs.values())
+    assert "synthetic" in d["histories"] and {b["variant"] for b in d["breakdown"]} == set(variants)
+    assert "met" in d["targets"]
+
+
 #: Benchmark-specific checks (script stem -> check) and extra arguments for the quick run.
 CHECKS: Dict[str, Callable[[Dict[str, Any]], None]] = {
     "train_throughput": _check_train_throughput,
     "quantizers": _check_quantizers,
     "store_footprint": _check_store_footprint,
     "tokenizer_quality": _check_tokenizer_quality,
+    "serving": _check_serving,
 }
 
 
 def _extra(script: Path, tmp: Path) -> List[str]:
     if script.stem == "store_footprint":
         return ["--stores", str(tmp / "stores")]  # not the default runs/bench/stores of the checkout
+    if script.stem == "serving":
+        return ["--out", str(tmp / "serving_runs")]
     return []
 
 

@@ -5,7 +5,6 @@ builder against the store's item tables, and a ``--quick`` run's JSON)."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any, List, Tuple
@@ -154,33 +153,3 @@ def test_bench_requests_have_the_asked_length_and_aligned_columns(dlrm_export: P
     np.testing.assert_array_equal(store.item_values("hist_sid")[items, 0], sids)
     again = request_table(store, ["hist_item_id", "hist_sid"], 37, 11, seed=3)
     assert again.equals(table)  # seeded
-
-
-@pytest.mark.slow
-def test_serving_benchmark_quick_json(tmp_path: Path) -> None:
-    out = tmp_path / "serving.json"
-    proc = subprocess.run([sys.executable, str(BENCH), "--quick", "--json", str(out), "--out", str(tmp_path / "w")],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    d = json.loads(out.read_text())
-    assert d["benchmark"] == "serving" and d["quick"] is True
-    assert {"platform", "cpu_count", "torch"} <= set(d["machine"]) and len(d["load_average"]["before"]) == 3
-    variants = ["side", "sparse_id", "raw_content", "traditional_sid", "side_torch"]
-    cells = {(r["variant"], r["events"], r["threads"], r["batch_size"]) for r in d["rows"]}
-    assert cells == {(v, e, t, b) for v in variants for e in d["events"] for t in d["thread_counts"]
-                     for b in d["batch_sizes"]}
-    assert all(r["scorer_requests_per_s"] > 0 and r["end_to_end_requests_per_s"] > 0 for r in d["rows"])
-    assert all(r["events_scored"] == r["events"] for r in d["rows"])  # no history cut by the store's cap
-    for r in d["rows"]:
-        if r["variant"] == "side":
-            ref = next(x for x in d["rows"] if x["variant"] == "sparse_id"
-                       and (x["events"], x["threads"], x["batch_size"]) == (r["events"], r["threads"], r["batch_size"]))
-            assert r["x_sparse_id"] == pytest.approx(r["scorer_requests_per_s"] / ref["scorer_requests_per_s"])
-    progs = {p["variant"]: p for p in d["programs"]}
-    assert set(progs) == set(variants) and all(p["program_bytes"] > 0 and p["load_s"] > 0 for p in progs.values())
-    assert list(progs["side"]["side_compute"].values()) in (["kernel"], ["grouped_bag"])
-    assert list(progs["side_torch"]["side_compute"].values()) == ["grouped_bag"]
-    assert all(p["max_abs_diff_vs_trainer"] is not None and p["max_abs_diff_vs_trainer"] < 1e-5
-               for p in progs.values())
-    assert "synthetic" in d["histories"] and {b["variant"] for b in d["breakdown"]} == set(variants)
-    assert "met" in d["targets"]
