@@ -24,6 +24,7 @@ from torchrec_side.quantizers import DPCA, RQKMeans, RQKMeansConfig
 from torchrec_side.sid.codec import SIDCodec
 
 __all__ = [
+    "compare_sharded_state",
     "spawn_ranks",
     "random_tables",
     "random_codes",
@@ -252,3 +253,20 @@ def spawn_ranks(worker: Callable[..., None], world: int, *args: Any, timeout_s: 
     if failures:
         pytest.fail("\n".join(failures))
     return results
+
+
+def compare_sharded_state(sharded: Dict[str, object], ref: Dict[str, torch.Tensor], what: str) -> None:
+    """Each entry of a sharded model's state dict equals the unsharded reference's: a
+    ``ShardedTensor``'s local shards against the reference's slices, a plain tensor whole."""
+    from torch.distributed._shard.sharded_tensor import ShardedTensor
+
+    assert set(sharded) == set(ref), f"{what}: state-dict keys differ: {set(sharded) ^ set(ref)}"
+    for k, v in sharded.items():
+        r = ref[k]
+        if isinstance(v, ShardedTensor):
+            for shard in v.local_shards():
+                off, size = shard.metadata.shard_offsets, shard.metadata.shard_sizes
+                exp = r[off[0]: off[0] + size[0], off[1]: off[1] + size[1]]
+                torch.testing.assert_close(shard.tensor, exp, msg=f"{what}: {k} shard {off}")
+        else:
+            torch.testing.assert_close(v, r, msg=f"{what}: {k}")  # pyre-ignore

@@ -8,8 +8,9 @@ from __future__ import annotations
 import copy
 import os
 import traceback
-from typing import Dict, List
+from typing import List
 
+from factories import compare_sharded_state
 import torch
 import torch.distributed as dist
 from fbgemm_gpu.split_embedding_configs import EmbOptimType
@@ -79,21 +80,6 @@ def make_batch(rank: int, step: int) -> KeyedJaggedTensor:
     return KeyedJaggedTensor.concat([base, tok])
 
 
-def _compare_state(sharded: Dict[str, object], ref: Dict[str, torch.Tensor], what: str) -> None:
-    from torch.distributed._shard.sharded_tensor import ShardedTensor
-
-    assert set(sharded) == set(ref), f"{what}: state-dict keys differ: {set(sharded) ^ set(ref)}"
-    for k, v in sharded.items():
-        r = ref[k]
-        if isinstance(v, ShardedTensor):
-            for shard in v.local_shards():
-                off, size = shard.metadata.shard_offsets, shard.metadata.shard_sizes
-                exp = r[off[0]: off[0] + size[0], off[1]: off[1] + size[1]]
-                torch.testing.assert_close(shard.tensor, exp, msg=f"{what}: {k} shard {off}")
-        else:
-            torch.testing.assert_close(v, r, msg=f"{what}: {k}")  # pyre-ignore
-
-
 def run_one(rank: int, sharding: str, max_events: int) -> None:
     from torchrec.distributed.types import ShardedModule
 
@@ -106,7 +92,7 @@ def run_one(rank: int, sharding: str, max_events: int) -> None:
     assert any(n.endswith("sequences.pn.ec") for n in sharded), f"{what}: sharded modules {sharded}"
     assert any(n.endswith("sequences.sparse") for n in sharded), f"{what}: sharded modules {sharded}"
     dmp.load_state_dict(copy.deepcopy(ref.state_dict()))
-    _compare_state(dmp.state_dict(), ref.state_dict(), f"{what} init")
+    compare_sharded_state(dmp.state_dict(), ref.state_dict(), f"{what} init")
     opt = make_optimizer(dmp, dense_lr=DENSE_LR)
     batch = make_batch(rank, 0)
     out = dmp(batch)
@@ -120,7 +106,7 @@ def run_one(rank: int, sharding: str, max_events: int) -> None:
             is_table = "embeddings." in name or "embedding_bags." in name
             lr = EMB_LR if is_table and sharding != "data_parallel" else DENSE_LR
             p -= lr * p.grad / WORLD
-    _compare_state(dmp.state_dict(), ref.state_dict(), f"{what} after one step")
+    compare_sharded_state(dmp.state_dict(), ref.state_dict(), f"{what} after one step")
     batch2 = make_batch(rank, 1)
     torch.testing.assert_close(dmp(batch2), ref(batch2), msg=f"{what}: forward after step")
 

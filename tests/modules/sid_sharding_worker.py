@@ -6,8 +6,9 @@ from __future__ import annotations
 import copy
 import os
 import traceback
-from typing import Dict, List, Tuple
+from typing import List
 
+from factories import compare_sharded_state
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -74,21 +75,6 @@ def make_batch(rank: int, step: int, B: int = 6) -> KeyedJaggedTensor:
         keys=["item", "hist_sid", "hist_sid2"], values=torch.cat([item] + sids), lengths=torch.cat(lens))
 
 
-def _compare_state(sharded: Dict[str, object], ref: Dict[str, torch.Tensor], what: str) -> None:
-    from torch.distributed._shard.sharded_tensor import ShardedTensor
-
-    assert set(sharded) == set(ref), f"{what}: state-dict keys differ: {set(sharded) ^ set(ref)}"
-    for k, v in sharded.items():
-        r = ref[k]
-        if isinstance(v, ShardedTensor):
-            for shard in v.local_shards():
-                off, size = shard.metadata.shard_offsets, shard.metadata.shard_sizes
-                exp = r[off[0]: off[0] + size[0], off[1]: off[1] + size[1]]
-                torch.testing.assert_close(shard.tensor, exp, msg=f"{what}: {k} shard {off}")
-        else:
-            torch.testing.assert_close(v, r, msg=f"{what}: {k}")  # pyre-ignore
-
-
 def _check_side_unsharded(dmp: nn.Module, what: str) -> None:
     """The SIDE collection (an EmbeddingBagCollectionInterface with no learned table) stays an
     unsharded SIDEmbeddingBagCollection; the traditional tables' stock EBC is sharded."""
@@ -115,7 +101,7 @@ def run_one(rank: int, sharding: str, side_on_meta: bool = False) -> None:
     _check_side_unsharded(dmp, sharding)
     # DMP initializes sharded tables itself: load the reference's weights (same state-dict names).
     dmp.load_state_dict(copy.deepcopy(ref.state_dict()))
-    _compare_state(dmp.state_dict(), ref.state_dict(), f"{sharding} init")
+    compare_sharded_state(dmp.state_dict(), ref.state_dict(), f"{sharding} init")
     opt = make_optimizer(dmp, dense_lr=DENSE_LR)
 
     batch = make_batch(rank, 0)
@@ -136,7 +122,7 @@ def run_one(rank: int, sharding: str, side_on_meta: bool = False) -> None:
                 p -= EMB_LR * p.grad / WORLD
             else:
                 p -= DENSE_LR * p.grad / WORLD
-    _compare_state(dmp.state_dict(), ref.state_dict(), f"{sharding} after one step")
+    compare_sharded_state(dmp.state_dict(), ref.state_dict(), f"{sharding} after one step")
     batch2 = make_batch(rank, 1)
     torch.testing.assert_close(dmp(batch2), ref(batch2), msg=f"{sharding}: forward after step")
 
