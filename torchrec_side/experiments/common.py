@@ -74,10 +74,16 @@ def train_overrides(out: Path, train_dir: Path, max_epochs: int, patience: int,
     Every run validates after each epoch, stops after ``patience`` epochs without a better
     validation NE (``max_epochs`` at most) and is scored on test with its best validation epoch
     (docs/design.md section 7b); nothing is chosen on test.
+
+    Batches are built in the rank's own process (``train.num_workers=0``): forking a DataLoader
+    worker from a rank that already runs threads (gloo, tqdm's monitor, the previous loader's
+    feeder) deadlocked once in CPython 3.11's after-fork thread clean-up (the main job's MovieLens
+    DIN run hung in ``PyOS_AfterFork_Child``), and on 2 cores with 2 ranks a worker process costs
+    the rank more CPU than it saves (``benchmarks/train_throughput.py --num-workers 1``).
     """
     return [f"output_dir={train_dir}", f"examples_dir={out / 'examples'}", f"train.epochs={max_epochs}",
             "train.validate_every_epoch=true", f"train.early_stop_patience={patience}",
-            "train.threads=1", "train.progress=false", "train.checkpoint_every=0", *extra]
+            "train.threads=1", "train.progress=false", "train.checkpoint_every=0", "train.num_workers=0", *extra]
 
 
 def run_finished(path: Path, epochs: int) -> bool:
