@@ -30,7 +30,9 @@ with every variant x 1 seed x 1 epoch (one seed: each TorchX launch costs some 1
 on 2 cores). The reasons for each number are in :mod:`.ml100k` and :mod:`.sim`
 (:data:`~torchrec_side.experiments.sim.BUDGETS`).
 
-Measured (2-core AMD EPYC VM, torch 2.13.0+cpu, quiet machine, fresh clone, 2026-12-03):
+Measured (2-core AMD EPYC VM, torch 2.13.0+cpu, quiet machine, fresh clone, 2026-12-04, commit
+df7ac98, 17 simulated variants, batches built in-process): ``bash scripts/main.sh`` 16 min 43 s
+(demo 953 s: MovieLens 376 s, control world 81 s, quick world 496 s). Earlier (2026-12-03):
 ``bash scripts/main.sh`` 23 min 57 s including the install into a fresh virtual environment;
 the demo itself 1,346 s (MovieLens 930 s for 70 runs, control world 102 s, quick world 314 s).
 ``--quick`` 2 min 39 s (demo 156 s). With the permuted-SID ablation added (commit ebd9cc4, venv
