@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
 
@@ -223,13 +223,19 @@ def world_fit_mask(world_dir: str) -> torch.Tensor:
     """
     import json
 
-    import numpy as np
     import pyarrow.parquet as pq
 
     root = Path(world_dir)
-    t_val = int(json.loads((root / "manifest.json").read_text())["split_times"]["val"])
-    rt = np.array(pq.read_table(root / "items.parquet", columns=["release_time"]).column(0).to_numpy(), dtype=np.int64)
-    return torch.from_numpy(rt < t_val)
+    manifest = json.loads((root / "manifest.json").read_text())
+    return _released_before_val(pq.read_table(root / "items.parquet", columns=["release_time"]).column(0).to_numpy(),
+                                manifest)
+
+
+def _released_before_val(release_time: Any, manifest: Dict[str, Any]) -> torch.Tensor:
+    """``bool [N]``: ``release_time < manifest split_times.val`` (the rule of :func:`world_fit_mask`)."""
+    import numpy as np
+
+    return torch.from_numpy(np.array(release_time, dtype=np.int64) < int(manifest["split_times"]["val"]))
 
 
 def load_world_items(world_dir: str, collections: Optional[List[str]] = None) -> ItemData:
@@ -262,7 +268,7 @@ def load_world_items(world_dir: str, collections: Optional[List[str]] = None) ->
     mf = root / "manifest.json"
     if not mf.is_file():
         raise FileNotFoundError(f"data.world_dir {world_dir}: {mf} not found (write one with `torchrec-side world`)")
-    t = pq.read_table(root / "items.parquet", columns=["item_id", "category", "subcategory"])
+    t = pq.read_table(root / "items.parquet", columns=["item_id", "category", "subcategory", "release_time"])
     ids = np.array(t.column("item_id").to_numpy(), dtype=np.int64)
     out: Dict[str, torch.Tensor] = {}
     for name in collections or ["text", "image"]:
@@ -277,7 +283,7 @@ def load_world_items(world_dir: str, collections: Optional[List[str]] = None) ->
     leaf = torch.from_numpy(np.array(t.column("subcategory").to_numpy(), dtype=np.int64))
     manifest = json.loads(mf.read_text())
     per = int(manifest["config"]["catalogue"]["subcategories_per_category"])
-    fit_mask = world_fit_mask(world_dir)
+    fit_mask = _released_before_val(t.column("release_time").to_numpy(), manifest)
     local = leaf - cat * per
     if bool((local < 0).any()) or bool((local >= per).any()):
         raise ValueError(f"{root / 'items.parquet'}: subcategory ids are not category * {per} + local index")
