@@ -25,6 +25,8 @@ from torchrec_side.sid.codec import SIDCodec
 
 __all__ = [
     "compare_sharded_state",
+    "gloo_rank",
+    "reference_sgd_step",
     "spawn_ranks",
     "random_tables",
     "random_codes",
@@ -270,3 +272,35 @@ def compare_sharded_state(sharded: Dict[str, object], ref: Dict[str, torch.Tenso
                 torch.testing.assert_close(shard.tensor, exp, msg=f"{what}: {k} shard {off}")
         else:
             torch.testing.assert_close(v, r, msg=f"{what}: {k}")  # pyre-ignore
+
+
+def gloo_rank(rank: int, port: int, world: int, queue: Any, body: Callable[[], Any]) -> None:
+    """The body of a :func:`spawn_ranks` worker: joins a ``world``-rank gloo group on ``port`` (one
+    torch thread), runs ``body()`` and puts ``(rank, None, result)`` on ``queue``, or
+    ``(rank, traceback, None)`` when it raised; the group is destroyed either way."""
+    import os
+    import traceback
+
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        queue.put((rank, None, body()))
+    except BaseException:
+        queue.put((rank, traceback.format_exc(), None))
+    finally:
+        dist.destroy_process_group()
+
+
+def reference_sgd_step(ref: torch.nn.Module, loss: torch.Tensor, world: int, emb_lr: float, dense_lr: float,
+                       is_table: Callable[[str], bool]) -> None:
+    """One SGD step of an unsharded reference model on the summed loss of every rank's batch:
+    gradients averaged over ``world`` ranks (TorchRec's all-to-all divides by the world size, as DDP
+    does for dense parameters), tables (``is_table(name)``) at ``emb_lr``, the rest at ``dense_lr``."""
+    loss.backward()
+    with torch.no_grad():
+        for name, p in ref.named_parameters():
+            lr = emb_lr if is_table(name) else dense_lr
+            p -= lr * p.grad / world

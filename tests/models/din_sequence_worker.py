@@ -6,11 +6,9 @@ spawned children (no pytest needed)."""
 from __future__ import annotations
 
 import copy
-import os
-import traceback
 from typing import List
 
-from factories import compare_sharded_state
+from factories import compare_sharded_state, gloo_rank, reference_sgd_step
 import torch
 import torch.distributed as dist
 from fbgemm_gpu.split_embedding_configs import EmbOptimType
@@ -99,27 +97,16 @@ def run_one(rank: int, sharding: str, max_events: int) -> None:
     torch.testing.assert_close(out, ref(batch), msg=f"{what}: forward")
     (out ** 2).sum().backward()
     opt.step()
-    total = sum((ref(make_batch(r, 0)) ** 2).sum() for r in range(WORLD))
-    total.backward()
-    with torch.no_grad():
-        for name, p in ref.named_parameters():
-            is_table = "embeddings." in name or "embedding_bags." in name
-            lr = EMB_LR if is_table and sharding != "data_parallel" else DENSE_LR
-            p -= lr * p.grad / WORLD
+    reference_sgd_step(ref, sum((ref(make_batch(r, 0)) ** 2).sum() for r in range(WORLD)), WORLD, EMB_LR, DENSE_LR,
+                       lambda name: ("embeddings." in name or "embedding_bags." in name) and sharding != "data_parallel")
     compare_sharded_state(dmp.state_dict(), ref.state_dict(), f"{what} after one step")
     batch2 = make_batch(rank, 1)
     torch.testing.assert_close(dmp(batch2), ref(batch2), msg=f"{what}: forward after step")
 
 
 def worker(rank: int, port: int, shardings: List[str], errors: "torch.multiprocessing.Queue") -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
-    try:
+    def body() -> None:
         for s in shardings:
             run_one(rank, s, max_events=3)
-        errors.put((rank, None))
-    except BaseException:
-        errors.put((rank, traceback.format_exc()))
-    finally:
-        dist.destroy_process_group()
+
+    gloo_rank(rank, port, WORLD, errors, body)

@@ -19,9 +19,7 @@ Importable by spawned children (no pytest needed).
 from __future__ import annotations
 
 import io
-import os
-import traceback
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -35,6 +33,7 @@ from torchrec.modules.embedding_configs import EmbeddingBagConfig, PoolingType
 from torchrec.modules.embedding_modules import EmbeddingBagCollection
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
+from factories import gloo_rank
 from torchrec_side.models.dlrm import combine_pooled
 from torchrec_side.distributed.zch import zch_sharders
 from torchrec_side.modules.zch import ZCHEmbeddingBagCollection
@@ -212,18 +211,12 @@ def run(rank: int) -> Dict[str, object]:
 
 
 def worker(rank: int, port: int, errors: "torch.multiprocessing.Queue") -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
-    try:
+    def body() -> Optional[bytes]:
         payload = run(rank)
-        blob = None
-        if rank == 0:  # as bytes: tensors sent through the queue share memory with this process, which exits
-            buf = io.BytesIO()
-            torch.save(payload, buf)
-            blob = buf.getvalue()
-        errors.put((rank, None, blob))
-    except BaseException:
-        errors.put((rank, traceback.format_exc(), None))
-    finally:
-        dist.destroy_process_group()
+        if rank != 0:
+            return None
+        buf = io.BytesIO()  # as bytes: tensors sent through the queue share memory with this process, which exits
+        torch.save(payload, buf)
+        return buf.getvalue()
+
+    gloo_rank(rank, port, WORLD, errors, body)

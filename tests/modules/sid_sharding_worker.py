@@ -4,11 +4,9 @@ unsharded reference for several sharding types. Importable by spawned children (
 from __future__ import annotations
 
 import copy
-import os
-import traceback
 from typing import List
 
-from factories import compare_sharded_state
+from factories import compare_sharded_state, gloo_rank, reference_sgd_step
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -113,32 +111,19 @@ def run_one(rank: int, sharding: str, side_on_meta: bool = False) -> None:
 
     # reference step: gradients are averaged over ranks (TorchRec's all-to-all divides by the world
     # size, like DDP does for dense parameters and data-parallel tables).
-    total = sum((ref(make_batch(r, 0)) ** 2).sum() for r in range(WORLD))
-    total.backward()
-    with torch.no_grad():
-        for name, p in ref.named_parameters():
-            is_table = "embedding_bags" in name
-            if is_table and sharding != "data_parallel":
-                p -= EMB_LR * p.grad / WORLD
-            else:
-                p -= DENSE_LR * p.grad / WORLD
+    reference_sgd_step(ref, sum((ref(make_batch(r, 0)) ** 2).sum() for r in range(WORLD)), WORLD, EMB_LR, DENSE_LR,
+                       lambda name: "embedding_bags" in name and sharding != "data_parallel")
     compare_sharded_state(dmp.state_dict(), ref.state_dict(), f"{sharding} after one step")
     batch2 = make_batch(rank, 1)
     torch.testing.assert_close(dmp(batch2), ref(batch2), msg=f"{sharding}: forward after step")
 
 
 def worker(rank: int, port: int, shardings: List[str], errors: "torch.multiprocessing.Queue") -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
-    try:
+    def body() -> None:
         for s in shardings:
             run_one(rank, s)
         # DMP materializes the meta SIDE buffers (zeros); its module-by-module load (no post hooks)
         # must rebuild the derived tables, or the forward below differs from the reference.
         run_one(rank, shardings[0], side_on_meta=True)
-        errors.put((rank, None))
-    except BaseException:
-        errors.put((rank, traceback.format_exc()))
-    finally:
-        dist.destroy_process_group()
+
+    gloo_rank(rank, port, WORLD, errors, body)
