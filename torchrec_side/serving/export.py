@@ -325,6 +325,8 @@ def fold_projection(module: nn.Module) -> bool:
         bag = copy.deepcopy(side_ebc.tables["t_hist_sid"])
         fold_projection(bag)         # bag(sids, offsets) equals the original to float rounding
     """
+    from torchrec_side.modules.side import _rebuild_after_load
+
     proj = getattr(module, "projection", None)
     if not isinstance(proj, nn.Linear) or proj.bias is not None:
         return False
@@ -337,11 +339,8 @@ def fold_projection(module: nn.Module) -> bool:
         module.register_buffer("offset", new_off)
         module.register_buffer("level_tables", new_lev)
         setattr(module, "projection", None)
-        # derive the fast-path tables (grouped, rank-1 factors, ...) again, as after a state-dict load
-        setattr(module, "_factors", None)
-        getattr(module, "_build_derived")(getattr(module, "sid_tables")())
-        getattr(module, "_resolved").clear()
-        getattr(module, "_op_cache").clear()
+    # derive the fast-path tables (grouped, rank-1 factors, ...) again, as after a state-dict load
+    _rebuild_after_load(module)  # pyright: ignore[reportArgumentType]  (duck-typed: any SIDE table module)
     return True
 
 
