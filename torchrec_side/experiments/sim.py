@@ -251,6 +251,7 @@ def fit_world_sids(out: Path, world_dir: Path, budget: SimBudget, needed: Sequen
                                                                 out / "tokenize" / "fused_dpca_perm", seed + 1)
     qdir = out / "quantizers"
     qdir.mkdir(parents=True, exist_ok=True)
+    pool: Optional[torch.Tensor] = None  # the fit items, read once for all quantizers
     for name in QUANTIZERS:
         if name not in needed or (qdir / f"{name}.safetensors").is_file():
             continue
@@ -258,7 +259,8 @@ def fit_world_sids(out: Path, world_dir: Path, budget: SimBudget, needed: Sequen
         x = torch.from_numpy(np.asarray(np.load(world_dir / "content" / f"{coll}.npy"), dtype=np.float32))
         n = int(x.shape[0])
         # fitted on items released before the validation window only (every item is encoded)
-        pool = torch.from_numpy(np.flatnonzero(world_fit_mask(str(world_dir)).numpy()))
+        if pool is None:
+            pool = torch.from_numpy(np.flatnonzero(world_fit_mask(str(world_dir)).numpy()))
         if budget.fit_items and len(pool) > budget.fit_items:
             idx = pool[torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))[: budget.fit_items]]
             fit = x[idx.sort().values]
