@@ -36,7 +36,7 @@ from typing import List, Optional, Tuple
 
 import torch
 
-from torchrec_side.modules.ops.cpu_kernel import SOURCE_PATH, kernel_dir, torch_uses_gomp
+from torchrec_side.modules.ops.cpu_kernel import SOURCE_PATH, disabled, kernel_dir, torch_uses_gomp
 
 __all__ = [
     "kernels_available",
@@ -111,7 +111,7 @@ def _load() -> Optional[ctypes.CDLL]:
         if _tried:
             return _lib
         try:
-            if os.environ.get("TORCHREC_SIDE_DISABLE_KERNELS", "0") not in ("", "0"):
+            if disabled():
                 raise RuntimeError("disabled by TORCHREC_SIDE_DISABLE_KERNELS")
             cxx = _compiler()
             if cxx is None:
