@@ -105,10 +105,9 @@ def _build_and_load() -> None:
     build = kernel_dir() / f"{tag}_torch{torch.__version__.replace('+', '_')}"
     build.mkdir(parents=True, exist_ok=True)
     # at::parallel_for runs on torch's own pool (OpenMP in the usual builds): build against the same
-    flags = ["-O3", "-std=c++17"] + (["-fopenmp"] if torch_uses_gomp() else [])
+    omp = ["-fopenmp"] if torch_uses_gomp() else []
     cpp_extension.load(
-        name=tag, sources=[str(SOURCE_PATH)], extra_cflags=flags,
-        extra_ldflags=["-fopenmp"] if torch_uses_gomp() else [],
+        name=tag, sources=[str(SOURCE_PATH)], extra_cflags=["-O3", "-std=c++17"] + omp, extra_ldflags=omp,
         build_directory=str(build), is_python_module=False, verbose=False,
     )
 
