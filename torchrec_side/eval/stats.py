@@ -545,12 +545,15 @@ class PairedBootstrap:
 
     # ------------------------------------------------------------------ resamples
 
-    def _counts(self, block: int, n: int, stream: int) -> np.ndarray:
-        B = self.cfg.n_boot
-        start = block * self.cfg.chunk
-        rows = min(self.cfg.chunk, B - start)
+    def _block_rows(self, block: int) -> int:
+        """Replicates in block ``block`` (``chunk``, fewer in the last block)."""
+        rows = min(self.cfg.chunk, self.cfg.n_boot - block * self.cfg.chunk)
         if rows <= 0:
-            raise IndexError(f"block {block} is past n_boot={B}")
+            raise IndexError(f"block {block} is past n_boot={self.cfg.n_boot}")
+        return rows
+
+    def _counts(self, block: int, n: int, stream: int) -> np.ndarray:
+        rows = self._block_rows(block)
         if n == 0:
             return np.ones((rows, 0))
         rng = np.random.default_rng([self.cfg.seed, stream, block])
@@ -567,10 +570,7 @@ class PairedBootstrap:
         the same users.
         """
         if not self._by_users:
-            rows = min(self.cfg.chunk, self.cfg.n_boot - block * self.cfg.chunk)
-            if rows <= 0:
-                raise IndexError(f"block {block} is past n_boot={self.cfg.n_boot}")
-            return np.ones((rows, self.table.users.size))
+            return np.ones((self._block_rows(block), self.table.users.size))
         return self._counts(block, self.table.users.size, 1)
 
     def item_weights(self, block: int) -> np.ndarray:
@@ -582,10 +582,7 @@ class PairedBootstrap:
         items = self.table.items
         I = 0 if items is None else int(items.size)
         if not self._by_items:
-            rows = min(self.cfg.chunk, self.cfg.n_boot - block * self.cfg.chunk)
-            if rows <= 0:
-                raise IndexError(f"block {block} is past n_boot={self.cfg.n_boot}")
-            return np.ones((rows, I))
+            return np.ones((self._block_rows(block), I))
         return self._counts(block, I, 3)
 
     def _replicate_ne(self) -> np.ndarray:
@@ -634,8 +631,7 @@ class PairedBootstrap:
             elif self._by_items:
                 R = self.item_weights(b) @ X
             else:
-                rows = min(self.cfg.chunk, B - r0)
-                R = np.broadcast_to(X, (rows, X.shape[1]))
+                R = np.broadcast_to(X, (self._block_rows(b), X.shape[1]))
             num = R[:, :K].reshape(-1, V, S)
             n = R[:, K:K + S]
             pos = R[:, K + S:]
