@@ -32,6 +32,7 @@ from torchrec_side.distributed.sharding import (
     hand_plan,
     learned_tables,
     make_optimizer,
+    per_module_sharding,
     shard_model,
     sharding_constraints,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "learned_tables",
     "make_optimizer",
     "managed_collision_tables",
+    "per_module_sharding",
     "shard_model",
     "sharding_constraints",
     "zch_sharders",

@@ -58,6 +58,7 @@ __all__ = [
     "SHARDING_TYPES",
     "embedding_sharders",
     "learned_tables",
+    "per_module_sharding",
     "hand_plan",
     "sharding_constraints",
     "shard_model",
@@ -125,7 +126,14 @@ def _generator(kind: str, index: int, world_size: int, compute_kernel: Optional[
     raise ValueError(f"unknown sharding type {kind!r}; expected one of {SHARDING_TYPES}")
 
 
-def _per_table(model: nn.Module, sharding: Union[str, Mapping[str, str]]) -> Dict[str, Dict[str, str]]:
+def per_module_sharding(model: nn.Module, sharding: Union[str, Mapping[str, str]]) -> Dict[str, Dict[str, str]]:
+    """``{module path: {table: sharding type}}`` for every learned table of ``model`` (unnamed
+    tables table-wise), checked against the plans TorchRec computes wrongly
+    (:func:`check_mean_pooling_sharding`) and managed-collision tables' row-wise rule.
+
+    Raises:
+        ValueError: unknown table names, or a plan either check refuses.
+    """
     tables = learned_tables(model)
     all_names = [t for ts in tables.values() for t in ts]
     if isinstance(sharding, str):
@@ -205,7 +213,7 @@ def hand_plan(
     by_type = {s.module_type: s for s in sharders}
     plan: Dict[str, Any] = {}
     counter = 0
-    for path, choice in _per_table(model, sharding).items():
+    for path, choice in per_module_sharding(model, sharding).items():
         module = model.get_submodule(path)
         sharder = by_type.get(type(module))
         if sharder is None:
@@ -224,7 +232,7 @@ def sharding_constraints(model: nn.Module, sharding: Union[str, Mapping[str, str
     """Planner ``ParameterConstraints`` pinning each learned table's sharding type (and the dense
     kernel for data-parallel tables, fused otherwise)."""
     out: Dict[str, ParameterConstraints] = {}
-    for choice in _per_table(model, sharding).values():
+    for choice in per_module_sharding(model, sharding).values():
         for t, kind in choice.items():
             if kind not in SHARDING_TYPES:
                 raise ValueError(f"unknown sharding type {kind!r}; expected one of {SHARDING_TYPES}")

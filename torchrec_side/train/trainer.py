@@ -235,12 +235,10 @@ def build_sharded_model(
         fused = {"weight_decay": o.embedding_weight_decay}
     sharders = embedding_sharders(_embedding_optimizer(o.embedding_optimizer), o.embedding_lr, **fused)
     sharding_env = ShardingEnv.from_process_group(dist.group.WORLD)  # pyre-ignore[6]  # pyright: ignore[reportArgumentType]
-    from torchrec_side.distributed import check_managed_collision_sharding, check_mean_pooling_sharding
+    from torchrec_side.distributed import per_module_sharding
 
     try:
-        per_module = {path: {t: choice[t] for t in ts} for path, ts in learned_tables(model).items()}
-        check_mean_pooling_sharding(model, per_module)
-        check_managed_collision_sharding(model, per_module)
+        per_module_sharding(model, choice)
     except ValueError as e:
         raise ConfigError(f"sharding: {e}") from e
     if cfg.sharding.mode == "plan":
