@@ -71,7 +71,8 @@ class ZCHEmbeddingBagCollectionSharder(ManagedCollisionEmbeddingBagCollectionSha
 
     Example::
 
-        sharders = embedding_sharders(optimizer, lr) + zch_sharders(optimizer=optimizer, learning_rate=lr)
+        sharders = embedding_sharders(optimizer, lr)   # already holds this sharder
+        sharders = [EmbeddingBagCollectionSharder(fused_params=p)] + zch_sharders(**p)   # or by hand
     """
 
     def __init__(self, fused_params: Optional[Dict[str, Any]] = None) -> None:

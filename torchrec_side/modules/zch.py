@@ -160,7 +160,7 @@ class ZCHManagedCollisionEmbeddingBagCollection(ManagedCollisionEmbeddingBagColl
             raise RuntimeError(
                 "ZCHManagedCollisionEmbeddingBagCollection runs unsharded on several ranks: each rank's "
                 "remapper would admit different ids. Shard it (row-wise) with ZCHEmbeddingBagCollectionSharder "
-                "(torchrec_side.models.zch_history.zch_sharders) in DMP's sharder list and plan"
+                "(torchrec_side.distributed.embedding_sharders or zch_sharders) in DMP's sharder list and plan"
             )
         for k in self._managed_collision_collection._feature_names:
             v = features[k].values()
