@@ -335,6 +335,15 @@ def _map_tokens(mapper: SIDTokenMapper, features: KeyedJaggedTensor) -> KeyedJag
     )
 
 
+def _check_configs(tables: Sequence[SIDTokenConfig], owner: str) -> None:
+    """At least one config, table names unique (both traditional collections)."""
+    if not tables:
+        raise ValueError(f"{owner} needs at least one table")
+    names = [t.name for t in tables]
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate table names: {names}")
+
+
 class TraditionalSIDEmbeddingBagCollection(EmbeddingBagCollectionInterface):
     """Learned traditional-SID embeddings (unigram / bigram / prefix-ngram / full-hash) over an owned EBC.
 
@@ -372,11 +381,7 @@ class TraditionalSIDEmbeddingBagCollection(EmbeddingBagCollectionInterface):
         super().__init__()
         if combine not in ("sum", "none"):
             raise ValueError(f"combine must be 'sum' or 'none', got {combine!r}")
-        if not tables:
-            raise ValueError("TraditionalSIDEmbeddingBagCollection needs at least one table")
-        names = [t.name for t in tables]
-        if len(set(names)) != len(names):
-            raise ValueError(f"duplicate table names: {names}")
+        _check_configs(tables, "TraditionalSIDEmbeddingBagCollection")
         self._configs = list(tables)
         self.combine = combine
         self.premapped = premapped
@@ -467,11 +472,7 @@ class TraditionalSIDEmbeddingCollection(EmbeddingCollectionInterface):
     def __init__(self, tables: List[SIDTokenConfig], device: Optional[torch.device] = None,
                  premapped: bool = False, validate: bool = True) -> None:
         super().__init__()
-        if not tables:
-            raise ValueError("TraditionalSIDEmbeddingCollection needs at least one table")
-        names = [t.name for t in tables]
-        if len(set(names)) != len(names):
-            raise ValueError(f"duplicate table names: {names}")
+        _check_configs(tables, "TraditionalSIDEmbeddingCollection")
         dims = sorted({t.embedding_dim for t in tables})
         if len(dims) != 1:
             raise ValueError(f"TraditionalSIDEmbeddingCollection: every table needs one embedding_dim "
