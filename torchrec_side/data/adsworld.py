@@ -588,18 +588,26 @@ def ceilings(cfg: AdsWorldConfig, cal: _Calibration, m: Array, x: Array, logr: A
 
         p_content, p_id = ceilings(cfg, cal, drawn.m, drawn.x, drawn.logr, drawn.dup)
     """
-    ck = cfg.clicks
-    tau = ck.targeting
-    sd_x = math.sqrt(ck.w_quality**2 + (ck.w_collab**2 if ck.w_collab > 0 else 0.0))
-    gh_x, gh_w = np.polynomial.hermite_e.hermegauss(nodes)
+    tau = cfg.clicks.targeting
+    x_nodes, x_logw, mn = _ceiling_priors(cfg, cal, nodes)
     out_c = np.empty(len(m), dtype=np.float64)
     out_i = np.empty(len(m), dtype=np.float64)
-    mn = np.asarray(cal.match_nodes or [0.0], dtype=np.float64) * ck.w_match
     for a in range(0, len(m), _CEILING_CHUNK):
         sl = slice(a, a + _CEILING_CHUNK)
-        out_c[sl] = _posterior_mean(cal.bias, m[sl], shift_x + sd_x * gh_x, np.log(gh_w), tau, logr[sl], dup[sl])
+        out_c[sl] = _posterior_mean(cal.bias, m[sl], shift_x + x_nodes, x_logw, tau, logr[sl], dup[sl])
         out_i[sl] = _posterior_mean(cal.bias, x[sl], shift_m + mn, np.zeros(len(mn)), tau, logr[sl], dup[sl])
     return out_c, out_i
+
+
+def _ceiling_priors(cfg: AdsWorldConfig, cal: _Calibration, nodes: int) -> Tuple[Array, Array, Array]:
+    """The unknown parts' priors of :func:`ceilings` (and :func:`_fit_shift`): the id-only part's
+    Gauss-Hermite nodes ``[nodes]`` and log-weights ``[nodes]`` (``N(0, w_collab^2 + w_quality^2)``),
+    and the content part's equal-weight nodes ``[64]`` (``cal.match_nodes`` times ``w_match``)."""
+    ck = cfg.clicks
+    sd_x = math.sqrt(ck.w_quality**2 + (ck.w_collab**2 if ck.w_collab > 0 else 0.0))
+    gh_x, gh_w = np.polynomial.hermite_e.hermegauss(nodes)
+    mn = np.asarray(cal.match_nodes or [0.0], dtype=np.float64) * ck.w_match
+    return sd_x * gh_x, np.log(gh_w), mn
 
 
 def item_posterior_ceiling(cfg: AdsWorldConfig, cal: _Calibration, imp: Dict[str, Array], nodes_q: int = 49,
@@ -702,10 +710,8 @@ def _fit_shift(cfg: AdsWorldConfig, cal: _Calibration, imp: Dict[str, Array]) ->
     logr, dup = imp["pick_logr"][rows].astype(np.float64), imp["pick_dup"][rows]
     target = float(imp["p_true"][rows].astype(np.float64).mean())
     ck = cfg.clicks
-    sd_x = math.sqrt(ck.w_quality**2 + (ck.w_collab**2 if ck.w_collab > 0 else 0.0))
-    gh_x, gh_w = np.polynomial.hermite_e.hermegauss(48)
-    mn = np.asarray(cal.match_nodes or [0.0], dtype=np.float64) * ck.w_match
-    setups = ((m, sd_x * gh_x, np.log(gh_w)), (x, mn, np.zeros(len(mn))))
+    x_nodes, x_logw, mn = _ceiling_priors(cfg, cal, 48)
+    setups = ((m, x_nodes, x_logw), (x, mn, np.zeros(len(mn))))
     out = []
     for known, nodes, logprior in setups:
         lo, hi = -5.0, 5.0
@@ -942,8 +948,7 @@ def _manifest(cfg: AdsWorldConfig, cat: _Catalogue, cal: _Calibration, imp: Dict
     test = split == 2
     im_counts = np.bincount(imp["item_id"], minlength=len(cat.category))
     train_counts = np.bincount(imp["item_id"][split == 0], minlength=len(cat.category))
-    train_imp = np.zeros(len(cat.category), dtype=bool)
-    train_imp[imp["item_id"][split == 0]] = True
+    train_imp = train_counts > 0
     q = np.percentile(lengths, [50, 90, 99]).tolist() if len(lengths) else [0.0] * 3
     return {
         "format": FORMAT,
