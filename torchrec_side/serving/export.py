@@ -294,9 +294,11 @@ def serving_compute(module: nn.Module) -> str:
         serving_compute(side_ebc.tables["t_hist_sid"])     # "kernel" where the C++ op built
     """
     fallback = torch_compute(module)
-    if str(getattr(module, "compute", "auto")) not in ("auto", "kernel"):
-        return fallback if str(getattr(module, "compute")) not in ("grouped_bag", "per_level") \
-            else str(getattr(module, "compute"))
+    compute = str(getattr(module, "compute", "auto"))
+    if compute in ("grouped_bag", "per_level"):
+        return compute
+    if compute not in ("auto", "kernel"):
+        return fallback
     try:
         path = str(module.resolved_compute(torch.device("cpu")))  # pyright: ignore[reportCallIssue]
     except (ValueError, RuntimeError):  # "kernel" asked for where it did not build
