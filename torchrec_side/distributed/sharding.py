@@ -47,12 +47,16 @@ from torchrec.distributed.sharding_plan import (
 from torchrec.distributed.types import ModuleSharder, ShardingEnv, ShardingPlan, ShardingType
 from torchrec.modules.embedding_configs import PoolingType
 from torchrec.modules.embedding_modules import EmbeddingBagCollection, EmbeddingCollection
-from torchrec.modules.mc_embedding_modules import ManagedCollisionEmbeddingBagCollection
 from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
 from torchrec.optim.optimizers import in_backward_optimizer_filter
 from fbgemm_gpu.split_embedding_configs import EmbOptimType
 
-from torchrec_side.distributed.zch import check_managed_collision_sharding, ZCHEmbeddingBagCollectionSharder
+from torchrec_side.distributed.zch import (
+    check_managed_collision_sharding,
+    inner_module_path,
+    managed_collision_tables,
+    ZCHEmbeddingBagCollectionSharder,
+)
 
 __all__ = [
     "SHARDING_TYPES",
@@ -95,13 +99,13 @@ def learned_tables(model: nn.Module) -> Dict[str, List[str]]:
     """``{module path: [table names]}`` for every stock EBC / EC in ``model`` (what DMP can shard);
     a managed-collision EBC (``sparse_id_zch``) is one entry, its inner EBC none."""
     out: Dict[str, List[str]] = {}
-    inner = set()
+    mc = managed_collision_tables(model)  # sharded whole, with their remappers
+    inner = {inner_module_path(path) for path in mc}
     for path, m in model.named_modules():
         if path in inner:
             continue
-        if isinstance(m, ManagedCollisionEmbeddingBagCollection):  # sharded whole, with its remappers
-            out[path] = [c.name for c in cast(EmbeddingBagCollection, m._embedding_module).embedding_bag_configs()]
-            inner.add(f"{path}._embedding_module" if path else "_embedding_module")
+        if path in mc:
+            out[path] = mc[path]
         elif isinstance(m, EmbeddingBagCollection):
             out[path] = [c.name for c in m.embedding_bag_configs()]
         elif isinstance(m, EmbeddingCollection):

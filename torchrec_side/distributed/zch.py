@@ -30,6 +30,7 @@ from torchrec_side.modules.zch import reset_rows, ZCHManagedCollisionEmbeddingBa
 __all__ = [
     "ZCHEmbeddingBagCollectionSharder",
     "check_managed_collision_sharding",
+    "inner_module_path",
     "managed_collision_tables",
     "zch_sharders",
 ]
@@ -114,6 +115,11 @@ def zch_sharders(**fused_params: Any) -> List[ZCHEmbeddingBagCollectionSharder]:
     return [ZCHEmbeddingBagCollectionSharder(fused_params=dict(fused_params))]
 
 
+def inner_module_path(path: str) -> str:
+    """The path of the inner ``EmbeddingBagCollection`` of the managed-collision module at ``path``."""
+    return f"{path}._embedding_module" if path else "_embedding_module"
+
+
 def managed_collision_tables(model: nn.Module) -> Dict[str, List[str]]:
     """``{module path: [table names]}`` of every managed-collision EBC in ``model``: the module a
     plan must name (its inner ``EmbeddingBagCollection``, at ``<path>._embedding_module``, must
@@ -135,7 +141,7 @@ def check_managed_collision_sharding(model: nn.Module, per_module: Mapping[str, 
     """
     mc = managed_collision_tables(model)
     for path, tables in mc.items():
-        inner = f"{path}._embedding_module" if path else "_embedding_module"
+        inner = inner_module_path(path)
         if inner in per_module:
             raise ValueError(f"module {inner!r} is the table of the managed-collision module {path!r}: plan "
                              f"{path!r} (with ZCHEmbeddingBagCollectionSharder), not its inner EmbeddingBagCollection")
