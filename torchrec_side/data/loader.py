@@ -37,7 +37,7 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 from torchrec.streamable import Pipelineable
 
 from torchrec_side.data.protocol import DENSE_FEATURES, ID_FEATURES
-from torchrec_side.data.store import _pa, _pq, ColumnInfo, ExampleStore, StoreError
+from torchrec_side.data.store import _min_cap, _pa, _pq, ColumnInfo, ExampleStore, StoreError
 
 __all__ = [
     "DENSE_FEATURES",
@@ -349,8 +349,8 @@ class ExampleDataset(torch.utils.data.IterableDataset):  # pyre-ignore[13]
         weights = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
         dense = np.stack([np.log1p(num_prior) / math.log1p(1000.0), (num_prior == 0).astype(np.float32)], axis=1)
         end = col("num_prior", np.int64)[:n]
-        caps = [c for c in (self.store.max_history, self.max_history) if c is not None]
-        keep = end if not caps else np.minimum(end, min(caps))
+        cap = _min_cap(self.store.max_history, self.max_history)
+        keep = end if cap is None else np.minimum(end, cap)
         events = int(keep.sum())
         lens = np.concatenate([keep, np.zeros(pad, np.int64)]) if pad else keep.astype(np.int64, copy=False)
         ones = np.ones(b, np.int64)
