@@ -681,14 +681,23 @@ def ratings_source(
 
 
 def _read_parquet_columns(path: Path, want: Dict[str, Any]) -> Dict[str, npt.NDArray[Any]]:
+    return _table_columns(_read_world_table(path), path, want)
+
+
+def _read_world_table(path: Path) -> Any:
     import pyarrow.parquet as pq
 
     if not path.is_file():
         raise SourceError(f"missing world file {path}")
     try:
-        t = pq.read_table(path)
+        return pq.read_table(path)
     except Exception as e:  # pyarrow raises several types for a corrupt file
         raise SourceError(f"unreadable world file {path}: {e}") from e
+
+
+def _table_columns(t: Any, path: Path, want: Dict[str, Any]) -> Dict[str, npt.NDArray[Any]]:
+    """``want``'s columns of a world table read from ``path``, checked (present, no nulls, integer
+    where an integer dtype is asked for) and cast."""
     out: Dict[str, npt.NDArray[Any]] = {}
     for name, dtype in want.items():
         if name not in t.column_names:
@@ -747,9 +756,10 @@ def world_source(world_dir: Union[str, "os.PathLike[str]"]) -> EventSource:
         raise SourceError(f"{mf}: missing or bad field {e} (num_users, num_items, split_times.val/test)") from e
     ev = _read_parquet_columns(root / "events.parquet",
                                {"user_id": np.int64, "item_id": np.int64, "timestamp": np.int64})
-    im = _read_parquet_columns(root / "impressions.parquet",
-                               {"user_id": np.int64, "item_id": np.int64, "timestamp": np.int64,
-                                "label": np.float32, "split": np.int8})
+    im_table = _read_world_table(root / "impressions.parquet")  # read once: the reference columns come from it too
+    im = _table_columns(im_table, root / "impressions.parquet",
+                        {"user_id": np.int64, "item_id": np.int64, "timestamp": np.int64,
+                         "label": np.float32, "split": np.int8})
     for name, d in (("events.parquet", ev), ("impressions.parquet", im)):
         for col, n in (("user_id", nu), ("item_id", ni)):
             x = d[col]
@@ -767,10 +777,8 @@ def world_source(world_dir: Union[str, "os.PathLike[str]"]) -> EventSource:
     if (np.bincount(sp, minlength=3) == 0).any():
         raise SourceError(f"{root / 'impressions.parquet'}: a split has no impressions "
                           f"(train/val/test = {np.bincount(sp, minlength=3).tolist()})")
-    import pyarrow.parquet as pq
-
-    present = [c for c in REFERENCE_COLUMNS if c in pq.read_schema(root / "impressions.parquet").names]
-    refs = _read_parquet_columns(root / "impressions.parquet", {c: np.float32 for c in present}) if present else {}
+    present = [c for c in REFERENCE_COLUMNS if c in im_table.column_names]
+    refs = _table_columns(im_table, root / "impressions.parquet", {c: np.float32 for c in present}) if present else {}
     order = _lex_order(ts, im["user_id"], im["item_id"])
     p_true = refs.pop("p_true", None)
     by_user = _lex_order(ev["user_id"], ev["timestamp"], ev["item_id"])
