@@ -161,11 +161,11 @@ def _bucket_stats(per_seed: Mapping[int, SeedPredictions], masks: Mapping[int, n
         rows = max(rows, int(m.sum()))
     # the slice's own users and items (a slice's interval resamples the users and items present in it)
     present = np.unique(np.concatenate([a[0] for a in arrays.values()])) if arrays else users[:0]
-    n_items = int(np.unique(np.concatenate([a[3] for a in arrays.values()])).size) if arrays else 0
+    table = UserTable.from_arrays(arrays, variants=names, users=present)  # its item index: the slice's items
+    n_items = int(table.items.size) if table.items is not None else 0
     out: Dict[str, Any] = {"rows": rows, "users": int(present.size), "items": n_items,
                            "positive_rate": float(np.mean(np.concatenate([a[1] for a in arrays.values()])))
                            if rows else None}
-    table = UserTable.from_arrays(arrays, variants=names, users=present)
     ne = table.ne()
 
     def mean_or_none(x: Sequence[float]) -> Optional[float]:
