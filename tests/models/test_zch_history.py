@@ -376,8 +376,7 @@ def _trainer_shards_managed_collision() -> bool:
 
 @pytest.mark.timeout(300)
 def test_trainer_trains_and_serves_the_zch_variant(tmp_path: Path) -> None:
-    if not _trainer_shards_managed_collision():
-        pytest.skip("the trainer's sharders / learned_tables do not handle managed-collision modules yet")
+    assert _trainer_shards_managed_collision(), "the trainer's sharders / learned_tables lost managed-collision modules"
     import pyarrow.parquet as pq
     import yaml
 
