@@ -6,10 +6,11 @@ import argparse
 import json
 import os
 import platform
+import random
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 
@@ -51,6 +52,24 @@ def median_time(fn: Callable[[], Any], warmup: int = 1, repeats: int = 5, sync: 
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+def round_robin(fns: Sequence[Callable[[], Any]], repeats: int, seed: int, warmup: int = 1,
+                sync: bool = False) -> List[List[float]]:
+    """Seconds of every timed call of each function, compared in one run: ``warmup`` untimed calls of
+    each, then ``repeats`` rounds that call every function once in a seeded shuffled order, so every
+    function sees the same machine load and none always runs right after the same neighbour."""
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    times: List[List[float]] = [[] for _ in fns]
+    order = list(range(len(fns)))
+    rng = random.Random(seed)
+    for _ in range(repeats):
+        rng.shuffle(order)
+        for j in order:
+            times[j].append(median_time(fns[j], warmup=0, repeats=1, sync=sync))
+    return times
 
 
 def base_parser(description: str) -> argparse.ArgumentParser:

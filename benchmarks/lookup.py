@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import statistics
 import sys
 from pathlib import Path
@@ -56,7 +55,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import base_parser, machine, median_time, print_table, write_json  # noqa: E402
+from _common import base_parser, machine, median_time, print_table, round_robin, write_json  # noqa: E402
 
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor  # noqa: E402
 
@@ -234,17 +233,8 @@ def main() -> None:
                     fns.append(lambda m=module, i=inputs[kind]: one_thread(m, i))
                 else:
                     fns.append(lambda m=module, i=inputs[kind]: m(i))
-            # Round-robin repeats: every method sees the same machine load (the 2-core CI box is shared).
-            times: List[List[float]] = [[] for _ in variants]
-            for _ in range(warmup):
-                for fn in fns:
-                    fn()
-            order = list(range(len(fns)))
-            rng = random.Random(H)
-            for _ in range(repeats):
-                rng.shuffle(order)  # no method always runs right after the same neighbour
-                for j in order:
-                    times[j].append(median_time(fns[j], warmup=0, repeats=1))
+            # round-robin repeats: every method sees the same machine load (the 2-core CI box is shared)
+            times = round_robin(fns, repeats, seed=H, warmup=warmup)
             for (method, module, kind, bpe, params), ts in zip(variants, times):
                 sec = statistics.median(ts)
                 rows.append({"method": method, "history_len": H, "events_per_s": N / sec, "bytes_per_event": bpe,
@@ -419,16 +409,7 @@ def main_cuda(args: Any) -> None:
                         methods.append(("prefix_ngram/embedding_bag", lambda: sum(
                             F.embedding_bag(v, w, o, mode="sum", include_last_offset=True) for v, o, w in tok),
                             "tensors"))
-                    times: List[List[float]] = [[] for _ in methods]
-                    for _ in range(warmup):
-                        for _, fn, _ in methods:
-                            fn()
-                    order = list(range(len(methods)))
-                    rng = random.Random(N)
-                    for _ in range(repeats):
-                        rng.shuffle(order)
-                        for j in order:
-                            times[j].append(median_time(methods[j][1], warmup=0, repeats=1, sync=sync))
+                    times = round_robin([fn for _, fn, _ in methods], repeats, seed=N, warmup=warmup, sync=sync)
                     cfg_rows = []
                     for (name, _, inp), ts in zip(methods, times):
                         sec = statistics.median(ts)

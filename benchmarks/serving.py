@@ -46,7 +46,6 @@ content requests/s (``targets`` in the JSON; reported, not asserted).
 
 from __future__ import annotations
 
-import random
 import statistics
 import sys
 import tempfile
@@ -62,7 +61,7 @@ import torch
 # appended, not prepended: a script here must never shadow an installed package
 _HERE = Path(__file__).resolve().parent
 sys.path[:] = [x for x in sys.path if not x or Path(x).resolve() != _HERE] + [str(_HERE)]
-from _common import base_parser, load_average, machine, print_table, write_json  # noqa: E402
+from _common import base_parser, load_average, print_table, round_robin, write_json  # noqa: E402
 
 #: (variant name, packaged config) of the compared models, in table order.
 VARIANTS: Tuple[Tuple[str, str], ...] = (
@@ -217,22 +216,6 @@ def end_to_end(scorer: Any, table: Any, batch: int) -> None:
         scorer.score_tensors(*request_tensors(rb, scorer.spec))
 
 
-def round_robin(fns: Dict[str, Callable[[], Any]], repeats: int, seed: int) -> Dict[str, float]:
-    """Median seconds per function: one warm-up each, then ``repeats`` rounds in shuffled order."""
-    for fn in fns.values():
-        fn()
-    times: Dict[str, List[float]] = {k: [] for k in fns}
-    rng = random.Random(seed)
-    for _ in range(repeats):
-        order = list(fns)
-        rng.shuffle(order)
-        for k in order:
-            t0 = time.perf_counter()
-            fns[k]()
-            times[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
 def breakdown(s: Served, events: int, batch: int) -> Dict[str, Any]:
     """Where one batch's time goes: conversion, checks, program (median of 5), top program ops."""
     from torch.profiler import profile, ProfilerActivity
@@ -361,10 +344,11 @@ def main(argv: Optional[List[str]] = None) -> int:
                 torch.set_num_threads(th)
                 for bs in batches:
                     cut = {s.name: split_batches(s.tensors[e], bs) for s in served}
-                    scorer_t = round_robin({s.name: (lambda s=s: score_all(s.scorer, cut[s.name])) for s in served},
-                                           repeats, args.seed)
-                    e2e_t = round_robin({s.name: (lambda s=s: end_to_end(s.scorer, s.tables[e], bs)) for s in served},
-                                        repeats, args.seed + 1)
+                    names = [s.name for s in served]
+                    scorer_t = dict(zip(names, map(statistics.median, round_robin(
+                        [lambda s=s: score_all(s.scorer, cut[s.name]) for s in served], repeats, args.seed))))
+                    e2e_t = dict(zip(names, map(statistics.median, round_robin(
+                        [lambda s=s: end_to_end(s.scorer, s.tables[e], bs) for s in served], repeats, args.seed + 1))))
                     cell = {s.name: n_req / scorer_t[s.name] for s in served}
                     for s in served:
                         cap = s.scorer.spec.max_history
