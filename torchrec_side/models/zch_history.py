@@ -36,11 +36,13 @@ The module (:class:`ZCHEmbeddingBagCollection`) keeps the project's pooled contr
 (``KJT -> KeyedTensor`` of width ``D`` per key, ``embedding_bag_configs()``): it wraps a
 ``ManagedCollisionEmbeddingBagCollection`` (whose forward returns ``(KeyedTensor, None)``) and
 returns the ``KeyedTensor``. ``DistributedModelParallel`` shards the wrapped module row-wise with
-:class:`ZCHEmbeddingBagCollectionSharder` (TorchRec's ``ManagedCollisionEmbeddingBagCollectionSharder``,
+:class:`~torchrec_side.distributed.zch.ZCHEmbeddingBagCollectionSharder` (TorchRec's ``ManagedCollisionEmbeddingBagCollectionSharder``,
 whose eviction reset calls ``fbgemm::reset_weight_momentum``, a CUDA-only op; this sharder resets
 the evicted rows and their optimizer state in Python on CPU). The sharder must be in DMP's sharder
-list and the plan must name the wrapped module (path ``<...>.mc_ebc``), row-wise; see
-:func:`managed_collision_tables` and :func:`zch_sharders`.
+list (the trainer's :func:`~torchrec_side.distributed.embedding_sharders` holds it) and the plan
+must name the wrapped module (path ``<...>.mc_ebc``), row-wise; see
+:func:`~torchrec_side.distributed.zch.managed_collision_tables` and
+:func:`~torchrec_side.distributed.zch.zch_sharders`.
 
 Example (YAML)::
 
@@ -122,7 +124,7 @@ class ZCHHistory(HistoryFeature):
     Reads the raw item ids (``hist_item_id``; ``input_hash_size = num_items``); pooled only
     (arch ``dlrm``). Tables ``t_<name>`` (and ``t_<name>_target`` with ``target: true`` and not
     ``share_with_target``); shard them row-wise (``sharding.tables``) with
-    :class:`ZCHEmbeddingBagCollectionSharder`.
+    :class:`~torchrec_side.distributed.zch.ZCHEmbeddingBagCollectionSharder`.
 
     Example::
 
