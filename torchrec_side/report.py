@@ -38,6 +38,9 @@ Definitions (docs/design.md sections 7, 7b and 8):
   it passed.
 * per row: ``best_epochs`` (each seed's best validation epoch) and ``tuned`` (the setting
   ``tune_and_train`` chose, from ``pipeline.json``; None when the world was not tuned).
+* ``protocol``: ``max_epochs``, ``patience``, the tuning grid (``tuning_settings``, ``tuning_seed``;
+  None when not tuned), ``runs`` and ``best_epoch_at_cap`` (the runs, ``variant sN``, whose best
+  validation epoch was the last allowed).
 * Slices: :mod:`torchrec_side.eval.slices` (item training frequency head/torso/tail/cold and
   history length).
 * bytes per event: the history as the TorchRec model consumes it (int64 KJT values: 8 for a packed
@@ -881,6 +884,7 @@ def write_report(run: Path, plots: bool = True, world: Optional[str] = None,
         "nproc": rec.get("nproc"),
         "control_world": control_world,
         "ceilings": _ceilings(a),
+        "protocol": _protocol(rec, rows),
         "rows": [{k: r[k] for k in ("variant", "seeds", "ne_mean", "ne_std", "ne_gain_pct_mean", "ne_gain_pct_std",
                                      "auc_mean", "bytes_per_event", "learned_params", "train_examples_per_s",
                                      "ceiling_share", "best_epochs", "tuned")}
@@ -1142,7 +1146,7 @@ def _markdown(report: Dict[str, Any], rows: List[Dict[str, Any]], a: Dict[str, A
         if d:
             L.append(f"- **{r['variant']}**: {d}")
     L.append("")
-    L.append(_protocol_table(rows))
+    L.append(_protocol_table(rows, report["protocol"]))
     L.append("## SIDE vs traditional SID")
     L.append("")
     if kind == "simulated" and report["control_world"]["verdict"] != "passed":
@@ -1297,9 +1301,34 @@ def _ceilings_line(ceilings: Dict[str, Any]) -> str:
             "is a variant's gain / the content ceiling's gain, same resamples.")
 
 
-def _protocol_table(rows: List[Dict[str, Any]]) -> str:
-    """Markdown: each variant's best validation epoch per seed and the setting tuning chose."""
-    L = ["## Training protocol", "", "Best validation epoch of each seed (the model scored on test) and the "
+def _protocol(rec: Dict[str, Any], rows: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """``report.json["protocol"]``: most epochs, patience, the tuning grid and seed (None: not
+    tuned) and the runs whose best validation epoch was the last one allowed (``variant sN``;
+    more epochs might have helped them)."""
+    cap = rec.get("max_epochs")
+    tuning = rec.get("tuning") or {}
+    at_cap = [f"{r['variant']} s{s}" for r in rows for s, b in (r.get("best_epochs") or {}).items()
+              if cap is not None and b is not None and int(b) >= int(cap)]
+    runs = sum(len(r.get("best_epochs") or {}) for r in rows)
+    return {"max_epochs": cap, "patience": rec.get("early_stop_patience"),
+            "tuning_settings": tuning.get("settings"), "tuning_seed": tuning.get("seed"),
+            "runs": runs, "best_epoch_at_cap": at_cap}
+
+
+def _protocol_table(rows: List[Dict[str, Any]], protocol: Dict[str, Any]) -> str:
+    """Markdown: the protocol, each variant's best validation epoch per seed and the setting tuning chose."""
+    grid = protocol.get("tuning_settings")
+    grid_txt = ("; ".join(f"`{k}` ({', '.join(v) or 'as shipped'})" for k, v in grid.items())
+                if grid else "none (every variant at its config as shipped)")
+    at_cap = protocol.get("best_epoch_at_cap") or []
+    L = ["## Training protocol", "",
+         f"Every run: at most {protocol.get('max_epochs')} epochs, validation after each, early stop after "
+         f"{protocol.get('patience')} epochs without a better validation NE, "
+         f"test scored with the best validation epoch. Tuning grid, the same for every variant (control "
+         f"included; one seed, validation only): {grid_txt}. Runs whose best epoch was the last allowed "
+         f"(more epochs might have helped): {len(at_cap)} of {protocol.get('runs')}"
+         + (f" ({', '.join(at_cap[:12])}{', ...' if len(at_cap) > 12 else ''})" if at_cap else "") + ".",
+         "", "Best validation epoch of each seed (the model scored on test) and the "
          "setting chosen on validation with one seed (`tune_and_train`; \"not tuned\": this world ran one "
          "setting).", "", "| variant | best epoch per seed | tuned setting |", "| --- | --- | --- |"]
     for r in rows:

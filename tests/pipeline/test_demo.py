@@ -184,16 +184,24 @@ def test_overrides_and_finished_runs(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_tiny_world_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tiny world -> store -> tokenizer -> control and SIDE x 2 seeds x 1 epoch (TorchX, 2 ranks)
-    -> report with the new fields; a rerun trains nothing. Run from an unrelated folder (TorchX's
+    """Tiny world -> store -> tokenizer -> control, SIDE and permuted SIDE through the tuning
+    protocol (2 settings on validation with seed 0, then the seeds at the chosen setting; the
+    permuted ablation, not a headline variant, at the secondary seed only; TorchX, 2 ranks) ->
+    report with the new fields; a rerun trains nothing. Run from an unrelated folder (TorchX's
     local_cwd scheduler starts the ranks there): nothing depends on the repository root."""
+    import dataclasses
+
+    from torchrec_side.experiments.common import Tuning, TuningSetting
     from torchrec_side.experiments.sim import BUDGETS, run_sim
 
     work = tmp_path / "elsewhere"
     work.mkdir()
     monkeypatch.chdir(work)
     out = tmp_path / "sim_tiny"
-    rec = run_sim(out, BUDGETS["tiny"], variants=["control", "side", "side_permuted_sid"], seeds=[0, 1], mode="quick")
+    grid = Tuning((TuningSetting("base"), TuningSetting("emb_lr_low", ("optim.embedding_lr=0.02",))))
+    budget = dataclasses.replace(BUDGETS["tiny"], seeds=(0, 1), secondary_seeds=(0,), tuning=grid)
+    names = ["control", "side", "side_permuted_sid"]
+    rec = run_sim(out, budget, variants=names, mode="quick")
     assert rec["failed"] == [] and rec["unavailable"] == {}
     assert (out / "world" / "manifest.json").is_file() and (out / "tokenize" / "fused_dpca" / "sid_table.parquet").is_file()
     assert (out / "item_train_counts.npy").is_file()
@@ -201,6 +209,17 @@ def test_tiny_world_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
     real, perm = (read_sid_table(out / "tokenize" / n / "sid_table.parquet") for n in ("fused_dpca", "fused_dpca_perm"))
     assert sorted(real.sids.tolist()) == sorted(perm.sids.tolist()) and not bool((real.sids == perm.sids).all())
+    # tuning: every variant ran both settings with seed 0, test never scored; the choice is the lower val NE
+    tuning = rec["tuning"]
+    assert tuning["seed"] == 0 and set(tuning["settings"]) == {"base", "emb_lr_low"}
+    for name in names:
+        res = tuning["variants"][name]["settings"]
+        assert set(res) == {"base", "emb_lr_low"}
+        assert tuning["variants"][name]["chosen"] == min(res, key=lambda k: (res[k]["val_ne"], k != "base"))
+        for setting in res:
+            m = json.loads((out / "tune" / setting / f"dlrm_{name}" / "seed0" / "metrics.json").read_text())
+            assert m["test"] is None
+    assert rec["variant_seeds"] == {"side_permuted_sid": [0]}
     assert 0 <= rec["world"]["target_in_history"]["share"] <= 1
     assert "**Repeat exposure**" in (out / "report.md").read_text()
     rep = json.loads((out / "report.json").read_text())
@@ -209,11 +228,11 @@ def test_tiny_world_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert rep["oracle_share"]["side"]["point"] is not None
     assert "item_freq" in rep["slices"] and rep["statistics"]["paired_seeds"] == 2
     for v in rep["rows"]:
-        assert v["seeds"] == [0, 1]
+        assert v["seeds"] == ([0] if v["variant"] == "side_permuted_sid" else [0, 1])
+        assert v["tuned"]["setting"] == tuning["variants"][v["variant"]]["chosen"]
     m = json.loads((Path(rec["variants"][1]["run_dirs"]["0"]) / "metrics.json").read_text())
-    assert m["val_history"] and m["best_epoch"] == 1  # stopped on validation, 1 epoch
-    rec2 = run_sim(out, BUDGETS["tiny"], variants=["control", "side", "side_permuted_sid"], seeds=[0, 1], mode="quick",
-                   report=False)
+    assert m["val_history"] and m["best_epoch"] == 1 and m["test"] is not None  # stopped on validation, 1 epoch
+    rec2 = run_sim(out, budget, variants=names, mode="quick", report=False)
     assert rec2["failed"] == [] and rec2["train_seconds"] < 30  # resumed: nothing left to train
     assert sorted(p.name for p in work.iterdir()) == []  # every output under the demo folder
 

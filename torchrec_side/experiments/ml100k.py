@@ -34,12 +34,13 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from torchrec_side.experiments.common import (
+    MAIN_TUNING,
     Variant,
     check_variants,
     log,
     resolve_variant_config,
-    train_all,
     train_overrides,
+    train_variants,
     write_item_counts,
 )
 
@@ -70,8 +71,9 @@ TOKENIZERS: Dict[str, str] = {"fused_dpca": "ml100k/tokenizer_fused_dpca", "fuse
 SECONDARY_ROLES: Tuple[str, ...] = ("ablation", "reference")
 
 #: Budgets, identical across variants: seeds, most epochs, validation patience.
-FULL: Dict[str, Any] = {"seeds": list(range(10)), "max_epochs": 2, "patience": 1, "secondary_seeds": list(range(5))}
-QUICK: Dict[str, Any] = {"seeds": [0], "max_epochs": 1, "patience": 1,
+FULL: Dict[str, Any] = {"seeds": list(range(10)), "max_epochs": 4, "patience": 2, "secondary_seeds": list(range(3)),
+                        "tuning": MAIN_TUNING}
+QUICK: Dict[str, Any] = {"seeds": [0], "max_epochs": 1, "patience": 1, "tuning": None,
                          "tokenizer_overrides": ["train.epochs=20", "train.warmup_epochs=5"]}
 
 #: The artifact prefix the packaged configs use; replaced by the demo folder.
@@ -234,8 +236,8 @@ def run_ml100k(out: Path, quick: bool = False, variants: Optional[List[str]] = N
     secondary = [s for s in mode.get("secondary_seeds", []) if s in mode["seeds"]] if seeds is None else []
     per_variant = {v.name: secondary for v in chosen if secondary and v.role in SECONDARY_ROLES}
     record["variant_seeds"] = per_variant
-    train_all(record, out, [v for v in chosen if v.name in ok], configs, mode["seeds"], overrides,
-              int(mode["max_epochs"]), nproc, label="ml100k: ", variant_seeds=per_variant)
+    train_variants(record, out, [v for v in chosen if v.name in ok], configs, mode["seeds"], overrides,
+                   int(mode["max_epochs"]), nproc, mode.get("tuning"), label="ml100k: ", variant_seeds=per_variant)
     record["train_seconds"] = round(time.time() - t0 - t_prep, 1)
     record["total_seconds"] = round(time.time() - t0, 1)
     write_json(out / "pipeline.json", record)

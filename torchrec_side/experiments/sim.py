@@ -55,17 +55,19 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from torchrec_side.experiments.common import (
+    MAIN_TUNING,
+    Tuning,
     Variant,
     check_variants,
     log,
     resolve_variant_config,
-    train_all,
     train_overrides,
+    train_variants,
     write_item_counts,
 )
 
-__all__ = ["VARIANTS", "ABLATION_GRID", "CONTROL_WORLD_VARIANTS", "SimBudget", "BUDGETS", "run_sim", "fit_world_sids",
-           "needed_artifacts"]
+__all__ = ["VARIANTS", "ABLATION_GRID", "CONTROL_WORLD_VARIANTS", "HEADLINE_VARIANTS", "SimBudget", "BUDGETS", "run_sim", "fit_world_sids",
+           "needed_artifacts", "QUICK_WORLD_VARIANTS"]
 
 VARIANTS: List[Variant] = [
     Variant("control", "adsworld/dlrm_control", "control", "DLRM, user + target item, no history"),
@@ -113,6 +115,8 @@ ABLATION_GRID: Dict[str, Dict[str, str]] = {
 }
 #: The control world (id-only term dominant): what must show sparse-ID beating SIDE.
 CONTROL_WORLD_VARIANTS: List[str] = ["control", "sparse_id", "side"]
+#: The headline comparison (every seed of a budget); the other variants get its ``secondary_seeds``.
+HEADLINE_VARIANTS: Tuple[str, ...] = ("control", "sparse_id", "raw_content", "traditional_sid", "side")
 
 ARTIFACT_PREFIX: str = "runs/demo/"
 QUANTIZERS: Tuple[str, ...] = ("rq_text", "rq_image")
@@ -144,6 +148,13 @@ class SimBudget:
             that the instrument can make SIDE lose needs no 10^6 items.
         control_overrides (Tuple[str, ...]): world overrides of the control world only, after
             ``world_overrides`` (the quick budget: :data:`CONTROL_WORLD_OVERRIDES`).
+        secondary_seeds (Optional[Tuple[int, ...]]): seeds of the variants outside
+            :data:`HEADLINE_VARIANTS` (the first of ``seeds``, so they stay paired with control;
+            None: every variant gets ``seeds``).
+        tuning (Optional[Tuning]): the tuning grid every variant gets
+            (:data:`~torchrec_side.experiments.common.MAIN_TUNING`; None: the configs as shipped).
+        default_variants (Optional[Tuple[str, ...]]): what the world runs when no ``--variants``
+            are given (None: every variant of :data:`VARIANTS`).
 
     Example::
 
@@ -161,18 +172,35 @@ class SimBudget:
     control_seeds: Tuple[int, ...] = (0, 1, 2, 3, 4)
     control_size: Optional[str] = None
     control_overrides: Tuple[str, ...] = ()
+    secondary_seeds: Optional[Tuple[int, ...]] = None
+    tuning: Optional[Tuning] = None
+    default_variants: Optional[Tuple[str, ...]] = None
 
     def __post_init__(self) -> None:
         if self.size not in ("tiny", "quick", "full"):
             raise ValueError(f"SimBudget.size: {self.size!r} is not one of tiny, quick, full")
         if not self.seeds or self.max_epochs < 1 or self.tokenizer_epochs < 1:
             raise ValueError("SimBudget: need seeds, max_epochs >= 1, tokenizer_epochs >= 1")
+        if self.secondary_seeds is not None and not set(self.secondary_seeds) <= set(self.seeds):
+            raise ValueError(f"SimBudget.secondary_seeds {self.secondary_seeds} must be among seeds {self.seeds} "
+                             "(paired with control)")
+        known = {v.name for v in VARIANTS}
+        if self.default_variants is not None and not set(self.default_variants) <= known:
+            raise ValueError(f"SimBudget.default_variants: unknown {sorted(set(self.default_variants) - known)}")
 
+
+#: The quick world's variants in the main job: every one but ``sparse_id_hashed`` and
+#: ``side_permuted_sid`` (cut to fit the protocol's budget; they run in ``--size full`` and with
+#: ``--variants``).
+QUICK_WORLD_VARIANTS: Tuple[str, ...] = tuple(v.name for v in VARIANTS
+                                              if v.name not in ("sparse_id_hashed", "side_permuted_sid"))
 
 BUDGETS: Dict[str, SimBudget] = {
-    "quick": SimBudget("quick", ("users.num_users=3000",), max_epochs=1, control_overrides=CONTROL_WORLD_OVERRIDES),
-    "full": SimBudget("full", (), seeds=(0, 1), max_epochs=1, tokenizer_epochs=3, tokenizer_warmup=1,
-                      fit_items=50_000, control_size="quick"),
+    "quick": SimBudget("quick", ("users.num_users=3000",), max_epochs=4, patience=2,
+                       control_overrides=CONTROL_WORLD_OVERRIDES, secondary_seeds=(0, 1, 2), tuning=MAIN_TUNING,
+                       default_variants=QUICK_WORLD_VARIANTS),
+    "full": SimBudget("full", (), max_epochs=3, patience=2, tokenizer_epochs=3, tokenizer_warmup=1,
+                      fit_items=50_000, control_size="quick", secondary_seeds=(0, 1), tuning=MAIN_TUNING),
     "tiny": SimBudget("tiny", (), (0,), 1, 1, 3, 1, 0, (0,)),
 }
 
@@ -332,7 +360,7 @@ def run_sim(out: Path, budget: SimBudget, preset: Optional[str] = None, variants
 
     t0 = time.time()
     known = [v.name for v in VARIANTS]
-    names = variants or known
+    names = variants or list(budget.default_variants or known)
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ValueError(f"--variants: unknown simulated-world variants {unknown}; known: {known}")
@@ -380,8 +408,12 @@ def run_sim(out: Path, budget: SimBudget, preset: Optional[str] = None, variants
     }
     if control_world is not None:
         record["control_world"] = str(Path(control_world).absolute())
-    train_all(record, out, [v for v in chosen if v.name in ok], configs, use_seeds, overrides,
-              budget.max_epochs, nproc, label=f"{wname}: ")
+    secondary = ([s for s in budget.secondary_seeds if s in use_seeds]
+                 if budget.secondary_seeds is not None and seeds is None and not preset else None)
+    per_variant = {v.name: secondary for v in chosen if secondary and v.name not in HEADLINE_VARIANTS}
+    record["variant_seeds"] = per_variant
+    train_variants(record, out, [v for v in chosen if v.name in ok], configs, use_seeds, overrides,
+                   budget.max_epochs, nproc, budget.tuning, label=f"{wname}: ", variant_seeds=per_variant)
     record["train_seconds"] = round(time.time() - t0 - t_prep, 1)
     record["total_seconds"] = round(time.time() - t0, 1)
     write_json(out / "pipeline.json", record)
