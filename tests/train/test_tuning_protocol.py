@@ -56,8 +56,14 @@ def _fake_launch(calls: List[Dict[str, Any]]) -> Any:
     setting's learning rate, and a test NE that would rank the settings the other way round."""
 
     def launch(config: Path, seeds: List[int], overrides: List[str], log_dir: Path, nproc: int = 2,
-               expected: Any = None, progress: Any = None, poll_s: float = 1.0) -> int:
-        calls.append({"config": config.name, "seeds": list(seeds), "overrides": list(overrides)})
+               expected: Any = None, progress: Any = None, poll_s: float = 1.0, sweep: Any = None) -> int:
+        calls.append({"config": config.name, "seeds": list(seeds), "overrides": list(overrides),
+                      "sweep": [list(x) for x in sweep or []]})
+        for extra in sweep or [[]]:
+            _write_runs(config, seeds, list(overrides) + list(extra))
+        return 0
+
+    def _write_runs(config: Path, seeds: List[int], overrides: List[str]) -> None:
         lr = next((float(o.split("=")[1]) for o in reversed(overrides) if o.startswith("optim.embedding_lr=")), 0.05)
         scored = "train.score_test=false" not in overrides
         for s in seeds:
@@ -68,7 +74,6 @@ def _fake_launch(calls: List[Dict[str, Any]]) -> Any:
             (run / "metrics.json").write_text(json.dumps({
                 "epochs": 1.0, "stopped_early": True, "best_epoch": 1, "val": {"ne": val},
                 "val_history": [{"epoch": 1, "ne": val}], "test": {"ne": 1.0 + lr} if scored else None}))
-        return 0
 
     return launch
 
@@ -87,8 +92,11 @@ def test_tune_and_train_chooses_on_validation_and_records_it(tmp_path: Path, mon
     over = train_overrides(tmp_path, tmp_path / "train", 3, 2)
     tune_and_train(record, tmp_path, variants, cfgs, [0, 1, 2], over, 3, 1, tuning)
 
-    tune_calls = [c for c in calls if "train.score_test=false" in c["overrides"]]
-    assert len(tune_calls) == 6 and all(c["seeds"] == [0] for c in tune_calls)  # 3 settings x 2 variants, seed 0
+    tune_calls = [c for c in calls if c["sweep"]]
+    assert len(tune_calls) == 2 and all(c["seeds"] == [0] for c in tune_calls)  # one launch per variant, seed 0
+    for c in tune_calls:  # its 3 settings, each unscored, in its own folder
+        assert len(c["sweep"]) == 3 and all("train.score_test=false" in x for x in c["sweep"])
+        assert "train.score_test=false" not in c["overrides"]
     final = [c for c in calls if c not in tune_calls]
     assert sorted(c["config"] for c in final) == ["control.yaml", "side.yaml"]
     assert all(c["seeds"] == [0, 1, 2] for c in final)
@@ -111,3 +119,29 @@ def test_tune_and_train_chooses_on_validation_and_records_it(tmp_path: Path, mon
     n = len(calls)  # a rerun finds every tuning and final run finished
     tune_and_train({"variants": [], "failed": []}, tmp_path, variants, cfgs, [0, 1, 2], over, 3, 1, tuning)
     assert len(calls) == n
+
+
+def test_trainer_sweep_runs_every_setting_in_one_launch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``torchrec-side train --sweep``: each JSON set of overrides trains with every seed, in its
+    own run folder, one after the other in one process; a malformed set is refused."""
+    from torchrec_side.train.cli import train_main
+
+    job = _write(tmp_path, _synthetic(tmp_path, **{"train.epochs": 1}))
+    a, b = tmp_path / "a", tmp_path / "b"
+    rc = train_main(["--config", str(job), "--seeds", "0,1",
+                     "--sweep", json.dumps([f"output_dir={a}", "train.score_test=false"]),
+                     "--sweep", json.dumps([f"output_dir={b}", "optim.embedding_lr=0.01"])])
+    assert rc == 0
+    for folder, scored in ((a, False), (b, True)):
+        for s in (0, 1):
+            m = json.loads((folder / "tiny" / f"seed{s}" / "metrics.json").read_text())
+            assert (m["test"] is not None) == scored
+    import yaml
+
+    for folder, lr in ((a, 0.05), (b, 0.01)):  # each set's overrides reached its own runs only
+        assert yaml.safe_load((folder / "tiny" / "seed1" / "config.yaml").read_text())["optim"]["embedding_lr"] == lr
+    for bad in ("not json", json.dumps({"a": 1}), json.dumps([1])):
+        with pytest.raises(SystemExit) as e:
+            train_main(["--config", str(job), "--sweep", bad])
+        assert e.value.code == 2
+    assert "--sweep must be a JSON list" in capsys.readouterr().err

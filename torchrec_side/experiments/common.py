@@ -99,7 +99,8 @@ def run_finished(path: Path, epochs: int) -> bool:
 
 
 def launch(config: Path, seeds: List[int], overrides: List[str], log_dir: Path, nproc: int = 2,
-           expected: Optional[List[Path]] = None, progress: Any = None, poll_s: float = 1.0) -> int:
+           expected: Optional[List[Path]] = None, progress: Any = None, poll_s: float = 1.0,
+           sweep: Optional[Sequence[Sequence[str]]] = None) -> int:
     """Runs one variant's seeds through the TorchX component on ``nproc`` local ranks.
 
     The AppDef comes from :func:`torchrec_side.components.train`; ``torchx.runner.get_runner()``
@@ -115,6 +116,8 @@ def launch(config: Path, seeds: List[int], overrides: List[str], log_dir: Path, 
         expected (Optional[List[Path]]): run folders to watch for the progress bar.
         progress (Any): tqdm bar or None.
         poll_s (float): status poll interval.
+        sweep (Optional[Sequence[Sequence[str]]]): sets of extra overrides, each run with every
+            seed in this one launch (the trainer's ``--sweep``; the tuning settings of a variant).
 
     Returns:
         int: 0 when the app succeeded, else 1.
@@ -127,7 +130,8 @@ def launch(config: Path, seeds: List[int], overrides: List[str], log_dir: Path, 
     bindir = Path(sys.executable).parent
     env = {"PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    app = train("--config", str(config), "--seeds", ",".join(str(s) for s in seeds), *overrides,
+    sweep_args = [a for extra in (sweep or []) for a in ("--sweep", json.dumps(list(extra)))]
+    app = train("--config", str(config), "--seeds", ",".join(str(s) for s in seeds), *sweep_args, *overrides,
                 nproc=nproc, env=env, name=f"side-{config.stem}")
     log_dir.mkdir(parents=True, exist_ok=True)
     seen = 0
@@ -383,21 +387,50 @@ def tune_and_train(record: Dict[str, Any], out: Path, variants: Sequence[Variant
     from torchrec_side.io import write_json
     from torchrec_side.train.config import load_train_config
 
+    from tqdm import tqdm
+
     tune_rec: Dict[str, Any] = record.setdefault("tuning", {})
     tune_rec["seed"] = tuning.seed
     tune_rec["settings"] = {t.name: list(t.overrides) for t in tuning.settings}
     tune_rec.setdefault("variants", {})
-    for t in tuning.settings:
-        sub: Dict[str, Any] = {"variants": [], "failed": []}
-        tune_over = overrides + [f"output_dir={out / 'tune' / t.name}", "train.score_test=false", *t.overrides]
-        (out / "tune" / t.name).mkdir(parents=True, exist_ok=True)
-        train_all(sub, out, variants, configs, [tuning.seed], tune_over, max_epochs, nproc,
-                  label=f"{label}tuning {t.name}: ", record_file=out / "tune" / t.name / "runs.json")
-        record["failed"].extend({**f, "tuning": t.name} for f in sub["failed"])
-        for v in sub["variants"]:
-            run = Path(v["run_dirs"][str(tuning.seed)])
+
+    def setting_overrides(t: TuningSetting) -> List[str]:
+        return [f"output_dir={out / 'tune' / t.name}", "train.score_test=false", *t.overrides]
+
+    # one launch per variant runs all its unfinished settings (the trainer's --sweep): the
+    # start-up of a launch costs about as much as a tuning run of the quick worlds
+    plan = []
+    for v in variants:
+        runs = {t.name: load_train_config(configs[v.name], overrides + setting_overrides(t) + [f"seed={tuning.seed}"]
+                                          ).run_path() for t in tuning.settings}
+        todo = [t for t in tuning.settings if not run_finished(runs[t.name], max_epochs)]
+        for t in todo:
+            if (runs[t.name] / "metrics.json").is_file():
+                shutil.rmtree(runs[t.name])
+        plan.append((v, runs, todo))
+    total = sum(len(t) for _, _, t in plan)
+    log(f"{label}tuning: {total} (variant, setting) runs to train, {len(plan) * len(tuning.settings) - total} done")
+    bar = tqdm(total=total, desc=f"{label}tuning runs", unit="run", file=sys.stdout, dynamic_ncols=True,
+               mininterval=0.5 if sys.stdout.isatty() else 30.0)
+    for v, runs, todo in plan:
+        if todo:
+            bar.set_postfix_str(f"{v.name} {[t.name for t in todo]}")
+            t0 = time.time()
+            logs = out / "logs" / "tune" / v.name
+            rc = launch(configs[v.name], [tuning.seed], overrides, logs, nproc, [runs[t.name] for t in todo], bar,
+                        sweep=[setting_overrides(t) for t in todo])
+            missing = [t.name for t in todo if not run_finished(runs[t.name], max_epochs)]
+            if missing:
+                record["failed"].append({"variant": v.name, "seeds": [tuning.seed], "returncode": rc, "log": str(logs),
+                                         "tuning": missing})
+                tqdm.write(f"[demo] {label}tuning {v.name}: FAILED (settings {missing}); logs under {logs}")
+            else:
+                tqdm.write(f"[demo] {label}tuning {v.name}: {[t.name for t in todo]} done in {time.time() - t0:.0f}s")
+        for name, run in runs.items():
             if run_finished(run, max_epochs):
-                tune_rec["variants"].setdefault(v["name"], {"settings": {}})["settings"][t.name] = _validation_of(run)
+                tune_rec["variants"].setdefault(v.name, {"settings": {}})["settings"][name] = _validation_of(run)
+        write_json(out / "pipeline.json", record)
+    bar.close()
     order = [t.name for t in tuning.settings]
     by_setting: Dict[str, List[Variant]] = {}
     for v in variants:

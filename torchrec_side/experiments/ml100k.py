@@ -12,17 +12,21 @@ Steps (each skipped when its output exists, so a rerun resumes):
    fitted events are checked with :func:`torchrec_side.data.protocol.assert_no_leakage`.
 3. **History columns**: every variant's column written once into the store, before training.
 4. **Training**: every variant through the TorchX component on 2 local ranks, all missing seeds
-   of a variant in one launch. Same model size and budget for all. Every run validates after each
-   epoch, stops on validation (patience 1) and is scored on test with its best validation epoch
-   (docs/design.md section 7b); nothing is chosen on test.
+   of a variant in one launch. Same model size and budget for all. The full budget first tunes
+   every variant, control included, on validation over
+   :data:`~torchrec_side.experiments.common.MAIN_TUNING` (seed 0, ``train.score_test=false``),
+   then trains every seed at the chosen setting (docs/design.md section 7b). Every run validates
+   after each epoch, stops on validation and is scored on test with its best validation epoch;
+   nothing is chosen on test.
 5. **Report**: :func:`torchrec_side.report.write_report` (``report.md``, ``report.json``, plots).
 
 Budget (2-core CPU, the whole ``--world all`` under 45 minutes, see
 :mod:`torchrec_side.experiments`): full = the 5 variants the comparison needs x 10 seeds
-(docs/design.md section 7b asks for >= 10 paired seeds) and the 4 ablations / references x 5 seeds
-(:data:`SECONDARY_ROLES`; 90 runs took 2,113 s on the loaded 2-core machine), at most 2 epochs
-each (the earlier 5-seed job's validation sweep chose 2 of 1/2/3 epochs), patience 1; quick = 5 variants x 1 seed x 1 epoch, tokenizers 20 epochs (after
-5 warm-up) instead of up to 150, labelled QUICK: every launch costs some 10 s of process start-up
+(docs/design.md section 7b asks for >= 10 paired seeds) and the 4 ablations / references x 3
+seeds (:data:`SECONDARY_ROLES`, paired with control's first 3; 5 before the tuning protocol, cut
+to pay for it), at most 4 epochs each with patience 2, after the 3-setting tuning of every
+variant; quick = 5 variants x 1 seed x 1 epoch, no tuning, tokenizers 20 epochs (after 5
+warm-up) instead of up to 150, labelled QUICK: every launch costs some 10 s of process start-up
 on 2 cores, so the quick job (both worlds, 14 launches) fits 5 minutes only with one seed.
 """
 
@@ -66,8 +70,8 @@ QUICK_VARIANTS: List[str] = ["control", "sparse_id", "raw_content", "traditional
 TOKENIZERS: Dict[str, str] = {"fused_dpca": "ml100k/tokenizer_fused_dpca", "fused_rq": "ml100k/tokenizer_fused_rq"}
 
 #: Roles that get ``secondary_seeds`` in the full budget: the ablations and the DIN reference are
-#: not among the variants docs/design.md section 7b needs at >= 10 seeds, and their 20 runs fit
-#: the 45-minute budget only at 5 seeds (paired with control's first 5).
+#: not among the variants docs/design.md section 7b needs at >= 10 seeds; with the tuning
+#: protocol they fit the 45-minute budget at 3 seeds (paired with control's first 3).
 SECONDARY_ROLES: Tuple[str, ...] = ("ablation", "reference")
 
 #: Budgets, identical across variants: seeds, most epochs, validation patience.

@@ -11,7 +11,10 @@ torchrun / TorchX launch).
 
 Overrides are ``key=value`` (dotted keys, YAML values). ``--print-config`` prints the resolved
 config and exits. ``--seeds`` runs the seeds one after the other in the same processes (one launch,
-one process group: the start-up cost is paid once), each in its own run folder. Exit status: 0
+one process group: the start-up cost is paid once), each in its own run folder. ``--sweep`` adds
+a set of overrides (a JSON list of ``key=value`` strings); several ``--sweep`` run every set in
+turn, each with every seed, in the same launch (the tuning protocol's settings of one variant).
+Exit status: 0
 done, 2 bad config / missing artifact / run folder in use by another run (nothing trained), 3
 training stopped (non-finite loss or metrics, or no checkpoint of the run folder passes
 verification; no ``metrics.json`` written).
@@ -47,6 +50,9 @@ def train_main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--config", "-c", default=None, help="YAML config (see configs/ml100k/)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("--seeds", default=None, help="comma-separated seeds run one after the other (overrides seed)")
+    p.add_argument("--sweep", action="append", default=None, metavar="JSON",
+                   help='one set of extra overrides as a JSON list, e.g. \'["optim.embedding_lr=0.02"]\'; repeat '
+                        "for several sets, run one after the other (each with every seed) in this launch")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. seed=3 train.epochs=2")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
 
@@ -57,9 +63,19 @@ def train_main(argv: Optional[List[str]] = None) -> int:
         seeds = [int(x) for x in args.seeds.split(",") if x.strip()] if args.seeds else [None]
     except ValueError:
         p.error(f"--seeds must be comma-separated integers, got {args.seeds!r}")
+    sweep: List[List[str]] = [[]]
+    if args.sweep:
+        import json
+
+        try:
+            sweep = [json.loads(x) for x in args.sweep]
+        except json.JSONDecodeError as e:
+            p.error(f"--sweep must be a JSON list of key=value strings: {e}")
+        if not all(isinstance(x, list) and all(isinstance(o, str) for o in x) for x in sweep):
+            p.error(f"--sweep must be a JSON list of key=value strings, got {args.sweep}")
     try:
-        cfgs = [load_train_config(args.config, list(args.overrides) + ([f"seed={s}"] if s is not None else []))
-                for s in seeds]
+        cfgs = [load_train_config(args.config, list(args.overrides) + extra + ([f"seed={s}"] if s is not None else []))
+                for extra in sweep for s in seeds]
     except ConfigError as e:
         print(f"torchrec-side train: config error: {e}", file=sys.stderr)
         return 2
