@@ -9,36 +9,30 @@
 One module per world: :mod:`.ml100k` (MovieLens-100K, real data) and :mod:`.sim` (the simulated
 ads world); :mod:`.common` has the resumable TorchX launches. Folders under ``--out``:
 
-* ``ml100k/``: MovieLens (full: 9 variants x 10 seeds; quick: 5 variants x 2 seeds x 1 epoch);
+* ``ml100k/``: MovieLens (full: 9 variants, 10 or 3 seeds; quick: 5 variants x 1 seed x 1 epoch);
 * ``sim_<size>_id_dominant/``: the control world (``preset=id_dominant``: control, sparse-ID,
   SIDE), where sparse-ID must win; run before the main world so its report can link it;
-* ``sim_<size>/``: the simulated world, every variant; its report carries the control world's
+* ``sim_<size>/``: the simulated world, its variants; its report carries the control world's
   "sparse-ID must win" line (``control_world`` in its ``pipeline.json``);
 * ``demo.json``: the worlds run, their folders and seconds.
 
 Each world folder has ``report.md``, ``report.json`` and plots. Everything after an interruption
 resumes: finished worlds, artifacts and (variant, seed) runs are skipped.
 
-Budget of ``--world all`` (the brief: under 45 minutes on 2 cores, ``--quick`` under 5):
-MovieLens at 10 seeds for the five variants the comparison needs (the >= 10 paired seeds of
-docs/design.md section 7b) and 5 seeds for the ablations and the DIN reference, at most 2
-epochs per run with validation stopping; the quick simulated world shrunk to 3,000 users (about
-9 x 10^4 training impressions) with 5 seeds x 1 epoch (29 of 30 earlier 2-epoch runs chose epoch
-1 on validation); its control world at 1,000 items with the 3 variants the target needs.
-``--quick``: MovieLens 5 variants x 1 seed x 1 epoch and the tiny world (2,000 items, 300 users)
-with every variant x 1 seed x 1 epoch (one seed: each TorchX launch costs some 10 s of start-up
-on 2 cores). The reasons for each number are in :mod:`.ml100k` and :mod:`.sim`
-(:data:`~torchrec_side.experiments.sim.BUDGETS`).
-
-Measured (2-core AMD EPYC VM, torch 2.13.0+cpu, quiet machine, fresh clone, 2026-12-04, commit
-df7ac98, 17 simulated variants, batches built in-process): ``bash scripts/main.sh`` 16 min 43 s
-(demo 953 s: MovieLens 376 s, control world 81 s, quick world 496 s). Earlier (2026-12-03):
-``bash scripts/main.sh`` 23 min 57 s including the install into a fresh virtual environment;
-the demo itself 1,346 s (MovieLens 930 s for 70 runs, control world 102 s, quick world 314 s).
-``--quick`` 2 min 39 s (demo 156 s). With the permuted-SID ablation added (commit ebd9cc4, venv
-already set up): 21 min 55 s (demo 1,312 s) and ``--quick`` 3 min 37 s. ``--world sim --size
-full``: about 38 minutes (world 3.5 minutes, preparation 7.4, training 27). ``demo.json`` has
-every world's seconds.
+Budget of ``--world all`` (the brief: under 45 minutes on 2 cores, ``--quick`` under 5). Every
+variant of every world is tuned the same way (docs/design.md section 7b: the 3 settings of
+:data:`~torchrec_side.experiments.common.MAIN_TUNING` on validation with seed 0, one launch per
+variant; then its seeds at the chosen setting), every run up to 4 epochs with early stop after 2
+without a better validation NE (the control world up to 10). MovieLens: 10 seeds for the five
+variants the comparison needs (the >= 10 paired seeds of docs/design.md section 7b), 3 for the
+ablations and the DIN reference. Quick simulated world (3,000 users, about 9 x 10^4 training
+impressions): 5 seeds for the headline variants, 3 for the rest, ``sparse_id_hashed`` and
+``side_permuted_sid`` left out to fit. Its control world (200 items): control, sparse-ID, SIDE at 5
+seeds. ``--quick``: MovieLens 5 variants x 1 seed x 1 epoch and the tiny world (2,000 items, 300
+users) with every variant x 1 seed x 1 epoch, no tuning (one seed: each TorchX launch costs some
+10 s of start-up on 2 cores). The reasons for each number are in :mod:`.ml100k` and :mod:`.sim`
+(:data:`~torchrec_side.experiments.sim.BUDGETS`); measured times are in docs/benchmarks.md
+("Main job with the tuning protocol") and every world's seconds in ``demo.json``.
 
 Nothing depends on the repository: configs are package data, the launch builds the TorchX
 AppDef in-process (:func:`torchrec_side.components.train`), every path is under ``--out``.
