@@ -23,7 +23,7 @@ Budget of ``--world all`` (the brief: under 45 minutes on 2 cores, ``--quick`` u
 variant of every world is tuned the same way (docs/design.md section 7b: the 3 settings of
 :data:`~torchrec_side.experiments.common.MAIN_TUNING` on validation with seed 0, one launch per
 variant; then its seeds at the chosen setting), every run up to 4 epochs with early stop after 2
-without a better validation NE (the control world up to 10). MovieLens: 10 seeds for the five
+without a better validation NE (the control world up to 30: its sparse-ID rows peak at epochs 14-23). MovieLens: 10 seeds for the five
 variants the comparison needs (the >= 10 paired seeds of docs/design.md section 7b), 3 for the
 ablations and the DIN reference. Quick simulated world (3,000 users, about 9 x 10^4 training
 impressions): 5 seeds for the headline variants, 3 for the rest, ``sparse_id_hashed`` and
