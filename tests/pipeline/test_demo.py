@@ -227,6 +227,13 @@ def test_tiny_world_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert set(rep["ne_gain_ci95"]) >= {"side"} and rep["ne_gain_ci95"]["side"] is not None
     assert rep["oracle_share"]["side"]["point"] is not None
     assert "item_freq" in rep["slices"] and rep["statistics"]["paired_seeds"] == 2
+    prot = rep["protocol"]  # 1 epoch allowed: every final run's best epoch is the last allowed
+    assert prot["max_epochs"] == 1 and prot["patience"] == 1 and prot["tuning_seed"] == 0
+    assert set(prot["tuning_settings"]) == {"base", "emb_lr_low"} and prot["runs"] == 5
+    assert sorted(prot["best_epoch_at_cap"]) == ["control s0", "control s1", "side s0", "side s1",
+                                                 "side_permuted_sid s0"]
+    assert "Runs whose best epoch was the last allowed (more epochs might have helped): 5 of 5" in \
+        (out / "report.md").read_text()
     for v in rep["rows"]:
         assert v["seeds"] == ([0] if v["variant"] == "side_permuted_sid" else [0, 1])
         assert v["tuned"]["setting"] == tuning["variants"][v["variant"]]["chosen"]
