@@ -304,3 +304,30 @@ def reference_sgd_step(ref: torch.nn.Module, loss: torch.Tensor, world: int, emb
         for name, p in ref.named_parameters():
             lr = emb_lr if is_table(name) else dense_lr
             p -= lr * p.grad / world
+
+
+def check_sgd_step_parity(dmp: torch.nn.Module, ref: torch.nn.Module, make_batch: Callable[[int, int], Any],
+                          rank: int, world: int, emb_lr: float, dense_lr: float, is_table: Callable[[str], bool],
+                          what: str) -> None:
+    """A sharded model against its unsharded reference through one SGD step: ``dmp`` loads the
+    reference's weights (DMP initializes sharded tables itself; the state-dict names are the same)
+    and matches its state, its forward on this rank's batch ``make_batch(rank, 0)``, its state after
+    one step on the summed squared outputs (:func:`reference_sgd_step` over every rank's batch)
+    and its forward on the next batch ``make_batch(rank, 1)``."""
+    import copy
+
+    from torchrec_side.distributed import make_optimizer
+
+    dmp.load_state_dict(copy.deepcopy(ref.state_dict()))
+    compare_sharded_state(dmp.state_dict(), ref.state_dict(), f"{what} init")
+    opt = make_optimizer(dmp, dense_lr=dense_lr)
+    batch = make_batch(rank, 0)
+    out = dmp(batch)
+    torch.testing.assert_close(out, ref(batch), msg=f"{what}: forward")
+    (out ** 2).sum().backward()
+    opt.step()
+    reference_sgd_step(ref, sum((ref(make_batch(r, 0)) ** 2).sum() for r in range(world)), world, emb_lr, dense_lr,
+                       is_table)
+    compare_sharded_state(dmp.state_dict(), ref.state_dict(), f"{what} after one step")
+    batch2 = make_batch(rank, 1)
+    torch.testing.assert_close(dmp(batch2), ref(batch2), msg=f"{what}: forward after step")

@@ -5,10 +5,9 @@ spawned children (no pytest needed)."""
 
 from __future__ import annotations
 
-import copy
 from typing import List
 
-from factories import compare_sharded_state, gloo_rank, reference_sgd_step
+from factories import check_sgd_step_parity, gloo_rank
 import torch
 import torch.distributed as dist
 from fbgemm_gpu.split_embedding_configs import EmbOptimType
@@ -18,7 +17,7 @@ from torchrec.modules.embedding_configs import EmbeddingConfig
 from torchrec.modules.embedding_modules import EmbeddingCollection
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
-from torchrec_side.distributed import make_optimizer, shard_model
+from torchrec_side.distributed import shard_model
 from torchrec_side.models.din import DINRanker
 from torchrec_side.models.dlrm import id_embedding_bag_collection
 from torchrec_side.modules import SIDTokenConfig, SIDTokenMapper, TraditionalSIDEmbeddingCollection
@@ -89,19 +88,9 @@ def run_one(rank: int, sharding: str, max_events: int) -> None:
     sharded = sorted(n for n, m in dmp.named_modules() if isinstance(m, ShardedModule))
     assert any(n.endswith("sequences.pn.ec") for n in sharded), f"{what}: sharded modules {sharded}"
     assert any(n.endswith("sequences.sparse") for n in sharded), f"{what}: sharded modules {sharded}"
-    dmp.load_state_dict(copy.deepcopy(ref.state_dict()))
-    compare_sharded_state(dmp.state_dict(), ref.state_dict(), f"{what} init")
-    opt = make_optimizer(dmp, dense_lr=DENSE_LR)
-    batch = make_batch(rank, 0)
-    out = dmp(batch)
-    torch.testing.assert_close(out, ref(batch), msg=f"{what}: forward")
-    (out ** 2).sum().backward()
-    opt.step()
-    reference_sgd_step(ref, sum((ref(make_batch(r, 0)) ** 2).sum() for r in range(WORLD)), WORLD, EMB_LR, DENSE_LR,
-                       lambda name: ("embeddings." in name or "embedding_bags." in name) and sharding != "data_parallel")
-    compare_sharded_state(dmp.state_dict(), ref.state_dict(), f"{what} after one step")
-    batch2 = make_batch(rank, 1)
-    torch.testing.assert_close(dmp(batch2), ref(batch2), msg=f"{what}: forward after step")
+    check_sgd_step_parity(dmp, ref, make_batch, rank, WORLD, EMB_LR, DENSE_LR,
+                          lambda name: ("embeddings." in name or "embedding_bags." in name)
+                          and sharding != "data_parallel", what)
 
 
 def worker(rank: int, port: int, shardings: List[str], errors: "torch.multiprocessing.Queue") -> None:

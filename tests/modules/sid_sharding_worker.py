@@ -3,10 +3,9 @@ unsharded reference for several sharding types. Importable by spawned children (
 
 from __future__ import annotations
 
-import copy
 from typing import List
 
-from factories import compare_sharded_state, gloo_rank, reference_sgd_step
+from factories import check_sgd_step_parity, gloo_rank
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -24,7 +23,7 @@ from torchrec_side.modules import (
     TraditionalSIDEmbeddingBagCollection,
     sparse_id_embedding_bag_collection,
 )
-from torchrec_side.distributed import make_optimizer, shard_model
+from torchrec_side.distributed import shard_model
 from torchrec_side.sid.codec import SIDCodec
 
 WORLD = 2
@@ -97,25 +96,10 @@ def run_one(rank: int, sharding: str, side_on_meta: bool = False) -> None:
     dmp = shard_model(model, sharding, env, optimizer=EmbOptimType.EXACT_SGD, learning_rate=EMB_LR)
     sharding = f"{sharding}{' (SIDE built on meta)' if side_on_meta else ''}"
     _check_side_unsharded(dmp, sharding)
-    # DMP initializes sharded tables itself: load the reference's weights (same state-dict names).
-    dmp.load_state_dict(copy.deepcopy(ref.state_dict()))
-    compare_sharded_state(dmp.state_dict(), ref.state_dict(), f"{sharding} init")
-    opt = make_optimizer(dmp, dense_lr=DENSE_LR)
-
-    batch = make_batch(rank, 0)
-    out = dmp(batch)
-    torch.testing.assert_close(out, ref(batch), msg=f"{sharding}: forward")
-    loss = (out ** 2).sum()
-    loss.backward()
-    opt.step()
-
     # reference step: gradients are averaged over ranks (TorchRec's all-to-all divides by the world
     # size, like DDP does for dense parameters and data-parallel tables).
-    reference_sgd_step(ref, sum((ref(make_batch(r, 0)) ** 2).sum() for r in range(WORLD)), WORLD, EMB_LR, DENSE_LR,
-                       lambda name: "embedding_bags" in name and sharding != "data_parallel")
-    compare_sharded_state(dmp.state_dict(), ref.state_dict(), f"{sharding} after one step")
-    batch2 = make_batch(rank, 1)
-    torch.testing.assert_close(dmp(batch2), ref(batch2), msg=f"{sharding}: forward after step")
+    check_sgd_step_parity(dmp, ref, make_batch, rank, WORLD, EMB_LR, DENSE_LR,
+                          lambda name: "embedding_bags" in name and sharding != "data_parallel", sharding)
 
 
 def worker(rank: int, port: int, shardings: List[str], errors: "torch.multiprocessing.Queue") -> None:
