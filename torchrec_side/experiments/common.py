@@ -195,16 +195,33 @@ def check_variants(configs: Mapping[str, Path], overrides: List[str]) -> Tuple[L
     return ok, bad
 
 
+def _unfinished(runs: Mapping[Any, Path], max_epochs: int) -> List[Any]:
+    """The keys of ``runs`` (run folders) not finished under this budget; a folder finished under
+    another budget is removed, so its run starts over."""
+    todo = [k for k, p in runs.items() if not run_finished(p, max_epochs)]
+    for k in todo:
+        if (runs[k] / "metrics.json").is_file():
+            shutil.rmtree(runs[k])
+    return todo
+
+
+def _runs_bar(total: int, desc: str) -> Any:
+    """A tqdm bar over runs on stdout (redrawn at most every 30 s when stdout is a log file)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="run", file=sys.stdout, dynamic_ncols=True,
+                mininterval=0.5 if sys.stdout.isatty() else 30.0)
+
+
 def train_all(record: Dict[str, Any], out: Path, variants: Sequence[Variant], configs: Mapping[str, Path],
               seeds: Sequence[int], overrides: List[str], max_epochs: int, nproc: int, label: str = "",
-              variant_seeds: Optional[Mapping[str, Sequence[int]]] = None,
-              record_file: Optional[Path] = None) -> None:
+              variant_seeds: Optional[Mapping[str, Sequence[int]]] = None) -> None:
     """Trains every (variant, seed) not finished yet; fills ``record['variants']`` and ``failed``.
 
     One launch per variant (its missing seeds in order); a tqdm bar over runs. Rerunning skips
     finished runs; a run folder finished under another budget is started over. ``variant_seeds``
     gives some variants their own seeds (a subset of ``seeds``, so they stay paired with control).
-    ``record`` is saved to ``record_file`` (default ``<out>/pipeline.json``) as runs finish.
+    ``record`` is saved to ``<out>/pipeline.json`` as runs finish.
     """
     from tqdm import tqdm
 
@@ -215,20 +232,15 @@ def train_all(record: Dict[str, Any], out: Path, variants: Sequence[Variant], co
     for v in variants:
         vs = list((variant_seeds or {}).get(v.name, seeds))
         runs = {s: load_train_config(configs[v.name], overrides + [f"seed={s}"]).run_path() for s in vs}
-        todo = [s for s, p in runs.items() if not run_finished(p, max_epochs)]
-        for s in todo:
-            if (runs[s] / "metrics.json").is_file():
-                shutil.rmtree(runs[s])
+        todo = _unfinished(runs, max_epochs)
         record["variants"].append({"name": v.name, "config": v.config, "resolved_config": str(configs[v.name]),
                                    "role": v.role, "seeds": vs, "description": v.description,
                                    "run_dirs": {str(s): str(p) for s, p in runs.items()}})
         plan.append((v, runs, todo))
     total = sum(len(t) for _, _, t in plan)
     log(f"{label}{total} (variant, seed) runs to train, {sum(len(r) for _, r, _ in plan) - total} already done")
-    record_file = record_file or out / "pipeline.json"
-    write_json(record_file, record)
-    bar = tqdm(total=total, desc=f"{label}train runs", unit="run", file=sys.stdout, dynamic_ncols=True,
-               mininterval=0.5 if sys.stdout.isatty() else 30.0)
+    write_json(out / "pipeline.json", record)
+    bar = _runs_bar(total, f"{label}train runs")
     for v, runs, todo in plan:
         if not todo:
             continue
@@ -245,7 +257,7 @@ def train_all(record: Dict[str, Any], out: Path, variants: Sequence[Variant], co
                 record.setdefault("warnings", []).append(f"{v.name}: launch ended with a failure after all seeds "
                                                          f"had finished (logs under {logs})")
             tqdm.write(f"[demo] {label}{v.name}: seeds {todo} done in {time.time() - t:.0f}s")
-        write_json(record_file, record)
+        write_json(out / "pipeline.json", record)
     bar.close()
 
 
@@ -384,10 +396,10 @@ def tune_and_train(record: Dict[str, Any], out: Path, variants: Sequence[Variant
         label (str): log prefix.
         variant_seeds (Optional[Mapping[str, Sequence[int]]]): per-variant seeds (as in :func:`train_all`).
     """
+    from tqdm import tqdm
+
     from torchrec_side.io import write_json
     from torchrec_side.train.config import load_train_config
-
-    from tqdm import tqdm
 
     tune_rec: Dict[str, Any] = record.setdefault("tuning", {})
     tune_rec["seed"] = tuning.seed
@@ -403,15 +415,11 @@ def tune_and_train(record: Dict[str, Any], out: Path, variants: Sequence[Variant
     for v in variants:
         runs = {t.name: load_train_config(configs[v.name], overrides + setting_overrides(t) + [f"seed={tuning.seed}"]
                                           ).run_path() for t in tuning.settings}
-        todo = [t for t in tuning.settings if not run_finished(runs[t.name], max_epochs)]
-        for t in todo:
-            if (runs[t.name] / "metrics.json").is_file():
-                shutil.rmtree(runs[t.name])
+        todo = [tuning.get(name) for name in _unfinished(runs, max_epochs)]
         plan.append((v, runs, todo))
     total = sum(len(t) for _, _, t in plan)
     log(f"{label}tuning: {total} (variant, setting) runs to train, {len(plan) * len(tuning.settings) - total} done")
-    bar = tqdm(total=total, desc=f"{label}tuning runs", unit="run", file=sys.stdout, dynamic_ncols=True,
-               mininterval=0.5 if sys.stdout.isatty() else 30.0)
+    bar = _runs_bar(total, f"{label}tuning runs")
     for v, runs, todo in plan:
         if todo:
             bar.set_postfix_str(f"{v.name} {[t.name for t in todo]}")
