@@ -3,6 +3,7 @@ split never read while tuning, every seed then trained at the chosen setting."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any, Dict, List
@@ -55,25 +56,21 @@ def _fake_launch(calls: List[Dict[str, Any]]) -> Any:
     """A stand-in for the TorchX launch: writes each run's metrics.json, validation NE from the
     setting's learning rate, and a test NE that would rank the settings the other way round."""
 
-    def launch(config: Path, seeds: List[int], overrides: List[str], log_dir: Path, nproc: int = 2,
-               expected: Any = None, progress: Any = None, poll_s: float = 1.0, sweep: Any = None) -> int:
-        calls.append({"config": config.name, "seeds": list(seeds), "overrides": list(overrides),
-                      "sweep": [list(x) for x in sweep or []]})
-        for extra in sweep or [[]]:
-            _write_runs(config, seeds, list(overrides) + list(extra))
-        return 0
-
-    def _write_runs(config: Path, seeds: List[int], overrides: List[str]) -> None:
-        lr = next((float(o.split("=")[1]) for o in reversed(overrides) if o.startswith("optim.embedding_lr=")), 0.05)
-        scored = "train.score_test=false" not in overrides
-        for s in seeds:
-            cfg = load_train_config(config, overrides + [f"seed={s}"])
-            val = 0.9 - lr if "control" not in config.name else 0.95
-            run = cfg.run_path()
-            run.mkdir(parents=True, exist_ok=True)
-            (run / "metrics.json").write_text(json.dumps({
+    def launch(runs: List[common.PlannedRun], log_dir: Path, nproc: int = 2, progress: Any = None,
+               poll_s: float = 1.0) -> int:
+        calls.append({"runs": [(r.config.name, list(r.overrides)) for r in runs]})
+        for r in runs:
+            o = list(r.overrides)
+            lr = next((float(x.split("=")[1]) for x in reversed(o) if x.startswith("optim.embedding_lr=")), 0.05)
+            scored = "train.score_test=false" not in o
+            val = 0.9 - lr if "control" not in r.config.name else 0.95
+            cfg = load_train_config(r.config, o)
+            assert cfg.run_path() == r.run_dir
+            r.run_dir.mkdir(parents=True, exist_ok=True)
+            (r.run_dir / "metrics.json").write_text(json.dumps({
                 "epochs": 1.0, "stopped_early": True, "best_epoch": 1, "val": {"ne": val},
                 "val_history": [{"epoch": 1, "ne": val}], "test": {"ne": 1.0 + lr} if scored else None}))
+        return 0
 
     return launch
 
@@ -92,18 +89,15 @@ def test_tune_and_train_chooses_on_validation_and_records_it(tmp_path: Path, mon
     over = train_overrides(tmp_path, tmp_path / "train", 3, 2)
     tune_and_train(record, tmp_path, variants, cfgs, [0, 1, 2], over, 3, 1, tuning)
 
-    tune_calls = [c for c in calls if c["sweep"]]
-    assert len(tune_calls) == 2 and all(c["seeds"] == [0] for c in tune_calls)  # one launch per variant, seed 0
-    for c in tune_calls:  # its 3 settings, each unscored, in its own folder
-        assert len(c["sweep"]) == 3 and all("train.score_test=false" in x for x in c["sweep"])
-        assert "train.score_test=false" not in c["overrides"]
-    final = [c for c in calls if c not in tune_calls]
-    assert sorted(c["config"] for c in final) == ["control.yaml", "side.yaml"]
-    assert all(c["seeds"] == [0, 1, 2] for c in final)
+    assert len(calls) == 2  # one launch for all tuning runs, one for all final runs
+    tune_runs, final_runs = calls[0]["runs"], calls[1]["runs"]
+    assert len(tune_runs) == 6 and all("seed=0" in o and "train.score_test=false" in o for _, o in tune_runs)
+    assert [c for c, _ in final_runs] == ["control.yaml"] * 3 + ["side.yaml"] * 3
+    assert all("train.score_test=false" not in o for _, o in final_runs)
+    assert [o[-1] for _, o in final_runs] == ["seed=0", "seed=1", "seed=2"] * 2
     # side: validation favours the high learning rate (test would have favoured the low one)
     assert record["tuning"]["variants"]["side"]["chosen"] == "lr_high"
-    side_final = next(c for c in final if c["config"] == "side.yaml")
-    assert "optim.embedding_lr=0.2" in side_final["overrides"] and "train.score_test=false" not in side_final["overrides"]
+    assert all("optim.embedding_lr=0.2" in o for c, o in final_runs if c == "side.yaml")
     # control: every setting ties on validation: the first (reference) setting
     assert record["tuning"]["variants"]["control"]["chosen"] == "base"
     assert [v["name"] for v in record["variants"]] == ["control", "side"]
@@ -145,3 +139,58 @@ def test_trainer_sweep_runs_every_setting_in_one_launch(tmp_path: Path, capsys: 
             train_main(["--config", str(job), "--sweep", bad])
         assert e.value.code == 2
     assert "--sweep must be a JSON list" in capsys.readouterr().err
+
+
+def test_trainer_plan_runs_several_configs_in_one_launch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``torchrec-side train --plan``: each run of the JSON list trains with its own config and
+    overrides, in order, in one process; malformed plans and mixed arguments are refused."""
+    from torchrec_side.train.cli import train_main
+
+    a = _write(tmp_path, {**_synthetic(tmp_path, **{"train.epochs": 1}), "name": "a"}, "a.yaml")
+    b = _write(tmp_path, {**_synthetic(tmp_path, **{"train.epochs": 1}), "name": "b"}, "b.yaml")
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps([{"config": str(a), "overrides": ["seed=1", "train.score_test=false"]},
+                                {"config": str(b), "overrides": ["seed=2", "optim.embedding_lr=0.01"]}]))
+    assert train_main(["--plan", str(plan)]) == 0
+    import yaml
+
+    ma = json.loads((tmp_path / "runs" / "a" / "seed1" / "metrics.json").read_text())
+    mb = json.loads((tmp_path / "runs" / "b" / "seed2" / "metrics.json").read_text())
+    assert ma["test"] is None and mb["test"] is not None
+    assert yaml.safe_load((tmp_path / "runs" / "b" / "seed2" / "config.yaml").read_text())["optim"]["embedding_lr"] == 0.01
+    for bad in ("not json", json.dumps([]), json.dumps([{"config": str(a)}]), json.dumps([{"config": str(a), "overrides": [1]}])):
+        plan.write_text(bad)
+        assert train_main(["--plan", str(plan)]) == 2
+    assert "--plan" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        train_main(["--plan", str(plan), "--config", str(a)])
+    assert e.value.code == 2
+
+
+def test_run_plan_relaunches_after_a_failed_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failing run ends its launch; the runs after it go in the next one, and two launches in a
+    row that finish nothing stop the plan."""
+    runs = [common.PlannedRun("v", k, tmp_path / "c.yaml", (), tmp_path / k) for k in "abcde"]
+    launches: List[List[str]] = []
+
+    def fake(todo: List[common.PlannedRun], log_dir: Path, nproc: int = 2, progress: Any = None,
+             poll_s: float = 1.0) -> int:
+        launches.append([r.key for r in todo])
+        for r in todo:
+            if r.key in "bd":
+                return 1
+            r.run_dir.mkdir()
+            (r.run_dir / "metrics.json").write_text(json.dumps({"epochs": 1.0}))
+        return 0
+
+    monkeypatch.setattr(common, "launch", fake)
+    failed, rc = common.run_plan(runs, 1, tmp_path / "logs", 2)
+    assert [r.key for r in failed] == ["b", "d"] and rc == 1
+    assert launches == [list("abcde"), list("cde"), ["e"]]
+    assert common.run_plan(runs[:2], 1, tmp_path / "logs", 2)[0] == [runs[1]]  # 'a' is done: only 'b' is tried
+
+    launches.clear()
+    monkeypatch.setattr(common, "launch", lambda todo, *a, **k: launches.append([r.key for r in todo]) or 1)
+    fresh = [dataclasses.replace(r, run_dir=tmp_path / "never" / r.key) for r in runs[:3]]
+    failed, _ = common.run_plan(fresh, 1, tmp_path / "logs", 2)  # nothing ever finishes
+    assert launches == [list("abc"), list("bc")] and [r.key for r in failed] == list("abc")

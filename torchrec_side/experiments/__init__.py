@@ -21,16 +21,16 @@ resumes: finished worlds, artifacts and (variant, seed) runs are skipped.
 
 Budget of ``--world all`` (the brief: under 45 minutes on 2 cores, ``--quick`` under 5). Every
 variant of every world is tuned the same way (docs/design.md section 7b: the 3 settings of
-:data:`~torchrec_side.experiments.common.MAIN_TUNING` on validation with seed 0, one launch per
-variant; then its seeds at the chosen setting), every run up to 4 epochs with early stop after 2
+:data:`~torchrec_side.experiments.common.MAIN_TUNING` on validation with seed 0; then its seeds
+at the chosen setting; a world's tuning runs share one TorchX launch and its final runs another,
+:func:`~torchrec_side.experiments.common.run_plan`), every run up to 4 epochs with early stop after 2
 without a better validation NE (the control world up to 30: its sparse-ID rows peak at epochs 14-23). MovieLens: 10 seeds for the five
 variants the comparison needs (the >= 10 paired seeds of docs/design.md section 7b), 3 for the
 ablations and the DIN reference. Quick simulated world (3,000 users, about 9 x 10^4 training
 impressions): 5 seeds for the headline variants, 3 for the rest, ``sparse_id_hashed`` and
 ``side_permuted_sid`` left out to fit. Its control world (200 items): control, sparse-ID, SIDE at 5
 seeds. ``--quick``: MovieLens 5 variants x 1 seed x 1 epoch and the tiny world (2,000 items, 300
-users) with every variant x 1 seed x 1 epoch, no tuning (one seed: each TorchX launch costs some
-10 s of start-up on 2 cores). The reasons for each number are in :mod:`.ml100k` and :mod:`.sim`
+users) with every variant x 1 seed x 1 epoch, no tuning. The reasons for each number are in :mod:`.ml100k` and :mod:`.sim`
 (:data:`~torchrec_side.experiments.sim.BUDGETS`); measured times are in docs/benchmarks.md
 ("Main job with the tuning protocol") and every world's seconds in ``demo.json``.
 

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-__all__ = ["Variant", "log", "resolve_variant_config", "train_overrides", "run_finished", "launch",
+__all__ = ["Variant", "log", "resolve_variant_config", "train_overrides", "run_finished", "PlannedRun", "plan_run",
+           "launch", "run_plan",
            "check_variants", "train_all", "write_item_counts", "TuningSetting", "Tuning", "choose_setting",
            "tune_and_train", "MAIN_TUNING", "train_variants"]
 
@@ -98,26 +99,41 @@ def run_finished(path: Path, epochs: int) -> bool:
     return bool(d.get("stopped_early")) or abs(float(d.get("epochs", -1)) - epochs) < 1e-6
 
 
-def launch(config: Path, seeds: List[int], overrides: List[str], log_dir: Path, nproc: int = 2,
-           expected: Optional[List[Path]] = None, progress: Any = None, poll_s: float = 1.0,
-           sweep: Optional[Sequence[Sequence[str]]] = None) -> int:
-    """Runs one variant's seeds through the TorchX component on ``nproc`` local ranks.
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of a launch: the variant and what it runs (a seed or a tuning setting), its
+    resolved config, its overrides and the run folder they give."""
 
-    The AppDef comes from :func:`torchrec_side.components.train`; ``torchx.runner.get_runner()``
-    runs it on ``local_cwd`` with replica logs under ``log_dir``. ``progress`` (a tqdm bar)
-    advances as ``expected`` run folders get their ``metrics.json``.
+    variant: str
+    key: Any
+    config: Path
+    overrides: Tuple[str, ...]
+    run_dir: Path
+
+
+def plan_run(variant: str, key: Any, config: Path, overrides: Sequence[str]) -> PlannedRun:
+    """A :class:`PlannedRun` with its run folder resolved from the config and overrides."""
+    from torchrec_side.train.config import load_train_config
+
+    return PlannedRun(variant, key, config, tuple(overrides), load_train_config(config, list(overrides)).run_path())
+
+
+def launch(runs: Sequence[PlannedRun], log_dir: Path, nproc: int = 2, progress: Any = None,
+           poll_s: float = 1.0) -> int:
+    """Runs ``runs`` one after the other in one TorchX launch on ``nproc`` local ranks.
+
+    The runs go to the trainer as a ``--plan`` file (``<log_dir>/plan.json``), so the launch's
+    start-up (torchrun, the process group, imports: some 7 s on 2 cores) is paid once for all of
+    them. The AppDef comes from :func:`torchrec_side.components.train`;
+    ``torchx.runner.get_runner()`` runs it on ``local_cwd`` with replica logs under ``log_dir``.
+    ``progress`` (a tqdm bar) advances as the run folders get their ``metrics.json``.
 
     Args:
-        config (Path): the variant's resolved config.
-        seeds (List[int]): seeds, trained one after the other in one launch.
-        overrides (List[str]): trainer ``key=value`` overrides.
-        log_dir (Path): TorchX ``log_dir``.
+        runs (Sequence[PlannedRun]): the runs, in order.
+        log_dir (Path): TorchX ``log_dir`` (the plan file is written there too).
         nproc (int): ranks.
-        expected (Optional[List[Path]]): run folders to watch for the progress bar.
         progress (Any): tqdm bar or None.
         poll_s (float): status poll interval.
-        sweep (Optional[Sequence[Sequence[str]]]): sets of extra overrides, each run with every
-            seed in this one launch (the trainer's ``--sweep``; the tuning settings of a variant).
 
     Returns:
         int: 0 when the app succeeded, else 1.
@@ -126,20 +142,21 @@ def launch(config: Path, seeds: List[int], overrides: List[str], log_dir: Path, 
     from torchx.specs import AppState
 
     from torchrec_side.components import train
+    from torchrec_side.io import write_json
 
     bindir = Path(sys.executable).parent
     env = {"PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}",
            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    sweep_args = [a for extra in (sweep or []) for a in ("--sweep", json.dumps(list(extra)))]
-    app = train("--config", str(config), "--seeds", ",".join(str(s) for s in seeds), *sweep_args, *overrides,
-                nproc=nproc, env=env, name=f"side-{config.stem}")
     log_dir.mkdir(parents=True, exist_ok=True)
+    plan = log_dir / "plan.json"
+    write_json(plan, [{"config": str(r.config), "overrides": list(r.overrides)} for r in runs])
+    app = train("--plan", str(plan), nproc=nproc, env=env, name=f"side-{log_dir.name}")
     seen = 0
 
     def tick() -> None:
         nonlocal seen
-        if progress is not None and expected:
-            n = sum(1 for p in expected if (p / "metrics.json").is_file())
+        if progress is not None:
+            n = sum(1 for r in runs if (r.run_dir / "metrics.json").is_file())
             if n > seen:
                 progress.update(n - seen)
                 seen = n
@@ -154,6 +171,32 @@ def launch(config: Path, seeds: List[int], overrides: List[str], log_dir: Path, 
             time.sleep(poll_s)
     tick()
     return 0 if st is not None and st.state == AppState.SUCCEEDED else 1
+
+
+def run_plan(runs: Sequence[PlannedRun], max_epochs: int, log_dir: Path, nproc: int, progress: Any = None
+             ) -> Tuple[List[PlannedRun], int]:
+    """Trains ``runs`` in as few launches as it can: one, and after a run fails (which ends its
+    launch) one more for the runs after it. Two launches in a row that finish nothing end it.
+
+    Returns:
+        Tuple[List[PlannedRun], int]: the runs not finished, and the last failing launch's code
+        (0 when none failed).
+    """
+    pending = [r for r in runs if not run_finished(r.run_dir, max_epochs)]
+    failed: List[PlannedRun] = []
+    rc, idle = 0, 0
+    while pending:
+        code = launch(pending, log_dir, nproc, progress)
+        rc = code or rc
+        left = [r for r in pending if not run_finished(r.run_dir, max_epochs)]
+        idle = idle + 1 if len(left) == len(pending) else 0
+        if not left:
+            break
+        if idle >= 2:
+            return failed + left, rc
+        failed.append(left[0])  # the run that ended the launch; the others had not started
+        pending = left[1:]
+    return failed, rc
 
 
 def check_variants(configs: Mapping[str, Path], overrides: List[str]) -> Tuple[List[str], Dict[str, str]]:
@@ -215,50 +258,48 @@ def _runs_bar(total: int, desc: str) -> Any:
 
 def train_all(record: Dict[str, Any], out: Path, variants: Sequence[Variant], configs: Mapping[str, Path],
               seeds: Sequence[int], overrides: List[str], max_epochs: int, nproc: int, label: str = "",
-              variant_seeds: Optional[Mapping[str, Sequence[int]]] = None) -> None:
+              variant_seeds: Optional[Mapping[str, Sequence[int]]] = None,
+              variant_overrides: Optional[Mapping[str, Sequence[str]]] = None) -> None:
     """Trains every (variant, seed) not finished yet; fills ``record['variants']`` and ``failed``.
 
-    One launch per variant (its missing seeds in order); a tqdm bar over runs. Rerunning skips
-    finished runs; a run folder finished under another budget is started over. ``variant_seeds``
-    gives some variants their own seeds (a subset of ``seeds``, so they stay paired with control).
-    ``record`` is saved to ``<out>/pipeline.json`` as runs finish.
+    One launch for all of them (:func:`run_plan`; variant by variant, seeds in order); a tqdm bar
+    over runs. Rerunning skips finished runs; a run folder finished under another budget is
+    started over. ``variant_seeds`` gives some variants their own seeds (a subset of ``seeds``, so
+    they stay paired with control); ``variant_overrides`` adds a variant's own overrides (the
+    setting tuning chose). ``record`` is saved to ``<out>/pipeline.json`` as the launch ends.
     """
     from tqdm import tqdm
 
     from torchrec_side.io import write_json
-    from torchrec_side.train.config import load_train_config
 
-    plan = []
+    runs: List[PlannedRun] = []
     for v in variants:
         vs = list((variant_seeds or {}).get(v.name, seeds))
-        runs = {s: load_train_config(configs[v.name], overrides + [f"seed={s}"]).run_path() for s in vs}
-        todo = _unfinished(runs, max_epochs)
+        extra = list((variant_overrides or {}).get(v.name, ()))
+        mine = [plan_run(v.name, s, configs[v.name], overrides + extra + [f"seed={s}"]) for s in vs]
         record["variants"].append({"name": v.name, "config": v.config, "resolved_config": str(configs[v.name]),
                                    "role": v.role, "seeds": vs, "description": v.description,
-                                   "run_dirs": {str(s): str(p) for s, p in runs.items()}})
-        plan.append((v, runs, todo))
-    total = sum(len(t) for _, _, t in plan)
-    log(f"{label}{total} (variant, seed) runs to train, {sum(len(r) for _, r, _ in plan) - total} already done")
+                                   "run_dirs": {str(r.key): str(r.run_dir) for r in mine}})
+        runs += mine
+    todo = _unfinished({(r.variant, r.key): r.run_dir for r in runs}, max_epochs)
+    log(f"{label}{len(todo)} (variant, seed) runs to train, {len(runs) - len(todo)} already done")
     write_json(out / "pipeline.json", record)
-    bar = _runs_bar(total, f"{label}train runs")
-    for v, runs, todo in plan:
-        if not todo:
-            continue
-        bar.set_postfix_str(f"{v.name} seeds {todo}")
+    if todo:
         t = time.time()
-        logs = out / "logs" / v.name
-        rc = launch(configs[v.name], todo, overrides, logs, nproc, [runs[s] for s in todo], bar)
-        missing = [s for s in todo if not run_finished(runs[s], max_epochs)]
-        if missing:
-            record["failed"].append({"variant": v.name, "seeds": missing, "returncode": rc, "log": str(logs)})
-            tqdm.write(f"[demo] {label}{v.name}: FAILED (seeds {missing} missing); logs under {logs}")
-        else:
-            if rc != 0:
-                record.setdefault("warnings", []).append(f"{v.name}: launch ended with a failure after all seeds "
-                                                         f"had finished (logs under {logs})")
-            tqdm.write(f"[demo] {label}{v.name}: seeds {todo} done in {time.time() - t:.0f}s")
+        bar = _runs_bar(len(todo), f"{label}train runs")
+        logs = out / "logs" / "train"
+        failed, rc = run_plan(runs, max_epochs, logs, nproc, bar)
+        bar.close()
+        for v in variants:
+            missing = [r.key for r in failed if r.variant == v.name]
+            if missing:
+                record["failed"].append({"variant": v.name, "seeds": missing, "returncode": rc or 1, "log": str(logs)})
+                tqdm.write(f"[demo] {label}{v.name}: FAILED (seeds {missing} missing); logs under {logs}")
+        if rc != 0 and not failed:
+            record.setdefault("warnings", []).append(f"{label}a launch ended with a failure after all its runs had "
+                                                     f"finished (logs under {logs})")
+        log(f"{label}{len(todo) - len(failed)} runs done in {time.time() - t:.0f}s")
         write_json(out / "pipeline.json", record)
-    bar.close()
 
 
 def write_item_counts(out: Path, store: Any) -> Path:
@@ -399,7 +440,6 @@ def tune_and_train(record: Dict[str, Any], out: Path, variants: Sequence[Variant
     from tqdm import tqdm
 
     from torchrec_side.io import write_json
-    from torchrec_side.train.config import load_train_config
 
     tune_rec: Dict[str, Any] = record.setdefault("tuning", {})
     tune_rec["seed"] = tuning.seed
@@ -409,60 +449,51 @@ def tune_and_train(record: Dict[str, Any], out: Path, variants: Sequence[Variant
     def setting_overrides(t: TuningSetting) -> List[str]:
         return [f"output_dir={out / 'tune' / t.name}", "train.score_test=false", *t.overrides]
 
-    # one launch per variant runs all its unfinished settings (the trainer's --sweep): the
-    # start-up of a launch costs about as much as a tuning run of the quick worlds
-    plan = []
-    for v in variants:
-        runs = {t.name: load_train_config(configs[v.name], overrides + setting_overrides(t) + [f"seed={tuning.seed}"]
-                                          ).run_path() for t in tuning.settings}
-        todo = [tuning.get(name) for name in _unfinished(runs, max_epochs)]
-        plan.append((v, runs, todo))
-    total = sum(len(t) for _, _, t in plan)
-    log(f"{label}tuning: {total} (variant, setting) runs to train, {len(plan) * len(tuning.settings) - total} done")
-    bar = _runs_bar(total, f"{label}tuning runs")
-    for v, runs, todo in plan:
-        if todo:
-            bar.set_postfix_str(f"{v.name} {[t.name for t in todo]}")
-            t0 = time.time()
-            logs = out / "logs" / "tune" / v.name
-            rc = launch(configs[v.name], [tuning.seed], overrides, logs, nproc, [runs[t.name] for t in todo], bar,
-                        sweep=[setting_overrides(t) for t in todo])
-            missing = [t.name for t in todo if not run_finished(runs[t.name], max_epochs)]
+    # every unfinished (variant, setting) in one launch: a launch's start-up costs about as much
+    # as a quick-world tuning run
+    runs = {v.name: [plan_run(v.name, t.name, configs[v.name], overrides + setting_overrides(t) + [f"seed={tuning.seed}"])
+                     for t in tuning.settings] for v in variants}
+    flat = [r for rs in runs.values() for r in rs]
+    todo = _unfinished({(r.variant, r.key): r.run_dir for r in flat}, max_epochs)
+    log(f"{label}tuning: {len(todo)} (variant, setting) runs to train, {len(flat) - len(todo)} done")
+    if todo:
+        t0 = time.time()
+        bar = _runs_bar(len(todo), f"{label}tuning runs")
+        logs = out / "logs" / "tune"
+        failed, rc = run_plan(flat, max_epochs, logs, nproc, bar)
+        bar.close()
+        for v in variants:
+            missing = [r.key for r in failed if r.variant == v.name]
             if missing:
-                record["failed"].append({"variant": v.name, "seeds": [tuning.seed], "returncode": rc, "log": str(logs),
-                                         "tuning": missing})
+                record["failed"].append({"variant": v.name, "seeds": [tuning.seed], "returncode": rc or 1,
+                                         "log": str(logs), "tuning": missing})
                 tqdm.write(f"[demo] {label}tuning {v.name}: FAILED (settings {missing}); logs under {logs}")
-            else:
-                tqdm.write(f"[demo] {label}tuning {v.name}: {[t.name for t in todo]} done in {time.time() - t0:.0f}s")
-        for name, run in runs.items():
-            if run_finished(run, max_epochs):
-                tune_rec["variants"].setdefault(v.name, {"settings": {}})["settings"][name] = _validation_of(run)
-        write_json(out / "pipeline.json", record)
-    bar.close()
+        log(f"{label}tuning: {len(todo) - len(failed)} runs done in {time.time() - t0:.0f}s")
+    for v in variants:
+        for r in runs[v.name]:
+            if run_finished(r.run_dir, max_epochs):
+                tune_rec["variants"].setdefault(v.name, {"settings": {}})["settings"][r.key] = _validation_of(r.run_dir)
+    write_json(out / "pipeline.json", record)
     order = [t.name for t in tuning.settings]
-    by_setting: Dict[str, List[Variant]] = {}
+    tuned: List[Variant] = []
     for v in variants:
         res = tune_rec["variants"].get(v.name, {}).get("settings", {})
         if not res:
             record["failed"].append({"variant": v.name, "seeds": list(seeds), "returncode": 1,
-                                     "log": str(out / "logs" / v.name), "tuning": "no tuning run finished"})
+                                     "log": str(out / "logs" / "tune"), "tuning": "no tuning run finished"})
             continue
         chosen = choose_setting(res, order)
         tune_rec["variants"][v.name]["chosen"] = chosen
         scores = ", ".join(f"{n} {float(r['val_ne']):.5f}" for n, r in res.items())
         log(f"{label}{v.name}: tuned on validation -> {chosen} (val NE {scores})")
-        by_setting.setdefault(chosen, []).append(v)
+        tuned.append(v)
     write_json(out / "pipeline.json", record)
-    for name, group in by_setting.items():
-        t = tuning.get(name)
-        train_all(record, out, group, configs, seeds, overrides + list(t.overrides), max_epochs, nproc,
-                  label=f"{label}{name}: ", variant_seeds=variant_seeds)
-    rank = {v.name: i for i, v in enumerate(variants)}
-    record["variants"].sort(key=lambda e: rank.get(e["name"], len(rank)))
+    train_all(record, out, tuned, configs, seeds, overrides, max_epochs, nproc, label=label,
+              variant_seeds=variant_seeds,
+              variant_overrides={v.name: tuning.get(tune_rec["variants"][v.name]["chosen"]).overrides for v in tuned})
     for e in record["variants"]:
-        if e["name"] in rank:
-            chosen = tune_rec["variants"][e["name"]]["chosen"]
-            e["tuned"] = {"setting": chosen, "overrides": list(tuning.get(chosen).overrides)}
+        chosen = tune_rec["variants"][e["name"]]["chosen"]
+        e["tuned"] = {"setting": chosen, "overrides": list(tuning.get(chosen).overrides)}
     write_json(out / "pipeline.json", record)
 
 

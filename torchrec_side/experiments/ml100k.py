@@ -11,8 +11,8 @@ Steps (each skipped when its output exists, so a rerun resumes):
    embedding of the training events, plain DPCA (40 ternary digits) of the MiniLM vectors. The
    fitted events are checked with :func:`torchrec_side.data.protocol.assert_no_leakage`.
 3. **History columns**: every variant's column written once into the store, before training.
-4. **Training**: every variant through the TorchX component on 2 local ranks, all missing seeds
-   of a variant in one launch. Same model size and budget for all. The full budget first tunes
+4. **Training**: every variant through the TorchX component on 2 local ranks, all missing runs
+   of a phase (tuning, then final) in one launch. Same model size and budget for all. The full budget first tunes
    every variant, control included, on validation over
    :data:`~torchrec_side.experiments.common.MAIN_TUNING` (seed 0, ``train.score_test=false``),
    then trains every seed at the chosen setting (docs/design.md section 7b). Every run validates
@@ -26,8 +26,7 @@ Budget (2-core CPU, the whole ``--world all`` under 45 minutes, see
 seeds (:data:`SECONDARY_ROLES`, paired with control's first 3; 5 before the tuning protocol, cut
 to pay for it), at most 4 epochs each with patience 2, after the 3-setting tuning of every
 variant; quick = 5 variants x 1 seed x 1 epoch, no tuning, tokenizers 20 epochs (after 5
-warm-up) instead of up to 150, labelled QUICK: every launch costs some 10 s of process start-up
-on 2 cores, so the quick job (both worlds, 14 launches) fits 5 minutes only with one seed.
+warm-up) instead of up to 150, labelled QUICK.
 """
 
 from __future__ import annotations

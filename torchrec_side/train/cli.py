@@ -13,7 +13,11 @@ Overrides are ``key=value`` (dotted keys, YAML values). ``--print-config`` print
 config and exits. ``--seeds`` runs the seeds one after the other in the same processes (one launch,
 one process group: the start-up cost is paid once), each in its own run folder. ``--sweep`` adds
 a set of overrides (a JSON list of ``key=value`` strings); several ``--sweep`` run every set in
-turn, each with every seed, in the same launch (the tuning protocol's settings of one variant).
+turn, each with every seed, in the same launch. ``--plan FILE`` runs a list of runs of any configs
+in one launch (a JSON list of ``{"config": ..., "overrides": [...]}``; what ``torchrec-side demo``
+hands each launch: every unfinished run of a world's phase); it takes no other arguments, and the
+first run that fails ends the launch (a rank-local error cannot leave the other ranks waiting in
+the next run's collectives).
 Exit status: 0
 done, 2 bad config / missing artifact / run folder in use by another run (nothing trained), 3
 training stopped (non-finite loss or metrics, or no checkpoint of the run folder passes
@@ -24,7 +28,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import List, Optional
+from pathlib import Path
+from typing import List, Optional, Tuple
 
 __all__ = ["train_main"]
 
@@ -53,6 +58,9 @@ def train_main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--sweep", action="append", default=None, metavar="JSON",
                    help='one set of extra overrides as a JSON list, e.g. \'["optim.embedding_lr=0.02"]\'; repeat '
                         "for several sets, run one after the other (each with every seed) in this launch")
+    p.add_argument("--plan", default=None, metavar="FILE",
+                   help='JSON list of runs, [{"config": PATH, "overrides": ["key=value", ...]}, ...], run one '
+                        "after the other in this launch (no other arguments)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. seed=3 train.epochs=2")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
 
@@ -74,8 +82,13 @@ def train_main(argv: Optional[List[str]] = None) -> int:
         if not all(isinstance(x, list) and all(isinstance(o, str) for o in x) for x in sweep):
             p.error(f"--sweep must be a JSON list of key=value strings, got {args.sweep}")
     try:
-        cfgs = [load_train_config(args.config, list(args.overrides) + extra + ([f"seed={s}"] if s is not None else []))
-                for extra in sweep for s in seeds]
+        if args.plan is not None:
+            if args.config or args.seeds or args.sweep or args.overrides:
+                p.error("--plan takes no --config, --seeds, --sweep or overrides (each run of the plan names its own)")
+            cfgs = [load_train_config(c, o) for c, o in _read_plan(args.plan)]
+        else:
+            cfgs = [load_train_config(args.config, list(args.overrides) + extra + ([f"seed={s}"] if s is not None else []))
+                    for extra in sweep for s in seeds]
     except ConfigError as e:
         print(f"torchrec-side train: config error: {e}", file=sys.stderr)
         return 2
@@ -112,6 +125,24 @@ def train_main(argv: Optional[List[str]] = None) -> int:
     finally:
         shutdown_distributed(env)
     return 0
+
+
+def _read_plan(path: str) -> List[Tuple[str, List[str]]]:
+    """``(config, overrides)`` of each run of a ``--plan`` file, or a :class:`ConfigError` naming the file."""
+    import json
+
+    from torchrec_side.config import ConfigError
+
+    try:
+        runs = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"--plan {path}: not a readable JSON file ({e})") from e
+    ok = isinstance(runs, list) and bool(runs) and all(
+        isinstance(r, dict) and set(r) == {"config", "overrides"} and isinstance(r["config"], str)
+        and isinstance(r["overrides"], list) and all(isinstance(o, str) for o in r["overrides"]) for r in runs)
+    if not ok:
+        raise ConfigError(f'--plan {path}: expected a non-empty JSON list of {{"config": str, "overrides": [str]}}')
+    return [(r["config"], list(r["overrides"])) for r in runs]
 
 
 if __name__ == "__main__":
