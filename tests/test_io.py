@@ -35,7 +35,7 @@ def replace(src, dst):
         time.sleep(600)
 
 io.os.replace = replace
-with io.atomic_dir(target) as tmp:
+with io.atomic_dir(target, "version.txt") as tmp:
     (tmp / "payload.bin").write_bytes(os.urandom(2 << 20))
     (tmp / "version.txt").write_text("new")
     if where == "write":
@@ -45,7 +45,7 @@ with io.atomic_dir(target) as tmp:
 
 
 def _old_artifact(target: Path) -> None:
-    with atomic_dir(target) as tmp:
+    with atomic_dir(target, "version.txt") as tmp:
         (tmp / "version.txt").write_text("old")
 
 
@@ -78,7 +78,7 @@ def test_kill_during_write_keeps_old_and_next_save_cleans(tmp_path: Path) -> Non
     left = _leftovers(tmp_path)
     assert len(left) == 1 and left[0].endswith(".tmp"), left  # the killed save's 2 MB folder
     assert (tmp_path / left[0] / "payload.bin").stat().st_size == 2 << 20
-    with atomic_dir(target) as tmp:
+    with atomic_dir(target, "version.txt") as tmp:
         (tmp / "version.txt").write_text("third")
     assert (target / "version.txt").read_text() == "third"
     assert _leftovers(tmp_path) == []
@@ -100,7 +100,7 @@ def test_kill_between_renames_then_save(tmp_path: Path) -> None:
     target = tmp_path / "artifact"
     _old_artifact(target)
     _kill_child_at(target, "swap")
-    with atomic_dir(target) as tmp:
+    with atomic_dir(target, "version.txt") as tmp:
         (tmp / "version.txt").write_text("third")
     assert (target / "version.txt").read_text() == "third"
     assert _leftovers(tmp_path) == []
@@ -140,7 +140,7 @@ def test_old_entries_of_other_hosts_expire(tmp_path: Path) -> None:
 def test_failed_write_leaves_nothing(tmp_path: Path) -> None:
     target = tmp_path / "d"
     with pytest.raises(RuntimeError):
-        with atomic_dir(target) as tmp:
+        with atomic_dir(target, "version.txt") as tmp:
             (tmp / "f").write_text("x")
             raise RuntimeError("boom")
     with pytest.raises(RuntimeError):
@@ -151,7 +151,7 @@ def test_failed_write_leaves_nothing(tmp_path: Path) -> None:
 
 
 def test_shared_permissions(tmp_path: Path) -> None:
-    with atomic_dir(tmp_path / "d") as tmp:
+    with atomic_dir(tmp_path / "d", "f") as tmp:
         (tmp / "f").write_text("x")
     write_json(tmp_path / "j.json", [1])
     assert (tmp_path / "d").stat().st_mode & 0o755 == 0o755
@@ -162,3 +162,26 @@ def _dead_pid() -> int:
     p = subprocess.Popen([sys.executable, "-c", "pass"])
     p.wait()
     return p.pid
+
+
+def test_atomic_dir_replaces_only_its_own_kind(tmp_path: Path) -> None:
+    """Issue 17 (severe): ``--out DIR`` used to replace whatever sat at DIR. A folder without the
+    artifact's marker file (a user's folder, a run folder) or a file is refused, untouched."""
+    user = tmp_path / "mine"
+    user.mkdir()
+    (user / "thesis.tex").write_text("years of work")
+    with pytest.raises(io.ArtifactError, match="no manifest.json.*refusing to replace"):
+        with atomic_dir(user, "manifest.json") as tmp:
+            (tmp / "manifest.json").write_text("{}")
+    assert (user / "thesis.tex").read_text() == "years of work" and _leftovers(tmp_path) == []
+    afile = tmp_path / "f"
+    afile.write_text("x")
+    with pytest.raises(io.ArtifactError, match="not a folder"):
+        with atomic_dir(afile, "manifest.json"):
+            pass
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for _ in range(2):  # an empty folder, then its own earlier artifact, are replaced
+        with atomic_dir(empty, "manifest.json") as tmp:
+            (tmp / "manifest.json").write_text("{}")
+    assert (empty / "manifest.json").is_file()

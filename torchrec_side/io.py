@@ -175,9 +175,32 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         raise
 
 
+def check_replaceable(path: PathLike, marker: str) -> None:
+    """Raises :class:`ArtifactError` unless ``path`` is free, an empty folder, or a folder holding
+    ``marker`` (one :func:`atomic_dir` may replace); commands call it before long work.
+
+    Example::
+
+        check_replaceable("serve/dlrm_side", "serving.json")
+    """
+    target = Path(path)
+    if not os.path.lexists(target):
+        return
+    if target.is_symlink() or not target.is_dir():
+        raise ArtifactError(f"{target}: exists and is not a folder; refusing to replace it (choose another path)")
+    if not (target / marker).is_file() and any(target.iterdir()):
+        raise ArtifactError(f"{target}: a folder that is not one this command writes (no {marker}); refusing to "
+                            "replace it: remove it yourself or choose another path")
+
+
 @contextmanager
-def atomic_dir(path: PathLike) -> Iterator[Path]:
+def atomic_dir(path: PathLike, marker: str) -> Iterator[Path]:
     """Yields a temporary folder beside ``path``; on success it takes ``path``'s place.
+
+    Only a folder this kind of artifact wrote is ever replaced: an existing ``path`` must be an
+    empty folder or hold ``marker`` (the artifact's own metadata file), else
+    :class:`ArtifactError` is raised before anything is written, so ``--out`` pointed at a user's
+    folder, a run folder or an artifact of another kind deletes nothing.
 
     A previous folder at ``path`` stays intact until the new one is complete. The swap is: rename
     the old folder to a backup name, rename the new folder to ``path``, delete the backup. A
@@ -187,15 +210,17 @@ def atomic_dir(path: PathLike) -> Iterator[Path]:
 
     Args:
         path: the folder to write.
+        marker: the file name every folder of this artifact kind holds.
 
     Example::
 
-        with atomic_dir("runs/tok/tokenizer") as tmp:
+        with atomic_dir("runs/tok/tokenizer", "tokenizer.json") as tmp:
             (tmp / "tokenizer.json").write_text("{}")
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     recover(target)
+    check_replaceable(target, marker)
+    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / _entry_name(target, "tmp")
     tmp.mkdir()
     try:

@@ -299,6 +299,12 @@ def test_cli_and_atomic_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "id_dominant" in capsys.readouterr().out
     assert world_main(["--size", "tiny", "--out", str(out), "users.nope=1"]) == 2
     assert "users.nope" in capsys.readouterr().err
+    mine = tmp_path / "mine"  # issue 17 (severe): --out at a folder it did not write is refused, untouched
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    assert main(["world", "--size", "tiny", "--out", str(mine), "--no-progress", "users.num_users=30"]) == 2
+    assert "no manifest.json" in capsys.readouterr().err and (mine / "notes.txt").read_text() == "keep"
+    assert sorted(q.name for q in mine.iterdir()) == ["notes.txt"]
     (out / "manifest.json").write_text(json.dumps({"format": "other", "version": 1}))
     with pytest.raises(ArtifactError, match="format"):
         read_manifest(out)

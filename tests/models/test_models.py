@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Dict, List
 
 import pytest
@@ -185,8 +188,26 @@ def test_history_registry_errors_and_import_path_kinds() -> None:
     assert isinstance(f, ScaledHistory) and f.options.scale == 2.0
     with pytest.raises(ConfigError, match="no per-event module"):
         f.sequence(["hist_item_id"])
-    with pytest.raises(ConfigError, match="cannot import"):
+    with pytest.raises(ConfigError, match="is not imported"):
         make_history_feature(HistoryFeatureConfig(kind="no_such_module:X"), ctx)
+
+
+def test_a_config_never_imports_a_planted_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 17 (severe): a kind ``"module:Class"`` used to import the module named by the config
+    before any check; with the working folder on ``sys.path`` (``python -m``, torchrun) a planted
+    file ran. Now nothing is imported: the kind resolves only for modules already imported."""
+    marker = tmp_path / "ran"
+    (tmp_path / "planted_kind.py").write_text(f"open({str(marker)!r}, 'w').write('x')\nclass X: pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    ctx = HistoryContext(U, I, D, "dlrm")
+    with pytest.raises(ConfigError, match="'planted_kind' is not imported.*never imports code"):
+        make_history_feature(HistoryFeatureConfig(kind="planted_kind:X"), ctx)
+    assert not marker.exists() and "planted_kind" not in sys.modules
+    importlib.import_module("planted_kind")  # imported by the program: now it resolves (and is no HistoryFeature)
+
+    with pytest.raises(ConfigError, match="not a HistoryFeature subclass"):
+        make_history_feature(HistoryFeatureConfig(kind="planted_kind:X"), ctx)
 
 
 def test_model_config_validation() -> None:

@@ -203,6 +203,13 @@ def test_export_cli_and_checkpoint_choice(dlrm_run: Path, tmp_path: Path, capsys
     assert "checkpoint 'step_00000001' is not usable" in capsys.readouterr().err and not (tmp_path / "e2").exists()
     assert main(["export", str(tmp_path), "--out", str(tmp_path / "e3")]) == 2
     assert "not a training run folder" in capsys.readouterr().err
+    # issue 17 (severe): `export RUN --out RUN` deleted the run's checkpoints and metrics; now refused
+    before = sorted(str(q.relative_to(dlrm_run)) for q in dlrm_run.rglob("*"))
+    for out in (dlrm_run, dlrm_run.parent):
+        assert main(["export", str(dlrm_run), "--out", str(out)]) == 2
+        assert "refusing to replace" in capsys.readouterr().err
+    assert sorted(str(q.relative_to(dlrm_run)) for q in dlrm_run.rglob("*")) == before
+    assert main(["export", str(dlrm_run), "--out", str(tmp_path / "e")]) == 0  # its own earlier export: replaced
     # predict RUN re-exports when RUN/export holds another checkpoint than the one it would serve
     run = tmp_path / "run_copy"
     shutil.copytree(dlrm_run, run, ignore=shutil.ignore_patterns("export"))

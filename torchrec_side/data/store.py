@@ -617,7 +617,7 @@ def write_store(
     freq = source.item_train_freq()
     refs = source.references()
     splits: Dict[str, Any] = {}
-    with atomic_dir(target) as tmp:
+    with atomic_dir(target, _MANIFEST) as tmp:
         for k, s in enumerate(SPLITS):
             idx = np.flatnonzero(source.split == k)
             (tmp / s).mkdir()

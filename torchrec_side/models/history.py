@@ -16,7 +16,7 @@ A variant config lists its history features; each names a registered *kind* and 
 
     model:
       history:
-        - kind: sparse_id            # registered name, or "package.module:ClassName"
+        - kind: sparse_id            # registered name (or entry point, or an imported "module:Class")
           column: hist_item_id       # the store column it reads
           options: {pooling: mean}   # checked against the kind's Options dataclass
 
@@ -53,13 +53,18 @@ learned item-id row every variant keeps. DLRM interacts them like any sparse fea
 target-attention model adds them to the target id embedding to form the attention query (see
 :class:`~torchrec_side.models.din.DINRanker`).
 
-``kind`` may also be an import path ``"package.module:ClassName"`` of a :class:`HistoryFeature`
-subclass, so new kinds work without touching this file.
+New kinds work without touching this file, in three ways, none of which lets a config import
+code (a config is data; under ``python -m`` and torchrun the working folder is on ``sys.path``, so
+an import named by a config could run a planted file): register the class with
+:func:`register_history_feature` in code that runs before training; install it as an entry point
+of the group ``torchrec_side.history_features`` (name: the kind; what a launched run on other
+ranks or hosts needs); or name it ``"package.module:ClassName"`` when ``package.module`` is already
+imported by the calling program.
 """
 
 from __future__ import annotations
 
-import importlib
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Dict, List, Optional, Sequence, Tuple, Type, TypeVar, Union
 
@@ -99,7 +104,8 @@ class HistoryFeatureConfig:
     """One history feature of a variant (a list entry of ``model.history``).
 
     Args:
-        kind (str): a registered kind (:func:`history_feature_kinds`) or ``"pkg.module:Class"``.
+        kind (str): a registered kind (:func:`history_feature_kinds`), an entry point of
+            :data:`HISTORY_ENTRY_POINTS`, or ``"pkg.module:Class"`` of an already imported module.
         column (str): the example store's history column it reads (and the default KJT key).
         name (str): feature name, unique in the model (default: ``column``); tables are named
             ``t_<name>``.
@@ -248,26 +254,53 @@ def history_feature_kinds() -> List[str]:
     return sorted(_REGISTRY)
 
 
+#: The entry-point group of installed history feature kinds (``name = "pkg.module:Class"``).
+HISTORY_ENTRY_POINTS: str = "torchrec_side.history_features"
+
+
+def _plugin_kind(kind: str, index: int) -> Optional[Type[HistoryFeature]]:
+    """The class of a kind that is not registered: an installed entry point named ``kind``, or
+    ``"module:Class"`` of a module the program has already imported (never imported from here)."""
+    from importlib.metadata import entry_points
+
+    where = f"model.history.{index}"
+    found: Any = None
+    eps = [ep for ep in entry_points(group=HISTORY_ENTRY_POINTS) if ep.name == kind]
+    if eps:
+        try:
+            found = eps[0].load()
+        except Exception as e:  # an installed plugin that fails to import: say which
+            raise ConfigError(f"{where}: history feature kind {kind!r} (entry point {eps[0].value}) "
+                              f"failed to load: {type(e).__name__}: {e}") from e
+    elif ":" in kind:
+        mod, _, attr = kind.partition(":")
+        module = sys.modules.get(mod)
+        if module is None:
+            raise ConfigError(
+                f"{where}: history feature kind {kind!r}: module {mod!r} is not imported, and a config never "
+                f"imports code; import it in the program that trains (or call register_history_feature), "
+                f"or install the class as a {HISTORY_ENTRY_POINTS!r} entry point")
+        found = getattr(module, attr, None)
+    else:
+        return None
+    if not (isinstance(found, type) and issubclass(found, HistoryFeature)):
+        raise ConfigError(f"{where}: {kind!r} is not a HistoryFeature subclass")
+    return found
+
+
 def make_history_feature(config: HistoryFeatureConfig, ctx: HistoryContext, index: int = 0) -> HistoryFeature:
-    """Instantiates the kind named by ``config.kind`` (registered name or ``"pkg.module:Class"``).
+    """Instantiates the kind named by ``config.kind`` (see :class:`HistoryFeatureConfig`).
 
     Raises:
-        ConfigError: unknown kind, import failure, bad options, or a failed :meth:`HistoryFeature.check`.
+        ConfigError: unknown kind, a module the config names but nobody imported, bad options, or
+            a failed :meth:`HistoryFeature.check`.
     """
     kind = config.kind
-    cls: Optional[Type[HistoryFeature]] = _REGISTRY.get(kind)
-    if cls is None and ":" in kind:
-        mod, _, attr = kind.partition(":")
-        try:
-            cls = getattr(importlib.import_module(mod), attr)
-        except (ImportError, AttributeError) as e:
-            raise ConfigError(f"model.history.{index}: cannot import history feature kind {kind!r}: {e}") from e
-        if not (isinstance(cls, type) and issubclass(cls, HistoryFeature)):
-            raise ConfigError(f"model.history.{index}: {kind!r} is not a HistoryFeature subclass")
+    cls = _REGISTRY.get(kind) or _plugin_kind(kind, index)
     if cls is None:
         raise ConfigError(
             f"model.history.{index}: unknown history feature kind {kind!r}; registered: "
-            f"{history_feature_kinds()} (or give 'package.module:ClassName')"
+            f"{history_feature_kinds()} (or an entry point of {HISTORY_ENTRY_POINTS!r})"
         )
     return cls(config, ctx, index)
 

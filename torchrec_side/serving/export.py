@@ -59,7 +59,7 @@ import torch
 from torch import nn
 from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 
-from torchrec_side.io import atomic_dir, PathLike, save_tensors, write_json
+from torchrec_side.io import atomic_dir, check_replaceable, PathLike, save_tensors, write_json
 from torchrec_side.serving.artifact import (
     CONFIG_FILE,
     file_entry,
@@ -617,7 +617,7 @@ def export_loaded_run(run: LoadedRun, out_dir: PathLike, side_compute: str = "au
     if diff > 1e-5:
         raise ServingError(f"the exported program's scores differ from the eager model by {diff:.3g} on the sample batch")
     out = Path(out_dir)
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, SPEC_FILE) as tmp:
         torch.export.save(program, str(tmp / PROGRAM_FILE))
         sample = {"dense": dense, "scores": eager}
         for i, (v, n) in enumerate(zip(values, lengths)):
@@ -653,11 +653,14 @@ def export_run(run_dir: PathLike, out_dir: Optional[PathLike] = None, checkpoint
 
     Raises:
         ServingError: the run cannot be rebuilt / loaded / traced (names the file or feature).
+        ArtifactError: ``out_dir`` exists and is not an earlier export (no ``serving.json``).
 
     Example::
 
         res = export_run("runs/train/dlrm_side/seed0", "serve/dlrm_side")
         scorer = load_exported("serve/dlrm_side")
     """
+    out = Path(out_dir) if out_dir is not None else Path(run_dir) / "export"
+    check_replaceable(out, SPEC_FILE)  # before the work: never the run folder or a user's folder
     run = load_run(run_dir, checkpoint)
-    return export_loaded_run(run, Path(out_dir) if out_dir is not None else Path(run_dir) / "export", side_compute)
+    return export_loaded_run(run, out, side_compute)

@@ -232,7 +232,7 @@ class Tokenizer:
         """Writes the artifact folder at ``path`` atomically (see module docstring); returns it."""
         target = Path(path)
         state = {k: v for k, v in self.model.state_dict().items()}
-        with atomic_dir(target) as tmp:
+        with atomic_dir(target, _META) as tmp:
             save_tensors(tmp / _WEIGHTS, state, {"format": FORMAT, "version": str(FORMAT_VERSION)})
             self.quantizer.save(tmp / _QUANTIZER)
             meta = {
