@@ -67,6 +67,12 @@ def tiny_job(tmp: Path, arch: str, target: bool = False) -> Path:
     return path
 
 
+@pytest.fixture
+def make_tiny_job() -> Any:
+    """:func:`tiny_job`, for a test that trains its own run (it changes the run's inputs)."""
+    return tiny_job
+
+
 def _train(tmp: Path, arch: str, target: bool = False) -> Path:
     from torchrec_side.train.config import load_train_config
     from torchrec_side.train.trainer import run_training

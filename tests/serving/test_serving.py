@@ -311,3 +311,29 @@ def test_history_column_missing_from_the_store_is_a_serving_error() -> None:
 
     with pytest.raises(ServingError, match=r"model\.history\[0\] \(sparse_id\): history column 'hist_gone' is not"):
         _feature_keys(Store(), [Feature()])
+
+
+@pytest.mark.slow
+def test_a_replaced_sid_artifact_is_refused_on_resume_and_export(tmp_path: Path, make_tiny_job: Any) -> None:
+    """Issue 17 (severe): a second ``tokenize`` / ``quantize --out`` at the same path swapped the
+    SIDs under a run: a resume continued on new SIDs with the old tables, a finished run scored
+    differently, export did not check. The run records its item tables' digests and refuses."""
+    from torchrec_side.tokenizer.sid_table import permuted_sid_table, read_sid_table, write_sid_table
+    from torchrec_side.train.config import load_train_config
+    from torchrec_side.train.trainer import INPUTS_FILE, run_training
+
+    import yaml
+
+    job = make_tiny_job(tmp_path, "dlrm")
+    cfg = load_train_config(job, ["train.epochs=1", "train.checkpoint_every=5"])
+    run_training(cfg)
+    run = cfg.run_path()
+    assert "hist_sid" in json.loads((run / INPUTS_FILE).read_text())["item_tables"]
+    export_run(run, tmp_path / "ok")  # unchanged inputs: exported
+    table = Path(yaml.safe_load(job.read_text())["model"]["history"][1]["options"]["sid_table"])
+    write_sid_table(table, permuted_sid_table(read_sid_table(table), seed=3))  # same path, other SIDs
+    with pytest.raises(ServingError, match=r"history features \['hist_sid'\] differ"):
+        export_run(run, tmp_path / "e")
+    with pytest.raises(ArtifactError, match="retrain into a new run folder"):
+        run_training(load_train_config(job, ["train.epochs=2", "train.checkpoint_every=5"]))  # a resume
+    assert not (tmp_path / "e").exists()

@@ -195,7 +195,8 @@ def load_run(run_dir: PathLike, checkpoint: str = "auto") -> LoadedRun:
         LoadedRun: the model is in eval mode, on CPU.
 
     Raises:
-        ServingError: no run / config / store / checkpoint, or the checkpoint does not fit the model.
+        ServingError: no run / config / store / checkpoint, the checkpoint does not fit the model,
+            or a history feature's item table differs from the one the run trained on.
 
     Example::
 
@@ -203,9 +204,10 @@ def load_run(run_dir: PathLike, checkpoint: str = "auto") -> LoadedRun:
         run.model(batch)[1]             # logits [B]
     """
     from torchrec_side.models.builder import build_ranker, RankingModel
-    from torchrec_side.models.history import HistoryContext, make_history_feature
+    from torchrec_side.models.history import HistoryContext, item_table_digest, make_history_feature
     from torchrec_side.train.checkpoint import CheckpointManager
     from torchrec_side.train.config import load_train_config
+    from torchrec_side.train.trainer import check_run_inputs
 
     root = Path(run_dir)
     cfg_path = root / "config.yaml"
@@ -228,6 +230,13 @@ def load_run(run_dir: PathLike, checkpoint: str = "auto") -> LoadedRun:
         features = [make_history_feature(h, ctx, i) for i, h in enumerate(cfg.model.history)]
     except ConfigError as e:
         raise ServingError(f"{cfg_path}: {e}") from e
+    try:  # the SIDs / vectors it trained on, not a replaced artifact at the same path
+        digests = {f.name: item_table_digest(t) for f in features if (t := f.item_table()) is not None}
+        if not check_run_inputs(root, digests):
+            logger.warning("%s records no inputs.json (trained before the record existed): its SID artifacts "
+                           "cannot be checked", root)
+    except ArtifactError as e:
+        raise ServingError(str(e)) from e
     inputs, keys = _feature_keys(store, features)
     model = RankingModel(build_ranker(cfg.model, store.num_users, store.num_items, features, keys))
     sd = model.state_dict()

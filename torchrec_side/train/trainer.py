@@ -32,6 +32,8 @@ Run folder (``cfg.run_path()``)::
 
     .lock                    held by the running trainer (pid, host, start time)
     config.yaml              the resolved config of the latest invocation
+    inputs.json              SHA-256 of every history feature's item table (SIDs, vectors) it trained
+                             on; a resume, an export or a score refuses when they changed
     metrics.json             final metrics (see :func:`run_training`)
     val_history.json         validation NE / AUC after every epoch so far
     predictions_test.parquet per-test-example scores of the best epoch (see predictions.py)
@@ -67,8 +69,9 @@ from torch import nn
 from torchrec_side.config import config_to_dict, ConfigError, save_config
 from torchrec_side.data.loader import ExampleDataset, HistoryInput, make_dataloader
 from torchrec_side.data.store import ExampleStore, prepare_store, StoreError
+from torchrec_side.io import ArtifactError, write_json
 from torchrec_side.models.builder import admitted_item_rows, build_ranker, count_parameters, RankingModel
-from torchrec_side.models.history import HistoryContext, HistoryFeature, make_history_feature
+from torchrec_side.models.history import HistoryContext, HistoryFeature, item_table_digest, make_history_feature
 from torchrec_side.train.checkpoint import CheckpointManager
 from torchrec_side.train.config import TrainJobConfig
 from torchrec_side.train.lock import RunLock
@@ -77,7 +80,7 @@ from torchrec_side.train.metrics import evaluate
 from torchrec_side.train.predictions import example_columns, gather_in_store_order, PREDICTIONS_FILE, write_predictions
 
 __all__ = ["run_training", "prepare_data", "build_sharded_model", "init_embedding_tables", "TrainState",
-           "TrainingDivergedError"]
+           "TrainingDivergedError", "INPUTS_FILE", "check_run_inputs"]
 
 logger: logging.Logger = logging.getLogger("torchrec_side.train")
 
@@ -93,9 +96,12 @@ class TrainingDivergedError(RuntimeError):
 # pieces
 
 
-def prepare_data(cfg: TrainJobConfig, features: Optional[List[HistoryFeature]] = None) -> ExampleStore:
+def prepare_data(cfg: TrainJobConfig, features: Optional[List[HistoryFeature]] = None
+                 ) -> Tuple[ExampleStore, Dict[str, str]]:
     """Rank 0 writes (once) the example store and the history columns the features need; every
-    rank returns the opened store. Collective when a process group is initialized."""
+    rank returns the opened store and ``{feature: digest of its item table}``
+    (:func:`~torchrec_side.models.history.item_table_digest`). Collective when a process group is
+    initialized."""
 
     def write() -> str:
         store = prepare_store(cfg.data, cfg.examples_dir)
@@ -103,15 +109,49 @@ def prepare_data(cfg: TrainJobConfig, features: Optional[List[HistoryFeature]] =
 
     path = run_on_rank0(write)
     store = ExampleStore(path)
+    digests: Dict[str, str] = {}
     if features:
-        def columns() -> None:
+        def columns() -> Dict[str, str]:
+            out: Dict[str, str] = {}
             for f in features:
                 table = f.item_table()
                 if table is not None:
                     store.add_history_column(f.column, table, note=f"{f.config.kind} ({f.name})", overwrite=True)
-        run_on_rank0(columns)
+                    out[f.name] = item_table_digest(table)
+            return out
+        digests = run_on_rank0(columns)
         store = ExampleStore(path)
-    return store
+    return store, digests
+
+
+#: What a run folder records of its inputs: ``{"item_tables": {feature: digest}}``.
+INPUTS_FILE: str = "inputs.json"
+
+
+def check_run_inputs(run_dir: Path, digests: Dict[str, str]) -> bool:
+    """Compares ``digests`` with the item tables ``run_dir`` recorded when it started.
+
+    Returns:
+        bool: True when checked, False when the run recorded nothing (written before the record).
+
+    Raises:
+        ArtifactError: a feature's table changed (a SID artifact replaced at the same path), or the
+            record is unreadable; the message names the features.
+    """
+    path = run_dir / INPUTS_FILE
+    if not path.is_file():
+        return False
+    try:
+        have = json.loads(path.read_text())["item_tables"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ArtifactError(f"{path}: unreadable record of the run's inputs ({e})") from e
+    changed = sorted(k for k in set(have) | set(digests) if have.get(k) != digests.get(k))
+    if changed:
+        raise ArtifactError(
+            f"{run_dir}: the item tables of history features {changed} differ from the ones this run trained on "
+            f"(a SID / tokenizer / quantizer artifact was replaced at the same path); its checkpoints would "
+            f"restore tables of the old SIDs: retrain into a new run folder, or restore the artifacts")
+    return True
 
 
 def _feature_keys(store: ExampleStore, features: List[HistoryFeature]) -> Tuple[List[HistoryInput], Dict[str, List[str]]]:
@@ -568,15 +608,16 @@ class _Run:
             save_config(cfg, self.run_dir / "config.yaml")
         logger.info("run %s: %d rank(s), %s, backend %s, host %s, step loop %s", self.run_dir, env.world_size,
                     env.device, env.backend, socket.gethostname(), t.pipeline)
-        store = prepare_data(cfg)
+        store, _ = prepare_data(cfg)
         ctx = HistoryContext(num_users=store.num_users, num_items=store.num_items,
                              embedding_dim=cfg.model.embedding_dim, arch=cfg.model.arch,
                              max_history=store.max_history, seed=cfg.seed,
                              world_dir=getattr(cfg.data, "world_dir", None))
         if ctx0 is None or ctx != ctx0:
             features = self._features(ctx)
+        digests: Dict[str, str] = {}
         if features:  # writes the columns features derive from item tables (rank 0, once)
-            store = prepare_data(cfg, features)
+            store, digests = prepare_data(cfg, features)
         inputs, keys = _feature_keys(store, features)
         transforms = [f for f in (feat.loader_transform() for feat in features) if f is not None]
         transform = _chain(transforms) if transforms else None
@@ -623,6 +664,11 @@ class _Run:
         found = ckpt.latest() if (cfg.resume and self.rank0) else None
         if self.rank0 and found is None:  # training from step 0: no stale validation record
             (self.run_dir / "val_history.json").unlink(missing_ok=True)
+
+        def record_inputs() -> None:  # a resume must read the item tables it trained on
+            if found is None or not check_run_inputs(self.run_dir, digests):
+                write_json(self.run_dir / INPUTS_FILE, {"item_tables": digests})
+        run_on_rank0(record_inputs)
         latest = broadcast_object(str(found) if found is not None else None)
         state = TrainState()
         resumed_from: Optional[int] = None
@@ -707,8 +753,6 @@ class _Run:
             "wall_s": time.time() - t_start,
         }
         if self.rank0:
-            from torchrec_side.io import write_json
-
             if gathered is not None:
                 p = write_predictions(self.run_dir / PREDICTIONS_FILE, example_columns(store, "test"), *gathered)
                 metrics["predictions"] = p.name
@@ -756,8 +800,6 @@ class _Run:
         logger.info("epoch done: val NE %.5f AUC %.5f (epoch %s, step %d; best: epoch %s, NE %.5f)", m["ne"], m["auc"],
                     epoch, state.step, best["epoch"] if best else "-", best["ne"] if best else float("nan"))
         if self.rank0:
-            from torchrec_side.io import write_json
-
             write_json(self.run_dir / "val_history.json", state.val_history)
         return rec
 
