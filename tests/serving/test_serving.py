@@ -332,8 +332,14 @@ def test_a_replaced_sid_artifact_is_refused_on_resume_and_export(tmp_path: Path,
     export_run(run, tmp_path / "ok")  # unchanged inputs: exported
     table = Path(yaml.safe_load(job.read_text())["model"]["history"][1]["options"]["sid_table"])
     write_sid_table(table, permuted_sid_table(read_sid_table(table), seed=3))  # same path, other SIDs
-    with pytest.raises(ServingError, match=r"history features \['hist_sid'\] differ"):
+    with pytest.raises(ServingError, match=r"history columns \['hist_sid'\] differ"):
         export_run(run, tmp_path / "e")
     with pytest.raises(ArtifactError, match="retrain into a new run folder"):
         run_training(load_train_config(job, ["train.epochs=2", "train.checkpoint_every=5"]))  # a resume
     assert not (tmp_path / "e").exists()
+    # the resume attempt rewrote the shared store's column: the earlier export no longer scores from it
+    from torchrec_side.serving import predict_from_store
+
+    with pytest.raises(ServingError, match=r"history columns \['hist_sid'\] now hold other item tables"):
+        predict_from_store(tmp_path / "ok", "test", tmp_path / "scores.parquet", progress=False)
+    assert not (tmp_path / "scores.parquet").exists()

@@ -310,7 +310,8 @@ def make_history_feature(config: HistoryFeatureConfig, ctx: HistoryContext, inde
 
 
 def item_table_digest(table: Union[torch.Tensor, npt.NDArray[Any]]) -> str:
-    """SHA-256 of an item table (:meth:`HistoryFeature.item_table`): dtype, shape and values.
+    """SHA-256 of an item table (:meth:`HistoryFeature.item_table`, or the store's copy,
+    ``ExampleStore.item_values``): dtype, ``[num_items, W]`` shape and values.
 
     A run records the digest of every feature's table (the SIDs or vectors it trained on), so a
     SID artifact replaced at the same path is caught before a resume, an export or a score.
@@ -321,7 +322,8 @@ def item_table_digest(table: Union[torch.Tensor, npt.NDArray[Any]]) -> str:
     """
     import hashlib
 
-    a = np.ascontiguousarray(table.detach().cpu().numpy() if isinstance(table, torch.Tensor) else table)
+    a = np.asarray(table.detach().cpu().numpy() if isinstance(table, torch.Tensor) else table)
+    a = np.ascontiguousarray(a[:, None] if a.ndim == 1 else a)  # as the store keeps it: [num_items, W]
     h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
     h.update(a.tobytes())
     return f"sha256:{h.hexdigest()}"

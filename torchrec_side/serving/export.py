@@ -575,7 +575,8 @@ def export_loaded_run(run: LoadedRun, out_dir: PathLike, side_compute: str = "au
         versions=versions(),
         source={"run_dir": str(run.run_dir.resolve()), "checkpoint": run.checkpoint.name, "step": run.step,
                 "selection": run.selection, "config_fingerprint": run.cfg.resume_fingerprint(),
-                "store": str(Path(run.store.path).resolve()), "name": run.cfg.name, "seed": run.cfg.seed},
+                "store": str(Path(run.store.path).resolve()), "name": run.cfg.name, "seed": run.cfg.seed,
+                "item_tables": dict(run.item_tables)},
         created_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     )
     module = ServingModule(ranker, keys, targets, model_keys).eval()

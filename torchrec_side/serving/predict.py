@@ -209,6 +209,17 @@ def predict_from_store(
         store = ExampleStore(store_path)
     except StoreError as e:
         raise ServingError(f"{export_dir}: the run's example store is not available ({e})") from e
+    from torchrec_side.models.history import item_table_digest
+
+    recorded = spec.source.get("item_tables") or {}
+    try:
+        changed = sorted(c for c, d in recorded.items() if item_table_digest(store.item_values(c)) != d)
+    except StoreError as e:
+        raise ServingError(f"{export_dir}: the store's history columns do not match the export ({e})") from e
+    if changed:
+        raise ServingError(f"{store.path}: history columns {changed} now hold other item tables (SIDs) than the "
+                           f"run trained on (an artifact was replaced and the column rewritten); scoring from the "
+                           f"store would mix them: retrain, or restore the artifacts")
     with tempfile.TemporaryDirectory(prefix="torchrec_side_requests_") as tmpdir:
         req = Path(requests_out) if requests_out is not None else Path(tmpdir) / f"requests_{split}.parquet"
         n = write_requests_from_store(store, split, spec, req)

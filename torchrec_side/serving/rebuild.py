@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -53,6 +53,8 @@ class LoadedRun:
         checkpoint (Path): the checkpoint folder loaded.
         step (int): its training step.
         selection (str): why it was chosen (``"best_validation"`` or ``"latest"`` or ``"given"``).
+        item_tables (Dict[str, str]): ``{history column: digest}`` of the item tables it was
+            checked against (recorded in the export, checked again when scoring from the store).
     """
 
     run_dir: Path
@@ -65,6 +67,7 @@ class LoadedRun:
     checkpoint: Path
     step: int
     selection: str
+    item_tables: Dict[str, str] = field(default_factory=dict)
 
 
 def _recorded_best_step(run_dir: Path) -> Optional[int]:
@@ -231,7 +234,7 @@ def load_run(run_dir: PathLike, checkpoint: str = "auto") -> LoadedRun:
     except ConfigError as e:
         raise ServingError(f"{cfg_path}: {e}") from e
     try:  # the SIDs / vectors it trained on, not a replaced artifact at the same path
-        digests = {f.name: item_table_digest(t) for f in features if (t := f.item_table()) is not None}
+        digests = {f.column: item_table_digest(t) for f in features if (t := f.item_table()) is not None}
         if not check_run_inputs(root, digests):
             logger.warning("%s records no inputs.json (trained before the record existed): its SID artifacts "
                            "cannot be checked", root)
@@ -255,7 +258,7 @@ def load_run(run_dir: PathLike, checkpoint: str = "auto") -> LoadedRun:
     step = int(state.get("step", -1)) if isinstance(state, dict) else -1
     logger.info("loaded %s (%s, step %d) into the unsharded %s model", ckpt, selection, step, cfg.model.arch)
     return LoadedRun(run_dir=root, cfg=cfg, store=store, features=features, inputs=inputs, keys=keys, model=model,
-                     checkpoint=ckpt, step=step, selection=selection)
+                     checkpoint=ckpt, step=step, selection=selection, item_tables=digests)
 
 
 def stock_table_rows(model: nn.Module) -> Dict[str, int]:

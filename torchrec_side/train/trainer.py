@@ -99,7 +99,7 @@ class TrainingDivergedError(RuntimeError):
 def prepare_data(cfg: TrainJobConfig, features: Optional[List[HistoryFeature]] = None
                  ) -> Tuple[ExampleStore, Dict[str, str]]:
     """Rank 0 writes (once) the example store and the history columns the features need; every
-    rank returns the opened store and ``{feature: digest of its item table}``
+    rank returns the opened store and ``{history column: digest of its item table}``
     (:func:`~torchrec_side.models.history.item_table_digest`). Collective when a process group is
     initialized."""
 
@@ -117,14 +117,14 @@ def prepare_data(cfg: TrainJobConfig, features: Optional[List[HistoryFeature]] =
                 table = f.item_table()
                 if table is not None:
                     store.add_history_column(f.column, table, note=f"{f.config.kind} ({f.name})", overwrite=True)
-                    out[f.name] = item_table_digest(table)
+                    out[f.column] = item_table_digest(table)
             return out
         digests = run_on_rank0(columns)
         store = ExampleStore(path)
     return store, digests
 
 
-#: What a run folder records of its inputs: ``{"item_tables": {feature: digest}}``.
+#: What a run folder records of its inputs: ``{"item_tables": {history column: digest}}``.
 INPUTS_FILE: str = "inputs.json"
 
 
@@ -135,8 +135,8 @@ def check_run_inputs(run_dir: Path, digests: Dict[str, str]) -> bool:
         bool: True when checked, False when the run recorded nothing (written before the record).
 
     Raises:
-        ArtifactError: a feature's table changed (a SID artifact replaced at the same path), or the
-            record is unreadable; the message names the features.
+        ArtifactError: a column's item table changed (a SID artifact replaced at the same path), or
+            the record is unreadable; the message names the columns.
     """
     path = run_dir / INPUTS_FILE
     if not path.is_file():
@@ -148,7 +148,7 @@ def check_run_inputs(run_dir: Path, digests: Dict[str, str]) -> bool:
     changed = sorted(k for k in set(have) | set(digests) if have.get(k) != digests.get(k))
     if changed:
         raise ArtifactError(
-            f"{run_dir}: the item tables of history features {changed} differ from the ones this run trained on "
+            f"{run_dir}: the item tables of history columns {changed} differ from the ones this run trained on "
             f"(a SID / tokenizer / quantizer artifact was replaced at the same path); its checkpoints would "
             f"restore tables of the old SIDs: retrain into a new run folder, or restore the artifacts")
     return True
