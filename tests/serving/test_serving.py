@@ -289,6 +289,27 @@ def test_request_schema_errors_name_the_column() -> None:
         request_tensors(table(num_prior=pa.array([-1], pa.int64())), spec)
 
 
+def test_a_null_event_is_refused_and_never_changes_other_requests() -> None:
+    """Issue 17 (severe): one null inside one request's history list turned the column into
+    float64, rounded the packed SIDs of every request above 2^53 and scored with exit 0."""
+    spec = _spec(8, 2)
+    big = (1 << 62) + 12345  # a packed SID float64 cannot hold
+    rows = 3
+    base = {"user_id": pa.array([0, 1, 2], pa.int64()), "item_id": pa.array([1, 1, 1], pa.int64()),
+            "num_prior": pa.array([1, 2, 1], pa.int64()),
+            "hw": pa.array([[[1, 2]], [[3, 4], [5, 6]], [[7, 8]]], pa.list_(pa.list_(pa.int64(), 2)))}
+    good = pa.table({**base, "h1": pa.array([[big], [big + 1, 5], [big + 2]], pa.list_(pa.int64()))})
+    _, values, _ = request_tensors(good, spec)
+    assert values[2].tolist() == [big, big + 1, 5, big + 2]  # exact: no float round trip
+    for col, arr, row in (("h1", pa.array([[big], [big + 1, None], [big + 2]], pa.list_(pa.int64())), 1),
+                          ("hw", pa.array([[[1, 2]], [[3, 4], [5, 6]], [[7, None]]], pa.list_(pa.list_(pa.int64(), 2))), 2),
+                          ("hw", pa.array([[[1, 2]], [None, [5, 6]], [[7, 8]]], pa.list_(pa.list_(pa.int64(), 2))), 1)):
+        t = good.set_column(good.schema.get_field_index(col), col, arr)
+        assert t.num_rows == rows
+        with pytest.raises(ServingError, match=rf"history column '{col}' has 1 null event.*first in row {row}"):
+            request_tensors(t, spec)
+
+
 def test_history_column_missing_from_the_store_is_a_serving_error() -> None:
     """Rebuilding resolves the feature keys through the trainer's own function; a column the
     store lacks is reported as a ServingError naming the feature."""
