@@ -117,3 +117,30 @@ def test_quantize_bad_bits_exit_status_without_traceback(tmp_path) -> None:
         capture_output=True, text=True, timeout=120,
     )
     assert r.returncode == 2 and "Traceback" not in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
+
+
+def test_cli_turns_bad_input_errors_into_one_line(monkeypatch: "pytest.MonkeyPatch", capsys: "pytest.CaptureFixture[str]") -> None:
+    """Issue 17: every error of the package's root class (and a missing or malformed file) that a
+    command does not report itself becomes one line and status 2; a bug still raises."""
+    import pytest
+
+    import torchrec_side.report as report
+    from torchrec_side.cli import main
+    from torchrec_side.data.store import StoreError
+    from torchrec_side.errors import TorchRecSideError
+
+    assert issubclass(StoreError, TorchRecSideError) and issubclass(StoreError, ValueError)
+    for exc in (StoreError("store x: truncated\nmanifest"), FileNotFoundError(2, "No such file", "w/manifest.json"),
+                ValueError("bad size")):
+        def boom(argv: object, exc: BaseException = exc) -> int:
+            raise exc
+        monkeypatch.setattr(report, "report_main", boom)
+        assert main(["report", "x"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"torchrec-side report: error: {type(exc).__name__}: ")
+    monkeypatch.setenv("TORCHREC_SIDE_TRACEBACK", "1")
+    with pytest.raises(ValueError, match="bad size"):
+        main(["report", "x"])
+    monkeypatch.setattr(report, "report_main", lambda argv: 1 // 0)
+    with pytest.raises(ZeroDivisionError):  # not bad input: a bug keeps its traceback
+        main(["report", "x"])

@@ -24,6 +24,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, List, Optional
 
+from torchrec_side.errors import TorchRecSideError
+
 if TYPE_CHECKING:
     from torchrec_side.sid.codec import SIDCodec
 
@@ -116,12 +118,32 @@ def _quantize(argv: List[str]) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """``torchrec-side COMMAND ...``; returns the exit status.
+
+    Bad input a command did not already report (any :class:`~torchrec_side.errors.TorchRecSideError`,
+    a missing or unreadable file, a malformed JSON / Parquet / YAML file: ``OSError`` and
+    ``ValueError``) becomes one line on stderr and status 2, without a traceback;
+    ``TORCHREC_SIDE_TRACEBACK=1`` re-raises it. Ctrl-C is status 130.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = {"fetch", "quantize", "tokenize", "train", "demo", "report", "world", "export", "predict"}
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(__doc__)
         return 0 if (not argv or argv[0] in ("-h", "--help")) else 2
-    cmd, rest = argv[0], argv[1:]
+    try:
+        return _run(argv[0], argv[1:])
+    except KeyboardInterrupt:
+        print(f"torchrec-side {argv[0]}: interrupted", file=sys.stderr)
+        return 130
+    except (TorchRecSideError, OSError, ValueError) as e:
+        if os.environ.get("TORCHREC_SIDE_TRACEBACK") == "1":
+            raise
+        text = " ".join(str(e).split()) or repr(e)
+        print(f"torchrec-side {argv[0]}: error: {type(e).__name__}: {text}", file=sys.stderr)
+        return 2
+
+
+def _run(cmd: str, rest: List[str]) -> int:
     if cmd == "fetch":
         from torchrec_side.data.fetch import main as fetch_main
 

@@ -43,6 +43,8 @@ import typing
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Type, TypeVar, Union
 
+from torchrec_side.errors import TorchRecSideError
+
 __all__ = [
     "ConfigError",
     "load_config",
@@ -58,7 +60,7 @@ T = TypeVar("T")
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-class ConfigError(ValueError):
+class ConfigError(TorchRecSideError, ValueError):
     """A config file or override is invalid: unknown key, wrong type, bad value or bad syntax."""
 
 

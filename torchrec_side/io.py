@@ -18,6 +18,8 @@ from typing import Any, Dict, Iterator, List, Mapping, Tuple, Union
 
 import torch
 
+from torchrec_side.errors import TorchRecSideError
+
 PathLike = Union[str, "os.PathLike[str]"]
 
 #: Environment variable naming the cache folder (data wheel, text embeddings, compiled kernels).
@@ -41,7 +43,7 @@ def cache_dir() -> Path:
     return Path.home() / ".cache" / "torchrec_side"
 
 
-class ArtifactError(ValueError):
+class ArtifactError(TorchRecSideError, ValueError):
     """A saved artifact is missing, corrupt, of another format or version, or mismatched."""
 
 

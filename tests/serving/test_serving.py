@@ -177,6 +177,15 @@ def test_bad_requests_are_refused_with_the_column_or_key(dlrm_export: Path, tmp_
                  str(tmp_path / "o.parquet"), "--no-progress", "--threads", "1"]) == 2
     assert "missing columns ['hist_sid']" in capsys.readouterr().err
     assert not (tmp_path / "o.parquet").exists()
+    # a truncated request file (issue 17, moderate): one line naming the error, status 2, no traceback
+    raw = req.read_bytes()
+    (tmp_path / "cut.parquet").write_bytes(raw[: len(raw) // 2])
+    assert main(["predict", str(dlrm_export), "--input", str(tmp_path / "cut.parquet"), "--out",
+                 str(tmp_path / "o.parquet"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("torchrec-side predict: ")
+    assert "cut.parquet: not a readable Parquet file" in err
+    assert not (tmp_path / "o.parquet").exists()
     dense, values, lengths = request_tensors(table, spec)
     i = spec.keys.index("item_id")
     bad = [v.clone() for v in values]

@@ -57,6 +57,7 @@ import numpy.typing as npt
 import torch
 from torch import Tensor
 
+from torchrec_side.errors import TorchRecSideError
 from torchrec_side.data.fetch import (
     ensure_recbole_wheel,
     ML100K_ENV,
@@ -96,7 +97,7 @@ _YEAR_IN_TITLE: re.Pattern[str] = re.compile(r"\s*\((\d{4})\)")
 _UNKNOWN_SPELLINGS: frozenset[str] = frozenset({"unknown", "unkonwn"})  # RecBole's typo
 
 
-class DataFormatError(ValueError):
+class DataFormatError(TorchRecSideError, ValueError):
     """A MovieLens file exists but its content is not what the loader expects."""
 
 

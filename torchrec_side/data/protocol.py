@@ -53,6 +53,7 @@ import numpy.typing as npt
 import torch
 from torch import Tensor
 
+from torchrec_side.errors import TorchRecSideError
 from torchrec_side.data.movielens import Ratings
 
 __all__ = [
@@ -532,7 +533,7 @@ def _lex_order(a: npt.NDArray[Any], b: npt.NDArray[Any], c: npt.NDArray[Any]) ->
     return np.lexsort((c, b, a)).astype(np.int64, copy=False)
 
 
-class SourceError(ValueError):
+class SourceError(TorchRecSideError, ValueError):
     """A source of events (a simulated-world folder) is missing, malformed or inconsistent."""
 
 

@@ -62,6 +62,7 @@ import numpy as np
 import numpy.typing as npt
 from torch import Tensor
 
+from torchrec_side.errors import TorchRecSideError
 from torchrec_side.data.protocol import (
     DENSE_FEATURES,
     EventSource,
@@ -106,7 +107,7 @@ _ITEMS: str = "items"
 _LOG_ROW_GROUP: int = 1 << 18
 
 
-class StoreError(ValueError):
+class StoreError(TorchRecSideError, ValueError):
     """An example store or column is missing, incomplete, or does not match what is asked."""
 
 

@@ -44,6 +44,7 @@ from torchrec.modules.embedding_configs import EmbeddingBagConfig, EmbeddingConf
 from torchrec.modules.embedding_modules import EmbeddingBagCollectionInterface, EmbeddingCollectionInterface
 from torchrec.sparse.jagged_tensor import JaggedTensor, KeyedJaggedTensor, KeyedTensor
 
+from torchrec_side.errors import TorchRecSideError
 from torchrec_side.modules.ops import dispatch as Fs
 from torchrec_side.modules.ops.common import BYTE_BINS
 from torchrec_side.modules.ops.dispatch import SIDEOpTables, sid_embed, sid_pool
@@ -61,7 +62,7 @@ __all__ = [
 ]
 
 
-class SIDInputError(ValueError):
+class SIDInputError(TorchRecSideError, ValueError):
     """A KeyedJaggedTensor does not fit a SID module: missing features, weights of the wrong length,
     or a variable-batch KJT without inverse indices."""
 

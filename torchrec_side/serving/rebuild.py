@@ -26,6 +26,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from torch import nn
 
+from torchrec_side.errors import TorchRecSideError
 from torchrec_side.config import ConfigError
 from torchrec_side.io import ArtifactError, PathLike
 
@@ -34,7 +35,7 @@ __all__ = ["ServingError", "LoadedRun", "choose_checkpoint", "open_run_store", "
 logger: logging.Logger = logging.getLogger(__name__)
 
 
-class ServingError(ValueError):
+class ServingError(TorchRecSideError, ValueError):
     """A run cannot be exported or a request cannot be scored (names the file, field or value)."""
 
 

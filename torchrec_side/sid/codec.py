@@ -38,6 +38,8 @@ from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 import torch
 
+from torchrec_side.errors import TorchRecSideError
+
 __all__ = [
     "BYTE_GROUPED",
     "LAYOUTS",
@@ -75,7 +77,7 @@ _SEGMENT_MAX_SIZE: int = 1 << 16
 _CPU_BLOCK_ROWS: int = 1 << 16
 
 
-class SIDValueError(ValueError):
+class SIDValueError(TorchRecSideError, ValueError):
     """Raised for invalid SID codec configurations and invalid codes or SIDs.
 
     The message names the offending level (or byte group), the bad value and the

@@ -49,6 +49,8 @@ from typing import Any, Dict, List, Optional, Set, Tuple, Union
 
 import torch.distributed as dist
 
+from torchrec_side.errors import TorchRecSideError
+
 __all__ = ["CheckpointManager", "CheckpointError", "TRAINER_STATE", "MANIFEST", "file_sha256"]
 
 logger: logging.Logger = logging.getLogger(__name__)
@@ -64,7 +66,7 @@ _CHUNK: int = 1 << 20
 _REJECTED: str = ".rejected."
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(TorchRecSideError, RuntimeError):
     """A checkpoint does not match its manifest (or has none) and is refused."""
 
 

@@ -31,6 +31,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Dict, Optional, Type, Union
 
+from torchrec_side.errors import TorchRecSideError
+
 __all__ = ["RunLock", "RunLockedError", "LOCK_FILE"]
 
 logger: logging.Logger = logging.getLogger(__name__)
@@ -39,7 +41,7 @@ logger: logging.Logger = logging.getLogger(__name__)
 LOCK_FILE: str = ".lock"
 
 
-class RunLockedError(RuntimeError):
+class RunLockedError(TorchRecSideError, RuntimeError):
     """Another process holds the run folder's lock."""
 
 

@@ -36,6 +36,7 @@ import numpy.typing as npt
 import torch
 import torch.distributed as dist
 
+from torchrec_side.errors import TorchRecSideError
 from torchrec_side.data.protocol import REFERENCE_COLUMNS
 
 __all__ = ["PREDICTIONS_FILE", "PAIR_COLUMNS", "gather_in_store_order", "order_rows", "example_columns", "write_predictions",
@@ -47,7 +48,7 @@ PREDICTIONS_FILE: str = "predictions_test.parquet"
 PAIR_COLUMNS: Tuple[str, ...] = ("user_id", "item_id", "label")
 
 
-class PredictionsError(ValueError):
+class PredictionsError(TorchRecSideError, ValueError):
     """Predictions that cannot be written or paired (misaligned rows, wrong columns)."""
 
 

@@ -66,6 +66,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from torchrec_side.errors import TorchRecSideError
 from torchrec_side.config import config_to_dict, ConfigError, save_config
 from torchrec_side.data.loader import ExampleDataset, HistoryInput, make_dataloader
 from torchrec_side.data.store import ExampleStore, prepare_store, StoreError
@@ -87,7 +88,7 @@ logger: logging.Logger = logging.getLogger("torchrec_side.train")
 _INIT_CHUNK: int = 65_536
 
 
-class TrainingDivergedError(RuntimeError):
+class TrainingDivergedError(TorchRecSideError, RuntimeError):
     """The training loss (or an evaluation metric) became NaN or infinite: the run stops, no
     ``metrics.json`` is written, and the process exits non-zero."""
 

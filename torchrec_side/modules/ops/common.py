@@ -11,6 +11,7 @@ from typing import Optional, Tuple
 
 import torch
 
+from torchrec_side.errors import TorchRecSideError
 from torchrec_side.sid.codec import sid_bytes
 
 __all__ = [
@@ -76,7 +77,7 @@ class Compute(str, Enum):
         return self in (Compute.FBGEMM, Compute.FBGEMM_FP16, Compute.FBGEMM_INT8)
 
 
-class SIDOffsetsError(ValueError):
+class SIDOffsetsError(TorchRecSideError, ValueError):
     """Bag offsets that do not describe the values: not starting at 0, decreasing, or not ending at N."""
 
 
