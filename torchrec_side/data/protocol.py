@@ -53,8 +53,9 @@ import numpy.typing as npt
 import torch
 from torch import Tensor
 
-from torchrec_side.errors import TorchRecSideError
 from torchrec_side.data.movielens import Ratings
+from torchrec_side.errors import TorchRecSideError
+from torchrec_side.io import ArtifactError
 
 __all__ = [
     "SPLITS",
@@ -70,7 +71,6 @@ __all__ = [
     "assert_no_leakage",
     "synthetic_ratings",
     "DATASETS",
-    "WORLD_FORMAT",
     "STORE_FORMAT_VERSION",
     "SourceError",
     "EventSource",
@@ -96,8 +96,6 @@ ID_FEATURES: Tuple[str, ...] = ("user_id", "item_id")
 STORE_FORMAT_VERSION: int = 2
 #: Datasets :class:`ExamplesConfig` knows.
 DATASETS: Tuple[str, ...] = ("ml100k", "synthetic", "adsworld")
-#: ``format`` and ``version`` of a simulated-world folder's ``manifest.json``.
-WORLD_FORMAT: Tuple[str, int] = ("torchrec-side-adsworld", 1)
 
 # --------------------------------------------------------------------------------------------
 # Config and protocol
@@ -739,17 +737,14 @@ def world_source(world_dir: Union[str, "os.PathLike[str]"]) -> EventSource:
         src = world_source("runs/world/quick")
         src.p_true is not None             # True: the oracle's click probabilities
     """
+    from torchrec_side.data.adsworld import read_manifest
+
     root = Path(world_dir)
     mf = root / "manifest.json"
-    if not mf.is_file():
-        raise SourceError(f"no simulated world at {root} (missing manifest.json)")
     try:
-        m = json.loads(mf.read_text())
-    except (OSError, ValueError) as e:
-        raise SourceError(f"unreadable world manifest {mf}: {e}") from e
-    if (m.get("format"), m.get("version")) != WORLD_FORMAT:
-        raise SourceError(f"{mf}: format/version {m.get('format')!r}/{m.get('version')!r}, expected "
-                          f"{WORLD_FORMAT[0]!r}/{WORLD_FORMAT[1]}")
+        m = read_manifest(root)
+    except ArtifactError as e:
+        raise SourceError(str(e)) from e
     try:
         nu, ni = int(m["num_users"]), int(m["num_items"])
         t_val, t_test = int(m["split_times"]["val"]), int(m["split_times"]["test"])

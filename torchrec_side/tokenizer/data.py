@@ -221,12 +221,12 @@ def world_fit_mask(world_dir: str) -> torch.Tensor:
 
         world_fit_mask("runs/world_tiny").float().mean()     # about 0.9
     """
-    import json
-
     import pyarrow.parquet as pq
 
+    from torchrec_side.data.adsworld import read_manifest
+
     root = Path(world_dir)
-    manifest = json.loads((root / "manifest.json").read_text())
+    manifest = read_manifest(root)
     return _released_before_val(pq.read_table(root / "items.parquet", columns=["release_time"]).column(0).to_numpy(),
                                 manifest)
 
@@ -259,15 +259,13 @@ def load_world_items(world_dir: str, collections: Optional[List[str]] = None) ->
         items = load_world_items("runs/world_tiny", ["text"])
         items.dims                                        # {'text': 384}
     """
-    import json
-
     import numpy as np
     import pyarrow.parquet as pq
 
+    from torchrec_side.data.adsworld import read_manifest
+
     root = Path(world_dir)
-    mf = root / "manifest.json"
-    if not mf.is_file():
-        raise FileNotFoundError(f"data.world_dir {world_dir}: {mf} not found (write one with `torchrec-side world`)")
+    manifest = read_manifest(root)  # ArtifactError naming the folder when it is not a world
     t = pq.read_table(root / "items.parquet", columns=["item_id", "category", "subcategory", "release_time"])
     ids = np.array(t.column("item_id").to_numpy(), dtype=np.int64)
     out: Dict[str, torch.Tensor] = {}
@@ -281,7 +279,6 @@ def load_world_items(world_dir: str, collections: Optional[List[str]] = None) ->
         out[name] = torch.from_numpy(np.asarray(x, dtype=np.float32))
     cat = torch.from_numpy(np.array(t.column("category").to_numpy(), dtype=np.int64))
     leaf = torch.from_numpy(np.array(t.column("subcategory").to_numpy(), dtype=np.int64))
-    manifest = json.loads(mf.read_text())
     per = int(manifest["config"]["catalogue"]["subcategories_per_category"])
     fit_mask = _released_before_val(t.column("release_time").to_numpy(), manifest)
     local = leaf - cat * per

@@ -386,10 +386,12 @@ def history_context_before_data(cfg: TrainJobConfig) -> Optional[HistoryContext]
             ml = load_movielens(d.root)
             nu, ni = ml.num_users, ml.num_items
         elif d.dataset == "adsworld" and getattr(d, "world_dir", None):
-            try:  # the world's manifest names its id spaces (data/protocol.py world_source)
-                m = json.loads((Path(str(d.world_dir)) / "manifest.json").read_text())
+            from torchrec_side.data.adsworld import read_manifest
+
+            try:  # the world's manifest names its id spaces
+                m = read_manifest(str(d.world_dir))
                 nu, ni = int(m["num_users"]), int(m["num_items"])
-            except (OSError, ValueError, KeyError, TypeError):
+            except ArtifactError:
                 return None  # the store preparation reports what is wrong with the world folder
         else:
             return None
