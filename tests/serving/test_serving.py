@@ -27,9 +27,21 @@ from torchrec_side.serving import (
     ServingSpec,
     write_requests_from_store,
 )
-from torchrec_side.serving.artifact import file_entry, HistoryInputSpec, SAMPLE_FILE, SPEC_FILE
+from torchrec_side.serving.artifact import (
+    file_entry,
+    HistoryInputSpec,
+    SAMPLE_FILE,
+    SPEC_DIGEST_KEY,
+    SPEC_FILE,
+    spec_digest,
+)
 
 from serving_helpers import fresh_process_scores as _fresh_process_scores, trainer_scores as _trainer_scores
+
+
+def _signed(d: Any) -> Any:
+    """``serving.json`` content edited on purpose, with its checksum made right again."""
+    return {**d, SPEC_DIGEST_KEY: spec_digest(d)}
 
 
 @pytest.mark.slow
@@ -145,7 +157,13 @@ def test_corrupt_or_mismatched_artifacts_are_refused(dlrm_export: Path, tmp_path
     d = _corrupt(dlrm_export, tmp_path / "version")
     spec = json.loads((d / SPEC_FILE).read_text())
     (d / SPEC_FILE).write_text(json.dumps({**spec, "format_version": 99}))
+    with pytest.raises(ArtifactError, match="serving.json: fails its SHA-256 check"):  # issue 17: edited
+        load_exported(d)
+    (d / SPEC_FILE).write_text(json.dumps(_signed({**spec, "format_version": 99})))
     with pytest.raises(ArtifactError, match="format version 99"):
+        load_exported(d)
+    (d / SPEC_FILE).write_text(json.dumps({k: v for k, v in spec.items() if k != SPEC_DIGEST_KEY}))
+    with pytest.raises(ArtifactError, match="no spec_sha256"):
         load_exported(d)
     # a program that does not reproduce its recorded scores (files consistent with serving.json)
     from torchrec_side.io import load_tensors, save_tensors
@@ -154,7 +172,7 @@ def test_corrupt_or_mismatched_artifacts_are_refused(dlrm_export: Path, tmp_path
     tensors, meta = load_tensors(d / SAMPLE_FILE)
     save_tensors(d / SAMPLE_FILE, {**tensors, "scores": tensors["scores"] + 0.01}, meta)
     spec["files"][SAMPLE_FILE] = file_entry(d / SAMPLE_FILE)
-    (d / SPEC_FILE).write_text(json.dumps(spec))
+    (d / SPEC_FILE).write_text(json.dumps(_signed(spec)))
     with pytest.raises(ArtifactError, match="scores the recorded sample"):
         load_exported(d)
     with pytest.raises(ArtifactError, match="missing serving.json"):

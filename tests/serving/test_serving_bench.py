@@ -58,12 +58,13 @@ def test_a_program_calling_an_unknown_side_op_is_refused_by_name(dlrm_export: Pa
     import shutil
 
     from torchrec_side.io import ArtifactError
-    from torchrec_side.serving.artifact import SPEC_FILE
+    from torchrec_side.serving.artifact import SPEC_DIGEST_KEY, spec_digest, SPEC_FILE
 
     d = tmp_path / "renamed"
     shutil.copytree(dlrm_export, d)
     raw = json.loads((d / SPEC_FILE).read_text())
     raw["ops"] = raw["ops"] + ["torchrec_side.sid_pool_renamed_long_ago.default"]
+    raw[SPEC_DIGEST_KEY] = spec_digest(raw)  # edited on purpose: signed again
     (d / SPEC_FILE).write_text(json.dumps(raw))
     with pytest.raises(ArtifactError, match=r"calls \['torchrec_side\.sid_pool_renamed_long_ago\.default'\], which "
                                             r"the torchrec_side here .* does not define; export the run again"):

@@ -40,6 +40,9 @@ __all__ = [
     "TargetInputSpec",
     "ServingSpec",
     "sha256_file",
+    "spec_with_digest",
+    "spec_digest",
+    "SPEC_DIGEST_KEY",
     "file_entry",
     "read_spec",
     "verify_files",
@@ -223,6 +226,24 @@ class ServingSpec:
         return spec
 
 
+#: The key of ``serving.json`` holding the SHA-256 of the rest of it (:func:`spec_with_digest`).
+SPEC_DIGEST_KEY: str = "spec_sha256"
+
+
+def spec_digest(d: Dict[str, Any]) -> str:
+    """SHA-256 of ``serving.json`` content without :data:`SPEC_DIGEST_KEY` (canonical JSON)."""
+    body = {k: v for k, v in d.items() if k != SPEC_DIGEST_KEY}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def spec_with_digest(spec: "ServingSpec") -> Dict[str, Any]:
+    """``spec.to_dict()`` with :data:`SPEC_DIGEST_KEY`: the SHA-256 of its canonical JSON, so an
+    edited or damaged ``serving.json`` is refused like any other file of the artifact."""
+    d = spec.to_dict()
+    d[SPEC_DIGEST_KEY] = spec_digest(d)
+    return d
+
+
 def sha256_file(path: PathLike) -> str:
     """Hex SHA-256 of a file, read in 1 MiB chunks."""
     h = hashlib.sha256()
@@ -247,7 +268,8 @@ def read_spec(directory: PathLike) -> ServingSpec:
     """Reads and checks ``<directory>/serving.json`` (no file hashing; see :func:`verify_files`).
 
     Raises:
-        ArtifactError: missing or unreadable ``serving.json``, other format or version.
+        ArtifactError: missing or unreadable ``serving.json``, one failing its own checksum
+            (:data:`SPEC_DIGEST_KEY`), other format or version.
 
     Example::
 
@@ -264,6 +286,11 @@ def read_spec(directory: PathLike) -> ServingSpec:
         raise ArtifactError(f"unreadable {p}: {e}") from e
     if not isinstance(d, dict):
         raise ArtifactError(f"{p}: expected a JSON object")
+    if SPEC_DIGEST_KEY not in d:
+        raise ArtifactError(f"{p}: no {SPEC_DIGEST_KEY} (written by hand or by an older torchrec-side); export the run again")
+    if d[SPEC_DIGEST_KEY] != spec_digest(d):
+        raise ArtifactError(f"{p}: fails its SHA-256 check ({SPEC_DIGEST_KEY}): edited or damaged; export the run again")
+    d.pop(SPEC_DIGEST_KEY)
     return ServingSpec.from_dict(d, where=str(p))
 
 

@@ -68,6 +68,7 @@ from torchrec_side.serving.artifact import (
     SAMPLE_FILE,
     ServingSpec,
     SPEC_FILE,
+    spec_with_digest,
     TargetInputSpec,
 )
 from torchrec_side.serving.rebuild import (
@@ -626,7 +627,7 @@ def export_loaded_run(run: LoadedRun, out_dir: PathLike, side_compute: str = "au
         save_tensors(tmp / SAMPLE_FILE, sample, {"keys": ",".join(keys)})
         shutil.copyfile(run.run_dir / "config.yaml", tmp / CONFIG_FILE)
         spec.files = {name: file_entry(tmp / name) for name in (PROGRAM_FILE, SAMPLE_FILE, CONFIG_FILE)}
-        write_json(tmp / SPEC_FILE, spec.to_dict())
+        write_json(tmp / SPEC_FILE, spec_with_digest(spec))
     logger.info("wrote %s (program %d bytes, eager vs program max |diff| %.2g)", out,
                 spec.files[PROGRAM_FILE]["bytes"], diff)
     return ExportResult(out_dir=out, spec=spec, max_abs_diff=diff)
