@@ -5,9 +5,11 @@ and speed that does not depend on timing (results identical for any thread count
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import List, Optional
 
 import pytest
@@ -221,3 +223,32 @@ def test_weight_gradient_matches_reference(lengths: List[int], seed: int) -> Non
         grads.append(w.grad)
     assert grads[0] is not None and grads[1] is not None
     torch.testing.assert_close(grads[0], grads[1], atol=1e-4, rtol=1e-4)
+
+
+def test_a_cached_kernel_library_is_loaded_only_when_it_is_ours(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 17 (moderate): the compiled kernel was loaded from the cache without a content check.
+    Now a library that does not match the SHA-256 recorded at its build is rebuilt, and a build
+    folder others can write is refused (no compiler runs here: the build is a stand-in)."""
+    from torch.utils import cpp_extension
+
+    builds: List[Path] = []
+
+    def fake_load(name: str, build_directory: str, **kw: object) -> None:
+        lib = Path(build_directory) / f"{name}.so"
+        if not lib.exists():  # ninja: build only what is missing
+            lib.write_bytes(b"built %d" % len(builds))
+            builds.append(lib)
+
+    monkeypatch.setattr(cpp_extension, "load", fake_load)
+    monkeypatch.setenv("TORCHREC_SIDE_KERNEL_DIR", str(tmp_path / "k"))
+    cpu_kernel._build_and_load()
+    cpu_kernel._build_and_load()
+    assert len(builds) == 1  # reused: it matches its record
+    lib = builds[0]
+    assert (lib.parent / (lib.name + ".sha256")).read_text().strip() == hashlib.sha256(lib.read_bytes()).hexdigest()
+    lib.write_bytes(b"planted")  # replaced in the cache
+    cpu_kernel._build_and_load()
+    assert len(builds) == 2 and lib.read_bytes() == b"built 1"
+    os.chmod(lib.parent, 0o777)
+    with pytest.raises(RuntimeError, match="group/world-writable"):
+        cpu_kernel._build_and_load()

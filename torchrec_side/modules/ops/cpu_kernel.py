@@ -5,7 +5,9 @@ The ops' schemas, fake (Meta) kernels, autograd and the default (pure-torch / Tr
 registered when :mod:`torchrec_side.modules.ops` is imported (:mod:`.library`). The C++ source
 (``csrc/side_kernels.cpp``, package data) only holds ``TORCH_LIBRARY_IMPL(torchrec_side, CPU)``: it is
 compiled once per machine with ``torch.utils.cpp_extension.load`` (JIT, ninja) into
-``torchrec_side.io.cache_dir()/kernels`` (or ``$TORCHREC_SIDE_KERNEL_DIR``) and loaded into the
+``torchrec_side.io.cache_dir()/kernels`` (or ``$TORCHREC_SIDE_KERNEL_DIR``; a private folder: a
+cached library is loaded only from a folder of this user that others cannot write, and only when
+it matches the SHA-256 recorded when it was built) and loaded into the
 process the first time a CPU call reaches the ops' default kernel (or :func:`kernels_available` is
 called). From then on the dispatcher routes CPU calls straight to C++.
 
@@ -98,18 +100,55 @@ def _has_cpu_kernel() -> bool:
     return bool(torch._C._dispatch_has_kernel_for_dispatch_key("torchrec_side::sid_pool", "CPU"))
 
 
+def _safe_folder(path: Path) -> None:
+    """Refuses a build folder another user could write (they could plant the library we load)."""
+    if not hasattr(os, "getuid"):
+        return
+    st = path.stat()
+    if st.st_uid != os.getuid() or st.st_mode & 0o022:
+        raise RuntimeError(f"kernel build folder {path} is not owned by this user or is group/world-writable; "
+                           "refusing to load a library from it (set $TORCHREC_SIDE_KERNEL_DIR to a private folder)")
+
+
 def _build_and_load() -> None:
+    """Builds (or reuses) the library and loads it, checking what a reuse would load.
+
+    The build folder is named by the kernel version, torch's version and the source's SHA-256,
+    must belong to this user and not be writable by others, and the built library's SHA-256 is
+    recorded beside it (``<lib>.sha256``) after each build: a cached library that does not match
+    its record (a killed build, a damaged or replaced file) is deleted and built again.
+    """
+    import hashlib
+
     from torch.utils import cpp_extension
 
+    from torchrec_side.io import write_text
+
     tag = f"torchrec_side_kernels_v{KERNEL_VERSION}"
-    build = kernel_dir() / f"{tag}_torch{torch.__version__.replace('+', '_')}"
-    build.mkdir(parents=True, exist_ok=True)
+    src = hashlib.sha256(SOURCE_PATH.read_bytes()).hexdigest()[:12]
+    root = kernel_dir()
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    build = root / f"{tag}_torch{torch.__version__.replace('+', '_')}_{src}"
+    build.mkdir(exist_ok=True, mode=0o700)
+    _safe_folder(root)
+    _safe_folder(build)
+    lib, record = build / f"{tag}.so", build / f"{tag}.so.sha256"
+
+    def digest() -> str:
+        return hashlib.sha256(lib.read_bytes()).hexdigest()
+
+    if lib.exists() and (not record.is_file() or record.read_text().strip() != digest()):
+        lib.unlink()  # not the library this process built, or damaged: build it again
     # at::parallel_for runs on torch's own pool (OpenMP in the usual builds): build against the same
     omp = ["-fopenmp"] if torch_uses_gomp() else []
     cpp_extension.load(
         name=tag, sources=[str(SOURCE_PATH)], extra_cflags=["-O3", "-std=c++17"] + omp, extra_ldflags=omp,
         build_directory=str(build), is_python_module=False, verbose=False,
     )
+    if lib.is_file():  # what this process loaded (ninja may have rebuilt it for a newer source file)
+        now = digest()
+        if not record.is_file() or record.read_text().strip() != now:
+            write_text(record, now + "\n")
 
 
 def _load() -> bool:
