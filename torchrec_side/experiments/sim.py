@@ -262,7 +262,7 @@ def _permuted_tokenizer(src: Path, dst: Path, seed: int) -> Dict[str, Any]:
     if (dst / "sid_table.parquet").is_file():
         log(f"tokenizer {dst.name}: exists, skipped")
         return {}
-    with atomic_dir(dst, "tokenizer.json") as tmp:
+    with atomic_dir(dst, "sid_table.parquet") as tmp:
         shutil.copytree(src, tmp, dirs_exist_ok=True)
         write_sid_table(tmp / "sid_table.parquet", permuted_sid_table(read_sid_table(src / "sid_table.parquet"), seed))
     log(f"tokenizer {dst.name}: the SIDs of {src.name} dealt to random items (seed {seed})")
