@@ -194,3 +194,33 @@ def test_run_plan_relaunches_after_a_failed_run(tmp_path: Path, monkeypatch: pyt
     fresh = [dataclasses.replace(r, run_dir=tmp_path / "never" / r.key) for r in runs[:3]]
     failed, _ = common.run_plan(fresh, 1, tmp_path / "logs", 2)  # nothing ever finishes
     assert launches == [list("abc"), list("bc")] and [r.key for r in failed] == list("abc")
+
+
+def test_failed_runs_are_recorded_per_variant(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run that fails is recorded under its variant (seeds; tuning: the settings and the tuning
+    seed), the others still train, and the world's record says so."""
+    cfgs = {n: _write(tmp_path, {**_synthetic(tmp_path), "name": n}, f"{n}.yaml") for n in ("control", "side")}
+    variants = [Variant(n, str(cfgs[n]), n, "") for n in cfgs]
+    calls: List[Dict[str, Any]] = []
+    ok = _fake_launch(calls)
+
+    def flaky(runs: List[common.PlannedRun], *a: Any, **k: Any) -> int:
+        keep = []
+        for r in runs:  # side's lr_low tuning run and its final seed 1 never finish
+            if r.variant == "side" and (r.key in ("lr_low", 1)):
+                break
+            keep.append(r)
+        ok(keep, *a, **k)
+        return 1 if len(keep) < len(runs) else 0
+
+    monkeypatch.setattr(common, "launch", flaky)
+    tuning = Tuning((TuningSetting("base"), TuningSetting("lr_low", ("optim.embedding_lr=0.01",))), seed=0)
+    record: Dict[str, Any] = {"variants": [], "failed": []}
+    tune_and_train(record, tmp_path, variants, cfgs, [0, 1, 2], train_overrides(tmp_path, tmp_path / "train", 1, 2),
+                   1, 1, tuning)
+    assert record["failed"] == [
+        {"variant": "side", "seeds": [0], "returncode": 1, "log": str(tmp_path / "logs" / "tune"), "tuning": ["lr_low"]},
+        {"variant": "side", "seeds": [1], "returncode": 1, "log": str(tmp_path / "logs" / "train")}]
+    assert record["tuning"]["variants"]["side"]["chosen"] == "base"  # chosen among the settings that finished
+    for s in (0, 2):
+        assert (tmp_path / "train" / "side" / f"seed{s}" / "metrics.json").is_file()

@@ -256,6 +256,36 @@ def _runs_bar(total: int, desc: str) -> Any:
                 mininterval=0.5 if sys.stdout.isatty() else 30.0)
 
 
+def _train_phase(record: Dict[str, Any], runs: Sequence[PlannedRun], max_epochs: int, logs: Path, nproc: int,
+                 label: str, phase: str) -> None:
+    """Trains the unfinished ``runs`` of one phase (``tuning`` or ``train``) in one launch
+    (:func:`run_plan`, a tqdm bar over runs) and adds a ``record["failed"]`` entry per variant
+    with runs missing (``seeds``; tuning entries also name the ``tuning`` settings)."""
+    from tqdm import tqdm
+
+    todo = _unfinished({(r.variant, r.key): r.run_dir for r in runs}, max_epochs)
+    unit = "setting" if phase == "tuning" else "seed"
+    log(f"{label}{phase}: {len(todo)} (variant, {unit}) runs to train, {len(runs) - len(todo)} already done")
+    if not todo:
+        return
+    t = time.time()
+    bar = _runs_bar(len(todo), f"{label}{phase} runs")
+    failed, rc = run_plan(runs, max_epochs, logs, nproc, bar)
+    bar.close()
+    for name in dict.fromkeys(r.variant for r in failed):
+        mine = [r for r in failed if r.variant == name]
+        entry: Dict[str, Any] = {"variant": name, "seeds": [r.key for r in mine], "returncode": rc or 1, "log": str(logs)}
+        if phase == "tuning":
+            entry["seeds"] = sorted({int(o.split("=", 1)[1]) for r in mine for o in r.overrides if o.startswith("seed=")})
+            entry["tuning"] = [r.key for r in mine]
+        record["failed"].append(entry)
+        tqdm.write(f"[demo] {label}{phase} {name}: FAILED ({unit}s {[r.key for r in mine]} missing); logs under {logs}")
+    if rc != 0 and not failed:
+        record.setdefault("warnings", []).append(f"{label}a launch ended with a failure after all its runs had "
+                                                 f"finished (logs under {logs})")
+    log(f"{label}{phase}: {len(todo) - len(failed)} runs done in {time.time() - t:.0f}s")
+
+
 def train_all(record: Dict[str, Any], out: Path, variants: Sequence[Variant], configs: Mapping[str, Path],
               seeds: Sequence[int], overrides: List[str], max_epochs: int, nproc: int, label: str = "",
               variant_seeds: Optional[Mapping[str, Sequence[int]]] = None,
@@ -268,8 +298,6 @@ def train_all(record: Dict[str, Any], out: Path, variants: Sequence[Variant], co
     they stay paired with control); ``variant_overrides`` adds a variant's own overrides (the
     setting tuning chose). ``record`` is saved to ``<out>/pipeline.json`` as the launch ends.
     """
-    from tqdm import tqdm
-
     from torchrec_side.io import write_json
 
     runs: List[PlannedRun] = []
@@ -281,25 +309,9 @@ def train_all(record: Dict[str, Any], out: Path, variants: Sequence[Variant], co
                                    "role": v.role, "seeds": vs, "description": v.description,
                                    "run_dirs": {str(r.key): str(r.run_dir) for r in mine}})
         runs += mine
-    todo = _unfinished({(r.variant, r.key): r.run_dir for r in runs}, max_epochs)
-    log(f"{label}{len(todo)} (variant, seed) runs to train, {len(runs) - len(todo)} already done")
     write_json(out / "pipeline.json", record)
-    if todo:
-        t = time.time()
-        bar = _runs_bar(len(todo), f"{label}train runs")
-        logs = out / "logs" / "train"
-        failed, rc = run_plan(runs, max_epochs, logs, nproc, bar)
-        bar.close()
-        for v in variants:
-            missing = [r.key for r in failed if r.variant == v.name]
-            if missing:
-                record["failed"].append({"variant": v.name, "seeds": missing, "returncode": rc or 1, "log": str(logs)})
-                tqdm.write(f"[demo] {label}{v.name}: FAILED (seeds {missing} missing); logs under {logs}")
-        if rc != 0 and not failed:
-            record.setdefault("warnings", []).append(f"{label}a launch ended with a failure after all its runs had "
-                                                     f"finished (logs under {logs})")
-        log(f"{label}{len(todo) - len(failed)} runs done in {time.time() - t:.0f}s")
-        write_json(out / "pipeline.json", record)
+    _train_phase(record, runs, max_epochs, out / "logs" / "train", nproc, label, "train")
+    write_json(out / "pipeline.json", record)
 
 
 def write_item_counts(out: Path, store: Any) -> Path:
@@ -437,8 +449,6 @@ def tune_and_train(record: Dict[str, Any], out: Path, variants: Sequence[Variant
         label (str): log prefix.
         variant_seeds (Optional[Mapping[str, Sequence[int]]]): per-variant seeds (as in :func:`train_all`).
     """
-    from tqdm import tqdm
-
     from torchrec_side.io import write_json
 
     tune_rec: Dict[str, Any] = record.setdefault("tuning", {})
@@ -453,22 +463,8 @@ def tune_and_train(record: Dict[str, Any], out: Path, variants: Sequence[Variant
     # as a quick-world tuning run
     runs = {v.name: [plan_run(v.name, t.name, configs[v.name], overrides + setting_overrides(t) + [f"seed={tuning.seed}"])
                      for t in tuning.settings] for v in variants}
-    flat = [r for rs in runs.values() for r in rs]
-    todo = _unfinished({(r.variant, r.key): r.run_dir for r in flat}, max_epochs)
-    log(f"{label}tuning: {len(todo)} (variant, setting) runs to train, {len(flat) - len(todo)} done")
-    if todo:
-        t0 = time.time()
-        bar = _runs_bar(len(todo), f"{label}tuning runs")
-        logs = out / "logs" / "tune"
-        failed, rc = run_plan(flat, max_epochs, logs, nproc, bar)
-        bar.close()
-        for v in variants:
-            missing = [r.key for r in failed if r.variant == v.name]
-            if missing:
-                record["failed"].append({"variant": v.name, "seeds": [tuning.seed], "returncode": rc or 1,
-                                         "log": str(logs), "tuning": missing})
-                tqdm.write(f"[demo] {label}tuning {v.name}: FAILED (settings {missing}); logs under {logs}")
-        log(f"{label}tuning: {len(todo) - len(failed)} runs done in {time.time() - t0:.0f}s")
+    _train_phase(record, [r for rs in runs.values() for r in rs], max_epochs, out / "logs" / "tune", nproc, label,
+                 "tuning")
     for v in variants:
         for r in runs[v.name]:
             if run_finished(r.run_dir, max_epochs):
