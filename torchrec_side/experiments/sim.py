@@ -49,8 +49,8 @@ better validation NE.
   training impressions; cut to fit the 90 minutes), every variant, the same tuning grid, at most
   4 epochs, patience 2, headline variants at 5 seeds and the others at 3; tokenizers 3 epochs
   after 1 warm-up on about 9.5 x 10^5 items; RQ-KMeans on 50,000 items. The control world is
-  ``BUDGETS["control"]`` (``control_size``). Measured times are in docs/benchmarks.md; all 25,000
-  users would take about 5 times the training time.
+  ``BUDGETS["control"]`` (``control_size``). On the 2-core VM the whole ``--size full`` demo took
+  78 minutes (docs/benchmarks.md); all 25,000 users would take about 5 times the training time.
 * ``tiny`` (``--quick`` and the tests): the 2,000-item world, 1 seed (launch start-up dominates;
   see :mod:`.ml100k`), 1 epoch, tokenizer 3 epochs, no tuning (labelled QUICK).
 """
