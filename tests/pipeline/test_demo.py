@@ -265,7 +265,9 @@ def test_world_items_for_the_tokenizer(tmp_path: Path) -> None:
     assert items.num_classes["subcategory"] == per and int(items.targets["subcategory"].max()) < per
     text = np.load(tmp_path / "w" / "content" / "text.npy")
     assert np.array_equal(items.collections["text"].numpy(), text.astype(np.float32))
-    with pytest.raises(FileNotFoundError, match="manifest.json"):
+    from torchrec_side.io import ArtifactError
+
+    with pytest.raises(ArtifactError, match="not an ads-world folder.*manifest.json"):
         load_world_items(str(tmp_path / "missing"))
 
 

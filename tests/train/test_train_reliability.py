@@ -275,7 +275,10 @@ def test_history_context_before_data_knows_the_sizes_without_writing(tmp_path: P
     assert ctx is not None and (ctx.num_users, ctx.num_items, ctx.max_history) == (60, 40, 20)
     world = tmp_path / "world"
     world.mkdir()
-    (world / "manifest.json").write_text(json.dumps({"num_users": 7, "num_items": 11}))
+    from torchrec_side.data.adsworld import FORMAT, VERSION
+
+    (world / "manifest.json").write_text(json.dumps({"format": FORMAT, "version": VERSION, "num_users": 7,
+                                                     "num_items": 11}))
     ads = load_train_config(None, ["data.dataset=adsworld", f"data.world_dir={world}", f"examples_dir={tmp_path}"])
     ctx = history_context_before_data(ads)
     assert ctx is not None and (ctx.num_users, ctx.num_items) == (7, 11)
