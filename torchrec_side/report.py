@@ -168,6 +168,12 @@ def collect(run: Path) -> Dict[str, Any]:
         rec = json.loads(rec_path.read_text())
     except json.JSONDecodeError as e:
         raise ValueError(f"{rec_path} is not valid JSON: {e}") from e
+    variants = rec.get("variants") if isinstance(rec, dict) else None
+    if not (isinstance(variants, list) and variants and all(
+            isinstance(v, dict) and isinstance(v.get("name"), str) and isinstance(v.get("run_dirs", {}), dict)
+            for v in variants)):
+        raise ValueError(f"{rec_path}: expected an object with a non-empty 'variants' list of "
+                         f"{{'name': str, 'run_dirs': {{seed: folder}}}} (what `torchrec-side demo` writes)")
     runs: Dict[str, Dict[int, Dict[str, Any]]] = {}
     dirs: Dict[str, Dict[int, Path]] = {}
     for v in rec.get("variants", []):

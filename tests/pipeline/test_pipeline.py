@@ -212,6 +212,9 @@ def test_report_quick_label_and_cli(tmp_path: Path) -> None:
     assert report_main([str(run), "--no-plots"]) == 0
     assert "QUICK" in (run / "report.md").read_text()
     assert report_main([str(tmp_path / "missing")]) == 2
+    for bad in ({"world": 3}, {"variants": []}, [1], {"variants": [{"run_dirs": {}}]}):  # issue 17: refused, not
+        (run / "pipeline.json").write_text(json.dumps(bad))                            # an empty report
+        assert report_main([str(run), "--no-plots"]) == 2
 
 
 # ---------------------------------------------------------------------------------------------
