@@ -86,7 +86,7 @@ import numpy as np
 
 from torchrec_side.config import ConfigError, config_to_dict, config_to_yaml
 from torchrec_side.data.adsworld_config import LEGACY, AdsWorldConfig, load_world_config, with_legacy
-from torchrec_side.io import ArtifactError, atomic_dir, check_replaceable, write_json
+from torchrec_side.io import ArtifactError, atomic_dir, write_json
 
 __all__ = ["FORMAT", "VERSION", "DAY", "ceilings", "item_posterior_ceiling", "soft_max_pool", "generate_world",
            "read_manifest", "target_in_history", "normalized_entropy", "auc", "world_main"]
@@ -865,7 +865,6 @@ def generate_world(cfg: AdsWorldConfig, out: PathLike, progress: bool = True, wo
     t_start = time.time()
     times = _times(cfg)
     n_items, n_users = cfg.catalogue.num_items, cfg.users.num_users
-    check_replaceable(out, "manifest.json")
     with atomic_dir(out, "manifest.json") as tmp:
         cat = _build_catalogue(cfg)
         _write_parquet(tmp / "items.parquet", {

@@ -80,6 +80,7 @@ __all__ = [
     "ITEM_HISTORY_COLUMN",
     "StoreError",
     "ColumnInfo",
+    "table_fingerprint",
     "window_index",
     "ExampleStore",
     "write_store",
@@ -192,7 +193,19 @@ def _compression(name: str) -> Optional[str]:
     return None if name.lower() == "none" else name.lower()
 
 
-def _table_fingerprint(table: npt.NDArray[Any]) -> str:
+def table_fingerprint(table: Union[Tensor, npt.ArrayLike]) -> str:
+    """The fingerprint a history column records of its item table (``ColumnInfo.fingerprint``):
+    SHA-256 (16 hex digits) of the ``[num_items, W]`` table's shape, dtype and values (a
+    ``[num_items]`` table counts as ``[num_items, 1]``). A run records its columns' fingerprints
+    (``inputs.json``) to catch a SID artifact replaced at the same path.
+
+    Example::
+
+        table_fingerprint(np.arange(4, dtype=np.int64))   # same as of arange(4)[:, None]
+    """
+    table = np.asarray(table.detach().cpu().numpy() if isinstance(table, Tensor) else table)
+    if table.ndim == 1:
+        table = table[:, None]
     h = hashlib.sha256()
     h.update(str((table.shape, table.dtype.str)).encode())
     h.update(np.ascontiguousarray(table).tobytes())
@@ -411,8 +424,8 @@ class ExampleStore:
                 if tab.ndim != 2 or tab.shape != (self.num_items, info.width) or tab.dtype.name != info.dtype:
                     raise StoreError(f"{p}: item table {tab.dtype.name} {list(tab.shape)} does not match column "
                                      f"{column!r} ({info.dtype} [{self.num_items}, {info.width}])")
-                if _table_fingerprint(tab) != info.fingerprint:
-                    raise StoreError(f"{p}: item table fingerprint {_table_fingerprint(tab)} differs from column "
+                if table_fingerprint(tab) != info.fingerprint:
+                    raise StoreError(f"{p}: item table fingerprint {table_fingerprint(tab)} differs from column "
                                      f"{column!r}'s {info.fingerprint} (written by another table)")
             self._cache[key] = tab
         return self._cache[key]
@@ -497,7 +510,7 @@ class ExampleStore:
             raise StoreError(f"table for {name!r} must be numeric, got {tab.dtype}")
         if not name.replace("_", "").isalnum() or name in (_LOG_TIMESTAMP, "offsets") + BASE_COLUMNS:
             raise StoreError(f"bad history column name {name!r}")
-        fp = _table_fingerprint(tab)
+        fp = table_fingerprint(tab)
         existing = self.columns.get(name)
         if existing is not None:
             if existing.fingerprint == fp:
@@ -663,7 +676,7 @@ def write_store(
                     "median_len_of_users_with_events": float(np.median(log_len[log_len > 0])) if (log_len > 0).any() else 0.0},
             "dense_features": list(DENSE_FEATURES),
             "columns": {ITEM_HISTORY_COLUMN: dataclasses.asdict(ColumnInfo(
-                ITEM_HISTORY_COLUMN, "int64", 1, _table_fingerprint(ident), "event item ids"))},
+                ITEM_HISTORY_COLUMN, "int64", 1, table_fingerprint(ident), "event item ids"))},
             "info": {**source.info, **dict(info or {})},
         }
         write_json(tmp / _MANIFEST, manifest)

@@ -309,28 +309,8 @@ def make_history_feature(config: HistoryFeatureConfig, ctx: HistoryContext, inde
 # Built-in kinds
 
 
-def item_table_digest(table: Union[torch.Tensor, npt.NDArray[Any]]) -> str:
-    """SHA-256 of an item table (:meth:`HistoryFeature.item_table`, or the store's copy,
-    ``ExampleStore.item_values``): dtype, ``[num_items, W]`` shape and values.
-
-    A run records the digest of every feature's table (the SIDs or vectors it trained on), so a
-    SID artifact replaced at the same path is caught before a resume, an export or a score.
-
-    Example::
-
-        item_table_digest(np.arange(4, dtype=np.int64)[:, None])   # 'sha256:...'
-    """
-    import hashlib
-
-    a = np.asarray(table.detach().cpu().numpy() if isinstance(table, torch.Tensor) else table)
-    a = np.ascontiguousarray(a[:, None] if a.ndim == 1 else a)  # as the store keeps it: [num_items, W]
-    h = hashlib.sha256(f"{a.dtype.str}{a.shape}".encode())
-    h.update(a.tobytes())
-    return f"sha256:{h.hexdigest()}"
-
-
 # --------------------------------------------------------------------------------------------
-# Built-in kinds (after the registry helpers)
+# Built-in kinds
 
 
 #: The Mersenne prime 2^31 - 1 of :func:`hash_item_ids`.

@@ -209,11 +209,9 @@ def predict_from_store(
         store = ExampleStore(store_path)
     except StoreError as e:
         raise ServingError(f"{export_dir}: the run's example store is not available ({e})") from e
-    from torchrec_side.models.history import item_table_digest
-
     recorded = spec.source.get("item_tables") or {}
     try:
-        changed = sorted(c for c, d in recorded.items() if item_table_digest(store.item_values(c)) != d)
+        changed = sorted(c for c, d in recorded.items() if store.column(c).fingerprint != d)
     except StoreError as e:
         raise ServingError(f"{export_dir}: the store's history columns do not match the export ({e})") from e
     if changed:

@@ -54,7 +54,7 @@ class LoadedRun:
         checkpoint (Path): the checkpoint folder loaded.
         step (int): its training step.
         selection (str): why it was chosen (``"best_validation"`` or ``"latest"`` or ``"given"``).
-        item_tables (Dict[str, str]): ``{history column: digest}`` of the item tables it was
+        item_tables (Dict[str, str]): ``{history column: fingerprint}`` of the item tables it was
             checked against (recorded in the export, checked again when scoring from the store).
     """
 
@@ -208,7 +208,8 @@ def load_run(run_dir: PathLike, checkpoint: str = "auto") -> LoadedRun:
         run.model(batch)[1]             # logits [B]
     """
     from torchrec_side.models.builder import build_ranker, RankingModel
-    from torchrec_side.models.history import HistoryContext, item_table_digest, make_history_feature
+    from torchrec_side.data.store import table_fingerprint
+    from torchrec_side.models.history import HistoryContext, make_history_feature
     from torchrec_side.train.checkpoint import CheckpointManager
     from torchrec_side.train.config import load_train_config
     from torchrec_side.train.trainer import check_run_inputs
@@ -235,7 +236,7 @@ def load_run(run_dir: PathLike, checkpoint: str = "auto") -> LoadedRun:
     except ConfigError as e:
         raise ServingError(f"{cfg_path}: {e}") from e
     try:  # the SIDs / vectors it trained on, not a replaced artifact at the same path
-        digests = {f.column: item_table_digest(t) for f in features if (t := f.item_table()) is not None}
+        digests = {f.column: table_fingerprint(t) for f in features if (t := f.item_table()) is not None}
         if not check_run_inputs(root, digests):
             logger.warning("%s records no inputs.json (trained before the record existed): its SID artifacts "
                            "cannot be checked", root)

@@ -88,18 +88,14 @@ def _list_column(table: Any, name: str, width: int, where: str) -> Tuple[npt.NDA
     inner = arr.values.slice(start, end - start)
     # a null event would turn the whole column into float64 (NaN) and round every packed SID of
     # every request in the batch above 2^53: refused, naming the first row that has one
-    per_event = np.asarray(inner.is_null().to_numpy(zero_copy_only=False), dtype=bool).copy()
-    if width != 1 and (pa.types.is_fixed_size_list(inner.type) or pa.types.is_list(inner.type)
-                       or pa.types.is_large_list(inner.type)):
-        flat_nulls = np.asarray(inner.flatten().is_null().to_numpy(zero_copy_only=False), dtype=bool)
-        if flat_nulls.any():  # a null among an event's values: map it back to its event
-            size = (np.full(len(inner), inner.type.list_size) if pa.types.is_fixed_size_list(inner.type)
-                    else np.diff(np.asarray(inner.offsets.to_numpy(zero_copy_only=False), dtype=np.int64)))
-            per_event[np.repeat(np.arange(len(inner)), size)[flat_nulls]] = True
-    if per_event.any():
-        first = int(np.searchsorted(offsets - start, int(np.flatnonzero(per_event)[0]), side="right") - 1)
-        raise ServingError(f"{where}: history column {name!r} has {int(per_event.sum())} null event(s) inside its "
-                           f"lists (the first in row {first}); every event must be an integer")
+
+    def refuse_nulls(per_event: npt.NDArray[np.bool_]) -> None:
+        if per_event.any():
+            first = int(np.searchsorted(offsets - start, int(np.flatnonzero(per_event)[0]), side="right") - 1)
+            raise ServingError(f"{where}: history column {name!r} has {int(per_event.sum())} null event(s) inside "
+                               f"its lists (the first in row {first}); every event must be an integer")
+
+    refuse_nulls(np.asarray(inner.is_null().to_numpy(zero_copy_only=False), dtype=bool))
     if width == 1:
         if not pa.types.is_integer(inner.type):
             raise ServingError(f"{where}: history column {name!r} must be list<int64>, found {arr.type}")
@@ -114,7 +110,10 @@ def _list_column(table: Any, name: str, width: int, where: str) -> Tuple[npt.NDA
         if len(sub) and not (sub == width).all():
             raise ServingError(f"{where}: history column {name!r} needs {width} values per event, found "
                                f"{sorted(set(sub.tolist()))[:5]}")
-        flat = np.asarray(inner.flatten().to_numpy(zero_copy_only=False), dtype=np.int64).reshape(-1, width)
+        values = inner.flatten()  # every event has its `width` values now: a null value's event is its row / width
+        null_values = np.asarray(values.is_null().to_numpy(zero_copy_only=False), dtype=bool).reshape(-1, width)
+        refuse_nulls(np.asarray(null_values.any(axis=1), dtype=bool))
+        flat = np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.int64).reshape(-1, width)
     return np.diff(offsets - start), flat
 
 

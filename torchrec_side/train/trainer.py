@@ -72,7 +72,7 @@ from torchrec_side.data.loader import ExampleDataset, HistoryInput, make_dataloa
 from torchrec_side.data.store import ExampleStore, prepare_store, StoreError
 from torchrec_side.io import ArtifactError, write_json
 from torchrec_side.models.builder import admitted_item_rows, build_ranker, count_parameters, RankingModel
-from torchrec_side.models.history import HistoryContext, HistoryFeature, item_table_digest, make_history_feature
+from torchrec_side.models.history import HistoryContext, HistoryFeature, make_history_feature
 from torchrec_side.train.checkpoint import CheckpointManager
 from torchrec_side.train.config import TrainJobConfig
 from torchrec_side.train.lock import RunLock
@@ -100,8 +100,8 @@ class TrainingDivergedError(TorchRecSideError, RuntimeError):
 def prepare_data(cfg: TrainJobConfig, features: Optional[List[HistoryFeature]] = None
                  ) -> Tuple[ExampleStore, Dict[str, str]]:
     """Rank 0 writes (once) the example store and the history columns the features need; every
-    rank returns the opened store and ``{history column: digest of its item table}``
-    (:func:`~torchrec_side.models.history.item_table_digest`). Collective when a process group is
+    rank returns the opened store and ``{history column: fingerprint of its item table}``
+    (:func:`~torchrec_side.data.store.table_fingerprint`). Collective when a process group is
     initialized."""
 
     def write() -> str:
@@ -117,8 +117,8 @@ def prepare_data(cfg: TrainJobConfig, features: Optional[List[HistoryFeature]] =
             for f in features:
                 table = f.item_table()
                 if table is not None:
-                    store.add_history_column(f.column, table, note=f"{f.config.kind} ({f.name})", overwrite=True)
-                    out[f.column] = item_table_digest(table)
+                    out[f.column] = store.add_history_column(f.column, table, note=f"{f.config.kind} ({f.name})",
+                                                             overwrite=True).fingerprint
             return out
         digests = run_on_rank0(columns)
         store = ExampleStore(path)
