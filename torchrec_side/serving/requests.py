@@ -41,7 +41,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from torchrec_side.io import atomic_path, PathLike
+from torchrec_side.io import atomic_path, PARQUET_KIND_KEY, PathLike
 from torchrec_side.serving.artifact import ServingSpec
 from torchrec_side.serving.rebuild import ServingError
 
@@ -188,6 +188,7 @@ def write_requests_from_store(store: Any, split: str, spec: ServingSpec, out: Pa
         raise ServingError(f"store {store.path}: cannot read split {split!r}: {e}") from e
     keep = [c for c in ("user_id", "item_id", "num_prior", "label", "timestamp") if c in table.schema.names]
     table = table.select(keep + spec.history_columns)
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), PARQUET_KIND_KEY: b"requests"})
     with atomic_path(Path(out)) as tmp:
         pq.write_table(table, tmp)
     return int(table.num_rows)
