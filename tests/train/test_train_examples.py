@@ -2,30 +2,123 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
+from torchrec_side.data.events import synthetic_ratings
+from torchrec_side.data.examples import ExamplesConfig
 from torchrec_side.data.loader import HistoryInput, make_dataloader
-from torchrec_side.data.protocol import (
-    assert_no_leakage,
-    build_examples,
-    ExamplesConfig,
-    synthetic_ratings,
-    time_split,
-    training_interactions,
-)
-from torchrec_side.data.store import prepare_store
 from torchrec_side.data.movielens import Ratings
+from torchrec_side.data.split import assert_no_leakage, time_split, training_interactions
+from torchrec_side.data.store import prepare_store
 
 
 def _ratings(u: List[int], i: List[int], r: List[float], t: List[int]) -> Ratings:
     return Ratings(user_id=torch.tensor(u, dtype=torch.int64), item_id=torch.tensor(i, dtype=torch.int64),
                    rating=torch.tensor(r, dtype=torch.float32), timestamp=torch.tensor(t, dtype=torch.int64))
+
+
+# ---------------------------------------------------------------------------------------------
+# the protocol materialized: every example with its history as arrays (what the store must yield)
+
+
+@dataclass(frozen=True)
+class Examples:
+    """All examples, in global time order (sorted by ``(timestamp, user_id, item_id)``): the store's
+    rows and histories, materialized without the event log.
+
+    Args:
+        user_id (npt.NDArray[np.int64]): ``[R]``.
+        item_id (npt.NDArray[np.int64]): ``[R]`` target item.
+        label (npt.NDArray[np.float32]): ``[R]`` 0/1.
+        timestamp (npt.NDArray[np.int64]): ``[R]``.
+        split (npt.NDArray[np.int8]): ``[R]`` 0 train, 1 val, 2 test.
+        num_prior (npt.NDArray[np.int32]): ``[R]`` the user's events strictly before (uncapped).
+        hist_offsets (npt.NDArray[np.int64]): ``[R + 1]`` offsets into ``hist_item_id``.
+        hist_item_id (npt.NDArray[np.int64]): ``[sum hist_len]`` history items, oldest first.
+        t_val (int): first validation timestamp.
+        t_test (int): first test timestamp.
+    """
+
+    user_id: npt.NDArray[np.int64]
+    item_id: npt.NDArray[np.int64]
+    label: npt.NDArray[np.float32]
+    timestamp: npt.NDArray[np.int64]
+    split: npt.NDArray[np.int8]
+    num_prior: npt.NDArray[np.int32]
+    hist_offsets: npt.NDArray[np.int64]
+    hist_item_id: npt.NDArray[np.int64]
+    t_val: int
+    t_test: int
+
+    def __len__(self) -> int:
+        return int(self.user_id.size)
+
+    @property
+    def hist_len(self) -> npt.NDArray[np.int32]:
+        return np.diff(self.hist_offsets).astype(np.int32)
+
+def build_examples(
+    ratings: Ratings,
+    max_history: Optional[int] = 200,
+    train_fraction: float = 0.8,
+    val_fraction: float = 0.1,
+    label_threshold: float = 4.0,
+) -> Examples:
+    """The examples of the protocol from rating events (vectorized; checked against :func:`_reference`).
+
+    Args:
+        ratings (Ratings): ``R`` events, any order.
+        max_history (Optional[int]): history cap (``None``: all earlier events).
+        train_fraction (float): see :func:`time_split`.
+        val_fraction (float): see :func:`time_split`.
+        label_threshold (float): positive label threshold on the rating.
+
+    Returns:
+        Examples: sorted by ``(timestamp, user_id, item_id)``.
+    """
+    u = ratings.user_id.numpy().astype(np.int64)
+    it = ratings.item_id.numpy().astype(np.int64)
+    ts = ratings.timestamp.numpy().astype(np.int64)
+    rating = ratings.rating.numpy().astype(np.float64)
+    order = np.lexsort((it, u, ts))  # global time order, ties by user then item
+    u, it, ts, rating = u[order], it[order], ts[order], rating[order]
+    r = int(u.size)
+    split = time_split(ts, train_fraction, val_fraction)
+
+    # Per-user sequences: sort by (user, ts, item); position p's history is the user's events
+    # with a smaller timestamp, i.e. [user_start, first index of (user, ts)) in this order.
+    by_user = np.lexsort((it, ts, u))
+    us, tu = u[by_user], ts[by_user]
+    _, ts_rank = np.unique(tu, return_inverse=True)
+    key = us * (int(ts_rank.max()) + 1 if r else 1) + ts_rank
+    user_start = np.searchsorted(us, us, side="left")
+    first_same = np.searchsorted(key, key, side="left")
+    num_prior_u = first_same - user_start
+    cap = num_prior_u if max_history is None else np.minimum(num_prior_u, max_history)
+    start_u = first_same - cap
+    # back to global time order
+    pos = np.empty(r, dtype=np.int64)
+    pos[by_user] = np.arange(r)
+    lengths = cap[pos].astype(np.int64)
+    starts = start_u[pos]
+    offsets = np.zeros(r + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    total = int(offsets[-1])
+    idx = np.repeat(starts - offsets[:-1], lengths) + np.arange(total, dtype=np.int64)
+    hist = it[by_user][idx]
+    return Examples(
+        user_id=u, item_id=it, label=(rating >= label_threshold).astype(np.float32), timestamp=ts,
+        split=split.split, num_prior=num_prior_u[pos].astype(np.int32), hist_offsets=offsets,
+        hist_item_id=hist, t_val=split.t_val, t_test=split.t_test,
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple, Union
 
-from torchrec_side.config import config_to_dict, load_config
-from torchrec_side.data.protocol import ExamplesConfig
+from torchrec_side.config import config_to_dict, ConfigError, load_config
+from torchrec_side.data.examples import ExamplesConfig
 from torchrec_side.models.builder import ModelConfig
 
 __all__ = [
@@ -74,13 +74,13 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         if self.embedding_optimizer not in EMBEDDING_OPTIMIZERS:
-            raise ValueError(f"optim.embedding_optimizer must be one of {EMBEDDING_OPTIMIZERS}, got {self.embedding_optimizer!r}")
+            raise ConfigError(f"optim.embedding_optimizer must be one of {EMBEDDING_OPTIMIZERS}, got {self.embedding_optimizer!r}")
         if self.dense_optimizer not in DENSE_OPTIMIZERS:
-            raise ValueError(f"optim.dense_optimizer must be one of {DENSE_OPTIMIZERS}, got {self.dense_optimizer!r}")
+            raise ConfigError(f"optim.dense_optimizer must be one of {DENSE_OPTIMIZERS}, got {self.dense_optimizer!r}")
         if self.embedding_lr <= 0 or self.dense_lr <= 0 or self.embedding_eps <= 0:
-            raise ValueError("optim: learning rates and eps must be > 0")
+            raise ConfigError("optim: learning rates and eps must be > 0")
         if self.embedding_weight_decay < 0 or self.dense_weight_decay < 0:
-            raise ValueError("optim: weight decays must be >= 0")
+            raise ConfigError("optim: weight decays must be >= 0")
 
 
 @dataclass
@@ -106,10 +106,10 @@ class ShardingConfig:
 
     def __post_init__(self) -> None:
         if self.mode not in ("plan", "planner"):
-            raise ValueError(f"sharding.mode must be 'plan' or 'planner', got {self.mode!r}")
+            raise ConfigError(f"sharding.mode must be 'plan' or 'planner', got {self.mode!r}")
         for k, v in [("default", self.default)] + [(f"tables.{t}", s) for t, s in self.tables.items()]:
             if v not in SHARDING_TYPES:
-                raise ValueError(f"sharding.{k}: unknown sharding type {v!r}; expected one of {SHARDING_TYPES}")
+                raise ConfigError(f"sharding.{k}: unknown sharding type {v!r}; expected one of {SHARDING_TYPES}")
 
 
 @dataclass
@@ -167,15 +167,15 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if min(self.batch_size, self.eval_batch_size, self.epochs, self.keep_checkpoints, self.log_every) < 1:
-            raise ValueError("train: batch sizes, epochs, keep_checkpoints and log_every must be >= 1")
+            raise ConfigError("train: batch sizes, epochs, keep_checkpoints and log_every must be >= 1")
         if min(self.max_steps, self.checkpoint_every, self.num_workers, self.threads) < 0 or self.sleep_per_step < 0:
-            raise ValueError("train: max_steps, checkpoint_every, num_workers, threads, sleep_per_step must be >= 0")
+            raise ConfigError("train: max_steps, checkpoint_every, num_workers, threads, sleep_per_step must be >= 0")
         if self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"train.device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
+            raise ConfigError(f"train.device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
         if self.early_stop_patience < 0:
-            raise ValueError(f"train.early_stop_patience must be >= 0 (0: off), got {self.early_stop_patience}")
+            raise ConfigError(f"train.early_stop_patience must be >= 0 (0: off), got {self.early_stop_patience}")
         if self.pipeline not in PIPELINES:
-            raise ValueError(f"train.pipeline must be one of {PIPELINES}, got {self.pipeline!r}")
+            raise ConfigError(f"train.pipeline must be one of {PIPELINES}, got {self.pipeline!r}")
 
 
 @dataclass
@@ -211,7 +211,7 @@ class TrainJobConfig:
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name:
-            raise ValueError(f"name must be a non-empty folder name, got {self.name!r}")
+            raise ConfigError(f"name must be a non-empty folder name, got {self.name!r}")
 
     def run_path(self) -> Path:
         """The run folder."""

@@ -11,7 +11,7 @@ scored by the model of the best validation epoch::
     p_true float32           true click probability (only when the data has an oracle)
     p_content, p_id, p_content_item float32
                              the world's ceilings, when it stores them (the reference columns
-                             ``torchrec_side.data.protocol.REFERENCE_COLUMNS``, copied from the store)
+                             ``torchrec_side.data.events.REFERENCE_COLUMNS``, copied from the store)
 
 Runs of different variants with the same seed on the same data share the store and its test
 split, so their files have identical ``user_id`` / ``item_id`` / ``label`` columns in identical
@@ -37,7 +37,7 @@ import torch
 import torch.distributed as dist
 
 from torchrec_side.errors import TorchRecSideError
-from torchrec_side.data.protocol import REFERENCE_COLUMNS
+from torchrec_side.data.events import REFERENCE_COLUMNS
 
 __all__ = ["PREDICTIONS_FILE", "PAIR_COLUMNS", "gather_in_store_order", "order_rows", "example_columns", "write_predictions",
            "read_predictions", "check_paired", "PredictionsError"]
@@ -97,7 +97,7 @@ def order_rows(full: torch.Tensor) -> Tuple[npt.NDArray[np.float32], npt.NDArray
 def example_columns(store: Any, split: str = "test") -> Dict[str, npt.NDArray[Any]]:
     """Per-example columns of ``split`` in store order: ``user_id``, ``item_id``, ``label``,
     ``hist_len``, ``item_train_freq`` and the reference columns the store has (``p_true`` and the
-    world's ceilings, :data:`~torchrec_side.data.protocol.REFERENCE_COLUMNS`).
+    world's ceilings, :data:`~torchrec_side.data.events.REFERENCE_COLUMNS`).
 
     The one place that knows where these come from: the store's per-example table when it has
     one (``store.examples(split)``), else the base file (``hist_len`` = ``min(num_prior,
