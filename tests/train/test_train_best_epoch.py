@@ -14,9 +14,9 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from test_train_trainer import _synthetic, _write  # tests/train is on sys.path (rootdir)
-from torchrec_side.train import trainer as trainer_mod
 from torchrec_side.train.checkpoint import CheckpointManager
 from torchrec_side.train.config import load_train_config
+from torchrec_side.train.loop import Loop
 from torchrec_side.train.predictions import (
     check_paired,
     order_rows,
@@ -29,14 +29,14 @@ from torchrec_side.train.trainer import run_training
 
 def _scripted_val(monkeypatch: pytest.MonkeyPatch, nes: List[float]) -> None:
     """Validation NE follows ``nes`` (everything else is measured), to drive the selection logic."""
-    real = trainer_mod._Run._evaluate
+    real = Loop.evaluate
     script: Iterator[float] = iter(nes)
 
-    def fake(self: Any, dmp: Any, split: str, collect: Optional[List[Any]] = None) -> Dict[str, float]:
-        m = real(self, dmp, split, collect)
+    def fake(self: Any, split: str, collect: Optional[List[Any]] = None) -> Dict[str, float]:
+        m = real(self, split, collect)
         return {**m, "ne": next(script)} if split == "val" else m
 
-    monkeypatch.setattr(trainer_mod._Run, "_evaluate", fake)
+    monkeypatch.setattr(Loop, "evaluate", fake)
 
 
 def test_best_epoch_is_kept_reported_and_early_stop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
