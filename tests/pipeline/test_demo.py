@@ -68,14 +68,14 @@ def test_sim_ablation_grid_variants_and_artifacts(tmp_path: Path) -> None:
     embedding its row and column name; the driver fits exactly the artifacts each one names; the
     report's grid is the driver's; the no-label tokenizer is the labelled one without targets."""
     from torchrec_side.config import load_config
-    from torchrec_side.experiments.common import resolve_variant_config
-    from torchrec_side.experiments.sim import ABLATION_GRID, ARTIFACT_PREFIX, needed_artifacts, VARIANTS
+    from torchrec_side.experiments.sim import ABLATION_GRID, BUDGETS, VARIANTS, world_spec
     from torchrec_side.report import ABLATION_COLUMNS, ABLATION_ROWS
     from torchrec_side.tokenizer import TokenizeJobConfig
     from torchrec_side.train.config import load_train_config
 
     assert {k: dict(zip([c for c, _ in ABLATION_COLUMNS], cells)) for k, _, cells in ABLATION_ROWS} == ABLATION_GRID
     by_name = {v.name: v for v in VARIANTS}
+    spec = world_spec(BUDGETS["quick"])
     want_kind = {"prefix_ngram": "prefix_ngram", "side": "side"}
     want_source = {"rq_kmeans": ["quantizers/rq_text.", "quantizers/rq_image."],
                    "fusion_nolabels": ["tokenize/fused_dpca_nolabels"], "fusion_labels": ["tokenize/fused_dpca"]}
@@ -92,14 +92,13 @@ def test_sim_ablation_grid_variants_and_artifacts(tmp_path: Path) -> None:
                 assert h.kind == want_kind[col], name
                 assert src in str(h.options.get("artifact") or h.options.get("quantizer")), name
                 assert h.options["target"] is True and h.options["pooling"] == "mean", name
-            text = resolve_variant_config(v, tmp_path / name, {ARTIFACT_PREFIX: "/w/"}).read_text()
-            assert needed_artifacts(text) == want_needed[row], name
+            assert [a.name for a in spec.needed([v])] == want_needed[row], name
     # prefix-ngram over the 40-digit SID: prefix lengths 1..15 in traditional_sid's 65,536-row budget
     trad = load_train_config(by_name["traditional_sid"].config).model.history[0].options
     for name in ("prefix_fused", "prefix_fused_nolabels"):
         o = load_train_config(by_name[name].config).model.history[0].options
         assert o["num_tokens"] == 15 and o["max_rows"] == trad["max_rows"] == 65536, name
-    assert needed_artifacts("artifact: /w/tokenize/fused_dpca_perm\n") == ["fused_dpca_perm", "fused_dpca"]
+    assert [a.name for a in spec.needed([by_name["side_permuted_sid"]])] == ["fused_dpca", "fused_dpca_perm"]
     lab = load_config(TokenizeJobConfig, "adsworld/tokenizer_fused_dpca", [])
     nolab = load_config(TokenizeJobConfig, "adsworld/tokenizer_fused_dpca_nolabels", [])
     assert [t.name for t in lab.model.targets] == ["category", "subcategory"] and nolab.model.targets == []

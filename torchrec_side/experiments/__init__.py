@@ -6,8 +6,11 @@
     torchrec-side demo --world sim --size full --out runs/demo_full
     torchrec-side report runs/demo/ml100k                     # rewrite one world's report
 
-One module per world: :mod:`.ml100k` (MovieLens-100K, real data) and :mod:`.sim` (the simulated
-ads world); :mod:`.common` has the resumable TorchX launches. Folders under ``--out``:
+One declaration per world: :mod:`.ml100k` (MovieLens-100K, real data) and :mod:`.sim` (the
+simulated ads world) each declare a :class:`~.spec.WorldSpec` (variants, the artifacts they need,
+budget) and their world-specific code; :func:`.runner.run_world` runs any spec (configs filled
+by OmegaConf interpolation, only the needed artifacts built); :mod:`.common` has the resumable
+TorchX launches and the tuning protocol. Folders under ``--out``:
 
 * ``ml100k/``: MovieLens (full: 9 variants, 10 or 3 seeds; quick: 5 variants x 1 seed x 1 epoch);
 * ``sim_<size>_id_dominant/``: the control world (``preset=id_dominant``: control, sparse-ID,

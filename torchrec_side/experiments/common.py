@@ -1,5 +1,8 @@
 # pyre-strict
-"""What both worlds' drivers share: variants, resolved configs, TorchX launches, resumable runs.
+"""What the world runner (:mod:`.runner`) trains with: TorchX launches, resumable runs, tuning.
+
+The declarations (:class:`Variant`, :class:`Tuning`, :data:`MAIN_TUNING`) live in :mod:`.spec`
+and are re-exported here.
 
 Nothing here depends on the repository layout or the current folder: configs are packaged
 (:mod:`torchrec_side.configs`), every output goes under the demo folder, and training is launched
@@ -20,52 +23,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-__all__ = ["Variant", "log", "resolve_variant_config", "train_overrides", "run_finished", "PlannedRun", "plan_run",
+from torchrec_side.experiments.spec import MAIN_TUNING, Tuning, TuningSetting, Variant
+
+__all__ = ["Variant", "log", "train_overrides", "run_finished", "PlannedRun", "plan_run",
            "launch", "run_plan",
            "check_variants", "train_all", "write_item_counts", "TuningSetting", "Tuning", "choose_setting",
            "tune_and_train", "MAIN_TUNING", "train_variants"]
 
 
-@dataclass(frozen=True)
-class Variant:
-    """One feature variant of a world's benchmark.
-
-    Args:
-        name (str): report name (``control``, ``side``, ...).
-        config (str): packaged config name (``ml100k/dlrm_side``) or a YAML file.
-        role (str): ``control`` / ``sparse_id`` / ``raw_content`` / ``traditional`` / ``side`` /
-            ``ablation`` / ``reference``.
-        description (str): one line for the report.
-
-    Example::
-
-        Variant("side", "adsworld/dlrm_side", "side", "VQ-fusion DPCA SID + SIDE")
-    """
-
-    name: str
-    config: str
-    role: str
-    description: str
-
-
 def log(msg: str) -> None:
     """One time-stamped progress line on stdout."""
     print(f"[demo {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def resolve_variant_config(variant: Variant, out: Path, replace: Mapping[str, str]) -> Path:
-    """Writes ``<out>/configs/<variant>.yaml``: the packaged config with each key of ``replace``
-    (e.g. ``runs/demo/``, the artifact prefix the packaged configs use) replaced by its value."""
-    from torchrec_side.configs import read_config_text
-    from torchrec_side.io import write_text
-
-    dst = out / "configs" / f"{variant.name}.yaml"
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    text = read_config_text(variant.config)
-    for a, b in replace.items():
-        text = text.replace(a, b)
-    write_text(dst, text)
-    return dst
 
 
 def train_overrides(out: Path, train_dir: Path, max_epochs: int, patience: int,
@@ -334,73 +302,6 @@ def write_item_counts(out: Path, store: Any) -> Path:
 
 # --------------------------------------------------------------------------------------------
 # The tuning protocol: the same small budget for every variant, chosen on validation
-
-
-@dataclass(frozen=True)
-class TuningSetting:
-    """One point of a tuning grid: a name and the trainer overrides it adds.
-
-    Args:
-        name (str): short name (a folder name: letters, digits, ``_``, ``-``).
-        overrides (Tuple[str, ...]): ``key=value`` trainer overrides (empty: the config as shipped).
-
-    Example::
-
-        TuningSetting("no_user_table", ("model.id_features=[item_id]",))
-    """
-
-    name: str
-    overrides: Tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if not self.name or not all(c.isalnum() or c in "_-" for c in self.name):
-            raise ValueError(f"TuningSetting.name must be letters, digits, '_' or '-', got {self.name!r}")
-
-
-@dataclass(frozen=True)
-class Tuning:
-    """The tuning budget every variant of a world gets (docs/design.md section 7b).
-
-    Each variant trains once per setting with ``seed`` and ``train.score_test=false`` (the test
-    split is never read), the setting with the lowest best-epoch validation NE is chosen
-    (:func:`choose_setting`; ties go to the earlier setting), and every seed then trains at the
-    chosen setting. Control is tuned like every other variant, so a gain is never the product of
-    one side's tuning.
-
-    Args:
-        settings (Tuple[TuningSetting, ...]): the grid (at least one; the first is the reference).
-        seed (int): the tuning seed.
-
-    Example::
-
-        Tuning((TuningSetting("base"), TuningSetting("emb_lr_low", ("optim.embedding_lr=0.02",))))
-    """
-
-    settings: Tuple[TuningSetting, ...]
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        names = [t.name for t in self.settings]
-        if not names or len(set(names)) != len(names):
-            raise ValueError(f"Tuning.settings must be non-empty with unique names, got {names}")
-
-    def get(self, name: str) -> TuningSetting:
-        for t in self.settings:
-            if t.name == name:
-                return t
-        raise KeyError(f"no tuning setting {name!r} (have {[t.name for t in self.settings]})")
-
-
-#: The tuning grid of both worlds' main budgets (issue 15, Deliver 3), the same for every variant,
-#: control included: the config as shipped; without the learned ``user_id`` table (in the
-#: simulated world it overfits after one epoch and its early stop froze the history rows before
-#: they learned: the review's control-world finding); and the embedding learning rate at 0.02
-#: instead of 0.05 (slower tables, the other lever on the same over-fit).
-MAIN_TUNING: Tuning = Tuning((
-    TuningSetting("base"),
-    TuningSetting("no_user_table", ("model.id_features=[item_id]",)),
-    TuningSetting("emb_lr_low", ("optim.embedding_lr=0.02",)),
-))
 
 
 def _validation_of(run: Path) -> Dict[str, Any]:

@@ -1,5 +1,9 @@
 # pyre-strict
-"""MovieLens-100K world of the main job (docs/design.md section 7): every variant, >= 10 seeds.
+"""MovieLens-100K world of the main job (docs/design.md section 7): its spec and world-specific code.
+
+:func:`world_spec` declares the world of a budget (variants, the artifacts each reads, seeds,
+epochs, tuning); :class:`MovieLensSource` fits its SID artifacts on training interactions;
+:func:`~.runner.run_world` runs it (:func:`run_ml100k`).
 
 Steps (each skipped when its output exists, so a rerun resumes):
 
@@ -31,38 +35,33 @@ warm-up) instead of up to 150, labelled QUICK.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from torchrec_side.experiments.common import (
-    MAIN_TUNING,
-    Variant,
-    check_variants,
-    log,
-    resolve_variant_config,
-    train_overrides,
-    train_variants,
-    write_item_counts,
-)
+from torchrec_side.experiments.common import MAIN_TUNING, Variant, log
+from torchrec_side.experiments.spec import Artifact, Budget, WorldInfo, WorldSpec
 
-__all__ = ["VARIANTS", "QUICK_VARIANTS", "TOKENIZERS", "FULL", "QUICK", "fit_sid_artifacts", "run_ml100k"]
+__all__ = ["VARIANTS", "QUICK_VARIANTS", "TOKENIZERS", "FULL", "QUICK", "fit_sid_artifacts", "artifacts",
+           "world_spec", "MovieLensSource", "run_ml100k"]
 
 VARIANTS: List[Variant] = [
     Variant("control", "ml100k/dlrm_control", "control", "DLRM, user + target item, no history"),
     Variant("sparse_id", "ml100k/dlrm_sparse_id", "sparse_id", "learned item-id table over the history"),
     Variant("raw_content", "ml100k/dlrm_raw_content", "raw_content", "pooled frozen MiniLM vectors (fp16)"),
     Variant("traditional_sid", "ml100k/dlrm_traditional_sid", "traditional",
-            "RQ-KMeans 3x256 SID per collection (MiniLM, collaborative) + prefix-ngram tables"),
-    Variant("side", "ml100k/dlrm_side", "side", "VQ-fusion DPCA SID (40 ternary digits) + SIDE pooling"),
+            "RQ-KMeans 3x256 SID per collection (MiniLM, collaborative) + prefix-ngram tables", ("rq_minilm", "rq_cf")),
+    Variant("side", "ml100k/dlrm_side", "side", "VQ-fusion DPCA SID (40 ternary digits) + SIDE pooling", ("fused_dpca",)),
     Variant("fused_rq_prefix", "ml100k/dlrm_fused_rq_prefix", "ablation",
-            "ablation: VQ-fusion RQ 3x256 SID + prefix-ngram (fusion without SIDE)"),
+            "ablation: VQ-fusion RQ 3x256 SID + prefix-ngram (fusion without SIDE)", ("fused_rq",)),
     Variant("dpca_side", "ml100k/dlrm_dpca_side", "ablation",
-            "ablation: plain DPCA SID of MiniLM + SIDE (SIDE without fusion)"),
+            "ablation: plain DPCA SID of MiniLM + SIDE (SIDE without fusion)", ("dpca_minilm",)),
     Variant("seq_sparse_id", "ml100k/seq_sparse_id", "reference",
             "DIN target attention over sparse-ID history embeddings"),
-    Variant("seq_side", "ml100k/seq_side", "ablation", "ablation: SIDE in the DIN sequence model"),
+    Variant("seq_side", "ml100k/seq_side", "ablation", "ablation: SIDE in the DIN sequence model", ("fused_dpca",)),
 ]
 QUICK_VARIANTS: List[str] = ["control", "sparse_id", "raw_content", "traditional_sid", "side"]
 
@@ -74,13 +73,12 @@ TOKENIZERS: Dict[str, str] = {"fused_dpca": "ml100k/tokenizer_fused_dpca", "fuse
 SECONDARY_ROLES: Tuple[str, ...] = ("ablation", "reference")
 
 #: Budgets, identical across variants: seeds, most epochs, validation patience.
-FULL: Dict[str, Any] = {"seeds": list(range(10)), "max_epochs": 4, "patience": 2, "secondary_seeds": list(range(3)),
-                        "tuning": MAIN_TUNING}
-QUICK: Dict[str, Any] = {"seeds": [0], "max_epochs": 1, "patience": 1, "tuning": None,
-                         "tokenizer_overrides": ["train.epochs=20", "train.warmup_epochs=5"]}
-
-#: The artifact prefix the packaged configs use; replaced by the demo folder.
-ARTIFACT_PREFIX: str = "runs/demo/"
+FULL: Budget = Budget(seeds=tuple(range(10)), max_epochs=4, patience=2, secondary_seeds=(0, 1, 2), tuning=MAIN_TUNING,
+                      mode="full", train_dir="full/train")
+QUICK: Budget = Budget(seeds=(0,), max_epochs=1, patience=1, default_variants=tuple(QUICK_VARIANTS), mode="quick",
+                       train_dir="quick/train")
+#: Tokenizer overrides of each budget (quick: 20 epochs after 5 warm-up instead of up to 150).
+TOKENIZER_OVERRIDES: Dict[str, Tuple[str, ...]] = {"full": (), "quick": ("train.epochs=20", "train.warmup_epochs=5")}
 
 
 def _write_quantizer_sids(q: Any, vectors: Any, out: Path, name: str, layout: str) -> None:
@@ -121,18 +119,19 @@ def run_tokenizer(spec: str, out_root: Path, name: str, overrides: Sequence[str]
     return dict(res["train"])
 
 
-def fit_sid_artifacts(out: Path, store: Any, seed: int = 0, needed: Optional[Sequence[str]] = None,
-                      tokenizer_overrides: Sequence[str] = ()) -> Dict[str, Any]:
-    """Fits the tokenizers and quantizers the MovieLens variants read, on training interactions only.
+def fit_sid_artifacts(out: Path, store: Any, needed: Sequence[Artifact]) -> Dict[str, Any]:
+    """Fits ``needed`` (:func:`artifacts`) on training interactions only, each skipped when it exists.
+
+    Tokenizers first (``tokenizer``: their collaborative embedding is fitted on the training
+    events by the tokenizer's loader), then the store's training events are checked against the
+    ratings (:func:`~torchrec_side.data.protocol.assert_no_leakage`), then the quantizers
+    (``rq_kmeans``: RQ-KMeans 3 x 256; ``dpca``: plain DPCA, 40 ternary digits) of their source
+    (``minilm``: the MiniLM vectors; ``cf``: a collaborative embedding of the training events).
 
     Args:
         out (Path): the world's demo folder (``tokenize/`` and ``quantizers/`` are written under it).
         store (ExampleStore): the example store (its ``train`` split is what may be fitted).
-        seed (int): quantizer seed.
-        needed (Optional[Sequence[str]]): artifact names (tokenizers ``fused_dpca``, ``fused_rq``;
-            quantizers ``rq_minilm``, ``rq_cf``, ``dpca_minilm``); None for all.
-        tokenizer_overrides (Sequence[str]): ``key=value`` overrides of both tokenizer configs
-            (quick mode: fewer epochs).
+        needed (Sequence[Artifact]): what to fit, in order.
 
     Returns:
         Dict[str, Any]: what was fitted (and the leakage check's counts).
@@ -142,9 +141,10 @@ def fit_sid_artifacts(out: Path, store: Any, seed: int = 0, needed: Optional[Seq
     from torchrec_side.quantizers import DPCA, RQKMeans, RQKMeansConfig
 
     info: Dict[str, Any] = {}
-    for name, spec in TOKENIZERS.items():
-        if needed is None or name in needed:
-            info[f"tokenizer_{name}"] = run_tokenizer(spec, out / "tokenize", name, tokenizer_overrides)
+    for a in needed:
+        if a.kind == "tokenizer":
+            d = out / a.outputs["dir"]
+            info[f"tokenizer_{a.name}"] = run_tokenizer(a.source, d.parent, d.name, a.overrides)
     qdir = out / "quantizers"
     qdir.mkdir(parents=True, exist_ok=True)
     ml = movielens.load_movielens()
@@ -152,31 +152,92 @@ def fit_sid_artifacts(out: Path, store: Any, seed: int = 0, needed: Optional[Seq
     info["leakage_check"] = assert_no_leakage(ml.ratings, train["user_id"], train["item_id"], train["timestamp"],
                                               store.manifest["config"]["train_fraction"],
                                               store.manifest["config"]["val_fraction"])
-    need = [n for n in ("rq_minilm", "rq_cf", "dpca_minilm") if not (qdir / f"{n}.safetensors").is_file()
-            and (needed is None or n in needed)]
+    need = [a for a in needed if a.kind != "tokenizer" and not (out / a.outputs["quantizer"]).is_file()]
     if need:
-        text = content.load_items().text_vectors.float()
-        if "rq_minilm" in need:
-            log("quantizer rq_minilm: RQ-KMeans 3x256 of the MiniLM vectors")
-            q = RQKMeans(RQKMeansConfig(radices=[256, 256, 256], seed=seed)).fit(text)
-            _write_quantizer_sids(q, text, qdir, "rq_minilm", "mixed_radix")
-        if "rq_cf" in need:
-            log("quantizer rq_cf: collaborative embedding of the training events -> RQ-KMeans 3x256")
-            cf = content.collaborative_embeddings(train["user_id"], train["item_id"], store.num_users,
-                                                  store.num_items, dim=64, seed=seed).float()
-            q = RQKMeans(RQKMeansConfig(radices=[256, 256, 256], seed=seed)).fit(cf)
-            _write_quantizer_sids(q, cf, qdir, "rq_cf", "mixed_radix")
-        if "dpca_minilm" in need:
-            log("quantizer dpca_minilm: plain DPCA, 40 ternary digits, of the MiniLM vectors")
-            q = DPCA.ternary(40, seed=seed).fit(text)
-            _write_quantizer_sids(q, text, qdir, "dpca_minilm", "byte_grouped")
+        vectors: Dict[str, Any] = {}
+
+        def source(name: str) -> Any:
+            if name not in vectors:
+                if name == "minilm":
+                    vectors[name] = content.load_items().text_vectors.float()
+                elif name == "cf":
+                    log("collaborative embedding of the training events")
+                    vectors[name] = content.collaborative_embeddings(train["user_id"], train["item_id"], store.num_users,
+                                                                     store.num_items, dim=64, seed=0).float()
+                else:
+                    raise ValueError(f"MovieLens artifacts read minilm or cf vectors, not {name!r}")
+            return vectors[name]
+
+        for a in need:
+            seed = int(a.options.get("seed", 0))
+            x = source(a.source)
+            if a.kind == "rq_kmeans":
+                log(f"quantizer {a.name}: RQ-KMeans 3x256 of the {a.source} vectors")
+                q = RQKMeans(RQKMeansConfig(radices=[256, 256, 256], seed=seed)).fit(x)
+            elif a.kind == "dpca":
+                log(f"quantizer {a.name}: plain DPCA, 40 ternary digits, of the {a.source} vectors")
+                q = DPCA.ternary(40, seed=seed).fit(x)
+            else:
+                raise ValueError(f"artifact {a.name}: MovieLens builds no {a.kind!r} artifacts")
+            _write_quantizer_sids(q, x, (out / a.outputs["quantizer"]).parent, a.name, str(a.options["layout"]))
     return info
+
+
+def _quantizer(name: str, kind: str, source: str, layout: str) -> Artifact:
+    return Artifact(name, kind, source, {"quantizer": f"quantizers/{name}.safetensors",
+                                         "sid_table": f"quantizers/{name}_sids.parquet"},
+                    options={"layout": layout, "seed": 0})
+
+
+def artifacts(tokenizer_overrides: Sequence[str] = ()) -> Tuple[Artifact, ...]:
+    """The MovieLens SID artifacts (what :func:`fit_sid_artifacts` builds): the VQ-fusion
+    tokenizers (:data:`TOKENIZERS`) and the baselines' quantizers: RQ-KMeans 3 x 256 of the MiniLM
+    vectors (``rq_minilm``) and of a collaborative embedding (``rq_cf``), plain DPCA of the MiniLM
+    vectors (``dpca_minilm``)."""
+    return (
+        *(Artifact(n, "tokenizer", spec, {"dir": f"tokenize/{n}"}, overrides=tuple(tokenizer_overrides))
+          for n, spec in TOKENIZERS.items()),
+        _quantizer("rq_minilm", "rq_kmeans", "minilm", "mixed_radix"),
+        _quantizer("rq_cf", "rq_kmeans", "cf", "mixed_radix"),
+        _quantizer("dpca_minilm", "dpca", "minilm", "byte_grouped"),
+    )
+
+
+@dataclass(frozen=True)
+class MovieLensSource:
+    """MovieLens-100K: its data is read by the example store; the artifacts are fitted on the
+    store's training split (:func:`fit_sid_artifacts`)."""
+
+    def prepare(self, out: Path) -> WorldInfo:
+        return WorldInfo()
+
+    def build(self, out: Path, store: Any, artifacts: Sequence[Artifact]) -> Dict[str, Any]:
+        return fit_sid_artifacts(out, store, artifacts)
+
+    def describe(self, out: Path, info: WorldInfo, store: Any) -> Dict[str, Any]:
+        return {"world": {"name": "movielens", "kind": "movielens", "dataset": "ml100k"}}
+
+
+def world_spec(quick: bool = False, max_epochs: Optional[int] = None) -> WorldSpec:
+    """The MovieLens world at the full or quick budget (``max_epochs`` replaces the budget's).
+
+    Example::
+
+        spec = world_spec(quick=True)
+    """
+    budget = QUICK if quick else FULL
+    if max_epochs is not None:
+        budget = dataclasses.replace(budget, max_epochs=int(max_epochs))
+    return WorldSpec("movielens", "MovieLens", MovieLensSource(), tuple(VARIANTS),
+                     artifacts(TOKENIZER_OVERRIDES[budget.mode]), budget,
+                     secondary=tuple(v.name for v in VARIANTS if v.role in SECONDARY_ROLES), label="ml100k: ")
 
 
 def run_ml100k(out: Path, quick: bool = False, variants: Optional[List[str]] = None,
                seeds: Optional[List[int]] = None, max_epochs: Optional[int] = None, nproc: int = 2,
                report: bool = True) -> Dict[str, Any]:
-    """The MovieLens world; see the module docstring. Returns ``<out>/pipeline.json``'s record.
+    """The MovieLens world (:func:`world_spec` run by :func:`~.runner.run_world`); see the module
+    docstring. Returns ``<out>/pipeline.json``'s record.
 
     Args:
         out (Path): this world's demo folder (absolute or relative to the current folder).
@@ -191,63 +252,6 @@ def run_ml100k(out: Path, quick: bool = False, variants: Optional[List[str]] = N
 
         rec = run_ml100k(Path("runs/demo/ml100k"), quick=True)
     """
-    import time
+    from torchrec_side.experiments.runner import run_world
 
-    from torchrec_side.data.store import prepare_store
-    from torchrec_side.io import write_json
-    from torchrec_side.train.config import load_train_config
-
-    t0 = time.time()
-    mode = dict(QUICK if quick else FULL)
-    if seeds is not None:
-        mode["seeds"] = list(seeds)
-    if max_epochs is not None:
-        mode["max_epochs"] = int(max_epochs)
-    names = variants or (QUICK_VARIANTS if quick else [v.name for v in VARIANTS])
-    known = [v.name for v in VARIANTS]
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise ValueError(f"--variants: unknown MovieLens variants {unknown}; known: {known}")
-    if "control" not in names:
-        raise ValueError("--variants: the control variant is needed (NE gains are relative to it)")
-    chosen = [v for v in VARIANTS if v.name in names]
-    out = Path(out).absolute()
-    out.mkdir(parents=True, exist_ok=True)
-    train_dir = out / ("quick" if quick else "full") / "train"
-    log(f"MovieLens-100K, {'QUICK' if quick else 'FULL'}, into {out}: {len(chosen)} variants x seeds {mode['seeds']}, "
-        f"<= {mode['max_epochs']} epoch(s), {nproc} ranks")
-    configs = {v.name: resolve_variant_config(v, out, {ARTIFACT_PREFIX: f"{out.as_posix()}/"}) for v in chosen}
-    overrides = train_overrides(out, train_dir, int(mode["max_epochs"]), int(mode["patience"]))
-    cfg0 = load_train_config(configs["control"], overrides)
-    store = prepare_store(cfg0.data, cfg0.examples_dir)
-    log(f"example store {store.path}: train/val/test = {store.rows('train')}/{store.rows('val')}/{store.rows('test')}")
-    texts = "".join(configs[v.name].read_text() for v in chosen)
-    needed = [n for n in (*TOKENIZERS, "rq_minilm", "rq_cf", "dpca_minilm")
-              if f"tokenize/{n}" in texts or f"quantizers/{n}." in texts]
-    fitted = fit_sid_artifacts(out, store, needed=needed, tokenizer_overrides=mode.get("tokenizer_overrides", ()))
-    write_item_counts(out, store)
-    ok, unavailable = check_variants(configs, overrides)
-    t_prep = time.time() - t0
-    record: Dict[str, Any] = {
-        "world": {"name": "movielens", "kind": "movielens", "dataset": "ml100k"},
-        "mode": "quick" if quick else "full", "out": str(out), "seeds": mode["seeds"],
-        "epochs": mode["max_epochs"], "max_epochs": mode["max_epochs"], "early_stop_patience": mode["patience"],
-        "stopping": "every run: validation after each epoch, early stop, test scored with the best validation epoch",
-        "nproc": nproc, "overrides": overrides, "variants": [], "fitted": fitted,
-        "unavailable": unavailable, "prep_seconds": round(t_prep, 1), "failed": [],
-    }
-    secondary = [s for s in mode.get("secondary_seeds", []) if s in mode["seeds"]] if seeds is None else []
-    per_variant = {v.name: secondary for v in chosen if secondary and v.role in SECONDARY_ROLES}
-    record["variant_seeds"] = per_variant
-    train_variants(record, out, [v for v in chosen if v.name in ok], configs, mode["seeds"], overrides,
-                   int(mode["max_epochs"]), nproc, mode.get("tuning"), label="ml100k: ", variant_seeds=per_variant)
-    record["train_seconds"] = round(time.time() - t0 - t_prep, 1)
-    record["total_seconds"] = round(time.time() - t0, 1)
-    write_json(out / "pipeline.json", record)
-    log(f"MovieLens training done in {record['train_seconds']}s (total {record['total_seconds']}s)")
-    if report:
-        from torchrec_side.report import write_report
-
-        write_report(out, world="movielens")
-        log(f"report: {out / 'report.md'}")
-    return record
+    return run_world(world_spec(quick, max_epochs), out, variants, seeds, nproc, report)

@@ -1,5 +1,9 @@
 # pyre-strict
-"""Simulated ads world of the main job (docs/design.md section 7c): world, SIDs, variants, report.
+"""Simulated ads world of the main job (docs/design.md section 7c): its spec and world-specific code.
+
+:func:`world_spec` declares the world of a budget (:class:`~.spec.WorldSpec`: variants, the
+artifacts each reads, seeds, epochs, tuning); :class:`SimSource` generates the world and fits its
+SID artifacts; :func:`~.runner.run_world` runs it (:func:`run_sim`).
 
 Steps (each skipped when its output exists, so a rerun resumes):
 
@@ -11,7 +15,7 @@ Steps (each skipped when its output exists, so a rerun resumes):
    sub-category heads, 40 ternary DPCA digits), the same tokenizer without label heads
    (``adsworld/tokenizer_fused_dpca_nolabels``, for the ablation grid) and the traditional SID's
    RQ-KMeans 3 x 256 of each collection (fitted on a seeded sample of ``fit_items`` items, every
-   item encoded). Only what the chosen variants' configs name is fitted.
+   item encoded). Only the artifacts the chosen variants declare (:attr:`Variant.needs`) are fitted.
 4. **Training**: the variants (packaged ``adsworld/dlrm_*``): control; sparse-ID history, full table,
    hashed into N/10 rows and behind a managed-collision remapper at N/10 rows; category ids; raw
    content (text + image); traditional SID (prefix-ngram per collection, 65,536-row budget); SIDE;
@@ -60,24 +64,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from torchrec_side.experiments.common import (
-    MAIN_TUNING,
-    Tuning,
-    Variant,
-    check_variants,
-    log,
-    resolve_variant_config,
-    train_overrides,
-    train_variants,
-    write_item_counts,
-)
+from torchrec_side.experiments.common import MAIN_TUNING, Tuning, Variant, log
+from torchrec_side.experiments.spec import Artifact, Budget, WorldInfo, WorldSpec
 
-__all__ = ["VARIANTS", "ABLATION_GRID", "CONTROL_WORLD_VARIANTS", "HEADLINE_VARIANTS", "SimBudget", "BUDGETS", "run_sim", "fit_world_sids",
-           "needed_artifacts", "QUICK_WORLD_VARIANTS"]
+__all__ = ["VARIANTS", "ABLATION_GRID", "CONTROL_WORLD_VARIANTS", "HEADLINE_VARIANTS", "SimBudget", "BUDGETS", "run_sim",
+           "fit_world_sids", "artifacts", "world_spec", "SimSource", "QUICK_WORLD_VARIANTS"]
+
+QUANTIZERS: Tuple[str, ...] = ("rq_text", "rq_image")
+_RQ: Tuple[str, ...] = QUANTIZERS
 
 VARIANTS: List[Variant] = [
     Variant("control", "adsworld/dlrm_control", "control", "DLRM, user + target item, no history"),
@@ -92,29 +90,35 @@ VARIANTS: List[Variant] = [
     Variant("raw_content", "adsworld/dlrm_raw_content", "raw_content",
             "pooled frozen text (384-d) and image (128-d) vectors, fp16, target through the same paths"),
     Variant("traditional_sid", "adsworld/dlrm_traditional_sid", "traditional",
-            "RQ-KMeans 3x256 SID per collection (text, image) + prefix-ngram tables (65,536-row budget)"),
+            "RQ-KMeans 3x256 SID per collection (text, image) + prefix-ngram tables (65,536-row budget)", _RQ),
     Variant("side", "adsworld/dlrm_side", "side",
-            "VQ-fusion DPCA SID of text + image (category/sub-category heads) + SIDE pooling"),
+            "VQ-fusion DPCA SID of text + image (category/sub-category heads) + SIDE pooling", ("fused_dpca",)),
     Variant("side_permuted_sid", "adsworld/dlrm_side_permuted_sid", "ablation",
-            "ablation: SIDE over the same SIDs dealt to random items (no content): what the fixed codes give alone"),
+            "ablation: SIDE over the same SIDs dealt to random items (no content): what the fixed codes give alone",
+            ("fused_dpca_perm",)),
     # the tokenizer x embedding grid (ABLATION_GRID); traditional_sid and side are two of its six cells
     Variant("side_rq", "adsworld/dlrm_side_rq", "ablation",
-            "ablation cell RQ-KMeans per collection x SIDE: SIDE pooling over traditional_sid's RQ 3x256 SIDs (text, image)"),
+            "ablation cell RQ-KMeans per collection x SIDE: SIDE pooling over traditional_sid's RQ 3x256 SIDs (text, image)",
+            _RQ),
     Variant("prefix_fused", "adsworld/dlrm_prefix_fused", "ablation",
-            "ablation cell VQ fusion with label heads x prefix-ngram: prefix lengths 1..15 of side's SID (65,536-row budget)"),
+            "ablation cell VQ fusion with label heads x prefix-ngram: prefix lengths 1..15 of side's SID (65,536-row budget)",
+            ("fused_dpca",)),
     Variant("side_fused_nolabels", "adsworld/dlrm_side_fused_nolabels", "ablation",
-            "ablation cell VQ fusion without label heads x SIDE: side over a tokenizer trained without category heads"),
+            "ablation cell VQ fusion without label heads x SIDE: side over a tokenizer trained without category heads",
+            ("fused_dpca_nolabels",)),
     Variant("prefix_fused_nolabels", "adsworld/dlrm_prefix_fused_nolabels", "ablation",
-            "ablation cell VQ fusion without label heads x prefix-ngram: prefix_fused over the no-label tokenizer's SID"),
+            "ablation cell VQ fusion without label heads x prefix-ngram: prefix_fused over the no-label tokenizer's SID",
+            ("fused_dpca_nolabels",)),
     # the target-attention (DIN) sequence model over the last 50 events (docs/design.md section 6)
     Variant("seq_sparse_id", "adsworld/seq_sparse_id", "sequence",
             "DIN over the last 50 events: per-event item-id rows (one per item), the target looked up in the same table"),
     Variant("seq_traditional_sid", "adsworld/seq_traditional_sid", "sequence",
-            "DIN over the last 50 events: per-event prefix-ngram sums of the RQ 3x256 SIDs (text, image), 65,536-row budget"),
+            "DIN over the last 50 events: per-event prefix-ngram sums of the RQ 3x256 SIDs (text, image), 65,536-row budget",
+            _RQ),
     Variant("seq_raw_content", "adsworld/seq_raw_content", "sequence",
             "DIN over the last 50 events: per-event frozen text (384-d) and image (128-d) vectors, fp16, projected"),
     Variant("seq_side", "adsworld/seq_side", "sequence",
-            "DIN over the last 50 events: per-event SIDE embeddings of the VQ-fusion DPCA SID"),
+            "DIN over the last 50 events: per-event SIDE embeddings of the VQ-fusion DPCA SID", ("fused_dpca",)),
 ]
 #: The ablation grid that separates the tokenizer from the embedding (issue 15, Deliver 2):
 #: ``{tokenizer row: {embedding column: variant}}``; the report's 3 x 2 table (``report.ABLATION_ROWS``).
@@ -127,9 +131,6 @@ ABLATION_GRID: Dict[str, Dict[str, str]] = {
 CONTROL_WORLD_VARIANTS: List[str] = ["control", "sparse_id", "side"]
 #: The headline comparison (every seed of a budget); the other variants get its ``secondary_seeds``.
 HEADLINE_VARIANTS: Tuple[str, ...] = ("control", "sparse_id", "raw_content", "traditional_sid", "side")
-
-ARTIFACT_PREFIX: str = "runs/demo/"
-QUANTIZERS: Tuple[str, ...] = ("rq_text", "rq_image")
 
 
 #: What the control world changes beyond the preset: nothing. ``preset=id_dominant`` sets its own
@@ -269,11 +270,11 @@ def _permuted_tokenizer(src: Path, dst: Path, seed: int) -> Dict[str, Any]:
     return {"from": src.name, "seed": seed}
 
 
-def fit_world_sids(out: Path, world_dir: Path, budget: SimBudget, needed: Sequence[str], seed: int = 0) -> Dict[str, Any]:
-    """The world's SID artifacts, from item content only: tokenizer ``fused_dpca`` (with label
-    heads), ``fused_dpca_nolabels`` (the same, without: the ablation grid), ``fused_dpca_perm`` and
-    the RQ-KMeans 3 x 256 quantizers ``rq_text`` / ``rq_image``; only those in ``needed``, each
-    skipped when it exists."""
+def fit_world_sids(out: Path, world_dir: Path, needed: Sequence[Artifact]) -> Dict[str, Any]:
+    """Fits ``needed`` (:func:`artifacts`), in order, from item content only, each skipped when it
+    exists: tokenizers (``tokenizer``), a tokenizer's SIDs dealt to random items (``permuted``)
+    and RQ-KMeans 3 x 256 quantizers of one content collection (``rq_kmeans``, fitted on a seeded
+    sample of ``fit_items`` items released before the validation window, every item encoded)."""
     import numpy as np
     import torch
 
@@ -282,79 +283,132 @@ def fit_world_sids(out: Path, world_dir: Path, budget: SimBudget, needed: Sequen
     from torchrec_side.tokenizer.data import world_fit_mask
 
     info: Dict[str, Any] = {"source": "item content and labels only; no interaction of any split"}
-    if "fused_dpca" in needed:
-        info["tokenizer_fused_dpca"] = run_tokenizer(
-            "adsworld/tokenizer_fused_dpca", out / "tokenize", "fused_dpca",
-            [f"data.world_dir={world_dir}", f"train.epochs={budget.tokenizer_epochs}",
-             f"train.warmup_epochs={budget.tokenizer_warmup}", "train.progress=false"])
-    if "fused_dpca_nolabels" in needed:  # the ablation grid's VQ fusion without label heads
-        info["tokenizer_fused_dpca_nolabels"] = run_tokenizer(
-            "adsworld/tokenizer_fused_dpca_nolabels", out / "tokenize", "fused_dpca_nolabels",
-            [f"data.world_dir={world_dir}", f"train.epochs={budget.tokenizer_epochs}",
-             f"train.warmup_epochs={budget.tokenizer_warmup}", "train.progress=false"])
-    if "fused_dpca_perm" in needed:
-        info["tokenizer_fused_dpca_perm"] = _permuted_tokenizer(out / "tokenize" / "fused_dpca",
-                                                                out / "tokenize" / "fused_dpca_perm", seed + 1)
-    qdir = out / "quantizers"
-    qdir.mkdir(parents=True, exist_ok=True)
+    built = {a.name: a for a in needed}
     pool: Optional[torch.Tensor] = None  # the fit items, read once for all quantizers
-    for name in QUANTIZERS:
-        if name not in needed or (qdir / f"{name}.safetensors").is_file():
-            continue
-        coll = name.split("_", 1)[1]
-        x = torch.from_numpy(np.asarray(np.load(world_dir / "content" / f"{coll}.npy"), dtype=np.float32))
-        n = int(x.shape[0])
-        # fitted on items released before the validation window only (every item is encoded)
-        if pool is None:
-            pool = torch.from_numpy(np.flatnonzero(world_fit_mask(str(world_dir)).numpy()))
-        if budget.fit_items and len(pool) > budget.fit_items:
-            idx = pool[torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))[: budget.fit_items]]
-            fit = x[idx.sort().values]
+    for a in needed:
+        if a.kind == "tokenizer":
+            d = out / a.outputs["dir"]
+            info[f"tokenizer_{a.name}"] = run_tokenizer(a.source, d.parent, d.name,
+                                                        [f"data.world_dir={world_dir}", *a.overrides])
+        elif a.kind == "permuted":
+            info[f"tokenizer_{a.name}"] = _permuted_tokenizer(out / built[a.source].outputs["dir"],
+                                                              out / a.outputs["dir"], int(a.options["seed"]))
+        elif a.kind == "rq_kmeans":
+            qfile = out / a.outputs["quantizer"]
+            qfile.parent.mkdir(parents=True, exist_ok=True)
+            if qfile.is_file():
+                continue
+            seed, fit_items = int(a.options["seed"]), int(a.options["fit_items"])
+            x = torch.from_numpy(np.asarray(np.load(world_dir / "content" / f"{a.source}.npy"), dtype=np.float32))
+            n = int(x.shape[0])
+            # fitted on items released before the validation window only (every item is encoded)
+            if pool is None:
+                pool = torch.from_numpy(np.flatnonzero(world_fit_mask(str(world_dir)).numpy()))
+            if fit_items and len(pool) > fit_items:
+                idx = pool[torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))[:fit_items]]
+                fit = x[idx.sort().values]
+            else:
+                fit = x[pool]
+            t = time.time()
+            log(f"quantizer {a.name}: RQ-KMeans 3x256 of the {a.source} vectors, fitted on {fit.shape[0]} of {n} items")
+            q = RQKMeans(RQKMeansConfig(radices=[256, 256, 256], seed=seed)).fit(fit)
+            _write_quantizer_sids(q, x, qfile.parent, a.name, "mixed_radix")
+            info[a.name] = {"fit_items": int(fit.shape[0]), "items": n, "seconds": round(time.time() - t, 1)}
         else:
-            fit = x[pool]
-        t = time.time()
-        log(f"quantizer {name}: RQ-KMeans 3x256 of the {coll} vectors, fitted on {fit.shape[0]} of {n} items")
-        q = RQKMeans(RQKMeansConfig(radices=[256, 256, 256], seed=seed)).fit(fit)
-        _write_quantizer_sids(q, x, qdir, name, "mixed_radix")
-        info[name] = {"fit_items": int(fit.shape[0]), "items": n, "seconds": round(time.time() - t, 1)}
+            raise ValueError(f"artifact {a.name}: the simulated world builds no {a.kind!r} artifacts")
+    (out / "quantizers").mkdir(parents=True, exist_ok=True)
     return info
 
 
-#: The SID artifacts :func:`fit_world_sids` can fit: tokenizers (``<out>/tokenize/<name>``) and quantizers
-#: (``<out>/quantizers/<name>.safetensors``).
-ARTIFACTS: Tuple[str, ...] = ("fused_dpca", "fused_dpca_nolabels", "fused_dpca_perm", *QUANTIZERS)
+def artifacts(budget: SimBudget, seed: int = 0) -> Tuple[Artifact, ...]:
+    """The SID artifacts of a simulated world at ``budget`` (what :func:`fit_world_sids` builds):
+    the VQ-fusion tokenizer with label heads (``fused_dpca``) and without (``fused_dpca_nolabels``,
+    the ablation grid), ``fused_dpca``'s SIDs dealt to random items (``fused_dpca_perm``) and the
+    RQ-KMeans 3 x 256 quantizer of each content collection (``rq_text``, ``rq_image``)."""
+    tok = (f"train.epochs={budget.tokenizer_epochs}", f"train.warmup_epochs={budget.tokenizer_warmup}",
+           "train.progress=false")
+    return (
+        Artifact("fused_dpca", "tokenizer", "adsworld/tokenizer_fused_dpca", {"dir": "tokenize/fused_dpca"},
+                 overrides=tok),
+        Artifact("fused_dpca_nolabels", "tokenizer", "adsworld/tokenizer_fused_dpca_nolabels",
+                 {"dir": "tokenize/fused_dpca_nolabels"}, overrides=tok),
+        Artifact("fused_dpca_perm", "permuted", "fused_dpca", {"dir": "tokenize/fused_dpca_perm"},
+                 after=("fused_dpca",), options={"seed": seed + 1}),
+        *(Artifact(q, "rq_kmeans", q.split("_", 1)[1],
+                   {"quantizer": f"quantizers/{q}.safetensors", "sid_table": f"quantizers/{q}_sids.parquet"},
+                   options={"fit_items": budget.fit_items, "seed": seed}) for q in QUANTIZERS),
+    )
 
 
-def needed_artifacts(texts: str) -> List[str]:
-    """The artifacts of :data:`ARTIFACTS` that resolved variant configs name (their text, joined).
-
-    A tokenizer is named as ``tokenize/<name>,`` or at a line end, a quantizer as
-    ``quantizers/<name>.``; so ``tokenize/fused_dpca,`` does not match ``tokenize/fused_dpca_nolabels,``.
-    ``fused_dpca_perm`` is dealt from ``fused_dpca``, which it then needs too.
+@dataclass(frozen=True)
+class SimSource:
+    """A simulated world's data (:func:`~torchrec_side.data.adsworld.generate_world` into
+    ``<out>/world``) and builders.
 
     Args:
-        texts (str): the configs' text.
+        budget (SimBudget): its size and overrides.
+        preset (Optional[str]): world preset (``id_dominant``: the control world).
+        workers (int): world-generator processes.
+    """
 
-    Returns:
-        List[str]: the names, in :data:`ARTIFACTS` order (``fused_dpca`` appended when only the
-        permuted one was named).
+    budget: SimBudget
+    preset: Optional[str] = None
+    workers: int = 1
+
+    def prepare(self, out: Path) -> WorldInfo:
+        manifest = _world(out, self.budget, self.preset, self.workers)
+        # hashed tables get N/10 rows of the world they run in
+        return WorldInfo({"dir": (out / "world").as_posix(), "hash_rows": max(int(manifest["num_items"]) // 10, 1)},
+                         manifest)
+
+    def build(self, out: Path, store: Any, artifacts: Sequence[Artifact]) -> Dict[str, Any]:
+        return fit_world_sids(out, out / "world", artifacts)
+
+    def describe(self, out: Path, info: WorldInfo, store: Any) -> Dict[str, Any]:
+        from torchrec_side.data.adsworld import target_in_history
+
+        b, m = self.budget, info.manifest
+        repeats = target_in_history(out / "world", "test", int(store.max_history or 10**9))
+        return {
+            "world": {"name": world_name(b, self.preset), "kind": "id_dominant" if self.preset == "id_dominant" else "simulated",
+                      "size": b.size, "preset": self.preset or "default", "world_dir": str(out / "world"),
+                      "overrides": list(b.world_overrides) + (list(b.control_overrides) if self.preset else []),
+                      "num_items": int(m["num_items"]), "num_users": m.get("num_users"),
+                      "impressions": m.get("impressions"),
+                      "oracle_test_ne": (m.get("oracle") or {}).get("test", {}).get("ne"),
+                      "target_in_history": repeats},
+            "id_dominant": self.preset == "id_dominant",
+            "budget": dataclasses.asdict(b),
+        }
+
+
+def world_name(budget: SimBudget, preset: Optional[str] = None) -> str:
+    """``adsworld_<size>[_<preset>]``."""
+    return f"adsworld_{budget.size}" + (f"_{preset}" if preset else "")
+
+
+def world_spec(budget: SimBudget, preset: Optional[str] = None, workers: int = 1, mode: str = "full") -> WorldSpec:
+    """The simulated world of ``budget`` (``preset=id_dominant``: its control world, at the
+    budget's ``control_seeds`` and without secondary seeds).
 
     Example::
 
-        needed_artifacts("options: {artifact: /w/tokenize/fused_dpca_nolabels, codec: ...}")
-        # ['fused_dpca_nolabels']
+        spec = world_spec(BUDGETS["tiny"], mode="quick")
     """
-    needed = [n for n in ARTIFACTS
-              if f"tokenize/{n}," in texts or f"tokenize/{n}\n" in texts or f"quantizers/{n}." in texts]
-    if "fused_dpca_perm" in needed and "fused_dpca" not in needed:
-        needed.append("fused_dpca")
-    return needed
+    name = world_name(budget, preset)
+    run = Budget(seeds=budget.control_seeds if preset else budget.seeds, max_epochs=budget.max_epochs,
+                 patience=budget.patience, secondary_seeds=None if preset else budget.secondary_seeds,
+                 tuning=budget.tuning, default_variants=budget.default_variants, mode=mode)
+    return WorldSpec(name, "simulated-world", SimSource(budget, preset, workers), tuple(VARIANTS), artifacts(budget),
+                     run, secondary=tuple(v.name for v in VARIANTS if v.name not in HEADLINE_VARIANTS),
+                     label=f"{name}: ")
 
 
 def run_sim(out: Path, budget: SimBudget, preset: Optional[str] = None, variants: Optional[List[str]] = None,
             seeds: Optional[List[int]] = None, nproc: int = 2, control_world: Optional[Path] = None,
             report: bool = True, workers: int = 1, mode: str = "full") -> Dict[str, Any]:
-    """One simulated world; see the module docstring. Returns ``<out>/pipeline.json``'s record.
+    """One simulated world (:func:`world_spec` run by :func:`~.runner.run_world`); see the module
+    docstring. Returns ``<out>/pipeline.json``'s record.
 
     Args:
         out (Path): this world's demo folder.
@@ -372,73 +426,7 @@ def run_sim(out: Path, budget: SimBudget, preset: Optional[str] = None, variants
 
         rec = run_sim(Path("runs/demo/sim_tiny"), BUDGETS["tiny"], variants=["control", "side"])
     """
-    from torchrec_side.data.store import prepare_store
-    from torchrec_side.io import write_json
-    from torchrec_side.train.config import load_train_config
+    from torchrec_side.experiments.runner import run_world
 
-    t0 = time.time()
-    known = [v.name for v in VARIANTS]
-    names = variants or list(budget.default_variants or known)
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise ValueError(f"--variants: unknown simulated-world variants {unknown}; known: {known}")
-    if "control" not in names:
-        raise ValueError("--variants: the control variant is needed (NE gains are relative to it)")
-    chosen = [v for v in VARIANTS if v.name in names]
-    use_seeds = list(seeds) if seeds is not None else list(budget.control_seeds if preset else budget.seeds)
-    out = Path(out).absolute()
-    out.mkdir(parents=True, exist_ok=True)
-    wname = f"adsworld_{budget.size}" + (f"_{preset}" if preset else "")
-    log(f"simulated world {wname} into {out}: {len(chosen)} variants x seeds {use_seeds}, <= {budget.max_epochs} "
-        f"epoch(s), {nproc} ranks")
-    manifest = _world(out, budget, preset, workers)
-    wdir = out / "world"
-    num_items = int(manifest["num_items"])
-    repl = {ARTIFACT_PREFIX: f"{out.as_posix()}/", "num_rows: 10000": f"num_rows: {max(num_items // 10, 1)}"}
-    configs = {v.name: resolve_variant_config(v, out, repl) for v in chosen}
-    train_dir = out / "train"
-    overrides = train_overrides(out, train_dir, budget.max_epochs, budget.patience)
-    cfg0 = load_train_config(configs["control"], overrides)
-    store = prepare_store(cfg0.data, cfg0.examples_dir)
-    log(f"example store {store.path}: train/val/test = {store.rows('train')}/{store.rows('val')}/{store.rows('test')}")
-    needed = needed_artifacts("".join(configs[v.name].read_text() for v in chosen))
-    fitted = fit_world_sids(out, wdir, budget, needed)
-    write_item_counts(out, store)
-    from torchrec_side.data.adsworld import target_in_history
-
-    repeats = target_in_history(wdir, "test", int(store.max_history or 10**9))
-    ok, unavailable = check_variants(configs, overrides)
-    t_prep = time.time() - t0
-    record: Dict[str, Any] = {
-        "world": {"name": wname, "kind": "id_dominant" if preset == "id_dominant" else "simulated",
-                  "size": budget.size, "preset": preset or "default", "world_dir": str(wdir),
-                  "overrides": list(budget.world_overrides) + (list(budget.control_overrides) if preset else []),
-                  "num_items": num_items,
-                  "num_users": manifest.get("num_users"), "impressions": manifest.get("impressions"),
-                  "oracle_test_ne": (manifest.get("oracle") or {}).get("test", {}).get("ne"),
-                  "target_in_history": repeats},
-        "id_dominant": preset == "id_dominant",
-        "mode": mode, "budget": dataclasses.asdict(budget), "out": str(out), "seeds": use_seeds,
-        "epochs": budget.max_epochs, "max_epochs": budget.max_epochs, "early_stop_patience": budget.patience,
-        "stopping": "every run: validation after each epoch, early stop, test scored with the best validation epoch",
-        "nproc": nproc, "overrides": overrides, "variants": [], "fitted": fitted, "unavailable": unavailable,
-        "prep_seconds": round(t_prep, 1), "failed": [],
-    }
-    if control_world is not None:
-        record["control_world"] = str(Path(control_world).absolute())
-    secondary = ([s for s in budget.secondary_seeds if s in use_seeds]
-                 if budget.secondary_seeds is not None and seeds is None and not preset else None)
-    per_variant = {v.name: secondary for v in chosen if secondary and v.name not in HEADLINE_VARIANTS}
-    record["variant_seeds"] = per_variant
-    train_variants(record, out, [v for v in chosen if v.name in ok], configs, use_seeds, overrides,
-                   budget.max_epochs, nproc, budget.tuning, label=f"{wname}: ", variant_seeds=per_variant)
-    record["train_seconds"] = round(time.time() - t0 - t_prep, 1)
-    record["total_seconds"] = round(time.time() - t0, 1)
-    write_json(out / "pipeline.json", record)
-    log(f"{wname}: training done in {record['train_seconds']}s (total {record['total_seconds']}s)")
-    if report:
-        from torchrec_side.report import write_report
-
-        write_report(out, world=wname)
-        log(f"report: {out / 'report.md'}")
-    return record
+    extra = {"control_world": str(Path(control_world).absolute())} if control_world is not None else None
+    return run_world(world_spec(budget, preset, workers, mode), out, variants, seeds, nproc, report, extra)
