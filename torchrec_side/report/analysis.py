@@ -209,42 +209,45 @@ def _bytes_per_event(run: RunRecord) -> Tuple[float, float, float]:
     return model, file_b, minimal
 
 
+def _test(run: RunRecord, variant: str, key: str = "ne") -> float:
+    """The test ``key`` (``ne`` / ``auc``) of a finished run; :class:`RecordError` when it has none."""
+    v = getattr(run.test, key, None) if run.test is not None else None
+    if v is None:
+        raise RecordError(f"{variant} seed {run.seed}: metrics.json has no test {key} (a run that did not score test)")
+    return float(v)
+
+
 def _test_ne(run: RunRecord, variant: str) -> float:
-    if run.test is None or run.test.ne is None:
-        raise RecordError(f"{variant} seed {run.seed}: metrics.json has no test NE (a run that did not score test)")
-    return float(run.test.ne)
+    return _test(run, variant, "ne")
+
+
+def _row(name: str, per: Mapping[int, RunRecord], ctrl: Mapping[int, RunRecord], control: str) -> VariantRow:
+    seeds = sorted(per)
+    ne = [_test_ne(per[s], name) for s in seeds]
+    paired = [s for s in seeds if s in ctrl]
+    gains = [100.0 * (_test_ne(ctrl[s], control) - _test_ne(per[s], name)) / _test_ne(ctrl[s], control)
+             for s in paired]
+    val = [float(r.val.ne) for r in (per[s] for s in seeds) if r.val is not None and r.val.ne is not None]
+    speed = [float(r.train_examples_per_s) for r in (per[s] for s in seeds) if r.train_examples_per_s]
+    best = {str(s): per[s].best_epoch for s in seeds}
+    first = per[seeds[0]] if seeds else None
+    model, file_b, minimal = _bytes_per_event(first) if first is not None else (None, None, None)
+    return VariantRow(
+        variant=name, seeds=tuple(seeds), ne_mean=_mean(ne), ne_std=_std(ne),
+        ne_gain_pct_mean=_mean(gains), ne_gain_pct_std=_std(gains),
+        ne_gain_pct_per_seed=dict(zip([str(s) for s in paired], gains)),
+        auc_mean=_mean([_test(per[s], name, "auc") for s in seeds]), val_ne_mean=_mean(val),
+        bytes_per_event=model, min_packed_bytes_per_event=minimal, file_bytes_per_event=file_b,
+        learned_params=first.learned_total if first is not None else None, train_examples_per_s=_mean(speed),
+        arch=first.arch if first is not None else None, epochs=first.epochs if first is not None else None,
+        # each seed's best validation epoch (None where metrics.json has none)
+        best_epochs={s: (None if b is None else int(b)) for s, b in best.items()})
 
 
 def summarize(runs: Mapping[str, Mapping[int, RunRecord]], control: str = "control") -> List[VariantRow]:
     """One row per variant from the seed-level ``metrics.json`` numbers (gains paired by seed)."""
     ctrl = runs.get(control, {})
-    rows = []
-    for name, per in runs.items():
-        seeds = sorted(per)
-        ne = [_test_ne(per[s], name) for s in seeds]
-        paired = [s for s in seeds if s in ctrl]
-        gains = [100.0 * (_test_ne(ctrl[s], control) - _test_ne(per[s], name)) / _test_ne(ctrl[s], control)
-                 for s in paired]
-        first = per[seeds[0]] if seeds else None
-        bpe = _bytes_per_event(first) if first is not None else (None, None, None)
-        rows.append(VariantRow(
-            variant=name, seeds=tuple(seeds), ne_mean=_mean(ne), ne_std=_std(ne),
-            ne_gain_pct_mean=_mean(gains), ne_gain_pct_std=_std(gains),
-            ne_gain_pct_per_seed=dict(zip([str(s) for s in paired], gains)),
-            auc_mean=_mean([float(per[s].test.auc) for s in seeds  # type: ignore[union-attr, arg-type]
-                            ]),
-            val_ne_mean=_mean([float(per[s].val.ne) for s in seeds  # type: ignore[union-attr, arg-type]
-                               if per[s].val is not None]),
-            bytes_per_event=bpe[0], min_packed_bytes_per_event=bpe[2], file_bytes_per_event=bpe[1],
-            learned_params=first.learned_total if first is not None else None,
-            train_examples_per_s=_mean([float(per[s].train_examples_per_s) for s in seeds  # type: ignore[arg-type]
-                                        if per[s].train_examples_per_s]),
-            arch=first.arch if first is not None else None,
-            epochs=first.epochs if first is not None else None,
-            # each seed's best validation epoch (None where metrics.json has none)
-            best_epochs={str(s): (None if per[s].best_epoch is None else int(per[s].best_epoch)) for s in seeds},
-        ))
-    return rows
+    return [_row(name, per, ctrl, control) for name, per in runs.items()]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -139,7 +139,8 @@ def judge(t: Target, m: Measure, kind: str) -> TargetLine:
 
 
 def _bounds(e: Any, shift: float = 0.0) -> Optional[Tuple[float, float]]:
-    return None if e is None or e.lo is None else (e.lo - shift, e.hi - shift)
+    """An estimate's interval moved by ``shift`` (the margin's interval); None without one."""
+    return None if e is None or e.lo is None or e.hi is None else (e.lo - shift, e.hi - shift)
 
 
 def _ratio(a: "Analysis", t: Target) -> Optional[Measure]:
@@ -192,7 +193,7 @@ def _gain_at_least(a: "Analysis", t: Target) -> Optional[Measure]:
     text = (f"SIDE {estimate(gs)} vs sparse-ID {estimate(gsp)}; sparse-ID over SIDE {estimate(p)} "
             f"({p.verdict if p else 'n/a'})")
     # the interval is sparse-ID's gain over SIDE: the margin's, negated
-    bounds = None if p is None or p.lo is None else (-p.hi, -p.lo)
+    bounds = None if p is None or p.lo is None or p.hi is None else (-p.hi, -p.lo)
     return Measure(text, gs.point - gsp.point, bounds, interval(p))
 
 
