@@ -311,6 +311,27 @@ def test_cli_and_atomic_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 
 @pytest.mark.slow
+def test_a_world_too_large_is_refused_before_anything_is_allocated(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+    from collections import namedtuple
+
+    from torchrec_side.data import adsworld
+
+    huge = load_world_config("tiny", ["catalogue.num_items=100000000000"])
+    with pytest.raises(ConfigError, match=r"too large for this machine.*catalogue.num_items=100,000,000,000"):
+        adsworld.generate_world(huge, tmp_path / "w", progress=False)
+    # the full world's estimate covers what it measured (1.3 GB peak memory, 1.1 GB on disk)
+    memory, disk = adsworld.world_footprint(load_world_config("full", ["users.num_users=5000"]))
+    assert 1.3e9 <= memory <= 4e9 and 1.1e9 <= disk <= 2e9
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage(10**9, 10**9, 10**6))
+    with pytest.raises(ConfigError, match="too large for the disk"):
+        adsworld.generate_world(load_world_config("tiny"), tmp_path / "w", progress=False)
+    assert not (tmp_path / "w").exists()
+    assert adsworld.world_main(["--size", "tiny", "--out", str(tmp_path / "w"), "catalogue.num_items=100000000000"]) == 2
+
+
 def test_worker_processes_give_the_same_world(tiny: Dict[str, Any], tmp_path: Path) -> None:
     generate_world(load_world_config("tiny"), tmp_path / "w2", progress=False, workers=2)
     for name in ("events.parquet", "impressions.parquet", "manifest.json"):

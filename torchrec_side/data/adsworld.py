@@ -837,6 +837,47 @@ def _bounded_map(pool: Any, jobs: List[Tuple[int, int, int]], window: int) -> It
         yield pending.popleft().result()
 
 
+def world_footprint(cfg: AdsWorldConfig) -> Tuple[int, int]:
+    """A rough upper estimate of the memory and disk bytes :func:`generate_world` needs for ``cfg``.
+
+    Calibrated on the full world (10^6 items, 5,000 users: 1.3 GB peak memory, 1.1 GB on disk):
+    about 1 KB of memory per item beside a fixed 0.8 GB; on disk the float16 content plus about
+    16 bytes per event. Used to refuse a world that cannot fit before anything is allocated.
+    """
+    u = cfg.users
+    mean_events = min(float(u.max_events), u.median_events * math.exp(u.events_sigma**2 / 2))
+    events = cfg.users.num_users * mean_events
+    width = cfg.content.text_dim + cfg.content.image_dim
+    items = cfg.catalogue.num_items
+    memory = int(0.8e9 + items * (1024 + 4 * cfg.catalogue.attr_dim) + cfg.chunk_users * mean_events * 64)
+    disk = int(items * width * 2 + events * 16)
+    return memory, disk
+
+
+def check_world_fits(cfg: AdsWorldConfig, out: PathLike) -> None:
+    """Raises :class:`ConfigError` when :func:`world_footprint` exceeds this machine's memory or
+    the free space where ``out`` goes, naming the sizes to lower."""
+    import shutil
+
+    memory, disk = world_footprint(cfg)
+    sizes = (f"catalogue.num_items={cfg.catalogue.num_items:,}, users.num_users={cfg.users.num_users:,}, "
+             f"users.median_events={cfg.users.median_events:,}")
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: skip the memory check
+        ram = 0
+    if ram and memory > ram:
+        raise ConfigError(f"world too large for this machine: {sizes} need about {memory / 2**30:.1f} GiB of "
+                          f"memory, the machine has {ram / 2**30:.1f} GiB; lower those sizes")
+    target = Path(out).absolute()
+    existing = next((q for q in (target, *target.parents) if q.exists()), None)
+    if existing is not None:
+        free = shutil.disk_usage(existing).free
+        if disk > free:
+            raise ConfigError(f"world too large for the disk: {sizes} need about {disk / 2**30:.1f} GiB in {existing}, "
+                              f"{free / 2**30:.1f} GiB are free; lower those sizes or choose another --out")
+
+
 def generate_world(cfg: AdsWorldConfig, out: PathLike, progress: bool = True, workers: int = 1) -> Dict[str, Any]:
     """Generates the world of ``cfg`` into folder ``out`` (atomically) and returns its manifest.
 
@@ -862,6 +903,7 @@ def generate_world(cfg: AdsWorldConfig, out: PathLike, progress: bool = True, wo
     import pyarrow.parquet as pq
     from tqdm import tqdm
 
+    check_world_fits(cfg, out)
     t_start = time.time()
     times = _times(cfg)
     n_items, n_users = cfg.catalogue.num_items, cfg.users.num_users
@@ -1163,6 +1205,9 @@ def world_main(argv: Optional[List[str]] = None) -> int:
         return 130
     except ArtifactError as e:
         print(f"torchrec-side world: --out: {e}", file=sys.stderr)
+        return 2
+    except ConfigError as e:
+        print(f"torchrec-side world: config error: {e}", file=sys.stderr)
         return 2
     o, s = m["oracle"], m["skew"]["impressions"]
     print(f"world {args.out}: {m['num_items']:,} items, {m['num_users']:,} users, {m['num_events']:,} events, "
