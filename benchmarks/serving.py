@@ -105,8 +105,9 @@ def train_runs(out: Path, items: Optional[int], quick: bool, seed: int, max_hist
     from torchrec_side.data.adsworld import generate_world
     from torchrec_side.data.adsworld_config import load_world_config
     from torchrec_side.data.store import prepare_store
-    from torchrec_side.experiments.common import resolve_variant_config, run_finished, train_overrides, Variant
-    from torchrec_side.experiments.sim import ARTIFACT_PREFIX, fit_world_sids, SimBudget
+    from torchrec_side.experiments.common import run_finished, train_overrides
+    from torchrec_side.experiments.runner import fill_config, variant_context
+    from torchrec_side.experiments.sim import fit_world_sids, SimBudget, world_spec
     from torchrec_side.train.config import load_train_config
     from torchrec_side.train.trainer import run_training
 
@@ -118,8 +119,10 @@ def train_runs(out: Path, items: Optional[int], quick: bool, seed: int, max_hist
         generate_world(load_world_config("tiny", overrides), wdir, progress=False)
         log(f"world (tiny {' '.join(overrides)}) in {time.time() - t:.1f}s: {wdir}")
     budget = SimBudget("tiny", tuple(overrides), (seed,), 1, 1, 1, 0, 20_000, (seed,))
-    repl = {ARTIFACT_PREFIX: f"{out.as_posix()}/"}
-    configs = {name: resolve_variant_config(Variant(name, cfg, name, ""), out, repl) for name, cfg in VARIANTS}
+    spec, world = world_spec(budget, seed=seed), {"dir": wdir.as_posix()}
+    chosen = [spec.variant(name) for name, _ in VARIANTS]  # their configs: VARIANTS'
+    configs = {v.name: fill_config(v, variant_context(spec, v, out, world), out / "configs" / f"{v.name}.yaml")
+               for v in chosen}
     train_dir = out / "train"
     ov = train_overrides(out, train_dir, 1, 1, [f"seed={seed}", "train.num_workers=0", "train.log_every=1000000",
                                                 f"data.max_history={max_history}"])
@@ -128,7 +131,7 @@ def train_runs(out: Path, items: Optional[int], quick: bool, seed: int, max_hist
     cfg0 = load_train_config(configs["sparse_id"], ov)
     t = time.time()
     prepare_store(cfg0.data, cfg0.examples_dir)
-    fit_world_sids(out, wdir, budget, ["fused_dpca", "rq_text", "rq_image"], seed=seed)
+    fit_world_sids(out, wdir, spec.needed(chosen))
     log(f"store and SID artifacts in {time.time() - t:.1f}s")
     runs: Dict[str, Path] = {}
     for name, _ in VARIANTS:

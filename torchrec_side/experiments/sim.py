@@ -387,9 +387,10 @@ def world_name(budget: SimBudget, preset: Optional[str] = None) -> str:
     return f"adsworld_{budget.size}" + (f"_{preset}" if preset else "")
 
 
-def world_spec(budget: SimBudget, preset: Optional[str] = None, workers: int = 1, mode: str = "full") -> WorldSpec:
+def world_spec(budget: SimBudget, preset: Optional[str] = None, workers: int = 1, mode: str = "full",
+               seed: int = 0) -> WorldSpec:
     """The simulated world of ``budget`` (``preset=id_dominant``: its control world, at the
-    budget's ``control_seeds`` and without secondary seeds).
+    budget's ``control_seeds`` and without secondary seeds); ``seed`` seeds its quantizer fits.
 
     Example::
 
@@ -399,7 +400,7 @@ def world_spec(budget: SimBudget, preset: Optional[str] = None, workers: int = 1
     run = Budget(seeds=budget.control_seeds if preset else budget.seeds, max_epochs=budget.max_epochs,
                  patience=budget.patience, secondary_seeds=None if preset else budget.secondary_seeds,
                  tuning=budget.tuning, default_variants=budget.default_variants, mode=mode)
-    return WorldSpec(name, "simulated-world", SimSource(budget, preset, workers), tuple(VARIANTS), artifacts(budget),
+    return WorldSpec(name, "simulated-world", SimSource(budget, preset, workers), tuple(VARIANTS), artifacts(budget, seed),
                      run, secondary=tuple(v.name for v in VARIANTS if v.name not in HEADLINE_VARIANTS),
                      label=f"{name}: ")
 

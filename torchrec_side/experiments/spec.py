@@ -133,8 +133,8 @@ class Artifact:
             (``tokenizer``, ``permuted``, ``rq_kmeans``, ``dpca``).
         source (str): what it is built from: a packaged tokenizer config, a content collection,
             another artifact.
-        outputs (Mapping[str, str]): what it produces, ``{output: path under the world folder}``;
-            the first output's presence is what a finished build leaves last.
+        outputs (Mapping[str, str]): what it produces, ``{output: path under the world folder}``
+            (a config reads one as ``${artifacts.<name>.<output>}``).
         after (Tuple[str, ...]): artifacts it is built from (declared before it; built with it).
         overrides (Tuple[str, ...]): ``key=value`` overrides of its builder's config.
         options (Mapping[str, Any]): builder settings (seed, items to fit on, codec layout).
