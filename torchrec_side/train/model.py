@@ -26,7 +26,7 @@ from torchrec_side.config import ConfigError
 from torchrec_side.models.builder import build_ranker, count_parameters, RankingModel
 from torchrec_side.train.config import TrainJobConfig
 from torchrec_side.train.dist import DistEnv
-from torchrec_side.train.setup import RunData
+from torchrec_side.train.setup import check_embedding_optimizer, RunData
 
 __all__ = ["BuiltModel", "build_model", "build_sharded_model", "init_embedding_tables", "params_digest"]
 
@@ -113,19 +113,12 @@ def build_sharded_model(
         ConfigError: a sharding entry names an unknown table, or the planner cannot satisfy it.
     """
     from torchrec.distributed.model_parallel import DistributedModelParallel
-    from torchrec.distributed.planner import EmbeddingShardingPlanner, Topology
     from torchrec.distributed.types import ShardingEnv
-    from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
-    from torchrec.optim.optimizers import in_backward_optimizer_filter
 
-    from torchrec_side.distributed import embedding_sharders, hand_plan, learned_tables, sharding_constraints
+    from torchrec_side.distributed import embedding_sharders, learned_tables
 
     o = cfg.optim
-    if o.embedding_optimizer == "adam" and env.device.type == "cpu":
-        raise ConfigError(
-            "optim.embedding_optimizer=adam is refused by FBGEMM's CPU kernels; use rowwise_adagrad, "
-            "adagrad or sgd on CPU"
-        )
+    check_embedding_optimizer(cfg, env)
     tables = [t for ts in learned_tables(model).values() for t in ts]
     unknown = sorted(set(cfg.sharding.tables) - set(tables))
     if unknown:
@@ -136,37 +129,51 @@ def build_sharded_model(
         fused = {"weight_decay": o.embedding_weight_decay}
     sharders = embedding_sharders(_embedding_optimizer(o.embedding_optimizer), o.embedding_lr, **fused)
     sharding_env = ShardingEnv.from_process_group(dist.group.WORLD)  # pyre-ignore[6]  # pyright: ignore[reportArgumentType]
-    from torchrec_side.distributed import per_module_sharding
+    plan = _plan(cfg, model, env, choice, sharders)
+    dmp = DistributedModelParallel(module=model, env=sharding_env, device=env.device, plan=plan, sharders=sharders)
+    return dmp, _combined_optimizer(dmp, cfg), choice
+
+
+def _plan(cfg: TrainJobConfig, model: nn.Module, env: DistEnv, choice: Dict[str, str], sharders: List[Any]) -> Any:
+    """The sharding plan of ``choice``: hand-written (``sharding.mode=plan``) or the planner's."""
+    from torchrec.distributed.planner import EmbeddingShardingPlanner, Topology
+
+    from torchrec_side.distributed import hand_plan, per_module_sharding, sharding_constraints
 
     try:
         per_module_sharding(model, choice)
     except ValueError as e:
         raise ConfigError(f"sharding: {e}") from e
     if cfg.sharding.mode == "plan":
-        plan = hand_plan(model, choice, env.world_size, local_size=env.local_world_size,
+        return hand_plan(model, choice, env.world_size, local_size=env.local_world_size,
                          device_type=env.device.type, sharders=sharders)
-    else:
-        planner = EmbeddingShardingPlanner(
-            topology=Topology(world_size=env.world_size, local_world_size=env.local_world_size,
-                              compute_device=env.device.type),
-            constraints=sharding_constraints(model, choice),
-        )
-        try:
-            plan = planner.collective_plan(model, sharders, dist.GroupMember.WORLD)  # pyre-ignore[6]
-        except Exception as e:  # noqa: BLE001 - planner errors are long; keep the gist
-            raise ConfigError(
-                f"the sharding planner cannot place the tables as asked ({choice}) on {env.device.type}: "
-                f"{str(e).splitlines()[0]}; use sharding.mode=plan (hand-written plan) for other types"
-            ) from e
-    dmp = DistributedModelParallel(module=model, env=sharding_env, device=env.device, plan=plan, sharders=sharders)
+    planner = EmbeddingShardingPlanner(
+        topology=Topology(world_size=env.world_size, local_world_size=env.local_world_size,
+                          compute_device=env.device.type),
+        constraints=sharding_constraints(model, choice),
+    )
+    try:
+        return planner.collective_plan(model, sharders, dist.GroupMember.WORLD)  # pyre-ignore[6]
+    except Exception as e:  # noqa: BLE001 - planner errors are long; keep the gist
+        raise ConfigError(
+            f"the sharding planner cannot place the tables as asked ({choice}) on {env.device.type}: "
+            f"{str(e).splitlines()[0]}; use sharding.mode=plan (hand-written plan) for other types"
+        ) from e
+
+
+def _combined_optimizer(dmp: nn.Module, cfg: TrainJobConfig) -> Any:
+    """The DMP model's fused embedding optimizer and, when it has dense parameters, theirs."""
+    from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
+    from torchrec.optim.optimizers import in_backward_optimizer_filter
+
+    o = cfg.optim
     dense = dict(in_backward_optimizer_filter(dmp.named_parameters()))
     opts: List[Any] = [("fused", dmp.fused_optimizer)]
     if dense:
         dense_cls = {"adam": torch.optim.Adam, "adagrad": torch.optim.Adagrad, "sgd": torch.optim.SGD}[o.dense_optimizer]
         opts.append(("dense", KeyedOptimizerWrapper(
             dense, lambda params: dense_cls(params, lr=o.dense_lr, weight_decay=o.dense_weight_decay))))
-    return dmp, CombinedOptimizer(opts), choice
-
+    return CombinedOptimizer(opts)
 
 
 @torch.no_grad()

@@ -41,9 +41,20 @@ from torchrec_side.train.config import TrainJobConfig
 from torchrec_side.train.dist import broadcast_object, DistEnv, run_on_rank0
 from torchrec_side.train.predictions import PREDICTIONS_FILE
 
-__all__ = ["INPUTS_FILE", "RunData", "check_resume", "check_run_inputs", "feature_keys",
-           "history_context_before_data", "prepare_data", "prepare_run_data", "resume_point", "start_checks",
-           "train_steps"]
+__all__ = [
+    "INPUTS_FILE",
+    "RunData",
+    "check_embedding_optimizer",
+    "check_resume",
+    "check_run_inputs",
+    "feature_keys",
+    "history_context_before_data",
+    "prepare_data",
+    "prepare_run_data",
+    "resume_point",
+    "start_checks",
+    "train_steps",
+]
 
 logger: logging.Logger = logging.getLogger("torchrec_side.train")
 
@@ -72,6 +83,15 @@ def check_resume(cfg: TrainJobConfig, ckpt: CheckpointManager, run_dir: Path, wo
         raise ConfigError(
             f"{run_dir}: checkpoint written by {state.get('world_size')} ranks, this run has {world_size}; "
             f"resume with the same number of ranks, or resume=false"
+        )
+
+
+def check_embedding_optimizer(cfg: TrainJobConfig, env: DistEnv) -> None:
+    """Refuses an embedding optimizer the device's FBGEMM kernels lack (Adam on CPU)."""
+    if cfg.optim.embedding_optimizer == "adam" and env.device.type == "cpu":
+        raise ConfigError(
+            "optim.embedding_optimizer=adam is refused by FBGEMM's CPU kernels; use rowwise_adagrad, "
+            "adagrad or sgd on CPU"
         )
 
 
@@ -135,11 +155,7 @@ def start_checks(cfg: TrainJobConfig, env: DistEnv, run_dir: Path, ckpt: Checkpo
     Raises:
         ConfigError: a config the devices refuse, incompatible checkpoints, or a feature's artifact.
     """
-    if cfg.optim.embedding_optimizer == "adam" and env.device.type == "cpu":
-        raise ConfigError(
-            "optim.embedding_optimizer=adam is refused by FBGEMM's CPU kernels; use rowwise_adagrad, "
-            "adagrad or sgd on CPU"
-        )
+    check_embedding_optimizer(cfg, env)
     run_on_rank0(lambda: check_resume(cfg, ckpt, run_dir, env.world_size))
     ctx0 = history_context_before_data(cfg)
     features = _features(cfg, ctx0) if ctx0 is not None else []  # runs every check()
