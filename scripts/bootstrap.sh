@@ -6,7 +6,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${TORCHREC_SIDE_VENV:-$ROOT/.venv}"
 PY="${PYTHON:-python3}"
 STAMP="$VENV/.torchrec-side-installed"
-STACK_HASH="$(cat "$ROOT/pyproject.toml" "$ROOT/scripts/bootstrap.sh" "$ROOT/packaging/fbgemm-gpu-cpu-shim/pyproject.toml" | sha256sum | cut -c1-16)"
+STACK_HASH="$(cat "$ROOT/pyproject.toml" "$ROOT/setup.py" "$ROOT/scripts/bootstrap.sh" "$ROOT/packaging/fbgemm-gpu-cpu-shim/pyproject.toml" | sha256sum | cut -c1-16)"
 
 if [ ! -x "$VENV/bin/python" ]; then
   echo "[bootstrap] creating virtual environment $VENV"

@@ -15,6 +15,15 @@ tree, lists and mappings included) must be finite. ``nan`` / ``inf`` / ``-inf`` 
 and where the value came from (``nan`` compares false with every bound, so per-field range checks
 would let it through).
 
+Packaged configs: the YAML files of the repository's top-level ``configs/<world>/<name>.yaml``
+ship as package data (the package ``torchrec_side.configs``, mapped in ``setup.py``). Every
+``--config`` and :func:`load_config` accepts a file that exists or a packaged name, read through
+:mod:`importlib.resources`, so nothing depends on the current folder
+(:func:`resolve_config`): ``ml100k/dlrm_side`` or ``ml100k/dlrm_side.yaml``, or
+``configs/ml100k/dlrm_side.yaml`` when no such file exists here (the part after the last
+``configs/`` is looked up in the package). Worlds: ``ml100k`` (MovieLens-100K, docs/design.md
+section 7) and ``adsworld`` (the simulated ads world, section 7c).
+
 Example::
 
     @dataclass
@@ -40,12 +49,17 @@ import difflib
 import math
 import os
 import typing
+from importlib import resources
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Type, TypeVar, Union
 
 from torchrec_side.errors import TorchRecSideError
 
 __all__ = [
+    "resolve_config",
+    "packaged_configs",
+    "read_config_text",
+    "is_packaged_name",
     "ConfigError",
     "load_config",
     "config_from_dict",
@@ -253,8 +267,6 @@ def load_config(
         except OmegaConfBaseException as e:
             raise _wrap(e, schema, "base config") from e
     if path is not None:
-        from torchrec_side.configs import resolve_config
-
         try:
             p = resolve_config(path)  # an existing file, else a packaged config (ml100k/dlrm_side)
         except FileNotFoundError as e:
@@ -346,3 +358,62 @@ def save_config(cfg: Any, path: PathLike) -> None:
     from torchrec_side.io import write_text
 
     write_text(path, config_to_yaml(cfg))
+
+
+def _root() -> Path:
+    # the repository's top-level configs/, installed as the package torchrec_side.configs (setup.py);
+    # a regular or editable install gives a real folder
+    return Path(str(resources.files("torchrec_side.configs")))
+
+
+def packaged_configs() -> List[str]:
+    """Names of every packaged config, ``"<world>/<name>"`` (no ``.yaml``), sorted."""
+    root = _root()
+    return sorted(p.relative_to(root).with_suffix("").as_posix() for p in root.glob("*/*.yaml"))
+
+
+def _packaged_name(spec: str) -> str:
+    s = spec.replace(os.sep, "/")
+    if "configs/" in s:
+        s = s.rsplit("configs/", 1)[1]
+    return s[:-5] if s.endswith(".yaml") else s
+
+
+def is_packaged_name(spec: PathLike) -> bool:
+    """Whether ``spec`` names a packaged config (and no existing file of that name is in the way)."""
+    p = Path(spec)
+    return not p.is_file() and (_root() / f"{_packaged_name(os.fspath(spec))}.yaml").is_file()
+
+
+def resolve_config(spec: PathLike) -> Path:
+    """The file a ``--config`` value means: an existing file, else the packaged config it names.
+
+    Args:
+        spec (PathLike): a file path, or a packaged name (``ml100k/dlrm_side``,
+            ``ml100k/dlrm_side.yaml``, ``configs/ml100k/dlrm_side.yaml``).
+
+    Returns:
+        Path: an existing file.
+
+    Raises:
+        FileNotFoundError: neither a file nor a packaged config; the message lists the packaged names.
+
+    Example::
+
+        resolve_config("configs/ml100k/dlrm_control.yaml")   # from any folder
+    """
+    p = Path(spec)
+    if p.is_file():
+        return p
+    cand = _root() / f"{_packaged_name(os.fspath(spec))}.yaml"
+    if cand.is_file():
+        return cand
+    raise FileNotFoundError(
+        f"config {os.fspath(spec)!r}: no such file, and not a packaged config; packaged configs: "
+        + ", ".join(packaged_configs())
+    )
+
+
+def read_config_text(spec: PathLike) -> str:
+    """The YAML text of :func:`resolve_config` ``(spec)``."""
+    return resolve_config(spec).read_text()

@@ -92,7 +92,7 @@ def test_needed_is_the_closure_of_the_chosen_variants_in_declared_order() -> Non
 
 
 def test_fill_config_fills_every_placeholder(tmp_path: Path) -> None:
-    from torchrec_side.configs import resolve_config
+    from torchrec_side.config import resolve_config
     from torchrec_side.experiments import ml100k, sim
 
     out = tmp_path / "w"

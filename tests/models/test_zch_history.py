@@ -390,7 +390,7 @@ def test_trainer_trains_and_serves_the_zch_variant(tmp_path: Path) -> None:
     wdir = tmp_path / "world"
     generate_world(load_world_config("tiny"), wdir, progress=False)
     cfg = yaml.safe_load(Path(__file__).resolve().parents[2].joinpath(
-        "torchrec_side/configs/adsworld/dlrm_sparse_id_zch.yaml").read_text())
+        "configs/adsworld/dlrm_sparse_id_zch.yaml").read_text())
     cfg.update({"output_dir": str(tmp_path / "runs"), "examples_dir": str(tmp_path / "examples")})
     cfg["data"].update({"world_dir": str(wdir), "max_history": 30, "row_group_size": 256})
     cfg["model"]["history"][0]["options"]["num_rows"] = 64

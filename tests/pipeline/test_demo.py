@@ -15,7 +15,7 @@ from typing import List
 
 import pytest
 
-from torchrec_side.configs import packaged_configs, resolve_config
+from torchrec_side.config import packaged_configs, resolve_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,10 +29,11 @@ def test_packaged_configs_listed_and_resolved(tmp_path: Path, monkeypatch: pytes
         assert v.config in names, v.config
     assert "adsworld/tokenizer_fused_dpca" in names and "ml100k/tokenizer_fused_dpca" in names
     monkeypatch.chdir(tmp_path)  # nothing resolves from the repository root
-    pkg = Path(__import__("torchrec_side").__file__).parent
+    pkg = Path(__import__("importlib.resources").resources.files("torchrec_side.configs"))
+    assert pkg == REPO / "configs"  # the editable install maps the top-level folder: one copy
     for spec in ("ml100k/dlrm_side", "ml100k/dlrm_side.yaml", "configs/ml100k/dlrm_side.yaml"):
         p = resolve_config(spec)
-        assert p.is_file() and p.parent.parent.parent == pkg and p.name == "dlrm_side.yaml", spec
+        assert p.is_file() and p.parent.parent == pkg and p.name == "dlrm_side.yaml", spec
     own = tmp_path / "ml100k" / "dlrm_side.yaml"  # an existing file wins over the packaged name
     own.parent.mkdir()
     own.write_text("name: mine\n")
@@ -124,13 +125,13 @@ def test_wheel_ships_configs_and_resolves_installed(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr[-2000:]
     work = tmp_path / "elsewhere"
     work.mkdir()
-    code = ("import torchrec_side, torchrec_side.configs as c; "
+    code = ("import torchrec_side, torchrec_side.config as c; "
             "print(torchrec_side.__file__); print(c.resolve_config('adsworld/dlrm_side')); "
             "print(c.resolve_config('configs/ml100k/dlrm_control.yaml'))")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONPATH"] = str(site)
     # -S: no site-packages, so the repository's editable install cannot answer the import; only
-    # the wheel's files under `site` can (the configs package needs nothing but the standard library)
+    # the wheel's files under `site` can (resolving a config needs nothing but the standard library)
     r = subprocess.run([sys.executable, "-S", "-c", code], cwd=work, capture_output=True, text=True, env=env,
                        timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]

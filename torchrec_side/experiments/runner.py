@@ -77,7 +77,7 @@ def fill_config(variant: Variant, context: Mapping[str, Any], dst: Path) -> Path
     from omegaconf.errors import OmegaConfBaseException
 
     from torchrec_side.config import ConfigError, parse_overrides
-    from torchrec_side.configs import resolve_config
+    from torchrec_side.config import resolve_config
     from torchrec_side.io import write_text
 
     where = f"config {variant.config} (variant {variant.name})"
