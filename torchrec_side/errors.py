@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-__all__ = ["TorchRecSideError", "MissingExtraError", "import_extra"]
+__all__ = ["TorchRecSideError", "MissingExtraError", "import_extra", "require_extra"]
 
 
 class TorchRecSideError(Exception):
@@ -29,6 +29,20 @@ class TorchRecSideError(Exception):
 
 class MissingExtraError(TorchRecSideError, ImportError):
     """A feature needs an optional dependency that is not installed (a ``pip install`` extra)."""
+
+
+def _missing(module: str, extra: str, purpose: str) -> MissingExtraError:
+    return MissingExtraError(f"{purpose} needs {module.split('.')[0]}, which is not installed: "
+                             f"pip install 'torchrec-side[{extra}]'")
+
+
+def require_extra(module: str, extra: str, purpose: str) -> None:
+    """Checks, without importing it, that ``module`` (of the ``[extra]`` extra) is installed, so a
+    command refuses before any work rather than failing half-way. Arguments as :func:`import_extra`."""
+    import importlib.util
+
+    if importlib.util.find_spec(module.split(".")[0]) is None:
+        raise _missing(module, extra, purpose)
 
 
 def import_extra(module: str, extra: str, purpose: str) -> ModuleType:
@@ -47,7 +61,4 @@ def import_extra(module: str, extra: str, purpose: str) -> ModuleType:
     except ImportError as e:
         if e.name is None or module.split(".")[0] != e.name.split(".")[0]:
             raise  # the package is there but broken: keep the real error
-        raise MissingExtraError(
-            f"{purpose} needs {module.split('.')[0]}, which is not installed: "
-            f"pip install 'torchrec-side[{extra}]'"
-        ) from e
+        raise _missing(module, extra, purpose) from e

@@ -165,6 +165,23 @@ def test_demo_unknown_variant_fails_before_work(tmp_path: Path, capsys: pytest.C
     assert "control variant is needed" in capsys.readouterr().err
 
 
+def test_demo_writes_only_into_its_own_folder_and_needs_its_extras(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+
+    from torchrec_side.cli import main
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    assert main(["demo", "--world", "sim", "--quick", "--out", str(mine)]) == 2
+    assert "no demo.json" in capsys.readouterr().err and sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torchx" else find_spec(name, *a))
+    assert main(["demo", "--world", "sim", "--quick", "--out", str(tmp_path / "d")]) == 2
+    assert "pip install 'torchrec-side[launch]'" in capsys.readouterr().err and not (tmp_path / "d").exists()
+
+
 def test_overrides_and_finished_runs(tmp_path: Path) -> None:
     from torchrec_side.experiments.common import run_finished, train_overrides
 

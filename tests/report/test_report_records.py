@@ -12,7 +12,7 @@ from typing import Any, Dict
 
 import pytest
 
-from torchrec_side.report.records import PipelineRecord, RecordError, RunRecord, ThroughputRecord, VariantRecord
+from torchrec_side.records import PipelineRecord, RecordError, RunRecord, ThroughputRecord, VariantRecord
 
 
 def _metrics() -> Dict[str, Any]:
@@ -105,7 +105,7 @@ def test_throughput_record_round_trip() -> None:
     (None, "not found"),
     ('{"variants": [{"name": "c", "run_dirs"', "is not valid JSON"),  # truncated
     ('[1]', "must be an object"),
-    ('{"variants": []}', "non-empty 'variants'"),
+    ('{"variants": {}}', "a 'variants' list"),
     ('{"variants": [{"run_dirs": {}}]}', "string 'name'"),
     ('{"variants": [{"name": "c", "run_dirs": {"zero": "/x"}}]}', "is not a seed"),
     ('{"variants": [{"name": "c"}], "seeds": "0,1"}', "'seeds' must be a list"),
@@ -119,6 +119,15 @@ def test_pipeline_record_errors_name_the_file(tmp_path: Path, text: Any, match: 
         PipelineRecord.from_json(f)
     assert str(f) in str(e.value) and "\n" not in str(e.value)
     assert isinstance(e.value, ValueError)  # callers catching ValueError still do
+
+
+def test_an_empty_pipeline_is_written_but_not_reported(tmp_path: Path) -> None:
+    """The driver writes pipeline.json before its first launch; only the report needs variants."""
+    from torchrec_side.report.inputs import collect
+
+    PipelineRecord.from_dict({"variants": [], "mode": "quick"}).write(tmp_path / "pipeline.json")
+    with pytest.raises(RecordError, match="no variants"):
+        collect(tmp_path)
 
 
 @pytest.mark.parametrize("change,match", [({"test": 3}, "'test' must be an object"),
@@ -135,7 +144,7 @@ def test_run_record_malformed_values(tmp_path: Path, change: Dict[str, Any], mat
 
 def test_records_import_nothing_heavy() -> None:
     """The trainer imports the records: neither torch nor matplotlib comes with them."""
-    code = ("import sys, torchrec_side.report.records; "
+    code = ("import sys, torchrec_side.records; "
             "print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

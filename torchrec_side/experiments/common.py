@@ -14,7 +14,6 @@ component only as ``<file>.py:<function>``, so the driver does not go through ``
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from torchrec_side.experiments.spec import MAIN_TUNING, Tuning, TuningSetting, Variant
+from torchrec_side.records import PipelineRecord, RecordError, RunRecord
 
 __all__ = ["Variant", "log", "train_overrides", "run_finished", "PlannedRun", "plan_run",
            "launch", "run_plan",
@@ -61,10 +61,10 @@ def run_finished(path: Path, epochs: int) -> bool:
     if not m.is_file():
         return False
     try:
-        d = json.loads(m.read_text())
-    except json.JSONDecodeError:
+        rec = RunRecord.from_json(m)
+    except RecordError:  # unreadable: not finished, it runs again
         return False
-    return bool(d.get("stopped_early")) or abs(float(d.get("epochs", -1)) - epochs) < 1e-6
+    return bool(rec.stopped_early) or abs(float(rec.epochs if rec.epochs is not None else -1) - epochs) < 1e-6
 
 
 @dataclass(frozen=True)
@@ -266,8 +266,6 @@ def train_all(record: Dict[str, Any], out: Path, variants: Sequence[Variant], co
     they stay paired with control); ``variant_overrides`` adds a variant's own overrides (the
     setting tuning chose). ``record`` is saved to ``<out>/pipeline.json`` as the launch ends.
     """
-    from torchrec_side.io import write_json
-
     runs: List[PlannedRun] = []
     for v in variants:
         vs = list((variant_seeds or {}).get(v.name, seeds))
@@ -277,9 +275,15 @@ def train_all(record: Dict[str, Any], out: Path, variants: Sequence[Variant], co
                                    "role": v.role, "seeds": vs, "description": v.description,
                                    "run_dirs": {str(r.key): str(r.run_dir) for r in mine}})
         runs += mine
-    write_json(out / "pipeline.json", record)
+    write_pipeline(out, record)
     _train_phase(record, runs, max_epochs, out / "logs" / "train", nproc, label, "train")
-    write_json(out / "pipeline.json", record)
+    write_pipeline(out, record)
+
+
+def write_pipeline(out: Path, record: Mapping[str, Any]) -> None:
+    """``<out>/pipeline.json``, through its typed record (:class:`~torchrec_side.records.PipelineRecord`:
+    a record the report could not read is refused here, not when the report runs)."""
+    PipelineRecord.from_dict(dict(record), source=out / "pipeline.json").write(out / "pipeline.json")
 
 
 def write_item_counts(out: Path, store: Any) -> Path:
@@ -306,10 +310,12 @@ def write_item_counts(out: Path, store: Any) -> Path:
 
 def _validation_of(run: Path) -> Dict[str, Any]:
     """What the chooser may read of a finished tuning run: its validation results only."""
-    m = json.loads((run / "metrics.json").read_text())
-    hist = [{"epoch": h.get("epoch"), "ne": h.get("ne")} for h in m.get("val_history") or []]
-    return {"val_ne": float(m["val"]["ne"]), "best_epoch": m.get("best_epoch"), "val_history": hist,
-            "stopped_early": bool(m.get("stopped_early")), "epochs": m.get("epochs")}
+    m = RunRecord.from_json(run / "metrics.json")
+    if m.val is None or m.val.ne is None:
+        raise RecordError(f"{run / 'metrics.json'}: no validation NE")
+    hist = [{"epoch": h.get("epoch"), "ne": h.get("ne")} for h in m.val_history or ()]
+    return {"val_ne": float(m.val.ne), "best_epoch": m.best_epoch, "val_history": hist,
+            "stopped_early": bool(m.stopped_early), "epochs": m.epochs}
 
 
 def choose_setting(results: Mapping[str, Mapping[str, Any]], order: Sequence[str]) -> str:
@@ -350,8 +356,6 @@ def tune_and_train(record: Dict[str, Any], out: Path, variants: Sequence[Variant
         label (str): log prefix.
         variant_seeds (Optional[Mapping[str, Sequence[int]]]): per-variant seeds (as in :func:`train_all`).
     """
-    from torchrec_side.io import write_json
-
     tune_rec: Dict[str, Any] = record.setdefault("tuning", {})
     tune_rec["seed"] = tuning.seed
     tune_rec["settings"] = {t.name: list(t.overrides) for t in tuning.settings}
@@ -370,7 +374,7 @@ def tune_and_train(record: Dict[str, Any], out: Path, variants: Sequence[Variant
         for r in runs[v.name]:
             if run_finished(r.run_dir, max_epochs):
                 tune_rec["variants"].setdefault(v.name, {"settings": {}})["settings"][r.key] = _validation_of(r.run_dir)
-    write_json(out / "pipeline.json", record)
+    write_pipeline(out, record)
     order = [t.name for t in tuning.settings]
     tuned: List[Variant] = []
     for v in variants:
@@ -384,14 +388,14 @@ def tune_and_train(record: Dict[str, Any], out: Path, variants: Sequence[Variant
         scores = ", ".join(f"{n} {float(r['val_ne']):.5f}" for n, r in res.items())
         log(f"{label}{v.name}: tuned on validation -> {chosen} (val NE {scores})")
         tuned.append(v)
-    write_json(out / "pipeline.json", record)
+    write_pipeline(out, record)
     train_all(record, out, tuned, configs, seeds, overrides, max_epochs, nproc, label=label,
               variant_seeds=variant_seeds,
               variant_overrides={v.name: tuning.get(tune_rec["variants"][v.name]["chosen"]).overrides for v in tuned})
     for e in record["variants"]:
         chosen = tune_rec["variants"][e["name"]]["chosen"]
         e["tuned"] = {"setting": chosen, "overrides": list(tuning.get(chosen).overrides)}
-    write_json(out / "pipeline.json", record)
+    write_pipeline(out, record)
 
 
 def train_variants(record: Dict[str, Any], out: Path, variants: Sequence[Variant], configs: Mapping[str, Path],

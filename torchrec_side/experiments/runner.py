@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from torchrec_side.experiments.common import check_variants, log, train_overrides, train_variants, write_item_counts
+from torchrec_side.experiments.common import (check_variants, log, train_overrides, train_variants, write_item_counts,
+                                              write_pipeline)
 from torchrec_side.experiments.spec import Variant, WorldSpec
 
 __all__ = ["CONTEXT_KEYS", "placeholders", "fill_config", "variant_context", "run_world"]
@@ -76,8 +77,7 @@ def fill_config(variant: Variant, context: Mapping[str, Any], dst: Path) -> Path
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from torchrec_side.config import ConfigError, parse_overrides
-    from torchrec_side.config import resolve_config
+    from torchrec_side.config import ConfigError, parse_overrides, resolve_config
     from torchrec_side.io import write_text
 
     where = f"config {variant.config} (variant {variant.name})"
@@ -137,7 +137,6 @@ def run_world(spec: WorldSpec, out: Path, variants: Optional[Sequence[str]] = No
         rec = run_world(sim.world_spec(BUDGETS["tiny"]), Path("runs/demo/sim_tiny"))
     """
     from torchrec_side.data.store import prepare_store
-    from torchrec_side.io import write_json
     from torchrec_side.train.config import load_train_config
 
     t0 = time.time()
@@ -177,7 +176,7 @@ def run_world(spec: WorldSpec, out: Path, variants: Optional[Sequence[str]] = No
                    b.max_epochs, nproc, b.tuning, label=spec.label, variant_seeds=per_variant)
     record["train_seconds"] = round(time.time() - t0 - t_prep, 1)
     record["total_seconds"] = round(time.time() - t0, 1)
-    write_json(out / "pipeline.json", record)
+    write_pipeline(out, record)
     log(f"{spec.name}: training done in {record['train_seconds']}s (total {record['total_seconds']}s)")
     if report:
         from torchrec_side.report import write_report

@@ -1,7 +1,7 @@
 # pyre-strict
 """``torchrec-side report RUN``: the benchmark report of one world's demo folder.
 
-The package: :mod:`~torchrec_side.report.records` (typed ``metrics.json``, ``pipeline.json`` and
+The package: :mod:`~torchrec_side.records` (typed ``metrics.json``, ``pipeline.json`` and
 ``train_throughput.json``, written by the trainer and the driver), :mod:`~torchrec_side.report.inputs`
 (the read step), :mod:`~torchrec_side.report.analysis` (:func:`analyse` -> a typed :class:`Analysis`),
 :mod:`~torchrec_side.report.targets` (docs/design.md section 8 targets as data, one judging rule),
@@ -69,7 +69,7 @@ from torchrec_side.report.analysis import (ABLATION_COLUMNS, ABLATION_CONTRASTS,
                                            side_vs_traditional, summarize, world_kind)
 from torchrec_side.report.cli import build, report_main, write_report
 from torchrec_side.report.inputs import ITEM_COUNTS_FILE, ReportInputs, collect
-from torchrec_side.report.records import PipelineRecord, RecordError, RunRecord, ThroughputRecord
+from torchrec_side.records import PipelineRecord, RecordError, RunRecord, ThroughputRecord
 from torchrec_side.report.targets import TARGETS, Target, TargetLine
 
 __all__ = ["ReportConfig", "collect", "summarize", "side_vs_traditional", "analyse", "write_report", "build",

@@ -21,7 +21,7 @@ from torchrec_side.eval.stats import Estimate, RatioEstimate
 from torchrec_side.report import targets as _targets
 from torchrec_side.report._format import interval, num
 from torchrec_side.report.inputs import LinkedReport, ReportInputs
-from torchrec_side.report.records import PipelineRecord, RecordError, RunRecord, TunedSetting, WorldInfo
+from torchrec_side.records import PipelineRecord, RecordError, RunRecord, TunedSetting, WorldInfo
 from torchrec_side.report.targets import TargetLine
 
 __all__ = ["ReportConfig", "VariantRow", "SeedRatio", "BootRatio", "Ceiling", "AblationCell", "AblationContrast",

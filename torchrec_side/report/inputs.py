@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-from torchrec_side.report.records import PipelineRecord, RunRecord, ThroughputRecord
+from torchrec_side.records import PipelineRecord, RecordError, RunRecord, ThroughputRecord
 
 __all__ = ["ITEM_COUNTS_FILE", "THROUGHPUT_FILE", "LinkedReport", "ReportInputs", "collect", "read_linked"]
 
@@ -106,6 +106,9 @@ def collect(run: Path, control_world: Optional[str] = None) -> ReportInputs:
     """
     run = Path(run)
     rec = PipelineRecord.from_json(run / "pipeline.json")
+    if not rec.variants:  # the driver writes it before its first launch: nothing to report yet
+        raise RecordError(f"{run / 'pipeline.json'}: no variants; expected a non-empty 'variants' list of "
+                          "{'name': str, 'run_dirs': {seed: folder}} (what `torchrec-side demo` writes)")
     runs: Dict[str, Dict[int, RunRecord]] = {}
     dirs: Dict[str, Dict[int, Path]] = {}
     for v in rec.variants:

@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from torchrec_side.config import config_to_dict
 from torchrec_side.data.store import ExampleStore
-from torchrec_side.io import write_json
+from torchrec_side.records import RunRecord
 from torchrec_side.train.dist import DistEnv
 from torchrec_side.train.loop import Collected, Loop, TrainingDivergedError, TrainState, _Stepper
 from torchrec_side.train.model import BuiltModel
@@ -140,5 +140,5 @@ def write_results(run_dir: Path, env: DistEnv, store: ExampleStore, scores: Scor
         p = write_predictions(run_dir / PREDICTIONS_FILE, example_columns(store, "test"), *scores.predictions)
         metrics["predictions"] = p.name
         logger.info("wrote %s (%d rows, best epoch %s)", p, scores.predictions[0].size, scores.best["epoch"])
-    write_json(run_dir / "metrics.json", metrics)  # last: its presence means the run finished
+    RunRecord.from_dict(metrics, source="metrics").write(run_dir / "metrics.json")  # last: marks the run finished
     logger.info("wrote %s", run_dir / "metrics.json")

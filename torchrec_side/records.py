@@ -1,5 +1,5 @@
 # pyre-strict
-"""Typed records of the files the report reads: a run's ``metrics.json`` (written by the trainer),
+"""Typed records of the run files: a run's ``metrics.json`` (written by the trainer),
 the driver's ``pipeline.json`` and the benchmark's ``train_throughput.json``.
 
 Each record is a frozen dataclass with ``from_dict`` / ``from_json(path)`` (a missing, truncated
@@ -488,8 +488,8 @@ class PipelineRecord(_Record):
     @classmethod
     def _parse(cls, d: Dict[str, Any]) -> "PipelineRecord":
         variants = d.get("variants")
-        if not (isinstance(variants, list) and variants and all(isinstance(v, dict) for v in variants)):
-            raise _Bad("expected an object with a non-empty 'variants' list of {'name': str, 'run_dirs': "
+        if not (isinstance(variants, list) and all(isinstance(v, dict) for v in variants)):
+            raise _Bad("expected an object with a 'variants' list of {'name': str, 'run_dirs': "
                        "{seed: folder}} (what `torchrec-side demo` writes)")
         w = d.get("world")
         if w is not None and not isinstance(w, (dict, str)):
