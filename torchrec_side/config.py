@@ -68,6 +68,8 @@ __all__ = [
     "save_config",
     "parse_overrides",
     "check_finite",
+    "check_seed",
+    "MAX_SEED",
 ]
 
 T = TypeVar("T")
@@ -204,6 +206,16 @@ def check_finite(tree: Any, where: str, sources: Optional[Mapping[str, str]] = N
             f"invalid value for config key {key!r} ({src}): {value} is not a finite number; "
             f"float options must be finite (no nan / inf){more}"
         )
+
+
+#: Seeds are 32-bit: numpy's legacy generators, torch and the samplers all take them.
+MAX_SEED: int = 2**32 - 1
+
+
+def check_seed(value: int, key: str) -> None:
+    """Raises :class:`ConfigError` naming ``key`` unless ``0 <= value <= MAX_SEED``."""
+    if not 0 <= value <= MAX_SEED:
+        raise ConfigError(f"{key} must be in [0, {MAX_SEED}] (a 32-bit seed), got {value}")
 
 
 def _check_keys_exist(cfg: Any, keys: Sequence[str], schema: Any, where: Sequence[str]) -> None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from torchrec_side.config import ConfigError, load_config, parse_overrides
+from torchrec_side.config import ConfigError, load_config, MAX_SEED, parse_overrides
 
 __all__ = [
     "AdsWorldConfig",
@@ -352,6 +352,7 @@ class AdsWorldConfig:
         _check(self.size in SIZES, f"size is one of {sorted(SIZES)}", self.size)
         _check(self.preset in PRESETS, f"preset is one of {sorted(PRESETS)}", self.preset)
         _check(self.chunk_users >= 1, "chunk_users >= 1", self.chunk_users)
+        _check(0 <= self.seed <= MAX_SEED, f"0 <= seed <= {MAX_SEED} (a 32-bit seed)", self.seed)
         k = self.catalogue.attr_dim
         for name, sl in (("text_slice", self.content.text_slice), ("image_slice", self.content.image_slice)):
             _check(sl[1] <= k, f"content.{name} lies inside catalogue.attr_dim={k}", sl)

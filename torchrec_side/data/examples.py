@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple
 
-from torchrec_side.config import ConfigError
+from torchrec_side.config import check_seed, ConfigError
 
 __all__ = ["DENSE_FEATURES", "ID_FEATURES", "STORE_FORMAT_VERSION", "DATASETS", "ExamplesConfig"]
 
@@ -32,6 +32,11 @@ ID_FEATURES: Tuple[str, ...] = ("user_id", "item_id")
 STORE_FORMAT_VERSION: int = 2
 #: Datasets :class:`ExamplesConfig` knows.
 DATASETS: Tuple[str, ...] = ("ml100k", "synthetic", "adsworld")
+
+
+#: Largest synthetic catalogue / user count and event count (:class:`ExamplesConfig`).
+MAX_SYNTHETIC_ROWS: int = 10**7
+MAX_SYNTHETIC_EVENTS: int = 10**8
 
 
 @dataclass
@@ -97,6 +102,12 @@ class ExamplesConfig:
             raise ConfigError("data.max_events must be >= 0 and data.row_group_size >= 1")
         if min(self.synthetic_users, self.synthetic_items, self.synthetic_events) < 1:
             raise ConfigError("data.synthetic_users/items/events must be >= 1")
+        # synthetic data is for tests and examples: caps keep a typo from allocating terabytes
+        if max(self.synthetic_users, self.synthetic_items) > MAX_SYNTHETIC_ROWS or self.synthetic_events > MAX_SYNTHETIC_EVENTS:
+            raise ConfigError(f"data.synthetic_users/items must be <= {MAX_SYNTHETIC_ROWS:,} and data.synthetic_events "
+                              f"<= {MAX_SYNTHETIC_EVENTS:,}, got {self.synthetic_users:,} / {self.synthetic_items:,} / "
+                              f"{self.synthetic_events:,}")
+        check_seed(self.synthetic_seed, "data.synthetic_seed")
         if self.compression.lower() not in ("zstd", "snappy", "gzip", "lz4", "brotli", "none"):
             raise ConfigError(f"data.compression {self.compression!r} is not a Parquet codec")
 

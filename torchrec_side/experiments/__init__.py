@@ -86,8 +86,10 @@ def parse_demo_args(argv: List[str]) -> argparse.Namespace:
             args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
         except ValueError:
             p.error(f"--seeds {args.seeds!r}: expected comma-separated integers, e.g. 0,1,2")
-        if not args.seeds or any(s < 0 for s in args.seeds):
-            p.error(f"--seeds {args.seeds!r}: need at least one seed, each >= 0")
+        from torchrec_side.config import MAX_SEED
+
+        if not args.seeds or any(not 0 <= s <= MAX_SEED for s in args.seeds):
+            p.error(f"--seeds {args.seeds!r}: need at least one seed, each >= 0 and <= {MAX_SEED}")
     if args.variants is not None:
         args.variants = [v for v in args.variants.split(",") if v]
     if not args.out:

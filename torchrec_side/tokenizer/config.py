@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass, field
 from typing import List, Optional
 
+from torchrec_side.config import check_seed
+
 __all__ = [
     "NORMALIZATIONS",
     "RECON_LOSSES",
@@ -327,6 +329,7 @@ class TrainConfig:
             raise ValueError(f"train.device: {self.device!r} is not one of {list(DEVICES)} or 'cuda:N'")
         if self.num_threads < 0:
             raise ValueError(f"train.num_threads must be >= 0, got {self.num_threads}")
+        check_seed(self.seed, "train.seed")
 
 
 @dataclass
@@ -376,6 +379,10 @@ class DataConfig:
             raise ValueError(f"data.train_fraction must be in (0, 1), got {self.train_fraction}")
         if self.cf_dim < 1 or self.synthetic_items < 2 or self.synthetic_clusters < 1:
             raise ValueError("data: need cf_dim >= 1, synthetic_items >= 2, synthetic_clusters >= 1")
+        if self.synthetic_items > 10**7:  # tests and examples only: a typo must not allocate terabytes
+            raise ValueError(f"data.synthetic_items must be <= 10,000,000, got {self.synthetic_items:,}")
+        check_seed(self.cf_seed, "data.cf_seed")
+        check_seed(self.synthetic_seed, "data.synthetic_seed")
 
 
 @dataclass

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple, Union
 
-from torchrec_side.config import config_to_dict, ConfigError, load_config
+from torchrec_side.config import check_seed, config_to_dict, ConfigError, load_config
 from torchrec_side.data.examples import ExamplesConfig
 from torchrec_side.models.builder import ModelConfig
 
@@ -212,6 +212,7 @@ class TrainJobConfig:
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name:
             raise ConfigError(f"name must be a non-empty folder name, got {self.name!r}")
+        check_seed(self.seed, "seed")
 
     def run_path(self) -> Path:
         """The run folder."""
