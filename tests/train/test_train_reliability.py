@@ -143,6 +143,21 @@ def test_non_finite_loss_stops_without_metrics(tmp_path: Path, capsys: pytest.Ca
         run_training(load_train_config(job, ["resume=false"]))
 
 
+def test_a_run_never_writes_into_a_folder_it_did_not_create(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    mine = tmp_path / "mine"
+    (mine / "checkpoints").mkdir(parents=True)
+    (mine / "checkpoints" / "notes.txt").write_text("keep")
+    job = _write(tmp_path, _synthetic(tmp_path))
+    assert train_main(["--config", str(job), f"run_dir={mine}", "resume=false"]) == 2
+    assert "no config.yaml, so it is not a run folder" in capsys.readouterr().err
+    assert (mine / "checkpoints" / "notes.txt").read_text() == "keep"
+    assert sorted(q.name for q in mine.iterdir()) == ["checkpoints"]  # no lock, logs or config written
+    (tmp_path / "afile").write_text("x")
+    assert train_main(["--config", str(job), f"output_dir={tmp_path / 'afile'}"]) == 2
+    assert "exists and is not a folder" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------------------------------------
 # artifacts are checked before the example store is written
 

@@ -39,12 +39,14 @@ from torchrec_side.models.history import HistoryContext, HistoryFeature, make_hi
 from torchrec_side.train.checkpoint import CheckpointManager
 from torchrec_side.train.config import TrainJobConfig
 from torchrec_side.train.dist import broadcast_object, DistEnv, run_on_rank0
+from torchrec_side.train.lock import LOCK_FILE
 from torchrec_side.train.predictions import PREDICTIONS_FILE
 
 __all__ = [
     "INPUTS_FILE",
     "RunData",
     "check_embedding_optimizer",
+    "check_run_folder",
     "check_resume",
     "check_run_inputs",
     "feature_keys",
@@ -141,6 +143,25 @@ def history_context_before_data(cfg: TrainJobConfig) -> Optional[HistoryContext]
 
 def _features(cfg: TrainJobConfig, ctx: HistoryContext) -> List[HistoryFeature]:
     return [make_history_feature(h, ctx, i) for i, h in enumerate(cfg.model.history)]
+
+
+def check_run_folder(run_dir: Path) -> None:
+    """A run writes only into a new or empty folder, or one a run wrote (``config.yaml``; or only
+    the lock and logs of a start that failed its checks): it deletes and overwrites files there,
+    so a user's folder given as ``run_dir`` / ``output_dir`` is refused before anything is written.
+
+    Raises:
+        ConfigError: naming the folder and what it holds.
+    """
+    blocker = next((q for q in (run_dir, *run_dir.parents) if q.exists() and not q.is_dir()), None)
+    if blocker is not None:
+        raise ConfigError(f"run folder {run_dir}: {blocker} exists and is not a folder (check output_dir / run_dir)")
+    if not run_dir.is_dir() or (run_dir / "config.yaml").is_file():
+        return
+    foreign = sorted(q.name for q in run_dir.iterdir() if q.name not in (LOCK_FILE, "logs"))
+    if foreign:
+        raise ConfigError(f"run folder {run_dir}: holds {foreign[:5]} but no config.yaml, so it is not a run folder; "
+                          "refusing to write into it (choose another output_dir / run_dir)")
 
 
 def start_checks(cfg: TrainJobConfig, env: DistEnv, run_dir: Path, ckpt: CheckpointManager

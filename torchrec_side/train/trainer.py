@@ -73,6 +73,7 @@ from torchrec_side.train.loop import _Stepper, Loop, TrainingDivergedError, Trai
 from torchrec_side.train.model import build_model, build_sharded_model, init_embedding_tables
 from torchrec_side.train.scoring import run_metrics, score_best_epoch, write_results
 from torchrec_side.train.setup import (
+    check_run_folder,
     check_run_inputs,
     feature_keys,
     INPUTS_FILE,
@@ -150,8 +151,9 @@ def run_training(cfg: TrainJobConfig) -> Dict[str, Any]:
     try:
         run_dir = cfg.run_path()
         lock = RunLock(run_dir, purpose=f"torchrec-side train {cfg.name} seed {cfg.seed}")
-        # rank 0 creates the folder and takes its lock before anything is written into it (collective)
-        run_on_rank0(lambda: (lock.acquire(), None)[1])
+        # rank 0 checks the folder is a run's, creates it and takes its lock before anything is
+        # written into it (collective)
+        run_on_rank0(lambda: (check_run_folder(run_dir), lock.acquire(), None)[2])
         threads = torch.get_num_threads()
         try:
             with _logging(run_dir, env):
