@@ -14,7 +14,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Tuple, Union
+from typing import Any, Callable, Collection, Dict, Iterator, List, Mapping, Tuple, Union
 
 import torch
 
@@ -193,6 +193,28 @@ def check_replaceable(path: PathLike, marker: str) -> None:
     if not (target / marker).is_file() and any(target.iterdir()):
         raise ArtifactError(f"{target}: a folder that is not one this command writes (no {marker}); refusing to "
                             "replace it: remove it yourself or choose another path")
+
+
+def check_own_folder(path: PathLike, own: Collection[str], what: str) -> None:
+    """Raises :class:`ArtifactError` unless ``path`` is free, or a folder holding nothing but
+    entries named in ``own`` (what this command writes there) and this module's temporary
+    entries; a command that writes several files into a folder calls it before any work, so a
+    user's folder is never written into.
+
+    Example::
+
+        check_own_folder("runs/tokenize/fused", {"config.yaml", "tokenizer", "stats.json"}, "tokenizer run folder")
+    """
+    target = Path(path)
+    blocker = next((q for q in (target, *target.parents) if os.path.lexists(q) and not q.is_dir()), None)
+    if blocker is not None:
+        raise ArtifactError(f"{target}: {blocker} exists and is not a folder (choose another path)")
+    if not target.is_dir():
+        return
+    foreign = sorted(q.name for q in target.iterdir() if q.name not in own and not q.name.startswith("."))
+    if foreign:
+        raise ArtifactError(f"{target}: holds {foreign[:5]}, which a {what} does not write; refusing to write into it "
+                            "(remove them yourself or choose another path)")
 
 
 #: Parquet schema-metadata key naming what kind of torchrec-side file it is (``scores``,

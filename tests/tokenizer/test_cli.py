@@ -53,6 +53,17 @@ def test_tokenize_writes_run_folder(config_file: Path, tmp_path: Path, capsys: p
     assert torch.equal(tok.tokenize(items).sids, table.sids)
     assert table.tokenizer_fingerprint == tok.fingerprint == stats["tokenizer_fingerprint"]
     assert "seed: 3" in (run / "config.yaml").read_text()
+    assert tokenize_main(["--config", str(config_file), "train.seed=4", "name=smoke3"]) == 0  # its own folder again
+
+
+def test_tokenize_never_writes_into_a_folder_it_did_not_create(config_file: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    mine = tmp_path / "runs" / "mine"
+    mine.mkdir(parents=True)
+    (mine / "notes.txt").write_text("keep")
+    assert tokenize_main(["--config", str(config_file), "name=mine"]) == 2
+    assert "holds ['notes.txt']" in capsys.readouterr().err
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]  # no config.yaml or log written
 
 
 def test_config_errors_exit_2(config_file: Path, capsys: pytest.CaptureFixture[str]) -> None:

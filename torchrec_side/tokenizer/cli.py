@@ -26,10 +26,15 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from torchrec_side.config import ConfigError, config_to_yaml, load_config, save_config
-from torchrec_side.io import write_json
+from torchrec_side.errors import TorchRecSideError
+from torchrec_side.io import check_own_folder, write_json
 from torchrec_side.tokenizer.config import TokenizeJobConfig
 
 __all__ = ["tokenize_main", "run_tokenize"]
+
+
+#: What a tokenizer run folder holds: nothing else may sit in a folder ``tokenize`` writes into.
+RUN_FILES = frozenset({"config.yaml", "train_log.jsonl", "tokenizer", "sid_table.parquet", "stats.json"})
 
 
 def run_tokenize(job: TokenizeJobConfig, echo: bool = True) -> Dict[str, Any]:
@@ -48,6 +53,7 @@ def run_tokenize(job: TokenizeJobConfig, echo: bool = True) -> Dict[str, Any]:
     from torchrec_side.tokenizer.trainer import train_tokenizer
 
     run_dir = Path(job.output_dir) / job.name
+    check_own_folder(run_dir, RUN_FILES, "tokenizer run")
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(job, run_dir / "config.yaml")
     t0 = time.time()
@@ -123,6 +129,9 @@ def tokenize_main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("torchrec-side tokenize: interrupted; the previous artifact (if any) is unchanged", file=sys.stderr)
         return 130
+    except TorchRecSideError as e:  # bad input: a folder it may not write into, a bad artifact
+        print(f"torchrec-side tokenize: {e}", file=sys.stderr)
+        return 2
     except (ValueError, KeyError, FileNotFoundError, RuntimeError) as e:
         print(f"torchrec-side tokenize: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
