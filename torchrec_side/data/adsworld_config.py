@@ -360,7 +360,7 @@ class AdsWorldConfig:
 
 def _check(ok: bool, rule: str, value: object) -> None:
     if not ok:
-        raise ValueError(f"adsworld config: expected {rule}, got {value!r}")
+        raise ConfigError(f"adsworld config: expected {rule}, got {value!r}")
 
 
 #: Size presets, merged over the dataclass defaults (which are the quick world).

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
 
+from torchrec_side.config import ConfigError
+
 __all__ = ["Variant", "TuningSetting", "Tuning", "MAIN_TUNING", "Artifact", "Budget", "WorldInfo",
            "WorldSource", "WorldSpec"]
 
@@ -74,7 +76,7 @@ class TuningSetting:
 
     def __post_init__(self) -> None:
         if not self.name or not all(c.isalnum() or c in "_-" for c in self.name):
-            raise ValueError(f"TuningSetting.name must be letters, digits, '_' or '-', got {self.name!r}")
+            raise ConfigError(f"TuningSetting.name must be letters, digits, '_' or '-', got {self.name!r}")
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ class Tuning:
     def __post_init__(self) -> None:
         names = [t.name for t in self.settings]
         if not names or len(set(names)) != len(names):
-            raise ValueError(f"Tuning.settings must be non-empty with unique names, got {names}")
+            raise ConfigError(f"Tuning.settings must be non-empty with unique names, got {names}")
 
     def get(self, name: str) -> TuningSetting:
         for t in self.settings:
@@ -155,9 +157,9 @@ class Artifact:
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.isidentifier():
-            raise ValueError(f"Artifact.name must be an identifier (a config key), got {self.name!r}")
+            raise ConfigError(f"Artifact.name must be an identifier (a config key), got {self.name!r}")
         if not self.outputs or not all(k.isidentifier() for k in self.outputs):
-            raise ValueError(f"artifact {self.name!r}: outputs must name at least one file, keys identifiers")
+            raise ConfigError(f"artifact {self.name!r}: outputs must name at least one file, keys identifiers")
 
     def paths(self, out: Path) -> Dict[str, str]:
         """``{output: absolute path}`` under the world folder ``out`` (the ``${artifacts.<name>}`` context)."""
@@ -195,12 +197,12 @@ class Budget:
 
     def __post_init__(self) -> None:
         if not self.seeds or self.max_epochs < 1 or self.patience < 0:
-            raise ValueError("Budget: need seeds, max_epochs >= 1, patience >= 0")
+            raise ConfigError("Budget: need seeds, max_epochs >= 1, patience >= 0")
         if self.secondary_seeds is not None and not set(self.secondary_seeds) <= set(self.seeds):
-            raise ValueError(f"Budget.secondary_seeds {self.secondary_seeds} must be among seeds {self.seeds} "
+            raise ConfigError(f"Budget.secondary_seeds {self.secondary_seeds} must be among seeds {self.seeds} "
                              "(paired with control)")
         if self.mode not in ("full", "quick"):
-            raise ValueError(f"Budget.mode must be 'full' or 'quick', got {self.mode!r}")
+            raise ConfigError(f"Budget.mode must be 'full' or 'quick', got {self.mode!r}")
 
 
 @dataclass(frozen=True)
@@ -267,22 +269,22 @@ class WorldSpec:
         for what, seq in (("variant", names), ("artifact", arts)):
             dup = sorted({n for n in seq if seq.count(n) > 1})
             if dup:
-                raise ValueError(f"world {self.name}: {what} names repeat: {dup}")
+                raise ConfigError(f"world {self.name}: {what} names repeat: {dup}")
         if "control" not in names:
-            raise ValueError(f"world {self.name}: no control variant (NE gains are relative to it)")
+            raise ConfigError(f"world {self.name}: no control variant (NE gains are relative to it)")
         for v in self.variants:
             missing = [n for n in v.needs if n not in arts]
             if missing:
-                raise ValueError(f"world {self.name}: variant {v.name!r} needs artifact(s) {missing} the spec does "
+                raise ConfigError(f"world {self.name}: variant {v.name!r} needs artifact(s) {missing} the spec does "
                                  f"not declare (declared: {arts})")
         for i, a in enumerate(self.artifacts):
             early = [n for n in a.after if n not in arts[:i]]
             if early:
-                raise ValueError(f"world {self.name}: artifact {a.name!r} is built from {early}, not declared before it")
+                raise ConfigError(f"world {self.name}: artifact {a.name!r} is built from {early}, not declared before it")
         for what, seq in (("secondary", self.secondary), ("budget.default_variants", self.budget.default_variants or ())):
             bad = sorted(set(seq) - set(names))
             if bad:
-                raise ValueError(f"world {self.name}: {what} names unknown variants {bad}")
+                raise ConfigError(f"world {self.name}: {what} names unknown variants {bad}")
 
     def variant(self, name: str) -> Variant:
         for v in self.variants:
@@ -306,9 +308,9 @@ class WorldSpec:
         want = list(names or self.budget.default_variants or known)
         unknown = [n for n in want if n not in known]
         if unknown:
-            raise ValueError(f"--variants: unknown {self.title} variants {unknown}; known: {known}")
+            raise ConfigError(f"--variants: unknown {self.title} variants {unknown}; known: {known}")
         if "control" not in want:
-            raise ValueError("--variants: the control variant is needed (NE gains are relative to it)")
+            raise ConfigError("--variants: the control variant is needed (NE gains are relative to it)")
         return [v for v in self.variants if v.name in want]
 
     def needed(self, variants: Sequence[Variant]) -> List[Artifact]:

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from torchrec_side.config import ConfigError
 from torchrec_side.data.loader import DENSE_FEATURES, ExampleBatch, ID_FEATURES
 from torchrec_side.models.din import DINRanker
 from torchrec_side.models.dlrm import combine_pooled, DLRMRanker, id_embedding_bag_collection
@@ -67,33 +68,33 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.max_events < 0:
-            raise ValueError(f"model.max_events must be >= 0 (0: the whole window), got {self.max_events}")
+            raise ConfigError(f"model.max_events must be >= 0 (0: the whole window), got {self.max_events}")
         if self.max_events and self.arch != "din":
-            raise ValueError(f"model.max_events caps the attention of arch din; arch {self.arch!r} pools the "
+            raise ConfigError(f"model.max_events caps the attention of arch din; arch {self.arch!r} pools the "
                              f"whole window (set data.max_history instead)")
         if self.item_min_count < 0:
-            raise ValueError(f"model.item_min_count must be >= 0, got {self.item_min_count}")
+            raise ConfigError(f"model.item_min_count must be >= 0, got {self.item_min_count}")
         if self.item_min_count and "item_id" not in self.id_features:
-            raise ValueError("model.item_min_count admits target-item ids: model.id_features needs 'item_id'")
+            raise ConfigError("model.item_min_count admits target-item ids: model.id_features needs 'item_id'")
         if self.arch not in ARCHS:
-            raise ValueError(f"model.arch must be one of {ARCHS}, got {self.arch!r}")
+            raise ConfigError(f"model.arch must be one of {ARCHS}, got {self.arch!r}")
         if self.embedding_dim < 1:
-            raise ValueError(f"model.embedding_dim must be >= 1, got {self.embedding_dim}")
+            raise ConfigError(f"model.embedding_dim must be >= 1, got {self.embedding_dim}")
         bad = [f for f in self.id_features if f not in ID_FEATURES]
         if bad or not self.id_features:
-            raise ValueError(f"model.id_features must be a non-empty subset of {list(ID_FEATURES)}, got {self.id_features}")
+            raise ConfigError(f"model.id_features must be a non-empty subset of {list(ID_FEATURES)}, got {self.id_features}")
         if self.arch == "din" and "item_id" not in self.id_features:
-            raise ValueError("model.arch din attends with the target item: model.id_features needs 'item_id'")
+            raise ConfigError("model.arch din attends with the target item: model.id_features needs 'item_id'")
         if not self.dense_arch_layer_sizes or not self.over_arch_layer_sizes or self.over_arch_layer_sizes[-1] != 1:
-            raise ValueError("model.dense_arch_layer_sizes must be non-empty and model.over_arch_layer_sizes must end in 1")
+            raise ConfigError("model.dense_arch_layer_sizes must be non-empty and model.over_arch_layer_sizes must end in 1")
         if self.arch == "dlrm" and self.dense_arch_layer_sizes[-1] != self.embedding_dim:
-            raise ValueError(
+            raise ConfigError(
                 f"model.dense_arch_layer_sizes must end in embedding_dim={self.embedding_dim} for dlrm "
                 f"(got {self.dense_arch_layer_sizes})"
             )
         names = [h.name or h.column for h in self.history]
         if len(set(names)) != len(names):
-            raise ValueError(f"model.history: feature names must be unique, got {names} (set 'name')")
+            raise ConfigError(f"model.history: feature names must be unique, got {names} (set 'name')")
 
 
 class RankingModel(nn.Module):

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from torchrec_side.config import check_seed
+from torchrec_side.config import check_seed, ConfigError
 
 __all__ = [
     "NORMALIZATIONS",
@@ -38,7 +38,7 @@ DEVICES = ("auto", "cpu", "cuda")
 
 def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ValueError(f"{what}: {value!r} is not one of {list(choices)}")
+        raise ConfigError(f"{what}: {value!r} is not one of {list(choices)}")
 
 
 def _check_packable(layout: str, radices: List[int]) -> None:
@@ -62,7 +62,7 @@ def _check_packable(layout: str, radices: List[int]) -> None:
                 SIDCodec.mixed_radix(radices)
     except ValueError as e:
         bits = sum(math.log2(k) for k in radices)
-        raise ValueError(
+        raise ConfigError(
             f"codec={layout!r}: the bottleneck's {len(radices)} levels ({bits:.1f} bits) do not pack "
             f"into one int64 SID; use fewer levels or codes ({e})"
         ) from e
@@ -70,7 +70,7 @@ def _check_packable(layout: str, radices: List[int]) -> None:
 
 def _check_widths(what: str, widths: List[int]) -> None:
     if any(w < 1 for w in widths):
-        raise ValueError(f"{what}: layer widths must be >= 1, got {widths}")
+        raise ConfigError(f"{what}: layer widths must be >= 1, got {widths}")
 
 
 @dataclass
@@ -104,11 +104,11 @@ class CollectionConfig:
 
     def __post_init__(self) -> None:
         if not self.name:
-            raise ValueError("collection: name must be set")
+            raise ConfigError("collection: name must be set")
         _check_choice(f"collection {self.name!r}: normalize", self.normalize, NORMALIZATIONS)
         _check_choice(f"collection {self.name!r}: loss", self.loss, RECON_LOSSES)
         if self.dim < 0 or self.proj_dim < 1 or self.weight < 0:
-            raise ValueError(f"collection {self.name!r}: need dim >= 0, proj_dim >= 1, weight >= 0")
+            raise ConfigError(f"collection {self.name!r}: need dim >= 0, proj_dim >= 1, weight >= 0")
         _check_widths(f"collection {self.name!r}: decoder_hidden", self.decoder_hidden)
 
 
@@ -133,10 +133,10 @@ class TargetConfig:
 
     def __post_init__(self) -> None:
         if not self.name:
-            raise ValueError("target: name must be set")
+            raise ConfigError("target: name must be set")
         _check_choice(f"target {self.name!r}: kind", self.kind, TARGET_KINDS)
         if self.num_classes < 0 or self.weight < 0:
-            raise ValueError(f"target {self.name!r}: need num_classes >= 0 and weight >= 0")
+            raise ConfigError(f"target {self.name!r}: need num_classes >= 0 and weight >= 0")
         _check_widths(f"target {self.name!r}: hidden", self.hidden)
 
 
@@ -197,23 +197,23 @@ class BottleneckConfig:
     def __post_init__(self) -> None:
         _check_choice("bottleneck.kind", self.kind, BOTTLENECK_KINDS)
         if not self.radices and (self.num_levels < 1 or self.codes < 2):
-            raise ValueError(f"bottleneck: need num_levels >= 1 and codes >= 2, got {self.num_levels}, {self.codes}")
+            raise ConfigError(f"bottleneck: need num_levels >= 1 and codes >= 2, got {self.num_levels}, {self.codes}")
         if any(k < 2 for k in self.radices):
-            raise ValueError(f"bottleneck.radices: every level needs >= 2 codes, got {self.radices}")
+            raise ConfigError(f"bottleneck.radices: every level needs >= 2 codes, got {self.radices}")
         if self.width < 1 or any(m < 1 for m in self.widths):
-            raise ValueError("bottleneck: block widths must be >= 1")
+            raise ConfigError("bottleneck: block widths must be >= 1")
         if self.widths and self.kind == "rq":
-            raise ValueError("bottleneck.widths is for kind='dpca' (RQ levels span the whole latent)")
+            raise ConfigError("bottleneck.widths is for kind='dpca' (RQ levels span the whole latent)")
         if self.widths and len(self.widths) != len(self.level_radices()):
-            raise ValueError(
+            raise ConfigError(
                 f"bottleneck: {len(self.widths)} widths for {len(self.level_radices())} levels"
             )
         if not 0.0 <= self.ema_decay < 1.0 or not 0.0 <= self.usage_decay < 1.0:
-            raise ValueError("bottleneck: ema_decay and usage_decay must be in [0, 1)")
+            raise ConfigError("bottleneck: ema_decay and usage_decay must be in [0, 1)")
         if self.commitment < 0 or self.dead_threshold < 0 or self.restart_every < 1:
-            raise ValueError("bottleneck: need commitment >= 0, dead_threshold >= 0, restart_every >= 1")
+            raise ConfigError("bottleneck: need commitment >= 0, dead_threshold >= 0, restart_every >= 1")
         if self.init_samples < 1 or self.init_kmeans_iters < 0:
-            raise ValueError("bottleneck: need init_samples >= 1, init_kmeans_iters >= 0")
+            raise ConfigError("bottleneck: need init_samples >= 1, init_kmeans_iters >= 0")
 
     def level_radices(self) -> List[int]:
         """``[K_1, ..., K_L]``."""
@@ -226,7 +226,7 @@ class BottleneckConfig:
             return [latent_dim] * n
         ws = list(self.widths) if self.widths else [self.width] * n
         if max(ws) > latent_dim:
-            raise ValueError(f"bottleneck: block width {max(ws)} exceeds latent_dim={latent_dim}")
+            raise ConfigError(f"bottleneck: block width {max(ws)} exceeds latent_dim={latent_dim}")
         return ws
 
     @property
@@ -264,16 +264,16 @@ class FusionModelConfig:
 
     def __post_init__(self) -> None:
         if not self.collections:
-            raise ValueError("model.collections: at least one content collection is needed")
+            raise ConfigError("model.collections: at least one content collection is needed")
         names = [c.name for c in self.collections] + [t.name for t in self.targets]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
-            raise ValueError(f"model: collection / target names must be unique, repeated: {dup}")
+            raise ConfigError(f"model: collection / target names must be unique, repeated: {dup}")
         if self.latent_dim < 1:
-            raise ValueError(f"model.latent_dim must be >= 1, got {self.latent_dim}")
+            raise ConfigError(f"model.latent_dim must be >= 1, got {self.latent_dim}")
         _check_widths("model.encoder_hidden", self.encoder_hidden)
         if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.input_dropout < 1.0:
-            raise ValueError("model: dropout and input_dropout must be in [0, 1)")
+            raise ConfigError("model: dropout and input_dropout must be in [0, 1)")
         self.bottleneck.level_widths(self.latent_dim)  # checks m_l <= D
 
 
@@ -320,15 +320,15 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError("train: need epochs >= 1, batch_size >= 1, lr > 0")
+            raise ConfigError("train: need epochs >= 1, batch_size >= 1, lr > 0")
         if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f"train.val_fraction must be in [0, 1), got {self.val_fraction}")
+            raise ConfigError(f"train.val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.patience < 0 or self.grad_clip < 0 or self.weight_decay < 0 or self.warmup_epochs < 0:
-            raise ValueError("train: need patience, grad_clip, weight_decay, warmup_epochs >= 0")
+            raise ConfigError("train: need patience, grad_clip, weight_decay, warmup_epochs >= 0")
         if self.device not in DEVICES and not re.fullmatch(r"cuda:\d+", self.device):
-            raise ValueError(f"train.device: {self.device!r} is not one of {list(DEVICES)} or 'cuda:N'")
+            raise ConfigError(f"train.device: {self.device!r} is not one of {list(DEVICES)} or 'cuda:N'")
         if self.num_threads < 0:
-            raise ValueError(f"train.num_threads must be >= 0, got {self.num_threads}")
+            raise ConfigError(f"train.num_threads must be >= 0, got {self.num_threads}")
         check_seed(self.seed, "train.seed")
 
 
@@ -374,13 +374,13 @@ class DataConfig:
     def __post_init__(self) -> None:
         _check_choice("data.dataset", self.dataset, ("ml100k", "synthetic", "adsworld"))
         if self.dataset == "adsworld" and not self.world_dir:
-            raise ValueError("data.world_dir must name the simulated-world folder when data.dataset is 'adsworld'")
+            raise ConfigError("data.world_dir must name the simulated-world folder when data.dataset is 'adsworld'")
         if not 0.0 < self.train_fraction < 1.0:
-            raise ValueError(f"data.train_fraction must be in (0, 1), got {self.train_fraction}")
+            raise ConfigError(f"data.train_fraction must be in (0, 1), got {self.train_fraction}")
         if self.cf_dim < 1 or self.synthetic_items < 2 or self.synthetic_clusters < 1:
-            raise ValueError("data: need cf_dim >= 1, synthetic_items >= 2, synthetic_clusters >= 1")
+            raise ConfigError("data: need cf_dim >= 1, synthetic_items >= 2, synthetic_clusters >= 1")
         if self.synthetic_items > 10**7:  # tests and examples only: a typo must not allocate terabytes
-            raise ValueError(f"data.synthetic_items must be <= 10,000,000, got {self.synthetic_items:,}")
+            raise ConfigError(f"data.synthetic_items must be <= 10,000,000, got {self.synthetic_items:,}")
         check_seed(self.cf_seed, "data.cf_seed")
         check_seed(self.synthetic_seed, "data.synthetic_seed")
 
@@ -413,6 +413,6 @@ class TokenizeJobConfig:
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name:
-            raise ValueError(f"name must be a non-empty folder name, got {self.name!r}")
+            raise ConfigError(f"name must be a non-empty folder name, got {self.name!r}")
         _check_choice("codec", self.codec, ("auto", "byte_grouped", "mixed_radix"))
         _check_packable(self.codec, self.model.bottleneck.level_radices())
