@@ -153,3 +153,24 @@ def test_cli_turns_bad_input_errors_into_one_line(monkeypatch: "pytest.MonkeyPat
     monkeypatch.setattr(report, "report_main", lambda argv: 1 // 0)
     with pytest.raises(ZeroDivisionError):  # not bad input: a bug keeps its traceback
         main(["report", "x"])
+
+
+def test_a_missing_extra_names_its_pip_line(monkeypatch: "pytest.MonkeyPatch", tmp_path) -> None:
+    import sys
+
+    import pytest
+
+    from torchrec_side.errors import import_extra, MissingExtraError, require_extra, TorchRecSideError
+
+    with pytest.raises(MissingExtraError, match=r"the plots needs no_such_pkg_x, .*pip install 'torchrec-side\[report\]'"):
+        import_extra("no_such_pkg_x.pyplot", "report", "the plots")
+    with pytest.raises(TorchRecSideError):
+        require_extra("no_such_pkg_x", "data", "the encoder")
+    require_extra("numpy", "data", "x")  # installed: nothing raised, nothing imported beyond the spec
+    # an installed but broken package keeps its own error (not reported as a missing extra)
+    (tmp_path / "broken_pkg_x").mkdir()
+    (tmp_path / "broken_pkg_x" / "__init__.py").write_text("import no_such_dependency_y\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ImportError) as e:
+        import_extra("broken_pkg_x", "data", "x")
+    assert not isinstance(e.value, MissingExtraError) and "broken_pkg_x" not in sys.modules
