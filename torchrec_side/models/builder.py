@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 import numpy.typing as npt
@@ -65,6 +65,11 @@ class ModelConfig:
     max_events: int = 0
     history: List[HistoryFeatureConfig] = field(default_factory=list)
     item_min_count: int = 0
+
+    @property
+    def event_cap(self) -> Optional[int]:
+        """``max_events`` as the loaders and DIN take it: None for the whole window."""
+        return self.max_events or None
 
     def __post_init__(self) -> None:
         if self.max_events < 0:
@@ -190,7 +195,7 @@ def build_ranker(
                           else f.sequence(list(keys[f.name]))) for f in features}
     return DINRanker(ids, sequences, len(DENSE_FEATURES), list(cfg.dense_arch_layer_sizes),
                      list(cfg.attention_layer_sizes), list(cfg.over_arch_layer_sizes),
-                     targets={n: tk for n, tk in targets.items() if tk}, max_events=cfg.max_events or None)
+                     targets={n: tk for n, tk in targets.items() if tk}, max_events=cfg.event_cap)
 
 
 def count_parameters(model: nn.Module) -> Dict[str, Any]:

@@ -285,7 +285,7 @@ class RunData:
         t = cfg.train
         kw: Dict[str, Any] = dict(rank=env.rank, world_size=env.world_size, seed=cfg.seed,
                                   transform=self.transform, shuffle_row_groups=t.shuffle_row_groups,
-                                  item_rows=self.item_rows, max_history=cfg.model.max_events or None)
+                                  item_rows=self.item_rows, max_history=cfg.model.event_cap)
         return make_dataloader(self.store, "train", self.inputs, t.batch_size, shuffle=True,
                                num_workers=t.num_workers, pin_memory=env.device.type == "cuda", **kw)
 
@@ -295,7 +295,7 @@ class RunData:
         return make_dataloader(self.store, split, self.inputs, t.eval_batch_size, rank=env.rank,
                                world_size=env.world_size, shuffle=False, num_workers=t.num_workers,
                                transform=self.transform, pin_memory=env.device.type == "cuda",
-                               item_rows=self.item_rows, max_history=cfg.model.max_events or None)
+                               item_rows=self.item_rows, max_history=cfg.model.event_cap)
 
     def history(self, with_footprint: bool) -> List[Dict[str, Any]]:
         """Per feature, what ``metrics.json`` records: name, kind, column, KJT keys (and the
