@@ -38,3 +38,11 @@ def test_seeds_are_32_bit(loader: str, key: str) -> None:
 def test_synthetic_sizes_are_capped(loader: str, override: str) -> None:
     with pytest.raises(ConfigError, match="must be <="):
         LOADERS[loader]([override])
+
+
+def test_a_malformed_yaml_file_is_one_line_naming_it(tmp_path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [1, 2\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(TokenizeJobConfig, str(bad))
+    assert str(bad) in str(e.value) and "\n" not in str(e.value)

@@ -286,7 +286,8 @@ def load_config(
         try:
             file_cfg = OmegaConf.load(p)
         except Exception as e:  # yaml errors
-            raise ConfigError(f"cannot parse config file {p}: {e}") from e
+            detail = " ".join(str(e).split())  # YAML errors span lines; the CLI prints one
+            raise ConfigError(f"cannot parse config file {p}: {detail}") from e
         if not OmegaConf.is_dict(file_cfg):
             raise ConfigError(f"config file {p}: top level must be a mapping of keys to values")
         try:

@@ -128,6 +128,11 @@ def test_an_empty_pipeline_is_written_but_not_reported(tmp_path: Path) -> None:
     PipelineRecord.from_dict({"variants": [], "mode": "quick"}).write(tmp_path / "pipeline.json")
     with pytest.raises(RecordError, match="no variants"):
         collect(tmp_path)
+    # variants whose run folders hold no metrics.json (all failed, or a hand-written record)
+    PipelineRecord.from_dict({"variants": [{"name": "control", "run_dirs": {"0": str(tmp_path / "r0")}}]}).write(
+        tmp_path / "pipeline.json")
+    with pytest.raises(RecordError, match="none of its 1 variants has a finished run"):
+        collect(tmp_path)
 
 
 @pytest.mark.parametrize("change,match", [({"test": 3}, "'test' must be an object"),

@@ -156,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         argv (list[str] | None): unused; accepted for console-script symmetry.
 
     Returns:
-        int: process exit status (0 on success).
+        int: process exit status (0 on success, 2 for a ``$TORCHREC_SIDE_ML100K`` that does not
+        exist, 1 when the download fails).
     """
     del argv
     env = os.environ.get(ML100K_ENV, "").strip()
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         where = Path(env).expanduser()
         if not where.exists():
             print(f"MovieLens-100K: {ML100K_ENV}={where} does not exist", file=sys.stderr)
-            return 1
+            return 2
         print(f"MovieLens-100K: {where} (from ${ML100K_ENV}; nothing downloaded)")
         return 0
     try:

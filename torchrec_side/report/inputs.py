@@ -121,6 +121,9 @@ def collect(run: Path, control_world: Optional[str] = None) -> ReportInputs:
                 pd[s] = d
         runs[v.name] = per
         dirs[v.name] = pd
+    if not any(runs.values()):
+        raise RecordError(f"{run / 'pipeline.json'}: none of its {len(rec.variants)} variants has a finished run "
+                          "(a metrics.json in a run folder of 'run_dirs'): nothing to report")
     counts = run / ITEM_COUNTS_FILE
     tp = run / THROUGHPUT_FILE
     cw = control_world or rec.control_world
