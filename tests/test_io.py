@@ -185,3 +185,27 @@ def test_atomic_dir_replaces_only_its_own_kind(tmp_path: Path) -> None:
         with atomic_dir(empty, "manifest.json") as tmp:
             (tmp / "manifest.json").write_text("{}")
     assert (empty / "manifest.json").is_file()
+
+
+def test_a_cache_path_that_is_a_file_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(io.CACHE_ENV, str(tmp_path / "c"))
+    assert io.cache_dir() == tmp_path / "c"  # not created by the call
+    (tmp_path / "c").write_text("x")
+    with pytest.raises(io.ArtifactError, match=r"cache folder .*/c .* is a file, not a folder"):
+        io.cache_dir()
+
+
+def test_check_own_folder_refuses_foreign_entries_and_files_in_the_way(tmp_path: Path) -> None:
+    own = {"config.yaml", "stats.json"}
+    io.check_own_folder(tmp_path / "new" / "run", own, "run")  # free
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("")
+    (run / ".config.yaml.host-1.abc.tmp").write_text("")  # a temporary entry of an atomic write
+    io.check_own_folder(run, own, "run")
+    (run / "notes.txt").write_text("")
+    with pytest.raises(io.ArtifactError, match=r"holds \['notes.txt'\]"):
+        io.check_own_folder(run, own, "run")
+    (tmp_path / "f").write_text("")
+    with pytest.raises(io.ArtifactError, match="is not a folder"):
+        io.check_own_folder(tmp_path / "f" / "run", own, "run")

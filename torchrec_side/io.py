@@ -32,15 +32,19 @@ def cache_dir() -> Path:
     Returns:
         Path: ``$TORCHREC_SIDE_CACHE`` when set and non-empty, else ``~/.cache/torchrec_side``.
 
+    Raises:
+        ArtifactError: the path exists and is not a folder.
+
     Example::
 
         >>> cache_dir()  # doctest: +SKIP
         PosixPath('/root/.cache/torchrec_side')
     """
     env = os.environ.get(CACHE_ENV, "").strip()
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "torchrec_side"
+    path = Path(env).expanduser() if env else Path.home() / ".cache" / "torchrec_side"
+    if path.exists() and not path.is_dir():
+        raise ArtifactError(f"cache folder {path} ({CACHE_ENV} or ~/.cache/torchrec_side) is a file, not a folder")
+    return path
 
 
 class ArtifactError(TorchRecSideError, ValueError):
