@@ -99,4 +99,4 @@ def test_main_prints_one_line(
     assert fetch.main() == 0
     assert str(tmp_path) in capsys.readouterr().out
     monkeypatch.setenv(fetch.ML100K_ENV, str(tmp_path / "missing"))
-    assert fetch.main() == 1
+    assert fetch.main() == 2  # bad input, like every command
