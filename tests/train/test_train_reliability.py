@@ -283,7 +283,7 @@ def test_two_trainings_into_one_run_folder(tmp_path: Path, capsys: pytest.Captur
 
 
 def test_history_context_before_data_knows_the_sizes_without_writing(tmp_path: Path) -> None:
-    from torchrec_side.train.setup import history_context_before_data
+    from torchrec_side.train.run_setup import history_context_before_data
 
     syn = load_train_config(_write(tmp_path, _synthetic(tmp_path)))
     ctx = history_context_before_data(syn)

@@ -4,7 +4,7 @@ NE / AUC, atomic torch.distributed.checkpoint checkpoints with resume, and a run
 
 * :mod:`~torchrec_side.train.config`: :class:`TrainJobConfig` and its sections (YAML + overrides).
 * :mod:`~torchrec_side.train.trainer`: :func:`run_training`, the run from start to end, in pieces:
-  :mod:`~torchrec_side.train.setup` (start checks, example store and features, ``inputs.json``,
+  :mod:`~torchrec_side.train.run_setup` (start checks, example store and features, ``inputs.json``,
   the checkpoint to resume), :mod:`~torchrec_side.train.model` (the sharded model),
   :mod:`~torchrec_side.train.loop` (steps, validation, early stop, checkpoints) and
   :mod:`~torchrec_side.train.scoring` (the best epoch on test, ``metrics.json``).

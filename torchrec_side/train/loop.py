@@ -42,7 +42,7 @@ from torchrec_side.train.config import TrainJobConfig
 from torchrec_side.train.dist import DistEnv
 from torchrec_side.train.metrics import evaluate
 from torchrec_side.train.model import BuiltModel, params_digest
-from torchrec_side.train.setup import RunData
+from torchrec_side.train.run_setup import RunData
 
 __all__ = ["Loop", "TrainState", "TrainingDivergedError"]
 

@@ -26,7 +26,7 @@ from torchrec_side.config import ConfigError
 from torchrec_side.models.builder import build_ranker, count_parameters, RankingModel
 from torchrec_side.train.config import TrainJobConfig
 from torchrec_side.train.dist import DistEnv
-from torchrec_side.train.setup import check_embedding_optimizer, RunData
+from torchrec_side.train.run_setup import check_embedding_optimizer, RunData
 
 __all__ = ["BuiltModel", "build_model", "build_sharded_model", "init_embedding_tables", "params_digest"]
 

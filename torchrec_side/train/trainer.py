@@ -3,15 +3,15 @@
 
 One call of :func:`run_training` does, on every rank:
 
-1. **Start checks** (:func:`~torchrec_side.train.setup.start_checks`, before any data is written
+1. **Start checks** (:func:`~torchrec_side.train.run_setup.start_checks`, before any data is written
    or any step runs): the config is typed and validated (float options finite); rank 0 takes the
    run folder's lock (:class:`~torchrec_side.train.lock.RunLock`: a second run into the same
    folder fails naming the holder); every history feature checks its artifacts
-   (:func:`~torchrec_side.train.setup.history_context_before_data` gives them the store's sizes
+   (:func:`~torchrec_side.train.run_setup.history_context_before_data` gives them the store's sizes
    without writing it); the run folder, if it holds checkpoints, must come from a compatible
    config (same model, data, optimizers, seed, batch size and world size) or the run stops with a
    message.
-2. **Data** (:func:`~torchrec_side.train.setup.prepare_run_data`): rank 0 writes the example store
+2. **Data** (:func:`~torchrec_side.train.run_setup.prepare_run_data`): rank 0 writes the example store
    once (and every history column a feature needs from its item table); the other ranks wait and
    open it.
 3. **Model** (:func:`~torchrec_side.train.model.build_model`): the ranker of ``model`` (DLRM or the
@@ -27,7 +27,7 @@ One call of :func:`run_training` does, on every rank:
    end and at the end (:class:`~torchrec_side.train.checkpoint.CheckpointManager`:
    manifest-verified, the best epoch's pinned); a rerun of the same command resumes from the
    newest checkpoint that passes verification, at the exact batch (a damaged newer one is set
-   aside, logged; :func:`~torchrec_side.train.setup.resume_point`).
+   aside, logged; :func:`~torchrec_side.train.run_setup.resume_point`).
 5. **Evaluation** (:mod:`~torchrec_side.train.scoring`): the best validation epoch's model
    (reloaded from its checkpoint) is scored on test with NE and AUC (torchrec.metrics); rank 0
    writes ``predictions_test.parquet`` and then ``metrics.json`` (last: its presence means the run
@@ -72,7 +72,7 @@ from torchrec_side.train.lock import RunLock
 from torchrec_side.train.loop import _Stepper, Loop, TrainingDivergedError, TrainState
 from torchrec_side.train.model import build_model, build_sharded_model, init_embedding_tables
 from torchrec_side.train.scoring import run_metrics, score_best_epoch, write_results
-from torchrec_side.train.setup import (
+from torchrec_side.train.run_setup import (
     check_run_folder,
     check_run_inputs,
     feature_keys,
