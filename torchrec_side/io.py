@@ -14,7 +14,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Collection, Dict, Iterator, List, Mapping, Tuple, Union
+from typing import Any, Callable, Collection, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 import torch
 
@@ -199,6 +199,13 @@ def check_replaceable(path: PathLike, marker: str) -> None:
                             "replace it: remove it yourself or choose another path")
 
 
+def file_in_the_way(path: PathLike) -> Optional[Path]:
+    """The first of ``path`` and its parents that exists and is not a folder (a file or a link
+    where a folder must go), or None."""
+    target = Path(path)
+    return next((q for q in (target, *target.parents) if os.path.lexists(q) and not q.is_dir()), None)
+
+
 def check_own_folder(path: PathLike, own: Collection[str], what: str) -> None:
     """Raises :class:`ArtifactError` unless ``path`` is free, or a folder holding nothing but
     entries named in ``own`` (what this command writes there) and this module's temporary
@@ -210,7 +217,7 @@ def check_own_folder(path: PathLike, own: Collection[str], what: str) -> None:
         check_own_folder("runs/tokenize/fused", {"config.yaml", "tokenizer", "stats.json"}, "tokenizer run folder")
     """
     target = Path(path)
-    blocker = next((q for q in (target, *target.parents) if os.path.lexists(q) and not q.is_dir()), None)
+    blocker = file_in_the_way(target)
     if blocker is not None:
         raise ArtifactError(f"{target}: {blocker} exists and is not a folder (choose another path)")
     if not target.is_dir():

@@ -108,13 +108,9 @@ def run_demo(args: argparse.Namespace) -> Dict[str, Any]:
     if args.variants is not None:  # checked before any work (the control world runs first)
         from torchrec_side.experiments import ml100k as _ml, sim as _sim
 
-        known = [v.name for v in (_ml.VARIANTS if args.world == "ml100k" else _sim.VARIANTS)]
-        bad = [v for v in args.variants if v not in known]
-        if bad:
-            world = "MovieLens" if args.world == "ml100k" else "simulated-world"
-            raise ValueError(f"--variants: unknown {world} variants {bad}; known: {known}")
-        if "control" not in args.variants:
-            raise ValueError("--variants: the control variant is needed (NE gains are relative to it)")
+        spec = (_ml.world_spec(args.quick) if args.world == "ml100k"
+                else _sim.world_spec(BUDGETS["tiny" if args.quick else args.size]))
+        spec.select(args.variants)
     require_extra("torchx", "launch", "torchrec-side demo (it launches training with TorchX)")
     if args.world in ("ml100k", "all"):
         require_extra("sentence_transformers", "data", "MovieLens-100K's text embeddings")

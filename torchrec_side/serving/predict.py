@@ -26,7 +26,7 @@ import torch
 from torchrec_side.io import ArtifactError, atomic_path, check_file_replaceable, parquet_kind, PARQUET_KIND_KEY, PathLike
 from torchrec_side.serving.artifact import is_export_dir, read_spec
 from torchrec_side.serving.rebuild import choose_checkpoint, ServingError
-from torchrec_side.serving.requests import request_tensors, SCORE_COLUMN, write_requests_from_store
+from torchrec_side.serving.requests import REQUESTS_KIND, request_tensors, SCORE_COLUMN, write_requests_from_store
 
 __all__ = ["PredictResult", "resolve_export", "predict", "predict_from_store"]
 
@@ -224,7 +224,7 @@ def predict_from_store(
         raise ServingError(f"--from-store: unknown split {split!r}; expected one of {list(SPLITS)}")
     if requests_out is not None:
         _check_out(requests_out, out_parquet, overwrite)
-        check_file_replaceable(requests_out, "a request file", lambda f: parquet_kind(f) == "requests", overwrite,
+        check_file_replaceable(requests_out, "a request file", lambda f: parquet_kind(f) == REQUESTS_KIND, overwrite,
                                option="--input")
     export_dir = resolve_export(run_or_export_dir, checkpoint)
     spec = read_spec(export_dir)

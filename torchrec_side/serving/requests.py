@@ -45,7 +45,7 @@ from torchrec_side.io import atomic_path, PARQUET_KIND_KEY, PathLike
 from torchrec_side.serving.artifact import ServingSpec
 from torchrec_side.serving.rebuild import ServingError
 
-__all__ = ["REQUIRED_COLUMNS", "SCORE_COLUMN", "dense_from_num_prior", "request_tensors", "write_requests_from_store"]
+__all__ = ["REQUIRED_COLUMNS", "SCORE_COLUMN", "REQUESTS_KIND", "dense_from_num_prior", "request_tensors", "write_requests_from_store"]
 
 #: Columns every request file needs besides the model's history columns.
 REQUIRED_COLUMNS: Tuple[str, ...] = ("user_id", "item_id", "num_prior")
@@ -164,6 +164,10 @@ def request_tensors(table: Any, spec: ServingSpec, where: str = "requests") -> T
     return dense_from_num_prior(num_prior), values, lengths
 
 
+#: :data:`~torchrec_side.io.PARQUET_KIND_KEY` of the request files written from a store.
+REQUESTS_KIND: str = "requests"
+
+
 def write_requests_from_store(store: Any, split: str, spec: ServingSpec, out: PathLike) -> int:
     """Writes a split of an example store as a request file (atomically).
 
@@ -188,7 +192,7 @@ def write_requests_from_store(store: Any, split: str, spec: ServingSpec, out: Pa
         raise ServingError(f"store {store.path}: cannot read split {split!r}: {e}") from e
     keep = [c for c in ("user_id", "item_id", "num_prior", "label", "timestamp") if c in table.schema.names]
     table = table.select(keep + spec.history_columns)
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), PARQUET_KIND_KEY: b"requests"})
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), PARQUET_KIND_KEY: REQUESTS_KIND.encode()})
     with atomic_path(Path(out)) as tmp:
         pq.write_table(table, tmp)
     return int(table.num_rows)

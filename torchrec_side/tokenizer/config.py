@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from torchrec_side.config import check_seed, ConfigError
+from torchrec_side.data.examples import MAX_SYNTHETIC_ROWS
 
 __all__ = [
     "NORMALIZATIONS",
@@ -379,8 +380,8 @@ class DataConfig:
             raise ConfigError(f"data.train_fraction must be in (0, 1), got {self.train_fraction}")
         if self.cf_dim < 1 or self.synthetic_items < 2 or self.synthetic_clusters < 1:
             raise ConfigError("data: need cf_dim >= 1, synthetic_items >= 2, synthetic_clusters >= 1")
-        if self.synthetic_items > 10**7:  # tests and examples only: a typo must not allocate terabytes
-            raise ConfigError(f"data.synthetic_items must be <= 10,000,000, got {self.synthetic_items:,}")
+        if self.synthetic_items > MAX_SYNTHETIC_ROWS:  # tests and examples only: a typo must not allocate terabytes
+            raise ConfigError(f"data.synthetic_items must be <= {MAX_SYNTHETIC_ROWS:,}, got {self.synthetic_items:,}")
         check_seed(self.cf_seed, "data.cf_seed")
         check_seed(self.synthetic_seed, "data.synthetic_seed")
 

@@ -33,7 +33,7 @@ import numpy.typing as npt
 from torchrec_side.config import ConfigError, save_config
 from torchrec_side.data.loader import ExampleDataset, HistoryInput, make_dataloader
 from torchrec_side.data.store import ExampleStore, prepare_store, StoreError
-from torchrec_side.io import ArtifactError, write_json
+from torchrec_side.io import ArtifactError, file_in_the_way, write_json
 from torchrec_side.models.builder import admitted_item_rows
 from torchrec_side.models.history import HistoryContext, HistoryFeature, make_history_feature
 from torchrec_side.train.checkpoint import CheckpointManager
@@ -153,7 +153,7 @@ def check_run_folder(run_dir: Path) -> None:
     Raises:
         ConfigError: naming the folder and what it holds.
     """
-    blocker = next((q for q in (run_dir, *run_dir.parents) if q.exists() and not q.is_dir()), None)
+    blocker = file_in_the_way(run_dir)
     if blocker is not None:
         raise ConfigError(f"run folder {run_dir}: {blocker} exists and is not a folder (check output_dir / run_dir)")
     if not run_dir.is_dir() or (run_dir / "config.yaml").is_file():
